@@ -1,0 +1,3 @@
+from energyray.cli import main
+
+main()

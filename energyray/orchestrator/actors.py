@@ -1,0 +1,112 @@
+"""The classes that run inside Ray actors: a sampler host per device, a worker per group.
+
+Both are plain classes; `ray.remote(...)` wraps them in scheduler.py, never here on the
+class definition, so they stay testable without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Any
+
+import ray
+
+from energyray import env
+from energyray.samplers import make_device_sampler
+from energyray.trial import TrialRunner
+
+SAMPLER_CALL_TIMEOUT_S = 60.0
+
+
+class SamplerHost:
+    """Owns one device's sampler in its own process, beside the worker that uses the device."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.sampler: Any = None
+        self.bound: tuple[str, str | None] | None = None
+        self.error: str | None = None
+
+    def bind(self, kind: str, device: str | None) -> dict[str, Any]:
+        """(Re)bind to a device: kind "gpu" with its UUID, or "cpu". Returns describe()."""
+        if self.bound != (kind, device):
+            if self.sampler is not None:
+                self.sampler.close()
+            self.sampler, self.error = None, None
+            try:
+                self.sampler = make_device_sampler(kind, device, self.cfg)
+                if self.sampler is not None:
+                    self.sampler.start()
+            except Exception as e:  # a trial without energy is still a row, with the reason
+                self.error = f"{type(e).__name__}: {e}"
+            self.bound = (kind, device)
+        return self.describe()
+
+    def describe(self) -> dict[str, Any]:
+        if self.sampler is None:
+            return {"sampler": None, "error": self.error or "no sampler for this device"}
+        return self.sampler.describe()
+
+    def begin(self, label: str) -> int:
+        if self.sampler is None:
+            raise RuntimeError(self.error or "no sampler for this device")
+        return int(self.sampler.begin(label))
+
+    def end(self, label: str) -> dict[str, Any]:
+        if self.sampler is None:
+            raise RuntimeError(self.error or "no sampler for this device")
+        return asdict(self.sampler.end(label))
+
+    def close(self) -> None:
+        if self.sampler is not None:
+            self.sampler.close()
+
+
+class RemoteSampler:
+    """The Sampler protocol over a SamplerHost actor handle (blocking calls, with timeouts)."""
+
+    def __init__(self, handle: Any, info: dict[str, Any]) -> None:
+        self._h = handle
+        self._info = info
+
+    def begin(self, label: str) -> int:
+        return int(ray.get(self._h.begin.remote(label), timeout=SAMPLER_CALL_TIMEOUT_S))
+
+    def end(self, label: str) -> dict[str, Any]:
+        return dict(ray.get(self._h.end.remote(label), timeout=SAMPLER_CALL_TIMEOUT_S))
+
+    def describe(self) -> dict[str, Any]:
+        return self._info
+
+
+class WorkerHost:
+    """Loads one group's model on its device and runs that group's trials, one call each."""
+
+    def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str, seed: int) -> None:
+        gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None
+        self.kind = "gpu" if gpu_uuid else "cpu"
+        info = ray.get(sampler.bind.remote(self.kind, gpu_uuid), timeout=SAMPLER_CALL_TIMEOUT_S)
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.env = {**env.snapshot(), "ray_node_id": self.node_id}
+        remote = None if info.get("sampler") is None else RemoteSampler(sampler, info)
+        self.runner = TrialRunner(remote, generation, cache_dir, device=device, seed=seed,
+                                  node=self.env["hostname"], env=self.env)
+        if remote is None:
+            self.runner.sampler_info = info
+        self.system = {"node": self.env["hostname"], "ray_node_id": self.node_id, "kind": self.kind,
+                       "gpu_uuid": gpu_uuid, "pid": os.getpid(), **{k: v for k, v in info.items() if k != "error"},
+                       "sampler_error": info.get("error"), "cpu_model": self.env["cpu_model"],
+                       "cpu_count": self.env["cpu_count"], "cpu_affinity": self.env["cpu_affinity"]}
+
+    def describe(self) -> dict[str, Any]:
+        return self.system
+
+    def load(self, spec: Any, model: Any) -> dict[str, Any]:
+        return self.runner.load(spec, model)
+
+    def run(self, spec: Any, model: Any, config: dict[str, Any]) -> Any:
+        return self.runner.run(spec, model, config)
+
+    def unload(self) -> None:
+        self.runner.unload()

@@ -1,0 +1,34 @@
+"""Lazy name → ``"module:Class"`` registry for the extension points (backends, samplers).
+
+Nothing is imported until a name is used, so ``import energyray`` pulls in neither torch
+nor vllm nor ray. One mapping per extension point is the single source of truth.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+from energyray.errors import ConfigError
+
+BACKENDS: dict[str, str] = {
+    "transformers": "energyray.backends.transformers:TransformersBackend",
+    "fake": "energyray.backends.fake:FakeBackend",
+}
+
+SAMPLERS: dict[str, str] = {
+    "nvml": "energyray.samplers.nvml:NvmlSampler",
+    "rapl": "energyray.samplers.rapl:RaplSampler",
+    "codecarbon": "energyray.samplers.codecarbon:CodeCarbonSampler",
+}
+
+
+def resolve(kind: str, table: dict[str, str], name: str) -> Any:
+    """Import and return the class registered as `name`; a typo gets "did you mean"."""
+    if name not in table:
+        close = difflib.get_close_matches(name, table, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"Unknown {kind} {name!r}.{hint} Valid choices: {', '.join(sorted(table))}.")
+    module_name, _, attr = table[name].partition(":")
+    return getattr(importlib.import_module(module_name), attr)

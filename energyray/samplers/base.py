@@ -1,0 +1,157 @@
+"""The sampler protocol: what every energy/power source offers the trial runner.
+
+A sampler runs in its own process (the orchestrator's sampler actor), polls its source into
+a time series, and measures windows that the runner opens and closes by label. Every
+reading says where its energy came from (`source`) and what it covers (`scope`); an energy
+that cannot be known is None with a `reason`, never 0.
+
+Sources: ``counter`` (a hardware energy counter read at the window's edges), ``polled``
+(polled power integrated), ``pdu`` (wall power), ``estimated`` (a model, e.g. CodeCarbon's
+load × TDP), ``not_measurable``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from energyray.samplers.energy import counter_delta, power_stats, trapezoid
+
+SAMPLE_COLUMNS = (
+    "t_ns", "power_w", "energy_j", "temperature_c", "sm_clock_mhz", "utilization_pct", "memory_used_mb",
+)
+
+
+@dataclass
+class WindowReading:
+    """What a sampler measured over one window."""
+
+    label: str
+    source: str
+    scope: str
+    start_ns: int
+    end_ns: int
+    energy_j: float | None
+    reason: str | None = None
+    avg_power_w: float | None = None
+    peak_power_w: float | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. co2_kg, cpu_energy_j
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+class Sampler(Protocol):
+    """One energy source. `begin`/`end` bracket a window; labels may nest or overlap."""
+
+    name: str
+
+    def start(self) -> None: ...
+    def begin(self, label: str) -> int: ...
+    def end(self, label: str) -> WindowReading: ...
+    def describe(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+def now_ns() -> int:
+    """The clock every sampler and runner shares: CLOCK_MONOTONIC is system-wide on Linux."""
+    return time.monotonic_ns()
+
+
+class PollingSampler:
+    """Base for samplers that poll a device into a series and may have an energy counter.
+
+    Subclasses implement `_read_sample()` (a dict of SAMPLE_COLUMNS but t_ns) and, where the
+    device has one, `_read_counter_j()`. The counter is read on the caller's thread at each
+    window edge; the series is polled on a background thread every `interval_s`.
+    """
+
+    name = "polling"
+    scope = "device"
+    has_counter = False
+    counter_wrap_j: float | None = None
+
+    def __init__(self, interval_s: float = 0.1, keep_s: float = 3600.0) -> None:
+        self.interval_s = interval_s
+        self._keep_ns = int(keep_s * 1e9)
+        self._series: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._open: dict[str, tuple[int, float | None]] = {}
+
+    # -- for subclasses -------------------------------------------------------------------
+    def _read_sample(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _read_counter_j(self) -> float | None:
+        return None
+
+    # -- protocol ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._poll_once()
+            self._thread = threading.Thread(target=self._run, name=f"{self.name}-poll", daemon=True)
+            self._thread.start()
+
+    def _poll_once(self) -> None:
+        sample = {"t_ns": now_ns(), **self._read_sample()}
+        with self._lock:
+            self._series.append(sample)
+            cutoff = sample["t_ns"] - self._keep_ns
+            while self._series and self._series[0]["t_ns"] < cutoff and not self._open:
+                self._series.pop(0)
+
+    def _run(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._poll_once()
+            except Exception:  # a failed read is a gap in the series, not a dead sampler
+                pass
+            next_t += self.interval_s
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+    def begin(self, label: str) -> int:
+        counter = self._read_counter_j() if self.has_counter else None
+        t = now_ns()
+        self._open[label] = (t, counter)
+        return t
+
+    def end(self, label: str) -> WindowReading:
+        t1 = now_ns()
+        c1 = self._read_counter_j() if self.has_counter else None
+        if label not in self._open:
+            raise KeyError(f"window {label!r} was never begun")
+        t0, c0 = self._open.pop(label)
+        self._poll_once()  # a sample at the edge, so the series covers the window
+        with self._lock:
+            window = [s for s in self._series if t0 - self.interval_s * 1.5e9 <= s["t_ns"] <= t1 + 1]
+        inside = [s for s in window if s["t_ns"] >= t0]
+        avg_w, peak_w = power_stats([s.get("power_w") for s in inside])
+        if self.has_counter:
+            energy, source = counter_delta(c0, c1, self.counter_wrap_j), "counter"
+        else:
+            pts = [(s["t_ns"] / 1e9, s["power_w"]) for s in window if s.get("power_w") is not None]
+            energy = trapezoid([p[0] for p in pts], [p[1] for p in pts], t0 / 1e9, t1 / 1e9)
+            source = "polled"
+        if energy.energy_j is not None and t1 > t0 and self.has_counter:
+            avg_w = energy.energy_j / ((t1 - t0) / 1e9)  # the counter's mean beats the samples'
+        return WindowReading(
+            label=label, source=source, scope=self.scope, start_ns=t0, end_ns=t1,
+            energy_j=energy.energy_j, reason=energy.reason, avg_power_w=avg_w, peak_power_w=peak_w,
+            samples=inside,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"sampler": self.name, "scope": self.scope, "interval_s": self.interval_s}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+

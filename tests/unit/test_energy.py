@@ -1,0 +1,291 @@
+"""Energy maths (counters, trapezoid, interpolation) and the PollingSampler base class."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from energyray.samplers.base import PollingSampler
+from energyray.samplers.energy import Energy, counter_delta, interpolate, power_stats, trapezoid
+
+# -- counter_delta -----------------------------------------------------------------------------
+
+def test_counter_delta_normal():
+    e = counter_delta(100.0, 160.5)
+    assert e == Energy(60.5, None)
+
+
+def test_counter_delta_zero_is_zero_not_unknown():
+    e = counter_delta(42.0, 42.0)
+    assert e.energy_j == 0.0
+    assert e.reason is None
+
+
+def test_counter_delta_reset_is_unknown_with_reason():
+    e = counter_delta(100.0, 5.0)
+    assert e.energy_j is None
+    assert e.reason is not None
+    assert "reset" in e.reason
+
+
+def test_counter_delta_wrap_is_unwrapped():
+    wrap = 1000.0
+    e = counter_delta(990.0, 5.0, wrap_j=wrap)
+    assert e.energy_j == pytest.approx(15.0)
+    assert e.reason is None
+
+
+def test_counter_delta_wrap_range_ignored_without_wrap():
+    assert counter_delta(10.0, 25.0, wrap_j=1000.0).energy_j == pytest.approx(15.0)
+
+
+@pytest.mark.parametrize(("start", "end"), [(None, 5.0), (5.0, None), (None, None)])
+def test_counter_delta_missing_edge(start, end):
+    e = counter_delta(start, end)
+    assert e.energy_j is None
+    assert e.reason and "both edges" in e.reason
+
+
+# -- trapezoid ---------------------------------------------------------------------------------
+
+def test_trapezoid_constant_power_is_exact():
+    ts = [0.0, 1.0, 2.0, 3.0, 4.0]
+    e = trapezoid(ts, [50.0] * 5, 0.5, 3.5)
+    assert e.energy_j == 150.0  # 50 W × 3 s, exactly
+    assert e.reason is None
+    assert trapezoid(ts, [50.0] * 5, 0.0, 4.0).energy_j == 200.0
+
+
+def test_trapezoid_ramp_is_exact_triangle():
+    ts = [0.0, 1.0, 2.0, 3.0, 4.0]
+    power = [10.0 * t for t in ts]  # 0 → 40 W over 4 s
+    assert trapezoid(ts, power, 0.0, 4.0).energy_j == pytest.approx(0.5 * 4.0 * 40.0)
+
+
+def test_trapezoid_interpolates_edges_between_samples():
+    # a ramp cut at non-sample edges: ∫_{0.5}^{2.5} 10t dt = 5 (2.5² - 0.5²) = 30
+    ts = [0.0, 1.0, 2.0, 3.0]
+    assert trapezoid(ts, [0.0, 10.0, 20.0, 30.0], 0.5, 2.5).energy_j == pytest.approx(30.0)
+    # a peak: edges at 50 W (interpolated), not 0 W or 100 W (nearest sample)
+    assert trapezoid([0.0, 1.0, 2.0], [0.0, 100.0, 0.0], 0.5, 1.5).energy_j == pytest.approx(75.0)
+
+
+def test_trapezoid_edges_on_samples_not_double_counted():
+    ts = [0.0, 1.0, 2.0, 3.0]
+    assert trapezoid(ts, [0.0, 10.0, 20.0, 30.0], 1.0, 2.0).energy_j == pytest.approx(15.0)
+
+
+def test_trapezoid_window_inside_one_interval():
+    assert trapezoid([0.0, 10.0], [0.0, 100.0], 2.0, 4.0).energy_j == pytest.approx(2.0 * 30.0)
+
+
+def test_trapezoid_zero_width_window():
+    assert trapezoid([0.0, 1.0], [5.0, 5.0], 0.5, 0.5).energy_j == 0.0
+
+
+@pytest.mark.parametrize(("t0", "t1"), [(-0.5, 2.0), (0.5, 3.5), (-1.0, 4.0)])
+def test_trapezoid_window_not_covered_is_unknown(t0, t1):
+    e = trapezoid([0.0, 1.0, 2.0, 3.0], [10.0] * 4, t0, t1)
+    assert e.energy_j is None
+    assert e.reason and "cover" in e.reason
+
+
+@pytest.mark.parametrize(("ts", "ps"), [([], []), ([0.0], [10.0])])
+def test_trapezoid_fewer_than_two_samples(ts, ps):
+    e = trapezoid(ts, ps, 0.0, 0.0)
+    assert e.energy_j is None
+    assert e.reason and "two" in e.reason
+
+
+def test_trapezoid_reversed_window_raises():
+    with pytest.raises(ValueError):
+        trapezoid([0.0, 1.0], [1.0, 1.0], 0.8, 0.2)
+
+
+# -- interpolate / power_stats -----------------------------------------------------------------
+
+def test_interpolate_clamps_and_interpolates():
+    ts, ys = [1.0, 2.0, 4.0], [10.0, 20.0, 0.0]
+    assert interpolate(ts, ys, 0.0) == 10.0
+    assert interpolate(ts, ys, 1.0) == 10.0
+    assert interpolate(ts, ys, 5.0) == 0.0
+    assert interpolate(ts, ys, 4.0) == 0.0
+    assert interpolate(ts, ys, 1.5) == pytest.approx(15.0)
+    assert interpolate(ts, ys, 3.0) == pytest.approx(10.0)
+    assert interpolate(ts, ys, 2.0) == pytest.approx(20.0)
+
+
+def test_interpolate_empty_raises():
+    with pytest.raises(ValueError):
+        interpolate([], [], 1.0)
+
+
+def test_power_stats_ignores_none():
+    assert power_stats([None, 10.0, None, 30.0]) == (20.0, 30.0)
+    assert power_stats([None, None]) == (None, None)
+    assert power_stats([]) == (None, None)
+    assert power_stats([0.0]) == (0.0, 0.0)
+
+
+# -- PollingSampler ----------------------------------------------------------------------------
+
+class ConstantPower(PollingSampler):
+    name = "fake-polled"
+
+    def __init__(self, watts: float = 100.0, **kw) -> None:
+        super().__init__(**kw)
+        self.watts = watts
+        self.reads = 0
+
+    def _read_sample(self):
+        self.reads += 1
+        return {"power_w": self.watts, "energy_j": None, "temperature_c": 40.0}
+
+
+class FakeCounter(ConstantPower):
+    name = "fake-counter"
+    has_counter = True
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.counter_j: float | None = 1000.0
+
+    def _read_counter_j(self):
+        return self.counter_j
+
+
+@pytest.fixture
+def polled():
+    s = ConstantPower(watts=100.0, interval_s=0.01)
+    s.start()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def counted():
+    s = FakeCounter(watts=80.0, interval_s=0.01)
+    s.start()
+    yield s
+    s.close()
+
+
+def test_polling_sampler_polls_in_background(polled):
+    time.sleep(0.08)
+    assert polled.reads >= 3
+    assert polled._thread is not None and polled._thread.is_alive()
+
+
+def test_polling_sampler_close_stops_thread():
+    s = ConstantPower(interval_s=0.01)
+    s.start()
+    time.sleep(0.03)
+    s.close()
+    assert not s._thread.is_alive()
+    n = s.reads
+    time.sleep(0.05)
+    assert s.reads == n
+
+
+def test_polling_sampler_polled_source_and_samples(polled):
+    time.sleep(0.03)
+    t0 = polled.begin("w")
+    time.sleep(0.1)
+    r = polled.end("w")
+    assert r.label == "w"
+    assert r.source == "polled"
+    assert r.scope == "device"
+    assert r.start_ns == t0 and r.end_ns > t0
+    assert r.duration_s == pytest.approx(0.1, abs=0.08)
+    assert len(r.samples) >= 2
+    assert all(r.start_ns <= s["t_ns"] <= r.end_ns for s in r.samples)
+    assert all(s["power_w"] == 100.0 and s["temperature_c"] == 40.0 for s in r.samples)
+    assert r.avg_power_w == pytest.approx(100.0)
+    assert r.peak_power_w == pytest.approx(100.0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "base.py:133 keeps only samples with t_ns <= t1 + 1, so the edge sample that end() "
+        "polls after taking t1 (line 131) is dropped and the series never covers the window: "
+        "polled energy is always None ('power samples do not cover the window')."
+    ),
+)
+def test_polling_sampler_polled_energy_is_power_times_time(polled):
+    time.sleep(0.03)
+    polled.begin("w")
+    time.sleep(0.1)
+    r = polled.end("w")
+    assert r.reason is None
+    assert r.energy_j == pytest.approx(100.0 * r.duration_s, rel=1e-6)
+
+
+def test_polling_sampler_counter_source(counted):
+    time.sleep(0.02)
+    t0 = counted.begin("w")
+    time.sleep(0.1)
+    counted.counter_j = 1000.0 + 8.0
+    r = counted.end("w")
+    assert r.source == "counter"
+    assert r.energy_j == pytest.approx(8.0)
+    assert r.reason is None
+    assert r.start_ns == t0
+    # the counter's mean power, not the samples' 80 W
+    assert r.avg_power_w == pytest.approx(8.0 / r.duration_s)
+    assert r.peak_power_w == pytest.approx(80.0)
+    assert len(r.samples) >= 2
+    assert all(r.start_ns <= s["t_ns"] <= r.end_ns for s in r.samples)
+
+
+def test_polling_sampler_counter_reset_gives_none_with_reason(counted):
+    counted.begin("w")
+    time.sleep(0.03)
+    counted.counter_j = 3.0  # went backwards: a reset
+    r = counted.end("w")
+    assert r.source == "counter"
+    assert r.energy_j is None
+    assert r.reason and "reset" in r.reason
+    assert r.avg_power_w == pytest.approx(80.0)  # falls back to the samples' mean
+
+
+def test_polling_sampler_counter_wrap_is_unwrapped(counted):
+    counted.counter_wrap_j = 1010.0
+    counted.begin("w")
+    time.sleep(0.02)
+    counted.counter_j = 4.0  # 1000 → wrap at 1010 → 4: 14 J
+    r = counted.end("w")
+    assert r.energy_j == pytest.approx(14.0)
+    assert r.reason is None
+
+
+def test_polling_sampler_counter_unreadable_edge(counted):
+    counted.begin("w")
+    counted.counter_j = None
+    r = counted.end("w")
+    assert r.energy_j is None
+    assert r.reason
+
+
+def test_polling_sampler_overlapping_windows(counted):
+    counted.begin("outer")
+    counted.counter_j = 1005.0
+    counted.begin("inner")
+    counted.counter_j = 1007.0
+    inner = counted.end("inner")
+    counted.counter_j = 1010.0
+    outer = counted.end("outer")
+    assert inner.energy_j == pytest.approx(2.0)
+    assert outer.energy_j == pytest.approx(10.0)
+    assert outer.start_ns <= inner.start_ns and inner.end_ns <= outer.end_ns
+
+
+def test_polling_sampler_end_unknown_label_raises(polled):
+    with pytest.raises(KeyError):
+        polled.end("never")
+
+
+def test_polling_sampler_describe():
+    s = ConstantPower(interval_s=0.25)
+    assert s.describe() == {"sampler": "fake-polled", "scope": "device", "interval_s": 0.25}
