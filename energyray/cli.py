@@ -150,8 +150,15 @@ def trial_config(spec: TrialSpec, cfg: RunConfig, model: ModelConfig) -> dict[st
             "sweep": {"name": cfg.sweep.name, "repeats": cfg.sweep.repeats, "grid": cfg.sweep.grid}}
 
 
-def print_dry_run(specs: list[TrialSpec], skipped: int) -> None:
+def _console() -> Any:
+    """Rich console; wide when output is not a terminal (logs, CI), so tables stay readable."""
     from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def print_dry_run(specs: list[TrialSpec], skipped: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(specs)} trials to run" + (f" ({skipped} already in the store)" if skipped else ""))
@@ -161,16 +168,14 @@ def print_dry_run(specs: list[TrialSpec], skipped: int) -> None:
         table.add_column(c)
     for s in specs:
         table.add_row(*[str(getattr(s, c)) for c in cols])
-    Console().print(table)
+    _console().print(table)
     print(f"trials: {len(specs)}")
 
 
 def run(cfg_node: DictConfig) -> int:
-    from rich.console import Console
-
     cfg: RunConfig = OmegaConf.to_object(cfg_node)  # type: ignore[assignment]
     cfg.cache_dir = cache_dir(cfg)
-    console = Console()
+    console = _console()
     pinned = pinned_axes(cfg_node)
     defaults = {a: getattr(cfg, a, None) for a in AXES if a not in ("model", "max_new_tokens")}
     defaults.update(model=cfg.model.name, max_new_tokens=None)

@@ -47,8 +47,8 @@ class GenerationConfig:
     max_new_tokens: int = 64  # on a GPU
     cpu_max_new_tokens: int = 16  # on a CPU-only worker: short, so a sweep finishes in minutes
     ignore_eos: bool | None = None  # None: True for dummy weights (fixed lengths), False for real
-    warmup_runs: int = 1  # generations per group before its trials, not counted
-    warmup_new_tokens: int = 4
+    warmup_runs: int = 1  # uncounted generations before the first trial of each new shape
+    warmup_new_tokens: int | None = None  # None: the trial's own length
 
 
 @dataclass

@@ -110,7 +110,7 @@ def expand(
             raise ConfigError(f"sweep.exclude names unknown axes {bad}. Valid axes: {', '.join(AXES)}.")
     specs: list[TrialSpec] = []
     for values in itertools.product(*(axes[a] for a in AXES)):
-        point = dict(zip(AXES, values))
+        point = dict(zip(AXES, values, strict=True))
         if any(all(point.get(k) == v for k, v in e.items()) for e in excludes):
             continue
         for repeat in range(repeats):

@@ -14,7 +14,6 @@ from energyray.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
     "transformers": "energyray.backends.transformers:TransformersBackend",
-    "fake": "energyray.backends.fake:FakeBackend",
 }
 
 SAMPLERS: dict[str, str] = {

@@ -35,7 +35,7 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
         good = g[g["status"] == "ok"]
         jpt = pd.to_numeric(good["j_per_token"], errors="coerce").dropna()
         tps = pd.to_numeric(good["tokens_per_s"], errors="coerce").dropna()
-        sources = sorted({f"{s} ({c})" if c else str(s) for s, c in zip(good["energy_source"], good["energy_scope"]) if s})
+        sources = sorted({f"{s} ({c})" if c else str(s) for s, c in zip(good["energy_source"], good["energy_scope"], strict=True) if s})
         return pd.Series({
             "trials": len(g), "ok": int((g["status"] == "ok").sum()),
             "failed": int((g["status"] != "ok").sum()),
@@ -59,7 +59,9 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def print_summary(trials: pd.DataFrame, console: Console | None = None, title: str = "energyray summary") -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        console = console if console.is_terminal else Console(width=200)
     summary = summarize(trials)
     if summary.empty:
         console.print("No trials.")

@@ -80,7 +80,7 @@ class Store:
             if f.name.startswith("."):
                 continue
             t = pq.read_table(f, columns=["trial_id", "status"])
-            for tid, status in zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist()):
+            for tid, status in zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist(), strict=True):
                 if status in statuses:
                     done.add(tid)
         return done

@@ -53,6 +53,7 @@ class TrialRunner:
         self.load_info: Any = None
         self.group: dict[str, Any] = {}
         self.sampler_info: dict[str, Any] = {}
+        self._warmed: set[tuple[Any, ...]] = set()  # shapes already warmed up in this group
 
     # -- sampler calls never kill a trial: a broken sampler gives null energy with the reason
     def _begin(self, label: str) -> str | None:
@@ -90,16 +91,31 @@ class TrialRunner:
         load_s = time.monotonic() - t0
         reading = self._end("load", err)
         self.group = {"load_s": load_s, **self._energy_fields("load", reading)}
-        warm_n = max(0, int(self.generation.warmup_runs))
-        if warm_n:
-            prompts = [p.text for p in tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)]
-            err = self._begin("warmup")
-            t0 = time.monotonic()
-            for _ in range(warm_n):
-                self.backend.generate(prompts, int(self.generation.warmup_new_tokens), ignore_eos=True)
-            self.group["warmup_s"] = time.monotonic() - t0
-            self.group.update(self._energy_fields("warmup", self._end("warmup", err)))
+        self._warmed = set()
         return {"load_s": load_s, "precision": self.load_info.precision, "device": self.load_info.device}
+
+    def warmup(self, spec: TrialSpec) -> dict[str, Any]:
+        """Before the first trial of each shape (batch, prompts, length): `warmup_runs`
+        generations of that shape, not counted in the trial's energy. The first call of a
+        new shape ran 2-3x slower on an H200 (benchmarks/README.md). Returns the row fields
+        of the warmup that ran just before this trial (none: 0 runs, 0 J).
+        """
+        shape = (spec.batch_size, spec.task, spec.prompt_variant, self.max_new_tokens(spec))
+        runs = max(0, int(self.generation.warmup_runs))
+        if shape in self._warmed or not runs:
+            return {"warmup_runs": 0, "warmup_s": 0.0, "warmup_j": 0.0, "warmup_energy_reason": None}
+        self._warmed.add(shape)
+        prompts = [p.text for p in tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)]
+        new_tokens = int(self.generation.warmup_new_tokens or self.max_new_tokens(spec))
+        err = self._begin("warmup")
+        t0 = time.monotonic()
+        try:
+            for _ in range(runs):
+                self.backend.generate(prompts, new_tokens, ignore_eos=True)
+        finally:
+            reading = self._end("warmup", err)
+        return {"warmup_runs": runs, "warmup_s": time.monotonic() - t0,
+                **self._energy_fields("warmup", reading)}
 
     @staticmethod
     def _energy_fields(phase: str, reading: WindowReading | str) -> dict[str, Any]:
@@ -125,6 +141,7 @@ class TrialRunner:
         try:
             if self.backend is None or self.load_info is None:
                 raise TrialFailed("model not loaded")
+            row.update(self.warmup(spec))
             items = tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)
             new_tokens = self.max_new_tokens(spec)
             label = f"trial:{spec.trial_id}"
@@ -168,7 +185,8 @@ class TrialRunner:
             "node": self.node,
             "gpu_name": self.sampler_info.get("gpu_name"),
             "gpu_uuid": self.sampler_info.get("gpu_uuid"),
-            "load_rule": "load_j and warmup_j are the group's whole load/warmup, on each of its trials",
+            "load_rule": "load_j/load_s: the group's whole model load, on each of its trials; "
+                         "warmup_j/_s: the uncounted warmup run just before this trial (first of its shape)",
             **self.group,
             "config_json": json.dumps(config, sort_keys=True, default=str),
             "env_json": json.dumps({**self.env, "sampler": self.sampler_info,
@@ -180,7 +198,7 @@ class TrialRunner:
                   items: list[tasks.Prompt], new_tokens: int) -> dict[str, Any]:
         texts = gen.texts
         words = None if any(t is None for t in texts) else sum(tasks.count_words(t) for t in texts)
-        scores = [tasks.score(t, p.answer) for t, p in zip(texts, items) if t is not None]
+        scores = [tasks.score(t, p.answer) for t, p in zip(texts, items, strict=True) if t is not None]
         scored = [s for s in scores if s is not None]
         accuracy = sum(scored) / len(scored) if scored else None
         out: dict[str, Any] = {

@@ -6,5 +6,4 @@ against it before anything runs, without importing torch or an engine.
 
 PRECISIONS: dict[str, tuple[str, ...]] = {
     "transformers": ("baseline", "fp32", "fp16", "bf16", "int8", "nf4", "fp4"),
-    "fake": ("baseline", "fp32", "fp16", "bf16", "int8", "nf4", "fp4"),
 }

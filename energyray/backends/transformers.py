@@ -97,7 +97,7 @@ def convert_gguf_package(package: str, cache_dir: str, name: str) -> Path:
         gguf = Path(mod.assemble(Path(cache_dir) / "gguf" / mod.MODEL_NAME))
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model.hf_quantizer = None  # save_pretrained refuses a GGUF-quantised model otherwise
+        model.hf_quantizer = None  # type: ignore[assignment]  # save_pretrained refuses a GGUF-quantised model otherwise
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)

@@ -130,8 +130,10 @@ class PollingSampler:
         t0, c0 = self._open.pop(label)
         self._poll_once()  # a sample at the edge, so the series covers the window
         with self._lock:
-            window = [s for s in self._series if t0 - self.interval_s * 1.5e9 <= s["t_ns"] <= t1 + 1]
-        inside = [s for s in window if s["t_ns"] >= t0]
+            # one sample either side of the window, so that its edges can be interpolated
+            margin = self.interval_s * 1.5e9
+            window = [s for s in self._series if t0 - margin <= s["t_ns"] <= t1 + margin]
+        inside = [s for s in window if t0 <= s["t_ns"] <= t1]
         avg_w, peak_w = power_stats([s.get("power_w") for s in inside])
         if self.has_counter:
             energy, source = counter_delta(c0, c1, self.counter_wrap_j), "counter"

@@ -11,6 +11,7 @@ from energyray.samplers.energy import Energy, counter_delta, interpolate, power_
 
 # -- counter_delta -----------------------------------------------------------------------------
 
+
 def test_counter_delta_normal():
     e = counter_delta(100.0, 160.5)
     assert e == Energy(60.5, None)
@@ -48,6 +49,7 @@ def test_counter_delta_missing_edge(start, end):
 
 
 # -- trapezoid ---------------------------------------------------------------------------------
+
 
 def test_trapezoid_constant_power_is_exact():
     ts = [0.0, 1.0, 2.0, 3.0, 4.0]
@@ -105,6 +107,7 @@ def test_trapezoid_reversed_window_raises():
 
 # -- interpolate / power_stats -----------------------------------------------------------------
 
+
 def test_interpolate_clamps_and_interpolates():
     ts, ys = [1.0, 2.0, 4.0], [10.0, 20.0, 0.0]
     assert interpolate(ts, ys, 0.0) == 10.0
@@ -129,6 +132,7 @@ def test_power_stats_ignores_none():
 
 
 # -- PollingSampler ----------------------------------------------------------------------------
+
 
 class ConstantPower(PollingSampler):
     name = "fake-polled"
@@ -205,14 +209,6 @@ def test_polling_sampler_polled_source_and_samples(polled):
     assert r.peak_power_w == pytest.approx(100.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "base.py:133 keeps only samples with t_ns <= t1 + 1, so the edge sample that end() "
-        "polls after taking t1 (line 131) is dropped and the series never covers the window: "
-        "polled energy is always None ('power samples do not cover the window')."
-    ),
-)
 def test_polling_sampler_polled_energy_is_power_times_time(polled):
     time.sleep(0.03)
     polled.begin("w")

@@ -28,6 +28,7 @@ def _point(spec: TrialSpec) -> tuple:
 
 # -- counts and values -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("grid", "repeats", "expected"),
     [
@@ -35,7 +36,16 @@ def _point(spec: TrialSpec) -> tuple:
         ({}, 3, 3),
         ({"model": ["a", "b"]}, 1, 2),
         ({"model": ["a", "b"], "batch_size": [1, 2, 4]}, 2, 12),
-        ({"model": ["a", "b"], "batch_size": [1, 2, 4], "hardware": ["h1", "h2"], "precision": ["fp16", "bf16"]}, 3, 72),
+        (
+            {
+                "model": ["a", "b"],
+                "batch_size": [1, 2, 4],
+                "hardware": ["h1", "h2"],
+                "precision": ["fp16", "bf16"],
+            },
+            3,
+            72,
+        ),
     ],
 )
 def test_expansion_count_is_product_of_axes_times_repeats(grid, repeats, expected):
@@ -82,7 +92,9 @@ def test_pinned_replaces_grid_axis():
 
 
 def test_pinned_list_replaces_grid_axis_and_default():
-    specs = expand("s", {"model": ["a", "b", "c"]}, DEFAULTS, pinned={"model": ["x", "y"], "hardware": "gpu"})
+    specs = expand(
+        "s", {"model": ["a", "b", "c"]}, DEFAULTS, pinned={"model": ["x", "y"], "hardware": "gpu"}
+    )
     assert sorted(s.model for s in specs) == ["x", "y"]
     assert {s.hardware for s in specs} == {"gpu"}
 
@@ -99,7 +111,12 @@ def test_exclude_drops_matching_combinations():
 
 def test_multiple_excludes_each_drop():
     grid = {"model": ["a", "b"], "batch_size": [1, 2]}
-    specs = expand("s", grid, DEFAULTS, exclude=[{"model": "a", "batch_size": 2}, {"model": "b", "batch_size": 1}])
+    specs = expand(
+        "s",
+        grid,
+        DEFAULTS,
+        exclude=[{"model": "a", "batch_size": 2}, {"model": "b", "batch_size": 1}],
+    )
     assert sorted((s.model, s.batch_size) for s in specs) == [("a", 1), ("b", 2)]
 
 
@@ -113,6 +130,7 @@ def test_exclude_with_unknown_axis_raises():
 
 
 # -- trial ids -----------------------------------------------------------------------------
+
 
 def test_trial_ids_stable_across_calls():
     grid = {"model": ["a", "b"], "batch_size": [1, 2]}
@@ -145,7 +163,9 @@ def test_trial_id_function_matches_spec_ids():
     for s in specs:
         point = {a: DEFAULTS[a] for a in AXES} | {"model": s.model}
         assert trial_id("s", point, s.repeat) == s.trial_id
-    assert trial_id("s", {**DEFAULTS, "model": "a"}, 0) != trial_id("s", {**DEFAULTS, "model": "a"}, 1)
+    assert trial_id("s", {**DEFAULTS, "model": "a"}, 0) != trial_id(
+        "s", {**DEFAULTS, "model": "a"}, 1
+    )
     assert len(specs[0].trial_id) == 16
 
 
@@ -209,6 +229,7 @@ def test_load_key_fields():
 
 
 # -- errors ------------------------------------------------------------------------------------
+
 
 def test_unknown_axis_raises_naming_valid_axes():
     with pytest.raises(ConfigError) as e:

@@ -12,7 +12,9 @@ from energyray.samplers.rapl import RaplSampler, zones
 WRAP_UJ = 262_143_328_850  # a real package zone's max_energy_range_uj
 
 
-def _zone(root: Path, dirname: str, name: str, energy_uj: int | str, wrap_uj: int = WRAP_UJ) -> Path:
+def _zone(
+    root: Path, dirname: str, name: str, energy_uj: int | str, wrap_uj: int = WRAP_UJ
+) -> Path:
     z = root / dirname
     z.mkdir()
     (z / "name").write_text(f"{name}\n")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs energyray (editable) into the active Python environment, with the right torch:
+#   - torch already importable: kept as it is (e.g. a GPU image's own CUDA build);
+#   - an NVIDIA GPU here (nvidia-smi lists one): torch from PyPI, a CUDA build;
+#   - no GPU: torch==2.13.0, the CPU build (set TORCH_INDEX_URL to the PyTorch CPU index
+#     where plain PyPI would give you a CUDA build; not needed where pip finds a +cpu wheel).
+# Usage: bash scripts/install.sh [--dev]    (--dev adds pytest, ruff, mypy)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="quant,report"
+[ "${1:-}" = "--dev" ] && extras="$extras,dev"
+py=${PYTHON:-python}
+command -v "$py" >/dev/null || py=python3
+pipi() { "$py" -m pip install -q --disable-pip-version-check "$@"; }
+
+if "$py" -c "import torch" 2>/dev/null; then
+  echo "install.sh: keeping torch $("$py" -c 'import torch; print(torch.__version__)')"
+elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then
+  echo "install.sh: NVIDIA GPU found: installing torch (CUDA build)"
+  pipi torch
+else
+  echo "install.sh: no GPU: installing torch==2.13.0 (CPU build)"
+  pipi ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.13.0
+fi
+pipi -e ".[$extras]"
+"$py" -c "import energyray, torch; print('install.sh: energyray', energyray.__version__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"

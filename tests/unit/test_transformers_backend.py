@@ -1,0 +1,257 @@
+"""The transformers backend on CPU, with energyray's built-in tiny Llama (no Ray, no network).
+
+Covers precision resolution (baseline -> fp32 on a CPU, bitsandbytes nf4 on a CPU), batched
+generation's token counts and timings, dummy weights (random init of the architecture, no
+tokenizer), and the EOS/padding rule of `_generated_length`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from energyray.backends import PRECISIONS
+from energyray.backends.base import Generation, LoadInfo
+from energyray.backends.transformers import (
+    TransformersBackend,
+    _generated_length,
+    build_tiny_llama,
+    resolve_precision,
+)
+from energyray.config import ModelConfig
+from energyray.errors import BackendError, ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROMPTS = [
+    "Question: What is the capital of France?\nAnswer:",
+    "Hello",
+    "Write a detailed analysis of the impact of artificial intelligence on modern healthcare.",
+]
+MAX_NEW = 5
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    # A fixed name under the session's base temp: every module that builds it shares one copy
+    # (build_tiny_llama is a no-op once the directory is complete).
+    return build_tiny_llama(tmp_path_factory.getbasetemp() / "shared-tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_arch() -> dict:
+    node = OmegaConf.load(REPO_ROOT / "conf" / "model" / "tiny-llama.yaml")
+    return OmegaConf.to_container(node.architecture)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("backend-cache"))
+
+
+def _real(tiny_llama_dir: Path) -> ModelConfig:
+    return ModelConfig(name="tiny-llama", path=str(tiny_llama_dir))
+
+
+@pytest.fixture(scope="module")
+def fp32_backend(tiny_llama_dir, cache):
+    b = TransformersBackend()
+    info = b.load(_real(tiny_llama_dir), "real", "baseline", "auto", cache, 0)
+    yield b, info
+    b.unload()
+
+
+@pytest.fixture(scope="module")
+def nf4_backend(tiny_llama_dir, cache):
+    b = TransformersBackend()
+    info = b.load(_real(tiny_llama_dir), "real", "nf4", "cpu", cache, 0)
+    yield b, info
+    b.unload()
+
+
+def _check_counts(gen: Generation, batch: int, max_new: int) -> None:
+    assert gen.output_tokens == batch * max_new
+    assert gen.steps == max_new
+    assert gen.input_tokens > 0
+    assert gen.duration_s > 0
+    assert gen.ttft_s is not None
+    assert 0 < gen.ttft_s < gen.duration_s
+    assert gen.first_token_ns is not None
+    assert gen.peak_memory_mb is not None and gen.peak_memory_mb > 0
+    assert len(gen.texts) == batch
+
+
+# -- precision ---------------------------------------------------------------------------------
+def test_resolve_precision_baseline_is_fp32_on_cpu_bf16_on_gpu():
+    assert resolve_precision("baseline", "cpu") == ("fp32", torch.float32)
+    assert resolve_precision("baseline", "cuda") == ("bf16", torch.bfloat16)
+    assert resolve_precision("fp16", "cpu") == ("fp16", torch.float16)
+
+
+def test_resolve_precision_quantised_keeps_natural_compute_dtype():
+    assert resolve_precision("nf4", "cpu") == ("nf4", torch.float32)
+    assert resolve_precision("int8", "cuda") == ("int8", torch.bfloat16)
+
+
+def test_resolve_precision_unknown_lists_valid_choices():
+    with pytest.raises(ConfigError) as exc:
+        resolve_precision("int3", "cpu")
+    msg = str(exc.value)
+    assert "int3" in msg
+    for p in PRECISIONS["transformers"]:
+        assert p in msg
+
+
+def test_load_baseline_resolves_to_fp32_on_cpu(fp32_backend, tiny_llama_dir):
+    _, info = fp32_backend
+    assert isinstance(info, LoadInfo)
+    assert info.precision == "fp32"
+    assert info.device == "cpu"
+    assert info.params_b is not None and 0 < info.params_b < 0.01
+    assert info.details["dtype"] == "float32"
+    assert info.details["source"] == str(tiny_llama_dir)
+    assert info.details["tokenizer"] != "none: random token ids"
+
+
+def test_load_nf4_on_cpu_with_bitsandbytes(nf4_backend):
+    b, info = nf4_backend
+    assert info.precision == "nf4"
+    assert info.device == "cpu"
+    assert getattr(b.model, "is_loaded_in_4bit", False)
+
+
+# -- generation --------------------------------------------------------------------------------
+def test_generate_batch_ignore_eos_fp32(fp32_backend):
+    b, _ = fp32_backend
+    gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=True)
+    _check_counts(gen, len(PROMPTS), MAX_NEW)
+    assert all(isinstance(t, str) for t in gen.texts)
+
+
+def test_generate_batch_ignore_eos_nf4(nf4_backend):
+    b, _ = nf4_backend
+    gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=True)
+    _check_counts(gen, len(PROMPTS), MAX_NEW)
+
+
+def test_input_tokens_exclude_left_padding(fp32_backend):
+    b, _ = fp32_backend
+    one = [b.generate([p], 1, ignore_eos=True).input_tokens for p in PROMPTS]
+    batch = b.generate(PROMPTS, 1, ignore_eos=True).input_tokens
+    assert len(set(one)) > 1  # the prompts differ in length, so the batch is padded
+    assert batch == sum(one)
+
+
+def test_generate_is_greedy_and_repeatable(fp32_backend):
+    b, _ = fp32_backend
+    assert b.generate(PROMPTS, MAX_NEW, True).texts == b.generate(PROMPTS, MAX_NEW, True).texts
+
+
+def test_output_tokens_stop_at_eos_and_exclude_padding(fp32_backend, monkeypatch):
+    """Without ignore_eos, a row that emits EOS counts up to it; the padding after it does not."""
+    b, _ = fp32_backend
+    eos = b.model.generation_config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    pad = b.model.generation_config.pad_token_id
+    real_generate = b.model.generate
+
+    def generate_with_early_eos(*args, **kwargs):
+        out = real_generate(*args, **kwargs)
+        prompt_len = kwargs["input_ids"].shape[1]
+        out = out.clone()
+        out[0, prompt_len + 1] = eos  # row 0: one token, then EOS, then padding
+        out[0, prompt_len + 2:] = pad
+        return out
+
+    monkeypatch.setattr(b.model, "generate", generate_with_early_eos)
+    gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=False)
+    assert gen.output_tokens == 2 + (len(PROMPTS) - 1) * MAX_NEW
+    assert gen.steps == MAX_NEW
+
+
+def test_generate_before_load_raises():
+    with pytest.raises(BackendError, match="before load"):
+        TransformersBackend().generate(["hi"], 2, True)
+
+
+# -- dummy weights -----------------------------------------------------------------------------
+def test_dummy_weights_have_no_tokenizer_but_right_counts(tiny_arch, tmp_path):
+    model = ModelConfig(name="tiny-llama", architecture=tiny_arch, hub_id=None)
+    b = TransformersBackend()
+    info = b.load(model, "dummy", "baseline", "cpu", str(tmp_path), 0)
+    try:
+        assert info.precision == "fp32"
+        assert info.details["tokenizer"] == "none: random token ids"
+        assert "random init" in info.details["source"]
+        gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=True)
+        assert gen.texts == [None, None, None]
+        _check_counts(gen, len(PROMPTS), MAX_NEW)
+    finally:
+        b.unload()
+
+
+def test_dummy_weights_nf4_saves_random_checkpoint_once(tiny_arch, tmp_path):
+    model = ModelConfig(name="tiny-llama", architecture=tiny_arch, hub_id=None)
+    b = TransformersBackend()
+    info = b.load(model, "dummy", "nf4", "cpu", str(tmp_path), 0)
+    try:
+        assert info.precision == "nf4"
+        saved = tmp_path / "dummy" / "tiny-llama-float32-seed0"
+        assert (saved / ".complete").exists()
+        gen = b.generate(PROMPTS[:2], 3, ignore_eos=True)
+        assert gen.texts == [None, None]
+        _check_counts(gen, 2, 3)
+    finally:
+        b.unload()
+
+
+def test_dummy_without_architecture_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="architecture"):
+        TransformersBackend().load(ModelConfig(name="nothing"), "dummy", "baseline", "cpu", str(tmp_path), 0)
+
+
+# -- sources -----------------------------------------------------------------------------------
+def test_builtin_tiny_llama_is_built_into_the_cache(tmp_path):
+    b = TransformersBackend()
+    info = b.load(ModelConfig(name="tiny-llama", builtin="tiny-llama"), "real", "baseline", "cpu", str(tmp_path), 0)
+    try:
+        assert info.precision == "fp32"
+        assert (tmp_path / "models" / "tiny-llama" / ".complete").exists()
+    finally:
+        b.unload()
+
+
+def test_missing_path_names_the_path(tmp_path):
+    with pytest.raises(BackendError, match="/nonexistent/model"):
+        TransformersBackend().load(ModelConfig(name="m", path="/nonexistent/model"), "real", "baseline", "cpu",
+                                   str(tmp_path), 0)
+
+
+def test_unknown_weights_lists_choices(tiny_llama_dir, tmp_path):
+    with pytest.raises(ConfigError, match="real, dummy"):
+        TransformersBackend().load(_real(tiny_llama_dir), "bogus", "baseline", "cpu", str(tmp_path), 0)
+
+
+def test_build_tiny_llama_is_idempotent(tiny_llama_dir):
+    stamp = (tiny_llama_dir / ".complete").read_text()
+    assert build_tiny_llama(tiny_llama_dir) == tiny_llama_dir
+    assert (tiny_llama_dir / ".complete").read_text() == stamp
+
+
+# -- _generated_length -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("row", "eos", "expected"),
+    [
+        ([5, 6, 2, 3, 3], 2, 3),  # EOS counted, padding after it not
+        ([2, 3, 3], 2, 1),  # EOS first
+        ([5, 6, 7], 2, 3),  # no EOS: the whole row
+        ([5, 6, 2, 3], None, 4),  # ignore_eos: no EOS ids at all
+        ([5, 9, 6, 2], [2, 9], 2),  # several EOS ids: the first of any
+        ([5, 9, 6, 2], (2, 9), 2),
+        ([], 2, 0),
+    ],
+)
+def test_generated_length(row, eos, expected):
+    assert _generated_length(row, eos) == expected
