@@ -17,11 +17,20 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from energyray import env
-from energyray.config import ModelConfig, RunConfig
+from energyray.config import (
+    GenerationConfig,
+    ModelConfig,
+    RayConfig,
+    RunConfig,
+    SamplerConfig,
+    StoreConfig,
+    SweepConfig,
+)
 from energyray.errors import ConfigError, EnergyRayError
 from energyray.grid import AXES, TrialSpec, expand, group
 
 _PKG = Path(__file__).resolve().parent
+_SECTIONS = (GenerationConfig, RayConfig, SamplerConfig, StoreConfig, SweepConfig)
 
 
 def conf_dir() -> Path:
@@ -78,6 +87,52 @@ def pinned_axes(cfg: DictConfig) -> dict[str, Any]:
             value = OmegaConf.select(cfg, key)
             pinned[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     return pinned
+
+
+def _values(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def check_override_keys(overrides: list[str]) -> None:
+    """Refuse an override whose key energyray does not know, naming the valid keys.
+
+    Hydra refuses most unknown keys itself, but without listing the choices, and accepts
+    `+misspelt=...` (its own error message suggests it), which nothing would then read.
+    """
+    import dataclasses
+    import difflib
+
+    def fields(cls: Any) -> dict[str, Any]:
+        return {f.name: f for f in dataclasses.fields(cls)}
+
+    open_maps = {("sweep", "grid"): list(AXES), ("model", "architecture"): None}
+    for override in overrides:
+        if "=" not in override:
+            continue
+        key = override.split("=", 1)[0].lstrip("+~")
+        parts = key.split(".")
+        if parts[0] == "hydra" or key in ("sweep", "model"):
+            continue
+        cls: Any = RunConfig
+        for depth, part in enumerate(parts):
+            known = fields(cls)
+            if part not in known:
+                close = difflib.get_close_matches(part, known, n=1)
+                where = ".".join(parts[:depth]) or "the top level"
+                hint = f" Did you mean {'.'.join([*parts[:depth], close[0]])!r}?" if close else ""
+                raise ConfigError(f"Unknown key {key!r} in override {override!r}.{hint} "
+                                  f"Valid keys at {where}: {', '.join(sorted(known))}.")
+            sub = tuple(parts[depth:depth + 2])
+            if sub in open_maps:
+                axes = open_maps[sub]
+                if axes is not None and len(parts) > depth + 2 and parts[depth + 2] not in axes:
+                    raise ConfigError(f"Unknown grid axis {parts[depth + 2]!r} in {override!r}. "
+                                      f"Valid axes: {', '.join(axes)}.")
+                break
+            ftype = known[part].type
+            cls = {"ModelConfig": ModelConfig, **{c.__name__: c for c in _SECTIONS}}.get(str(ftype))
+            if cls is None:
+                break
 
 
 def model_names() -> list[str]:
@@ -179,9 +234,14 @@ def run(cfg_node: DictConfig) -> int:
     pinned = pinned_axes(cfg_node)
     defaults = {a: getattr(cfg, a, None) for a in AXES if a not in ("model", "max_new_tokens")}
     defaults.update(model=cfg.model.name, max_new_tokens=None)
-    if "hardware" not in pinned and "hardware" not in cfg.sweep.grid and cfg.hardware == "auto":
-        defaults["hardware"] = detect_hardware(cfg)
-    specs = expand(cfg.sweep.name, cfg.sweep.grid, defaults, cfg.sweep.repeats, pinned, cfg.sweep.exclude)
+    grid = dict(cfg.sweep.grid)
+    if any(v == "auto" for v in _values(pinned.get("hardware", grid.get("hardware", defaults["hardware"])))):
+        local = detect_hardware(cfg)  # `auto` wherever it is given: the same ids as when left out
+        defaults["hardware"] = local if defaults["hardware"] == "auto" else defaults["hardware"]
+        for axes in (pinned, grid):
+            if "hardware" in axes:
+                axes["hardware"] = [local if v == "auto" else v for v in _values(axes["hardware"])]
+    specs = expand(cfg.sweep.name, grid, defaults, cfg.sweep.repeats, pinned, cfg.sweep.exclude)
     models = load_models({s.model for s in specs}, cfg.model)
     validate(specs, models)
     local_hw = detect_hardware(cfg)
@@ -259,6 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     import hydra
 
     try:
+        check_override_keys(argv)
         register_configs()
         path = conf_dir()
     except EnergyRayError as e:

@@ -167,10 +167,24 @@ class TransformersBackend:
         self._seed = 0
 
     # -- loading -----------------------------------------------------------------------------
-    def load(self, model: Any, weights: str, precision: str, device: str, cache_dir: str, seed: int) -> LoadInfo:
-        self.device = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
-        if device == "cuda" and self.device != "cuda":
+    def _device(self, device: str) -> str:
+        found = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+        if device == "cuda" and found != "cuda":
             raise BackendError("device=cuda was asked for, but torch sees no CUDA GPU here.")
+        return found
+
+    def prepare(self, model: Any, weights: str, precision: str, device: str, cache_dir: str, seed: int) -> None:
+        """One-time work kept out of the measured load: converting the GGUF package, building
+        the tiny model, saving random weights for bitsandbytes to quantise. Cached on disk."""
+        self.device = self._device(device)
+        resolved, dtype = resolve_precision(precision, self.device)
+        if weights == "real":
+            self._real_source(model, cache_dir)
+        elif weights == "dummy" and resolved in BNB_PRECISIONS:
+            self._dummy_checkpoint(model, self._dummy_config(model), dtype, cache_dir, seed)
+
+    def load(self, model: Any, weights: str, precision: str, device: str, cache_dir: str, seed: int) -> LoadInfo:
+        self.device = self._device(device)
         resolved, dtype = resolve_precision(precision, self.device)
         self._seed = seed
         torch.manual_seed(seed)
@@ -241,28 +255,35 @@ class TransformersBackend:
             tok.pad_token = tok.eos_token
         return tok
 
-    def _load_dummy(self, model: Any, dtype: torch.dtype, quant: Any, cache_dir: str, seed: int) -> str:
+    @staticmethod
+    def _dummy_config(model: Any) -> Any:
         if not model.architecture:
             raise ConfigError(f"Model {model.name!r} has no `architecture` in conf/model/, so weights=dummy "
                               "cannot build it. Add the transformers config keys (model_type, hidden_size, ...).")
         arch = dict(model.architecture)
-        cfg = AutoConfig.for_model(arch.pop("model_type"), **arch)
+        return AutoConfig.for_model(arch.pop("model_type"), **arch)
+
+    def _dummy_checkpoint(self, model: Any, cfg: Any, dtype: torch.dtype, cache_dir: str, seed: int) -> Path:
+        """bitsandbytes quantises while loading a checkpoint: save the random weights once."""
+        name = f"{model.name}-{str(dtype).removeprefix('torch.')}-seed{seed}"
+
+        def build(tmp: Path) -> None:
+            torch.manual_seed(seed)
+            with torch.device(self.device):
+                m = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+            m.save_pretrained(tmp)
+            del m
+
+        return _build_once(Path(cache_dir) / "dummy" / name, build)
+
+    def _load_dummy(self, model: Any, dtype: torch.dtype, quant: Any, cache_dir: str, seed: int) -> str:
+        cfg = self._dummy_config(model)
         if quant is None:
             with torch.device(self.device):
                 self.model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
             source = f"random init of {model.name} ({cfg.model_type}), seed {seed}"
         else:
-            # bitsandbytes quantises while loading a checkpoint: save the random weights once.
-            name = f"{model.name}-{str(dtype).removeprefix('torch.')}-seed{seed}"
-
-            def build(tmp: Path) -> None:
-                torch.manual_seed(seed)
-                with torch.device(self.device):
-                    m = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-                m.save_pretrained(tmp)
-                del m
-
-            path = _build_once(Path(cache_dir) / "dummy" / name, build)
+            path = self._dummy_checkpoint(model, cfg, dtype, cache_dir, seed)
             self.model = self._from_pretrained(str(path), dtype, quant)
             source = f"random init of {model.name} ({cfg.model_type}), seed {seed}, saved at {path}"
         try:  # the real tokenizer where it is cached locally; else random token ids

@@ -1,9 +1,9 @@
 """Run `python -m energyray` as a user would: a subprocess from the repository root.
 
 Each call gets its own Hydra run directory (so nothing lands in the checkout's outputs/),
-a wide terminal (rich would otherwise cut model names to "gem…" in a non-tty), and no
-Ray usage reporting. Real runs take their own `store.path=` and share one `cache_dir=` per
-session, so the tiny model is built once.
+a wide COLUMNS (so rich never cuts model names or trial ids), and no Ray usage reporting.
+Real runs take their own `store.path=` and share one `cache_dir=` per session, so the tiny
+model is built once.
 """
 
 from __future__ import annotations

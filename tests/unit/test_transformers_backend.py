@@ -43,7 +43,9 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_arch() -> dict:
     node = OmegaConf.load(REPO_ROOT / "conf" / "model" / "tiny-llama.yaml")
-    return OmegaConf.to_container(node.architecture)
+    arch = OmegaConf.to_container(node.architecture)
+    assert isinstance(arch, dict)
+    return arch
 
 
 @pytest.fixture(scope="module")

@@ -321,3 +321,20 @@ def test_failing_warmup_is_a_row_and_closes_its_window(tmp_path, model):
     assert "warmup blew up" in result.row["error"]
     assert sampler.open == {}
     assert sampler.labels == ["warmup"]
+
+
+def test_warmup_runs_once_per_shape(model, tmp_path):
+    """Each new shape (batch, task, variant, length) is warmed up before its first trial only."""
+    sampler = FakeSampler()
+    runner = make_runner(sampler, tmp_path, warmup_runs=1)
+    first, again, wider = make_spec(), make_spec(), make_spec(batch_size=3)
+    runner.load(first, model)
+    try:
+        rows = [runner.run(s, model, CONFIG).row for s in (first, again, wider)]
+    finally:
+        runner.unload()
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert sampler.labels.count("warmup") == 2
+    assert rows[0]["warmup_j"] == ENERGY_J
+    assert not rows[1]["warmup_j"]  # same shape: no warmup before it
+    assert rows[2]["warmup_j"] == ENERGY_J
