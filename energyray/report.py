@@ -47,7 +47,7 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
             "errors": "; ".join(sorted({str(e).splitlines()[0][:80] for e in g.loc[g["status"] != "ok", "error"].dropna()})) if "error" in g else "",
         })
 
-    out = df.groupby(keys, dropna=False, sort=False).apply(agg, include_groups=False).reset_index()
+    out = df.groupby(keys, dropna=False, sort=True).apply(agg, include_groups=False).reset_index()
     return out
 
 
