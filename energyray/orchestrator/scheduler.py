@@ -159,11 +159,11 @@ def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
                 if ref not in ready and now <= deadline:
                     continue
                 del pending[ref]
-                if ref not in ready:  # over its deadline: kill the worker, fail this one
-                    ray.cancel(ref, force=True)
+                if ref not in ready:  # over its deadline: fail this one; fail_rest kills the worker
                     msg = f"timed out after {cfg.ray.trial_timeout_s if kind == 'trial' else cfg.ray.load_timeout_s:.0f} s ({kind})"
                     if kind == "trial" and spec is not None:
                         emit(_failed(spec, msg))
+                        slot.queue.popleft()  # this one is done (failed); the rest go to a fresh worker
                         fail_rest(slot, msg, requeue=True)
                     else:
                         fail_rest(slot, msg, requeue=False)

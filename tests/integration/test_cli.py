@@ -247,3 +247,15 @@ def test_failing_group_does_not_stop_the_sweep(tmp_path, shared_cache, cli):
     assert gemma["energy_source"] == "not_measurable"
     assert json.loads(gemma["config_json"])["model"]["path"] == "/nonexistent/model"
     assert json.loads(tiny["config_json"])["model"]["path"] is None  # the override hit the composed model only
+
+
+def test_a_trial_over_its_timeout_is_one_failed_row_and_the_rest_still_run(energyray, shared_cache, tmp_path):
+    """trial_timeout_s so short that every trial times out: each is stored once, failed, with the reason."""
+    r = energyray("sweep=smoke", "sweep.repeats=2", "sweep.grid.precision=[baseline]", "sweep.grid.batch_size=[64]",
+                  "generation.cpu_max_new_tokens=440", "generation.warmup_runs=0", "ray.trial_timeout_s=0.2", f"store.path={tmp_path / 'store'}", f"cache_dir={shared_cache}",
+                  timeout=300)
+    assert r.returncode == 0, r.explain()
+    t = Store(tmp_path / "store").read("trials")
+    assert len(t) == 2 and t["trial_id"].is_unique
+    assert (t["status"] == "failed").all()
+    assert t["error"].str.contains("timed out").all()
