@@ -270,7 +270,7 @@ def run(cfg_node: DictConfig) -> int:
 
     driver_env = env.snapshot()
     plan = Plan(groups=group(todo), models=models,
-                configs={s.trial_id: trial_config(s, cfg, models[s.model]) for s in todo}, cfg=cfg, env=driver_env)
+                configs={s.trial_id: trial_config(s, cfg, models[s.model]) for s in todo}, cfg=cfg)
     by_id = {s.trial_id: s for s in todo}
     rows: list[dict[str, Any]] = []
 

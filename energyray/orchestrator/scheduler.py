@@ -35,8 +35,7 @@ class Plan:
     groups: list[list[TrialSpec]]
     models: dict[str, Any]  # model name -> ModelConfig
     configs: dict[str, dict[str, Any]]  # trial_id -> resolved config (config_json)
-    cfg: Any  # RunConfig
-    env: dict[str, Any] = field(default_factory=dict)
+    cfg: Any  # RunConfig, with cache_dir resolved by the driver
 
 
 def init_ray(cfg: Any) -> dict[str, float]:
@@ -124,7 +123,7 @@ def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
         if slot.bundle.get("GPU"):
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         slot.worker = Worker.options(**opts).remote(
-            slot.sampler, cfg.generation, cache_dir(cfg), cfg.device, cfg.seed)
+            slot.sampler, cfg.generation, cfg.cache_dir, cfg.device, cfg.seed)
         submit(slot, "describe", None)
 
     def release(slot: _Slot) -> None:
@@ -216,8 +215,3 @@ def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
             ray.kill(slot.sampler, no_restart=True)
             remove_placement_group(slot.pg)
 
-
-def cache_dir(cfg: Any) -> str:
-    import os
-
-    return str(cfg.cache_dir or os.environ.get("ENERGYRAY_CACHE") or os.path.expanduser("~/.cache/energyray"))
