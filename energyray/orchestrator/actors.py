@@ -53,10 +53,13 @@ class SamplerHost:
             raise RuntimeError(self.error or "no sampler for this device")
         return int(self.sampler.begin(label))
 
-    def end(self, label: str) -> dict[str, Any]:
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
         if self.sampler is None:
             raise RuntimeError(self.error or "no sampler for this device")
-        return asdict(self.sampler.end(label))
+        return asdict(self.sampler.end(label, parts))
+
+    def latest(self) -> dict[str, Any] | None:
+        return None if self.sampler is None else self.sampler.latest()
 
     def close(self) -> None:
         if self.sampler is not None:
@@ -73,8 +76,11 @@ class RemoteSampler:
     def begin(self, label: str) -> int:
         return int(ray.get(self._h.begin.remote(label), timeout=SAMPLER_CALL_TIMEOUT_S))
 
-    def end(self, label: str) -> dict[str, Any]:
-        return dict(ray.get(self._h.end.remote(label), timeout=SAMPLER_CALL_TIMEOUT_S))
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+        return dict(ray.get(self._h.end.remote(label, parts), timeout=SAMPLER_CALL_TIMEOUT_S))
+
+    def latest(self) -> dict[str, Any] | None:
+        return ray.get(self._h.latest.remote(), timeout=SAMPLER_CALL_TIMEOUT_S)
 
     def describe(self) -> dict[str, Any]:
         return self._info

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from energyray.samplers.energy import counter_delta, power_stats, trapezoid
+from energyray.samplers.energy import apportion, counter_delta, power_stats, trapezoid
 
 SAMPLE_COLUMNS = (
     "t_ns", "power_w", "energy_j", "temperature_c", "sm_clock_mhz", "utilization_pct", "memory_used_mb",
@@ -39,6 +39,11 @@ class WindowReading:
     peak_power_w: float | None = None
     samples: list[dict[str, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. co2_kg, cpu_energy_j
+    # True when the window was shorter than the counter can resolve and its energy comes
+    # from the power series instead (source "polled")
+    short_window: bool = False
+    # sub-windows asked for at end(): name -> {energy_j, source, reason}
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -52,7 +57,8 @@ class Sampler(Protocol):
 
     def start(self) -> None: ...
     def begin(self, label: str) -> int: ...
-    def end(self, label: str) -> WindowReading: ...
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> WindowReading: ...
+    def latest(self) -> dict[str, Any] | None: ...
     def describe(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
@@ -74,6 +80,10 @@ class PollingSampler:
     scope = "device"
     has_counter = False
     counter_wrap_j: float | None = None
+    # How often the device refreshes its energy counter. A window shorter than ten of these
+    # is measured from the power series instead (the counter read at its edges could be
+    # stale by up to one period at each edge) and flagged short_window.
+    counter_period_s = 0.1
 
     def __init__(self, interval_s: float = 0.1, keep_s: float = 3600.0) -> None:
         self.interval_s = interval_s
@@ -122,7 +132,14 @@ class PollingSampler:
         self._open[label] = (t, counter)
         return t
 
-    def end(self, label: str) -> WindowReading:
+    def latest(self) -> dict[str, Any] | None:
+        """The most recent sample (for cooldown decisions), or None."""
+        with self._lock:
+            return dict(self._series[-1]) if self._series else None
+
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> WindowReading:
+        """Close a window. `parts` (name -> (start_ns, end_ns) inside it) get the window's
+        energy shared by the power series' shape (samplers.energy.apportion)."""
         t1 = now_ns()
         c1 = self._read_counter_j() if self.has_counter else None
         if label not in self._open:
@@ -135,18 +152,24 @@ class PollingSampler:
             window = [s for s in self._series if t0 - margin <= s["t_ns"] <= t1 + margin]
         inside = [s for s in window if t0 <= s["t_ns"] <= t1]
         avg_w, peak_w = power_stats([s.get("power_w") for s in inside])
-        if self.has_counter:
+        pts = [(s["t_ns"] / 1e9, s["power_w"]) for s in window if s.get("power_w") is not None]
+        ts, ps = [p[0] for p in pts], [p[1] for p in pts]
+        polled = trapezoid(ts, ps, t0 / 1e9, t1 / 1e9)
+        short = self.has_counter and (t1 - t0) / 1e9 < 10 * self.counter_period_s and polled.energy_j is not None
+        if self.has_counter and not short:
             energy, source = counter_delta(c0, c1, self.counter_wrap_j), "counter"
         else:
-            pts = [(s["t_ns"] / 1e9, s["power_w"]) for s in window if s.get("power_w") is not None]
-            energy = trapezoid([p[0] for p in pts], [p[1] for p in pts], t0 / 1e9, t1 / 1e9)
-            source = "polled"
-        if energy.energy_j is not None and t1 > t0 and self.has_counter:
-            avg_w = energy.energy_j / ((t1 - t0) / 1e9)  # the counter's mean beats the samples'
+            energy, source = polled, "polled"
+        if energy.energy_j is not None and t1 > t0:
+            avg_w = energy.energy_j / ((t1 - t0) / 1e9)  # over the whole window, not just the samples
+        shares = apportion(energy, ts, ps, (t0 / 1e9, t1 / 1e9),
+                           {k: (a / 1e9, b / 1e9) for k, (a, b) in (parts or {}).items()})
+        part_source = "counter_apportioned" if source == "counter" else source
         return WindowReading(
             label=label, source=source, scope=self.scope, start_ns=t0, end_ns=t1,
             energy_j=energy.energy_j, reason=energy.reason, avg_power_w=avg_w, peak_power_w=peak_w,
-            samples=inside,
+            samples=inside, short_window=short,
+            parts={k: {"energy_j": e.energy_j, "source": part_source, "reason": e.reason} for k, e in shares.items()},
         )
 
     def describe(self) -> dict[str, Any]:

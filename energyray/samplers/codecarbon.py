@@ -48,7 +48,7 @@ class CodeCarbonSampler(PollingSampler):
         self._tracker.start_task(label)
         return t
 
-    def end(self, label: str) -> WindowReading:
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> WindowReading:
         data = self._tracker.stop_task(label)
         reading = super().end(label)
         cpu_j = float(data.cpu_energy) * KWH_TO_J
@@ -61,6 +61,13 @@ class CodeCarbonSampler(PollingSampler):
         if reading.duration_s > 0:
             reading.avg_power_w = reading.energy_j / reading.duration_s
         reading.peak_power_w = None
+        reading.short_window = False
+        span = reading.end_ns - reading.start_ns
+        reading.parts = {  # no power series: shared by duration, still an estimate
+            k: {"energy_j": reading.energy_j * max(0, min(b, reading.end_ns) - max(a, reading.start_ns)) / span if span else None,
+                "source": "estimated", "reason": "shared by duration: no power series"}
+            for k, (a, b) in (parts or {}).items()
+        }
         intensity = float(data.emissions) / float(data.energy_consumed) * 1000 if data.energy_consumed else None
         reading.extras = {
             "cpu_energy_j": cpu_j, "ram_energy_j": ram_j, "co2_kg": float(data.emissions),

@@ -75,3 +75,37 @@ def power_stats(power_w: Sequence[float | None]) -> tuple[float | None, float | 
     if not known:
         return None, None
     return sum(known) / len(known), max(known)
+
+
+def apportion(
+    total: Energy,
+    ts_s: Sequence[float],
+    power_w: Sequence[float],
+    window: tuple[float, float],
+    parts: dict[str, tuple[float, float]],
+) -> dict[str, Energy]:
+    """Share a window's energy among sub-windows by the shape of the power series.
+
+    Each part gets `total × P(part) / P(window)`, P being the trapezoid integral of polled
+    power, so parts that tile the window sum exactly to its (counter) total. Where power
+    was not polled over the window, parts are shared by duration instead (constant power
+    assumed) and say so in their reason.
+    """
+    t0, t1 = window
+    if total.energy_j is None:
+        return {name: Energy(None, total.reason) for name in parts}
+    whole = trapezoid(ts_s, power_w, t0, t1)
+    out: dict[str, Energy] = {}
+    for name, (a, b) in parts.items():
+        a, b = max(a, t0), min(b, t1)
+        if b <= a:
+            out[name] = Energy(0.0)
+            continue
+        part = trapezoid(ts_s, power_w, a, b)
+        if whole.energy_j and part.energy_j is not None:
+            out[name] = Energy(total.energy_j * part.energy_j / whole.energy_j)
+        elif t1 > t0:
+            out[name] = Energy(total.energy_j * (b - a) / (t1 - t0), "shared by duration: no power series")
+        else:
+            out[name] = Energy(None, "empty window")
+    return out

@@ -35,6 +35,7 @@ class RaplSampler(PollingSampler):
     name = "rapl"
     scope = "cpu_package+dram"
     has_counter = True
+    counter_period_s = 0.001  # RAPL counters refresh about every millisecond
 
     def __init__(self, interval_s: float = 0.1, root: Path = POWERCAP) -> None:
         super().__init__(interval_s=interval_s)

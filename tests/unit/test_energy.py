@@ -150,6 +150,7 @@ class ConstantPower(PollingSampler):
 class FakeCounter(ConstantPower):
     name = "fake-counter"
     has_counter = True
+    counter_period_s = 0.0  # an ideal counter: every window of these tests is long enough
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -285,3 +286,39 @@ def test_polling_sampler_end_unknown_label_raises(polled):
 def test_polling_sampler_describe():
     s = ConstantPower(interval_s=0.25)
     assert s.describe() == {"sampler": "fake-polled", "scope": "device", "interval_s": 0.25}
+
+
+class SlowCounter(FakeCounter):
+    """An NVML-like counter refreshed every 100 ms: windows under 1 s come from the power series."""
+
+    counter_period_s = 0.1
+
+
+def test_short_window_on_a_slow_counter_is_polled_and_flagged():
+    s = SlowCounter(watts=50.0, interval_s=0.01)
+    s.start()
+    try:
+        time.sleep(0.03)
+        s.begin("w")
+        time.sleep(0.1)
+        s.counter_j = 1e6  # a counter jump the short window must not use
+        r = s.end("w")
+    finally:
+        s.close()
+    assert r.short_window is True and r.source == "polled"
+    assert r.energy_j == pytest.approx(50.0 * r.duration_s, rel=1e-6)
+
+
+def test_parts_share_the_counter_total_and_tile_it(counted):
+    time.sleep(0.03)
+    t0 = counted.begin("w")
+    time.sleep(0.05)
+    tm = counted.latest()["t_ns"]
+    time.sleep(0.05)
+    counted.counter_j = 1014.0
+    r = counted.end("w", parts={"a": (t0, tm), "b": (tm, 2**62)})
+    assert r.source == "counter" and r.energy_j == pytest.approx(14.0)
+    a, b = r.parts["a"], r.parts["b"]
+    assert a["source"] == b["source"] == "counter_apportioned"
+    assert a["energy_j"] + b["energy_j"] == pytest.approx(14.0)  # constant power: shares by time
+    assert a["energy_j"] / 14.0 == pytest.approx((tm - t0) / (r.end_ns - t0), abs=0.02)
