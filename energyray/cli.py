@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from energyray import env
 from energyray.config import (
     GenerationConfig,
+    MeasurementConfig,
     ModelConfig,
     RayConfig,
     RunConfig,
@@ -30,7 +31,7 @@ from energyray.errors import ConfigError, EnergyRayError
 from energyray.grid import AXES, TrialSpec, expand, group
 
 _PKG = Path(__file__).resolve().parent
-_SECTIONS = (GenerationConfig, RayConfig, SamplerConfig, StoreConfig, SweepConfig)
+_SECTIONS = (GenerationConfig, MeasurementConfig, RayConfig, SamplerConfig, StoreConfig, SweepConfig)
 
 
 def conf_dir() -> Path:
@@ -201,6 +202,7 @@ def validate(specs: list[TrialSpec], models: dict[str, ModelConfig]) -> None:
 def trial_config(spec: TrialSpec, cfg: RunConfig, model: ModelConfig) -> dict[str, Any]:
     """The resolved configuration saved with the trial's row (config_json)."""
     return {"trial": spec.to_dict(), "model": asdict(model), "generation": asdict(cfg.generation),
+            "measurement": asdict(cfg.measurement),
             "sampler": asdict(cfg.sampler), "device": cfg.device, "seed": cfg.seed,
             "sweep": {"name": cfg.sweep.name, "repeats": cfg.sweep.repeats, "grid": cfg.sweep.grid}}
 

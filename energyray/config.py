@@ -52,6 +52,18 @@ class GenerationConfig:
 
 
 @dataclass
+class MeasurementConfig:
+    """How phases are measured around the trials (thesis seed §3.1.2, §7.2)."""
+
+    idle_s: float = 3.0  # idle baseline window per group, model not loaded (0: none)
+    idle_settle_s: float = 2.0  # wait before the idle window, so the device settles
+    cooldown_s: float = 0.0  # fixed pause before each trial
+    cooldown_to_idle_c: float | None = None  # or: wait until within N °C of the idle temperature
+    cooldown_max_s: float = 120.0  # give up waiting for the temperature after this long
+    memory_bandwidth_gbs: float | None = None  # roofline bandwidth; None: the GPU table, or measured on a CPU
+
+
+@dataclass
 class StoreConfig:
     path: str = "outputs/store"
     resume: bool = True  # skip trial ids already in the store with status ok or oom
@@ -95,6 +107,7 @@ class RunConfig:
     dry_run: bool = False
     cache_dir: str | None = None  # None: $ENERGYRAY_CACHE or ~/.cache/energyray
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    measurement: MeasurementConfig = field(default_factory=MeasurementConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)

@@ -20,6 +20,7 @@ SAMPLERS: dict[str, str] = {
     "nvml": "energyray.samplers.nvml:NvmlSampler",
     "rapl": "energyray.samplers.rapl:RaplSampler",
     "codecarbon": "energyray.samplers.codecarbon:CodeCarbonSampler",
+    "replay": "energyray.samplers.replay:ReplaySampler",
 }
 
 

@@ -1,10 +1,18 @@
-"""TrialRunner: runs one group's trials on one device, measuring each window's energy.
+"""TrialRunner: runs one group's trials on one device, measuring every phase's energy.
 
-Plain Python, testable without Ray (the orchestrator wraps it in an actor). For a group it
-measures the model's `load` once, runs `warmup` generations (not counted), then each
-trial's generate call as its own window, and turns what the backend and the sampler saw
-into one row per trial plus that trial's samples. A failure inside a trial becomes a row
-with a status and the error; the runner goes on.
+Plain Python, testable without Ray (the orchestrator wraps it in an actor). Phases, after
+the thesis seed (§3.1.2, §7.2):
+
+- per group: `idle` (model not loaded, device settled: the baseline power), `load`, and,
+  after its last trial, `unload`;
+- per trial: `warmup` (before the first trial of each shape; not counted), the trial's
+  window split at the first token into `prefill` and `decode` (plus a `steady` window for
+  batches: every sequence decoding, no ramp-up or drain), then `response` (decoding the
+  ids to text, scoring).
+
+Each phase gets `<phase>_j`, `<phase>_s`, `<phase>_source` (and power where measured) in
+the trial's row, and its samples are labelled with the phase. A failure inside a trial
+becomes a row with a status and the error; the runner goes on.
 """
 
 from __future__ import annotations
@@ -16,11 +24,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from energyray import tasks
+from energyray import roofline, tasks
 from energyray.errors import TrialFailed
 from energyray.grid import TrialSpec
 from energyray.registry import BACKENDS, resolve
 from energyray.samplers.base import WindowReading
+
+GROUP_RULE = (
+    "idle_*, load_*: measured once per group, before its first trial, and repeated on each of "
+    "its trials (divide by group_trials to share them); unload_*: measured once, after the "
+    "group's last trial, on that trial's row only; warmup_*: the uncounted warmup run just "
+    "before this trial (the first of its shape). None of these is in energy_j."
+)
 
 
 @dataclass
@@ -41,21 +56,30 @@ class TrialRunner:
     """Runs the trials of one load group. `sampler` follows samplers.base.Sampler, or is None."""
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str = "auto",
-                 seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None) -> None:
+                 seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None,
+                 measurement: Any = None, hardware: str = "cpu") -> None:
+        from energyray.config import MeasurementConfig
+
         self.sampler = sampler
         self.generation = generation
+        self.measurement = measurement or MeasurementConfig(idle_s=0.0, idle_settle_s=0.0)
         self.cache_dir = cache_dir
         self.device = device
         self.seed = seed
         self.node = node
+        self.hardware = hardware
         self.env = env or {}
         self.backend: Any = None
         self.load_info: Any = None
         self.group: dict[str, Any] = {}
         self.sampler_info: dict[str, Any] = {}
+        self.arch: dict[str, Any] = {}
         self._warmed: set[tuple[Any, ...]] = set()  # shapes already warmed up in this group
+        self._pending: list[dict[str, Any]] = []  # samples of group phases, for the next row
+        self._idle_temp_c: float | None = None
+        self._cpu_bandwidth_gbs: float | None = None
 
-    # -- sampler calls never kill a trial: a broken sampler gives null energy with the reason
+    # -- windows: a broken sampler never kills a trial; it gives null energy with the reason
     def _begin(self, label: str) -> str | None:
         if self.sampler is None:
             return "no energy sampler for this device (sampler.cpu=none?)"
@@ -65,18 +89,52 @@ class TrialRunner:
         except Exception as e:
             return f"sampler failed at window start: {type(e).__name__}: {e}"
 
-    def _end(self, label: str, begin_error: str | None) -> WindowReading | str:
+    def _end(self, label: str, begin_error: str | None,
+             parts: dict[str, tuple[int, int]] | None = None) -> WindowReading | str:
         if begin_error is not None:
             return begin_error
         try:
-            reading = self.sampler.end(label)
+            reading = self.sampler.end(label, parts) if parts else self.sampler.end(label)
             return reading if isinstance(reading, WindowReading) else WindowReading(**reading)
         except Exception as e:
             return f"sampler failed at window end: {type(e).__name__}: {e}"
 
+    def _phase(self, phase: str, reading: WindowReading | str, duration_s: float | None = None) -> dict[str, Any]:
+        """Row fields of one measured phase, and its samples queued for the next row."""
+        if isinstance(reading, str):
+            return {f"{phase}_j": None, f"{phase}_s": duration_s, f"{phase}_source": "not_measurable",
+                    f"{phase}_energy_reason": reading}
+        self._pending.extend({**s, "phase": phase} for s in reading.samples)
+        return {
+            f"{phase}_j": reading.energy_j,
+            f"{phase}_s": duration_s if duration_s is not None else reading.duration_s,
+            f"{phase}_source": reading.source if reading.energy_j is not None else "not_measurable",
+            f"{phase}_energy_reason": reading.reason,
+            f"{phase}_avg_power_w": reading.avg_power_w,
+            f"{phase}_peak_power_w": reading.peak_power_w,
+        }
+
+    def _measure(self, phase: str, fn: Any) -> tuple[Any, dict[str, Any]]:
+        err = self._begin(phase)
+        t0 = time.monotonic()
+        try:
+            value = fn()
+        finally:
+            elapsed = time.monotonic() - t0
+            reading = self._end(phase, err)
+        return value, self._phase(phase, reading, elapsed)
+
+    def _latest(self) -> dict[str, Any]:
+        try:
+            return dict(self.sampler.latest() or {}) if self.sampler is not None else {}
+        except Exception:
+            return {}
+
+    # -- group phases ---------------------------------------------------------------------
     def load(self, spec: TrialSpec, model: Any) -> dict[str, Any]:
-        """Load the group's model, measuring `load` and `warmup`. Raises on failure."""
+        """Prepare (unmeasured), measure `idle`, then `load`. Raises if the model cannot load."""
         self.backend = resolve("backend", BACKENDS, spec.backend)()
+        self.hardware = spec.hardware
         if spec.precision not in self.backend.precisions:
             raise TrialFailed(f"Backend {spec.backend!r} does not support precision {spec.precision!r}. "
                               f"Valid choices: {', '.join(self.backend.precisions)}.")
@@ -85,17 +143,43 @@ class TrialRunner:
                 self.sampler_info = dict(self.sampler.describe())
             except Exception as e:
                 self.sampler_info = {"error": f"{type(e).__name__}: {e}"}
+        self._pending = []
         t0 = time.monotonic()
         self.backend.prepare(model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed)
-        prepare_s = time.monotonic() - t0
-        err = self._begin("load")
-        t0 = time.monotonic()
-        self.load_info = self.backend.load(model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed)
-        load_s = time.monotonic() - t0
-        reading = self._end("load", err)
-        self.group = {"prepare_s": prepare_s, "load_s": load_s, **self._energy_fields("load", reading)}
+        self.group = {"prepare_s": time.monotonic() - t0}
+        m = self.measurement
+        if m.idle_s > 0:
+            time.sleep(m.idle_settle_s)
+            _, idle = self._measure("idle", lambda: time.sleep(m.idle_s))
+            self.group.update(idle)
+            # the sampler's own window (energy / its duration), not the runner's timing of the sleep
+            self.group["idle_power_w"] = idle.get("idle_avg_power_w")
+            temps = [s["temperature_c"] for s in self._pending if s.get("temperature_c") is not None]
+            self._idle_temp_c = min(temps) if temps else None
+            self.group["idle_temperature_c"] = self._idle_temp_c
+            self.group["idle_method"] = (f"{m.idle_s:g} s window before the group's load, model not loaded, "
+                                         f"after {m.idle_settle_s:g} s settling (the device may still be warm "
+                                         "from an earlier group)")
+        else:
+            self.group.update(idle_j=None, idle_power_w=None, idle_source="not_measurable",
+                              idle_energy_reason="measurement.idle_s=0: no idle baseline")
+        self.load_info, fields = self._measure("load", lambda: self.backend.load(
+            model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed))
+        self.group.update(fields)
         self._warmed = set()
-        return {"load_s": load_s, "precision": self.load_info.precision, "device": self.load_info.device}
+        self.arch = self.backend.architecture() if hasattr(self.backend, "architecture") else {}
+        if self.load_info.device == "cpu" and self._cpu_bandwidth_gbs is None and not m.memory_bandwidth_gbs:
+            self._cpu_bandwidth_gbs = roofline.measure_copy_bandwidth_gbs()
+        return {"load_s": self.group.get("load_s"), "precision": self.load_info.precision,
+                "device": self.load_info.device}
+
+    def unload(self) -> dict[str, Any]:
+        """Measure `unload` (freeing the model); returns its row fields."""
+        if self.backend is None:
+            return {"unload_j": None, "unload_energy_reason": "no model was loaded"}
+        _, fields = self._measure("unload", self.backend.unload)
+        self.backend = None
+        return fields
 
     def warmup(self, spec: TrialSpec) -> dict[str, Any]:
         """Before the first trial of each shape (batch, prompts, length): `warmup_runs`
@@ -110,21 +194,35 @@ class TrialRunner:
         self._warmed.add(shape)
         prompts = [p.text for p in tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)]
         new_tokens = int(self.generation.warmup_new_tokens or self.max_new_tokens(spec))
-        err = self._begin("warmup")
-        t0 = time.monotonic()
-        try:
+
+        def go() -> None:
             for _ in range(runs):
                 self.backend.generate(prompts, new_tokens, ignore_eos=True)
-        finally:
-            reading = self._end("warmup", err)
-        return {"warmup_runs": runs, "warmup_s": time.monotonic() - t0,
-                **self._energy_fields("warmup", reading)}
 
-    @staticmethod
-    def _energy_fields(phase: str, reading: WindowReading | str) -> dict[str, Any]:
-        if isinstance(reading, str):
-            return {f"{phase}_j": None, f"{phase}_energy_reason": reading}
-        return {f"{phase}_j": reading.energy_j, f"{phase}_energy_reason": reading.reason}
+        _, fields = self._measure("warmup", go)
+        return {"warmup_runs": runs, **fields}
+
+    def cooldown(self) -> dict[str, Any]:
+        """A fixed pause and/or a wait until within N °C of the idle temperature."""
+        m = self.measurement
+        t0 = time.monotonic()
+        if m.cooldown_s > 0:
+            time.sleep(m.cooldown_s)
+        reached = None
+        if m.cooldown_to_idle_c is not None and self._idle_temp_c is not None:
+            target = self._idle_temp_c + m.cooldown_to_idle_c
+            deadline = time.monotonic() + m.cooldown_max_s  # the temperature wait alone
+            reached = False
+            while True:
+                temp = self._latest().get("temperature_c")
+                if temp is not None and temp <= target:
+                    reached = True
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(0.5, left))
+        return {"cooldown_s": time.monotonic() - t0, "cooldown_reached": reached}
 
     def max_new_tokens(self, spec: TrialSpec) -> int:
         if spec.max_new_tokens is not None:
@@ -136,49 +234,74 @@ class TrialRunner:
         flag = self.generation.ignore_eos
         return spec.weights == "dummy" if flag is None else bool(flag)
 
-    def run(self, spec: TrialSpec, model: Any, config: dict[str, Any]) -> TrialResult:
-        """One trial: a row whatever happens (status ok | failed | oom)."""
+    # -- one trial -------------------------------------------------------------------------
+    def run(self, spec: TrialSpec, model: Any, config: dict[str, Any], last: bool = False) -> TrialResult:
+        """One trial: a row whatever happens (status ok | failed | oom). With `last`, the
+        group's `unload` is measured after it and recorded on its row."""
         row = self._base_row(spec, model, config)
         row["started_at"] = _utc()
         samples: list[dict[str, Any]] = []
         try:
             if self.backend is None or self.load_info is None:
                 raise TrialFailed("model not loaded")
+            row.update(self.cooldown())
             row.update(self.warmup(spec))
+            row["temperature_start_c"] = self._latest().get("temperature_c")
             items = tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)
             new_tokens = self.max_new_tokens(spec)
             label = f"trial:{spec.trial_id}"
             err = self._begin(label)
+            gen = None
             try:
                 gen = self.backend.generate([p.text for p in items], new_tokens, self.ignore_eos(spec))
             finally:
-                reading = self._end(label, err)
-            row.update(self._measured(spec, gen, reading, items, new_tokens))
+                reading = self._end(label, err, self._parts(gen))
+            texts, response = self._measure("response", lambda: self.backend.decode(gen))
+            row.update(response)
+            row.update(self._measured(spec, gen, reading, items, texts, new_tokens))
             if isinstance(reading, WindowReading):
-                samples = [{"trial_id": spec.trial_id, "source": self.sampler_info.get("sampler"),
-                            "phase": "response", **s} for s in reading.samples]
-                self._mark_phases(samples, gen.first_token_ns)
+                samples = [{**s, "phase": self._phase_of(s["t_ns"], gen)} for s in reading.samples]
             row["status"] = "ok"
         except TrialFailed as e:
             row.update(status=e.status, error=str(e))
         except Exception as e:  # a trial's failure is data: the sweep goes on
             status = "oom" if "out of memory" in str(e).lower() else "failed"
             row.update(status=status, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
+        if last:
+            try:
+                row.update(self.unload())
+            except Exception as e:
+                row.update(unload_j=None, unload_energy_reason=f"unload failed: {type(e).__name__}: {e}")
+        else:
+            row.update(unload_j=None, unload_energy_reason="measured once per group, on its last trial")
         row["finished_at"] = _utc()
+        group_samples = [{**s, "trial_id": spec.trial_id} for s in self._pending]
+        self._pending = []
+        source = self.sampler_info.get("sampler")
+        samples = [{"trial_id": spec.trial_id, "source": source, **s} for s in [*group_samples, *samples]]
         return TrialResult(row=row, samples=samples)
 
     @staticmethod
-    def _mark_phases(samples: list[dict[str, Any]], first_token_ns: int | None) -> None:
-        """Label each sample prefill or decode by the time of the first token."""
-        for s in samples:
-            if first_token_ns is None:
-                s["phase"] = "generate"
-            else:
-                s["phase"] = "prefill" if s["t_ns"] < first_token_ns else "decode"
+    def _parts(gen: Any) -> dict[str, tuple[int, int]] | None:
+        if gen is None or gen.first_token_ns is None:
+            return None
+        parts = {"prefill": (gen.start_ns, gen.first_token_ns), "decode": (gen.first_token_ns, gen.end_ns)}
+        steady = gen.steady_window_ns()
+        if steady is not None:
+            parts["steady"] = steady
+        return parts
+
+    @staticmethod
+    def _phase_of(t_ns: int, gen: Any) -> str:
+        if gen is None or t_ns < gen.start_ns or t_ns > gen.end_ns:
+            return "trial_edge"  # inside the window, outside generate (the sampler calls)
+        if gen.first_token_ns is None:
+            return "generate"
+        return "prefill" if t_ns < gen.first_token_ns else "decode"
 
     def _base_row(self, spec: TrialSpec, model: Any, config: dict[str, Any]) -> dict[str, Any]:
         info = self.load_info
-        row: dict[str, Any] = {
+        return {
             **{k: v for k, v in spec.to_dict().items() if k not in ("hardware",)},
             "status": "failed", "error": None,
             "precision_requested": spec.precision,
@@ -188,52 +311,66 @@ class TrialRunner:
             "node": self.node,
             "gpu_name": self.sampler_info.get("gpu_name"),
             "gpu_uuid": self.sampler_info.get("gpu_uuid"),
-            "load_rule": "load_j/load_s: the group's whole model load (after one-time cache preparation, "
-                         "prepare_s, which is not measured), on each of its trials; "
-                         "warmup_j/_s: the uncounted warmup run just before this trial (first of its shape)",
+            "group_rule": GROUP_RULE,
             **self.group,
             "config_json": json.dumps(config, sort_keys=True, default=str),
-            "env_json": json.dumps({**self.env, "sampler": self.sampler_info,
+            "env_json": json.dumps({**self.env, "sampler": self.sampler_info, "architecture": self.arch,
                                     "load": asdict(info) if info else None}, sort_keys=True, default=str),
         }
-        return row
 
     def _measured(self, spec: TrialSpec, gen: Any, reading: WindowReading | str,
-                  items: list[tasks.Prompt], new_tokens: int) -> dict[str, Any]:
-        texts = gen.texts
-        words = None if any(t is None for t in texts) else sum(tasks.count_words(t) for t in texts)
+                  items: list[tasks.Prompt], texts: list[str | None], new_tokens: int) -> dict[str, Any]:
+        words = None if any(t is None for t in texts) else sum(tasks.count_words(t or "") for t in texts)
         scores = [tasks.score(t, p.answer) for t, p in zip(texts, items, strict=True) if t is not None]
         scored = [s for s in scores if s is not None]
         accuracy = sum(scored) / len(scored) if scored else None
+        ttft, tpot = gen.ttft_s, gen.tpot_s
         out: dict[str, Any] = {
             "input_tokens": gen.input_tokens, "output_tokens": gen.output_tokens,
-            "output_words": words, "max_new_tokens_used": new_tokens,
-            "duration_s": gen.duration_s, "ttft_s": gen.ttft_s,
-            "tpot_s": _div(None if gen.ttft_s is None else gen.duration_s - gen.ttft_s, gen.steps - 1 if gen.steps > 1 else None),
+            "output_words": words, "max_new_tokens_used": new_tokens, "decode_steps": gen.steps,
+            "duration_s": gen.duration_s, "latency_s": gen.duration_s, "ttft_s": ttft, "tpot_s": tpot,
+            "prefill_s": ttft, "decode_s": None if ttft is None else gen.duration_s - ttft,
             "tokens_per_s": _div(gen.output_tokens, gen.duration_s),
             "peak_memory_mb": gen.peak_memory_mb, "accuracy": accuracy,
             "sample_output": texts[0][:500] if texts and texts[0] is not None else None,
         }
+        steady = gen.steady_window_ns()
+        if steady is not None:
+            steady_tokens = len(gen.lengths) * (min(gen.lengths) - 1)
+            out.update(steady_s=(steady[1] - steady[0]) / 1e9, steady_tokens=steady_tokens)
+        bw, bw_source = roofline.bandwidth(self.hardware, self.measurement.memory_bandwidth_gbs, self._cpu_bandwidth_gbs)
+        out["roofline_bandwidth_gbs"], out["roofline_bandwidth_source"] = bw, bw_source
+        out.update(roofline.floor(self.arch, spec.batch_size, gen.input_tokens / max(1, spec.batch_size),
+                                  gen.steps, bw, tpot, None))
         if isinstance(reading, str):
             out.update(energy_j=None, energy_source="not_measurable", energy_scope=None, energy_reason=reading)
             return out
         energy = reading.energy_j
+        idle_w = self.group.get("idle_power_w")
         temps = [s["temperature_c"] for s in reading.samples if s.get("temperature_c") is not None]
         out.update(
             energy_j=energy, energy_source=reading.source if energy is not None else "not_measurable",
-            energy_scope=reading.scope, energy_reason=reading.reason,
+            energy_scope=reading.scope, energy_reason=reading.reason, short_window=reading.short_window,
             window_s=reading.duration_s, avg_power_w=reading.avg_power_w, peak_power_w=reading.peak_power_w,
+            energy_idle_subtracted_j=None if energy is None or idle_w is None else energy - idle_w * reading.duration_s,
             j_per_token=_div(energy, gen.output_tokens), j_per_word=_div(energy, words),
             j_per_request=_div(energy, spec.batch_size),
             j_per_correct=_div(energy, None if accuracy is None else accuracy * len(scored)),
-            temperature_start_c=temps[0] if temps else None, temperature_max_c=max(temps) if temps else None,
+            temperature_max_c=max(temps) if temps else None,
             samples_n=len(reading.samples),
             **{k: v for k, v in reading.extras.items() if k in (
                 "cpu_energy_j", "ram_energy_j", "co2_kg", "carbon_intensity_g_per_kwh")},
         )
+        for name, part in reading.parts.items():
+            out[f"{name}_j"] = part["energy_j"]
+            out[f"{name}_source"] = part["source"] if part["energy_j"] is not None else "not_measurable"
+            if part.get("reason"):
+                out[f"{name}_energy_reason"] = part["reason"]
+        if out.get("steady_j") is not None:
+            out["steady_j_per_token"] = _div(out["steady_j"], out.get("steady_tokens"))
+        decode_w = _div(out.get("decode_j"), out.get("decode_s"))
+        out["decode_avg_power_w"] = decode_w
+        out["j_per_output_token_decode"] = _div(out.get("decode_j"), gen.output_tokens - len(gen.lengths))
+        if out.get("roofline_s_per_token") is not None and decode_w is not None:
+            out["roofline_j_per_token"] = out["roofline_s_per_token"] * decode_w
         return out
-
-    def unload(self) -> None:
-        if self.backend is not None:
-            self.backend.unload()
-        self.backend = None

@@ -23,16 +23,49 @@ class LoadInfo:
 
 @dataclass
 class Generation:
-    """The outcome of one batched generate call."""
+    """The outcome of one batched generate call. Times are on the shared monotonic clock (ns)."""
 
-    texts: list[str | None]  # decoded outputs (None: nothing meaningful to decode, e.g. dummy ids)
     input_tokens: int  # prompt tokens over the batch, padding excluded
     output_tokens: int  # generated tokens over the batch, up to and including EOS
-    duration_s: float
-    steps: int = 0  # decode steps: the longest row's generated tokens
-    ttft_s: float | None = None  # time to the first generated token of the batch
-    first_token_ns: int | None = None  # when it came, on the shared monotonic clock
+    start_ns: int
+    end_ns: int
+    lengths: list[int] = field(default_factory=list)  # generated tokens per sequence
+    step_ns: list[int] = field(default_factory=list)  # when each decode step's tokens came
     peak_memory_mb: float | None = None
+    new_ids: Any = None  # the generated ids, for decode()
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def steps(self) -> int:
+        return max(self.lengths, default=0)
+
+    @property
+    def first_token_ns(self) -> int | None:
+        return self.step_ns[0] if self.step_ns else None
+
+    @property
+    def ttft_s(self) -> float | None:
+        return None if not self.step_ns else (self.step_ns[0] - self.start_ns) / 1e9
+
+    @property
+    def tpot_s(self) -> float | None:
+        """Mean time per decode step after the first token."""
+        if len(self.step_ns) < 2:
+            return None
+        return (self.end_ns - self.step_ns[0]) / 1e9 / (len(self.step_ns) - 1)
+
+    def steady_window_ns(self) -> tuple[int, int] | None:
+        """From the first token to the step where the first sequence finished: every
+        sequence of the batch is decoding (no ramp-up, no drain). None for batch 1."""
+        if len(self.lengths) < 2 or not self.step_ns:
+            return None
+        last_full = min(self.lengths) - 1
+        if last_full < 1 or last_full >= len(self.step_ns):
+            return None
+        return self.step_ns[0], self.step_ns[last_full]
 
 
 class Backend(Protocol):
@@ -45,4 +78,5 @@ class Backend(Protocol):
 
     def load(self, model: Any, weights: str, precision: str, device: str, cache_dir: str, seed: int) -> LoadInfo: ...
     def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool) -> Generation: ...
+    def decode(self, gen: Generation) -> list[str | None]: ...
     def unload(self) -> None: ...

@@ -137,19 +137,24 @@ def build_tiny_llama(target: str | Path, seed: int = 0) -> Path:
     return _build_once(Path(target), build)
 
 
-class _FirstToken(BaseStreamer):
-    """Records when generate emits its first new token (its first put() is the prompt)."""
+class _StepTimes(BaseStreamer):
+    """Records when generate emits each step's tokens (its first put() is the prompt).
+
+    The first new token's time is taken after a device sync, so TTFT includes the
+    prefill's GPU work; later steps are synchronised by generate's own stopping check.
+    """
 
     def __init__(self, sync: Any) -> None:
         self._puts = 0
         self._sync = sync
-        self.first_token_ns: int | None = None
+        self.step_ns: list[int] = []
 
     def put(self, value: Any) -> None:
         self._puts += 1
         if self._puts == 2:
             self._sync()
-            self.first_token_ns = time.monotonic_ns()
+        if self._puts >= 2:
+            self.step_ns.append(time.monotonic_ns())
 
     def end(self) -> None:
         pass
@@ -322,7 +327,7 @@ class TransformersBackend:
             kwargs["min_new_tokens"] = max_new_tokens
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        streamer = _FirstToken(self._sync)
+        streamer = _StepTimes(self._sync)
         try:
             self._sync()
             t0 = time.monotonic_ns()
@@ -332,22 +337,40 @@ class TransformersBackend:
             t1 = time.monotonic_ns()
         except torch.OutOfMemoryError as e:
             raise TrialFailed(f"CUDA out of memory: {e}", status="oom") from e
-        new = out[:, prompt_len:].tolist()
-        lengths = [_generated_length(row, eos) for row in new]
-        output_tokens = sum(lengths)
-        texts: list[str | None]
-        if self.tokenizer is not None:
-            texts = self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
-        else:
-            texts = [None] * len(prompts)
+        new = out[:, prompt_len:]
+        lengths = [_generated_length(row, eos) for row in new.tolist()]
         peak = (torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        first = streamer.first_token_ns
         return Generation(
-            texts=texts, input_tokens=int(enc["attention_mask"].sum()), output_tokens=output_tokens,
-            duration_s=(t1 - t0) / 1e9, steps=max(lengths, default=0), ttft_s=None if first is None else (first - t0) / 1e9,
-            first_token_ns=first, peak_memory_mb=peak,
+            input_tokens=int(enc["attention_mask"].sum()), output_tokens=sum(lengths),
+            start_ns=t0, end_ns=t1, lengths=lengths, step_ns=streamer.step_ns,
+            peak_memory_mb=peak, new_ids=new,
         )
+
+    def decode(self, gen: Generation) -> list[str | None]:
+        """The generated text per sequence; None without a tokenizer (dummy weights)."""
+        if self.tokenizer is None or gen.new_ids is None:
+            return [None] * len(gen.lengths)
+        rows = [row[:n] for row, n in zip(gen.new_ids.tolist(), gen.lengths, strict=True)]
+        return list(self.tokenizer.batch_decode(rows, skip_special_tokens=True))
+
+    def architecture(self) -> dict[str, Any]:
+        """What the roofline needs: bytes of weights read per decode step, KV bytes per position."""
+        m, cfg = self.model, self.model.config
+        weight_b = m.get_memory_footprint(return_buffers=False)
+        emb = m.get_input_embeddings()
+        out = m.get_output_embeddings()
+        if emb is not None and out is not None and emb.weight.data_ptr() != out.weight.data_ptr():
+            weight_b -= emb.weight.numel() * emb.weight.element_size()  # only looked-up rows are read
+        layers = getattr(cfg, "num_hidden_layers", None)
+        heads = getattr(cfg, "num_attention_heads", None)
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+        head_dim = getattr(cfg, "head_dim", None) or (cfg.hidden_size // heads if heads else None)
+        kv_bytes = None
+        if layers and kv_heads and head_dim and getattr(cfg, "model_type", "") not in ("mamba", "mamba2"):
+            kv_bytes = 2 * layers * kv_heads * head_dim * torch.finfo(self.model.dtype).bits // 8
+        return {"weight_bytes": int(weight_b), "kv_bytes_per_position": kv_bytes,
+                "model_type": getattr(cfg, "model_type", None)}
 
     def unload(self) -> None:
         self.model = None

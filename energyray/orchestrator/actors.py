@@ -89,7 +89,8 @@ class RemoteSampler:
 class WorkerHost:
     """Loads one group's model on its device and runs that group's trials, one call each."""
 
-    def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str, seed: int) -> None:
+    def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str, seed: int,
+                 measurement: Any = None) -> None:
         gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None
         self.kind = "gpu" if gpu_uuid else "cpu"
         info = ray.get(sampler.bind.remote(self.kind, gpu_uuid), timeout=SAMPLER_CALL_TIMEOUT_S)
@@ -97,7 +98,7 @@ class WorkerHost:
         self.env = {**env.snapshot(), "ray_node_id": self.node_id}
         remote = None if info.get("sampler") is None else RemoteSampler(sampler, info)
         self.runner = TrialRunner(remote, generation, cache_dir, device=device, seed=seed,
-                                  node=self.env["hostname"], env=self.env)
+                                  node=self.env["hostname"], env=self.env, measurement=measurement)
         if remote is None:
             self.runner.sampler_info = info
         self.system = {"node": self.env["hostname"], "ray_node_id": self.node_id, "kind": self.kind,
@@ -111,8 +112,8 @@ class WorkerHost:
     def load(self, spec: Any, model: Any) -> dict[str, Any]:
         return self.runner.load(spec, model)
 
-    def run(self, spec: Any, model: Any, config: dict[str, Any]) -> Any:
-        return self.runner.run(spec, model, config)
+    def run(self, spec: Any, model: Any, config: dict[str, Any], last: bool = False) -> Any:
+        return self.runner.run(spec, model, config, last=last)
 
     def unload(self) -> None:
         self.runner.unload()

@@ -111,7 +111,7 @@ def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
             ref, timeout = w.describe.remote(), GET_TIMEOUT_S
         else:
             assert spec is not None
-            ref = w.run.remote(spec, plan.models[spec.model], plan.configs[spec.trial_id])
+            ref = w.run.remote(spec, plan.models[spec.model], plan.configs[spec.trial_id], len(slot.queue) == 1)
             timeout = cfg.ray.trial_timeout_s
         pending[ref] = (slot, kind, spec, time.monotonic() + timeout)
 
@@ -123,7 +123,7 @@ def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
         if slot.bundle.get("GPU"):
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         slot.worker = Worker.options(**opts).remote(
-            slot.sampler, cfg.generation, cfg.cache_dir, cfg.device, cfg.seed)
+            slot.sampler, cfg.generation, cfg.cache_dir, cfg.device, cfg.seed, cfg.measurement)
         submit(slot, "describe", None)
 
     def release(slot: _Slot) -> None:

@@ -12,12 +12,13 @@ load × TDP), ``not_measurable``.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from energyray.samplers.energy import apportion, counter_delta, power_stats, trapezoid
+from energyray.samplers.energy import Energy, apportion, counter_delta, power_stats, trapezoid
 
 SAMPLE_COLUMNS = (
     "t_ns", "power_w", "energy_j", "temperature_c", "sm_clock_mhz", "utilization_pct", "memory_used_mb",
@@ -111,7 +112,8 @@ class PollingSampler:
     def _poll_once(self) -> None:
         sample = {"t_ns": now_ns(), **self._read_sample()}
         with self._lock:
-            self._series.append(sample)
+            # the poll thread and end()'s edge poll race: keep the series in time order
+            bisect.insort(self._series, sample, key=lambda x: x["t_ns"])
             cutoff = sample["t_ns"] - self._keep_ns
             while self._series and self._series[0]["t_ns"] < cutoff and not self._open:
                 self._series.pop(0)
@@ -126,38 +128,62 @@ class PollingSampler:
             next_t += self.interval_s
             self._stop.wait(max(0.0, next_t - time.monotonic()))
 
+    # -- clock hooks: real time here; ReplaySampler runs the same code on a virtual clock --
+    def _tick(self) -> None:
+        """Called first by begin/end/latest (a replay advances its clock here)."""
+
+    def _now_ns(self) -> int:
+        return now_ns()
+
+    def _edge_poll(self) -> None:
+        try:
+            self._poll_once()  # a sample at the edge, so the series covers the window
+        except Exception:  # a failed read is a gap in the series, as in the poll thread
+            pass
+
+    def _window(self, t0: int, t1: int) -> list[dict[str, Any]]:
+        """The series over [t0, t1] with one sample's margin either side (to interpolate edges)."""
+        margin = self.interval_s * 1.5e9
+        with self._lock:
+            return [s for s in self._series if t0 - margin <= s["t_ns"] <= t1 + margin]
+
+    # -- protocol ---------------------------------------------------------------------------
     def begin(self, label: str) -> int:
+        self._tick()
         counter = self._read_counter_j() if self.has_counter else None
-        t = now_ns()
+        t = self._now_ns()
         self._open[label] = (t, counter)
         return t
 
     def latest(self) -> dict[str, Any] | None:
         """The most recent sample (for cooldown decisions), or None."""
+        self._tick()
         with self._lock:
             return dict(self._series[-1]) if self._series else None
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> WindowReading:
         """Close a window. `parts` (name -> (start_ns, end_ns) inside it) get the window's
         energy shared by the power series' shape (samplers.energy.apportion)."""
-        t1 = now_ns()
+        self._tick()
+        t1 = self._now_ns()
         c1 = self._read_counter_j() if self.has_counter else None
         if label not in self._open:
             raise KeyError(f"window {label!r} was never begun")
         t0, c0 = self._open.pop(label)
-        self._poll_once()  # a sample at the edge, so the series covers the window
-        with self._lock:
-            # one sample either side of the window, so that its edges can be interpolated
-            margin = self.interval_s * 1.5e9
-            window = [s for s in self._series if t0 - margin <= s["t_ns"] <= t1 + margin]
+        self._edge_poll()
+        window = self._window(t0, t1)
         inside = [s for s in window if t0 <= s["t_ns"] <= t1]
         avg_w, peak_w = power_stats([s.get("power_w") for s in inside])
         pts = [(s["t_ns"] / 1e9, s["power_w"]) for s in window if s.get("power_w") is not None]
         ts, ps = [p[0] for p in pts], [p[1] for p in pts]
         polled = trapezoid(ts, ps, t0 / 1e9, t1 / 1e9)
-        short = self.has_counter and (t1 - t0) / 1e9 < 10 * self.counter_period_s and polled.energy_j is not None
+        short = self.has_counter and (t1 - t0) / 1e9 < 10 * self.counter_period_s
         if self.has_counter and not short:
             energy, source = counter_delta(c0, c1, self.counter_wrap_j), "counter"
+        elif short and polled.energy_j is None:  # the counter cannot resolve it: no figure, not a stale one
+            energy = Energy(None, f"window of {(t1 - t0) / 1e6:.1f} ms is shorter than the counter resolves "
+                                  f"and the power series does not cover it ({polled.reason})")
+            source = "polled"
         else:
             energy, source = polled, "polled"
         if energy.energy_j is not None and t1 > t0:

@@ -99,7 +99,7 @@ def apportion(
     for name, (a, b) in parts.items():
         a, b = max(a, t0), min(b, t1)
         if b <= a:
-            out[name] = Energy(0.0)
+            out[name] = Energy(None, "part lies outside the window")
             continue
         part = trapezoid(ts_s, power_w, a, b)
         if whole.energy_j and part.energy_j is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,7 @@ def test_counter_wrap_between_begin_and_end_is_unwrapped(tree):
     root, pkg, dram, core = tree
     s = RaplSampler(interval_s=0.01, root=root)
     s.begin("w")
+    time.sleep(0.012)  # at least ten RAPL refresh periods: the counter, not the power series
     _set(pkg, 500_000)  # wrapped: 1 J to the top + 0.5 J after = 1.5 J
     _set(dram, 7_000_000)  # +2 J
     _set(core, 999_000_000)  # ignored zone: must not count
@@ -72,6 +74,7 @@ def test_counter_wrap_across_background_polls(tree):
     root, pkg, dram, _ = tree
     s = RaplSampler(interval_s=0.01, root=root)
     s.begin("w")
+    time.sleep(0.012)
     s._poll_once()
     _set(pkg, 250_000)  # +1.25 J across the wrap
     s._poll_once()

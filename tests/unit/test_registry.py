@@ -36,7 +36,7 @@ def test_unknown_name_far_miss_lists_choices_without_suggestion():
         resolve("sampler", SAMPLERS, "zzzzzz")
     msg = str(e.value)
     assert "Did you mean" not in msg
-    assert "Valid choices: codecarbon, nvml, rapl." in msg
+    assert "Valid choices: codecarbon, nvml, rapl, replay." in msg
 
 
 def test_resolve_imports_the_class():

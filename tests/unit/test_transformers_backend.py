@@ -1,8 +1,9 @@
 """The transformers backend on CPU, with energyray's built-in tiny Llama (no Ray, no network).
 
 Covers precision resolution (baseline -> fp32 on a CPU, bitsandbytes nf4 on a CPU), batched
-generation's token counts and timings, dummy weights (random init of the architecture, no
-tokenizer), and the EOS/padding rule of `_generated_length`.
+generation's token counts and step timings, decoding to text apart from generation, dummy
+weights (random init of the architecture, no tokenizer), the roofline's architecture figures,
+the unmeasured `prepare`, and the EOS/padding rule of `_generated_length`.
 """
 
 from __future__ import annotations
@@ -73,16 +74,22 @@ def nf4_backend(tiny_llama_dir, cache):
     b.unload()
 
 
-def _check_counts(gen: Generation, batch: int, max_new: int) -> None:
+def _check_counts(b: TransformersBackend, gen: Generation, batch: int, max_new: int) -> None:
     assert gen.output_tokens == batch * max_new
+    assert gen.lengths == [max_new] * batch
     assert gen.steps == max_new
     assert gen.input_tokens > 0
     assert gen.duration_s > 0
     assert gen.ttft_s is not None
     assert 0 < gen.ttft_s < gen.duration_s
     assert gen.first_token_ns is not None
+    # one time per decode step, in order, inside the generate call
+    assert len(gen.step_ns) == max_new
+    assert gen.start_ns < gen.step_ns[0] and gen.step_ns == sorted(gen.step_ns) and gen.step_ns[-1] <= gen.end_ns
+    assert gen.tpot_s == pytest.approx((gen.duration_s - gen.ttft_s) / (max_new - 1))
     assert gen.peak_memory_mb is not None and gen.peak_memory_mb > 0
-    assert len(gen.texts) == batch
+    assert tuple(gen.new_ids.shape) == (batch, max_new)
+    assert len(b.decode(gen)) == batch
 
 
 # -- precision ---------------------------------------------------------------------------------
@@ -128,14 +135,14 @@ def test_load_nf4_on_cpu_with_bitsandbytes(nf4_backend):
 def test_generate_batch_ignore_eos_fp32(fp32_backend):
     b, _ = fp32_backend
     gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=True)
-    _check_counts(gen, len(PROMPTS), MAX_NEW)
-    assert all(isinstance(t, str) for t in gen.texts)
+    _check_counts(b, gen, len(PROMPTS), MAX_NEW)
+    assert all(isinstance(t, str) for t in b.decode(gen))
 
 
 def test_generate_batch_ignore_eos_nf4(nf4_backend):
     b, _ = nf4_backend
     gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=True)
-    _check_counts(gen, len(PROMPTS), MAX_NEW)
+    _check_counts(b, gen, len(PROMPTS), MAX_NEW)
 
 
 def test_input_tokens_exclude_left_padding(fp32_backend):
@@ -148,7 +155,9 @@ def test_input_tokens_exclude_left_padding(fp32_backend):
 
 def test_generate_is_greedy_and_repeatable(fp32_backend):
     b, _ = fp32_backend
-    assert b.generate(PROMPTS, MAX_NEW, True).texts == b.generate(PROMPTS, MAX_NEW, True).texts
+    first, again = b.generate(PROMPTS, MAX_NEW, True), b.generate(PROMPTS, MAX_NEW, True)
+    assert first.new_ids.tolist() == again.new_ids.tolist()
+    assert b.decode(first) == b.decode(again)
 
 
 def test_output_tokens_stop_at_eos_and_exclude_padding(fp32_backend, monkeypatch):
@@ -170,7 +179,16 @@ def test_output_tokens_stop_at_eos_and_exclude_padding(fp32_backend, monkeypatch
     monkeypatch.setattr(b.model, "generate", generate_with_early_eos)
     gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=False)
     assert gen.output_tokens == 2 + (len(PROMPTS) - 1) * MAX_NEW
+    assert gen.lengths == [2, MAX_NEW, MAX_NEW]
     assert gen.steps == MAX_NEW
+    # decode() stops each row at its length: row 0's text is its one token (EOS skipped)
+    assert b.decode(gen)[0] == b.tokenizer.decode(gen.new_ids[0, :1].tolist(), skip_special_tokens=True)
+
+
+def test_decode_without_ids_gives_none_per_sequence(fp32_backend):
+    b, _ = fp32_backend
+    gen = Generation(input_tokens=3, output_tokens=4, start_ns=0, end_ns=10, lengths=[2, 2], step_ns=[5, 10])
+    assert b.decode(gen) == [None, None]
 
 
 def test_generate_before_load_raises():
@@ -188,8 +206,8 @@ def test_dummy_weights_have_no_tokenizer_but_right_counts(tiny_arch, tmp_path):
         assert info.details["tokenizer"] == "none: random token ids"
         assert "random init" in info.details["source"]
         gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=True)
-        assert gen.texts == [None, None, None]
-        _check_counts(gen, len(PROMPTS), MAX_NEW)
+        assert b.decode(gen) == [None, None, None]
+        _check_counts(b, gen, len(PROMPTS), MAX_NEW)
     finally:
         b.unload()
 
@@ -203,8 +221,8 @@ def test_dummy_weights_nf4_saves_random_checkpoint_once(tiny_arch, tmp_path):
         saved = tmp_path / "dummy" / "tiny-llama-float32-seed0"
         assert (saved / ".complete").exists()
         gen = b.generate(PROMPTS[:2], 3, ignore_eos=True)
-        assert gen.texts == [None, None]
-        _check_counts(gen, 2, 3)
+        assert b.decode(gen) == [None, None]
+        _check_counts(b, gen, 2, 3)
     finally:
         b.unload()
 
@@ -214,6 +232,54 @@ def test_dummy_without_architecture_is_a_config_error(tmp_path):
         TransformersBackend().load(ModelConfig(name="nothing"), "dummy", "baseline", "cpu", str(tmp_path), 0)
 
 
+# -- architecture (for the roofline) ---------------------------------------------------------
+def test_architecture_of_the_tiny_model(fp32_backend, tiny_arch):
+    b, _ = fp32_backend
+    arch = b.architecture()
+    assert arch["model_type"] == "llama"
+    assert arch["weight_bytes"] > 0
+    # untied input embedding: only its looked-up rows are read per step, so it is left out
+    emb = b.model.get_input_embeddings().weight
+    assert arch["weight_bytes"] == 4 * (b.model.num_parameters() - emb.numel())
+    head_dim = tiny_arch["hidden_size"] // tiny_arch["num_attention_heads"]
+    kv = 2 * tiny_arch["num_hidden_layers"] * tiny_arch["num_key_value_heads"] * head_dim * 4  # K and V, fp32
+    assert arch["kv_bytes_per_position"] == kv == 512
+
+
+# -- Generation's derived timings --------------------------------------------------------------
+def _gen(lengths: list[int], step_ns: list[int]) -> Generation:
+    return Generation(input_tokens=10, output_tokens=sum(lengths), start_ns=0, end_ns=step_ns[-1] if step_ns else 100,
+                      lengths=lengths, step_ns=step_ns)
+
+
+def test_generation_timings():
+    gen = _gen([4, 4], [20, 40, 60, 80])
+    assert gen.steps == 4 and gen.first_token_ns == 20
+    assert gen.duration_s == pytest.approx(80e-9)
+    assert gen.ttft_s == pytest.approx(20e-9)
+    assert gen.tpot_s == pytest.approx(20e-9)  # (80 - 20) ns over 3 steps after the first
+
+
+@pytest.mark.parametrize(
+    ("lengths", "step_ns", "steady"),
+    [
+        ([4, 4, 4], [20, 40, 60, 80], (20, 80)),  # same lengths: first token to the last step
+        ([4, 2, 3], [20, 40, 60, 80], (20, 40)),  # until the shortest sequence's last token
+        ([4], [20, 40, 60, 80], None),  # batch 1: no steady window
+        ([4, 1], [20, 40, 60, 80], None),  # a one-token sequence: never all decoding
+        ([0, 0], [], None),  # nothing generated
+    ],
+)
+def test_generation_steady_window(lengths, step_ns, steady):
+    assert _gen(lengths, step_ns).steady_window_ns() == steady
+
+
+def test_one_step_has_no_time_per_output_token():
+    gen = _gen([1], [20])
+    assert gen.ttft_s == pytest.approx(20e-9)
+    assert gen.tpot_s is None
+
+
 # -- sources -----------------------------------------------------------------------------------
 def test_builtin_tiny_llama_is_built_into_the_cache(tmp_path):
     b = TransformersBackend()
@@ -221,6 +287,23 @@ def test_builtin_tiny_llama_is_built_into_the_cache(tmp_path):
     try:
         assert info.precision == "fp32"
         assert (tmp_path / "models" / "tiny-llama" / ".complete").exists()
+    finally:
+        b.unload()
+
+
+def test_prepare_builds_the_builtin_model_before_load(tmp_path):
+    """The one-time build happens in prepare (unmeasured); load then finds it complete."""
+    model = ModelConfig(name="tiny-llama", builtin="tiny-llama")
+    b = TransformersBackend()
+    assert b.prepare(model, "real", "baseline", "cpu", str(tmp_path), 0) is None
+    stamp = tmp_path / "models" / "tiny-llama" / ".complete"
+    assert stamp.exists()
+    assert b.model is None  # prepared, not loaded
+    built = stamp.read_text()
+    try:
+        info = b.load(model, "real", "baseline", "cpu", str(tmp_path), 0)
+        assert info.precision == "fp32"
+        assert stamp.read_text() == built  # not rebuilt by the load
     finally:
         b.unload()
 

@@ -1,0 +1,137 @@
+"""Helpers shared by benchmarks/fidelity.py and benchmarks/overhead.py.
+
+Importing this module needs no GPU and imports neither torch nor pynvml; it puts the
+repository root on sys.path so that `python benchmarks/X.py` finds energyray from a checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# The random-init Llama both benchmarks decode with (~0.9 B parameters; no download).
+LLAMA: dict[str, Any] = {
+    "hidden_size": 2048,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "intermediate_size": 5632,
+    "vocab_size": 32000,
+}
+DEVICE = "cuda"
+
+
+def sync() -> None:
+    """Wait for the GPU: GPU work is asynchronous, so a window closes only after this."""
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def build_llama(seed: int = 0, max_positions: int = 32768) -> Any:
+    """The random-init Llama of LLAMA, bf16, built on the GPU with AutoModelForCausalLM.from_config.
+
+    max_position_embeddings only sets RoPE's nominal range (no weights depend on it): it is
+    raised so that the long prompts of fidelity.py part c are within it.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = LlamaConfig(**LLAMA, max_position_embeddings=max_positions)
+    torch.manual_seed(seed)
+    with torch.device(DEVICE):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    model.eval()
+    return model
+
+
+def random_prompt(length: int, seed: int = 0, batch: int = 1) -> Any:
+    """Random token ids (batch, length) on the device: dummy weights need no tokenizer."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(10, LLAMA["vocab_size"], (batch, length), generator=gen).to(DEVICE)
+
+
+def greedy_kwargs(new_tokens: int) -> dict[str, Any]:
+    """generate() arguments for exactly `new_tokens` greedy tokens (EOS cannot stop it early)."""
+    return {"do_sample": False, "max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "pad_token_id": 0}
+
+
+def gpu_info(device: str | int) -> dict[str, Any]:
+    """NVML's description of the GPU (by UUID or index), with the library versions."""
+    from energyray.env import versions
+    from energyray.samplers.nvml import gpus
+
+    found = gpus()
+    match = [g for g in found if device in (g["uuid"], g["index"], str(g["index"]))]
+    info: dict[str, Any] = dict(match[0]) if match else {"uuid": str(device), "note": "not in gpus()"}
+    info["versions"] = {k: v for k, v in versions().items() if v}
+    try:
+        import torch
+
+        info["torch_cuda"] = torch.version.cuda
+    except ImportError:
+        pass
+    return info
+
+
+def fmt(x: Any, spec: str = ".2f") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return format(x, spec)
+    return str(x)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+
+    out = [line(cells[0]), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells[1:]]
+    return "\n".join(out)
+
+
+def goal_line(name: str, measured: str, ok: bool | None) -> str:
+    verdict = "PASS" if ok else ("MISS" if ok is not None else "N/A ")
+    return f"GOAL {verdict}  {name}: {measured}"
+
+
+def clean(x: Any) -> Any:
+    """JSON-safe copy: NaN/inf become null, tuples lists, unknown objects strings."""
+    if isinstance(x, dict):
+        return {str(k): clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean(v) for v in x]
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    return str(x)
+
+
+def emit_result(result: dict[str, Any], json_out: str | None) -> None:
+    """Print the one-line `RESULT {json}`; also write it to json_out when given."""
+    text = json.dumps(clean(result), separators=(",", ":"), allow_nan=False)
+    print("RESULT " + text, flush=True)
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(text + "\n")
+
+
+def section(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
