@@ -27,6 +27,7 @@ LLAMA: dict[str, Any] = {
     "vocab_size": 32000,
 }
 DEVICE = "cuda"
+VERSIONS = ("energyray", "torch", "transformers", "nvidia-ml-py")
 
 
 def sync() -> None:
@@ -75,7 +76,7 @@ def gpu_info(device: str | int) -> dict[str, Any]:
     found = gpus()
     match = [g for g in found if device in (g["uuid"], g["index"], str(g["index"]))]
     info: dict[str, Any] = dict(match[0]) if match else {"uuid": str(device), "note": "not in gpus()"}
-    info["versions"] = {k: v for k, v in versions().items() if v}
+    info["versions"] = {k: v for k, v in versions().items() if v and k in VERSIONS}
     try:
         import torch
 
@@ -111,26 +112,29 @@ def goal_line(name: str, measured: str, ok: bool | None) -> str:
     return f"GOAL {verdict}  {name}: {measured}"
 
 
-def clean(x: Any) -> Any:
-    """JSON-safe copy: NaN/inf become null, tuples lists, unknown objects strings."""
+def clean(x: Any, sig: int | None = None) -> Any:
+    """JSON-safe copy: NaN/inf become null, tuples lists, unknown objects strings; floats
+    rounded to `sig` significant digits when given."""
     if isinstance(x, dict):
-        return {str(k): clean(v) for k, v in x.items()}
+        return {str(k): clean(v, sig) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
+        return [clean(v, sig) for v in x]
     if isinstance(x, float):
-        return x if math.isfinite(x) else None
+        if not math.isfinite(x):
+            return None
+        return float(f"{x:.{sig}g}") if sig else x
     if x is None or isinstance(x, (bool, int, str)):
         return x
     return str(x)
 
 
-def emit_result(result: dict[str, Any], json_out: str | None) -> None:
-    """Print the one-line `RESULT {json}`; also write it to json_out when given."""
-    text = json.dumps(clean(result), separators=(",", ":"), allow_nan=False)
-    print("RESULT " + text, flush=True)
+def emit_result(line: dict[str, Any], json_out: str | None, full: dict[str, Any] | None = None) -> None:
+    """Print `RESULT {json}` on one line (floats to 6 significant digits); write `full` (or
+    the same object), unrounded, to json_out when given."""
+    print("RESULT " + json.dumps(clean(line, 6), separators=(",", ":"), allow_nan=False), flush=True)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(text + "\n")
+        Path(json_out).write_text(json.dumps(clean(full if full is not None else line), indent=1) + "\n")
 
 
 def section(title: str) -> None:

@@ -89,8 +89,11 @@ def test_smoke_sweep_writes_samples_and_systems(smoke):
     assert (smoke["store"] / "samples").is_dir() and (smoke["store"] / "systems").is_dir()
     assert len(samples) > 0
     assert set(samples["trial_id"]) <= set(trials["trial_id"])
-    assert len(samples) == int(trials["samples_n"].sum())  # each trial's samples, all stored
-    assert set(samples["phase"]) <= {"prefill", "decode", "generate"}
+    window = samples[samples["phase"].isin(["prefill", "decode", "generate", "trial_edge"])]
+    assert len(window) == int(trials["samples_n"].sum())  # each trial window's samples, all stored
+    assert set(samples["phase"]) <= {"prefill", "decode", "generate", "trial_edge", "idle", "load",
+                                     "warmup", "response", "unload"}
+    assert {"idle", "load"} <= set(samples["phase"])  # the group phases are in the series too
     assert len(systems) >= 1
 
 
