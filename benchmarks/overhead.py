@@ -182,9 +182,9 @@ def measure(run: Callable[[int], int], n: int) -> dict[str, float]:
 
 def calibrate(run: Callable[[int], int], n: int, run_s: float) -> tuple[int, float]:
     """The n for which one run takes about run_s (two passes), and its measured rate."""
-    run(n)  # warm-up
     rate = 0.0
     for _ in range(2):
+        run(n)  # warm up at this size first: the first run of a new shape is 2-3x slower
         m = measure(run, n)
         rate = m["rate"]
         n = int(min(1_000_000, max(8, round(n * run_s / max(m["seconds"], 1e-6)))))
