@@ -18,4 +18,9 @@ sweep)
   python analysis/compare.py /tmp/store j_per_token > "$OUT/ci.txt" 2>&1
   tar czf "$OUT/store.tgz" -C /tmp store
   ;;
+final)
+  bash "$0" sweep
+  python benchmarks/overhead.py --variants out --pairs 9 --run-s 4 --json-out "$OUT/overhead.json" > "$OUT/overhead.log" 2>&1; tail -22 "$OUT/overhead.log" | grep -v RESULT
+  python benchmarks/fidelity.py --parts c --json-out "$OUT/fidelity_c.json" > "$OUT/fidelity_c.log" 2>&1; grep -E "GOAL|covers|naive" "$OUT/fidelity_c.log"
+  ;;
 esac
