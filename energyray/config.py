@@ -56,7 +56,8 @@ class MeasurementConfig:
     """How phases are measured around the trials (thesis seed §3.1.2, §7.2)."""
 
     idle_s: float = 3.0  # idle baseline window per group, model not loaded (0: none)
-    idle_settle_s: float = 2.0  # wait before the idle window, so the device settles
+    idle_settle_s: float = 2.0  # wait at least this long before the idle window
+    idle_settle_max_s: float = 30.0  # then until power stops falling, at most this long in all
     cooldown_s: float = 0.0  # fixed pause before each trial
     cooldown_to_idle_c: float | None = None  # or: wait until within N °C of the idle temperature
     cooldown_max_s: float = 120.0  # give up waiting for the temperature after this long

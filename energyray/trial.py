@@ -144,25 +144,27 @@ class TrialRunner:
             except Exception as e:
                 self.sampler_info = {"error": f"{type(e).__name__}: {e}"}
         self._pending = []
-        t0 = time.monotonic()
-        self.backend.prepare(model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed)
-        self.group = {"prepare_s": time.monotonic() - t0}
+        self.group = {}
         m = self.measurement
-        if m.idle_s > 0:
-            time.sleep(m.idle_settle_s)
+        if m.idle_s > 0:  # before prepare, which may use the device (building random weights)
+            settled_s, settled = self._settle()
             _, idle = self._measure("idle", lambda: time.sleep(m.idle_s))
             self.group.update(idle)
             # the sampler's own window (energy / its duration), not the runner's timing of the sleep
             self.group["idle_power_w"] = idle.get("idle_avg_power_w")
             temps = [s["temperature_c"] for s in self._pending if s.get("temperature_c") is not None]
             self._idle_temp_c = min(temps) if temps else None
-            self.group["idle_temperature_c"] = self._idle_temp_c
-            self.group["idle_method"] = (f"{m.idle_s:g} s window before the group's load, model not loaded, "
-                                         f"after {m.idle_settle_s:g} s settling (the device may still be warm "
-                                         "from an earlier group)")
+            self.group.update(idle_temperature_c=self._idle_temp_c, idle_settle_s=settled_s, idle_settled=settled)
+            self.group["idle_method"] = (
+                f"{m.idle_s:g} s window before the group's model is prepared and loaded, after "
+                f"{settled_s:.1f} s settling ({'power stable' if settled else 'power still falling at the limit' if settled is False else 'no power series'}); "
+                "a GPU idles higher for a while after work (123 W vs 80 W seen on an H200)")
         else:
             self.group.update(idle_j=None, idle_power_w=None, idle_source="not_measurable",
                               idle_energy_reason="measurement.idle_s=0: no idle baseline")
+        t0 = time.monotonic()
+        self.backend.prepare(model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed)
+        self.group["prepare_s"] = time.monotonic() - t0
         self.load_info, fields = self._measure("load", lambda: self.backend.load(
             model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed))
         self.group.update(fields)
@@ -172,6 +174,34 @@ class TrialRunner:
             self._cpu_bandwidth_gbs = roofline.measure_copy_bandwidth_gbs()
         return {"load_s": self.group.get("load_s"), "precision": self.load_info.precision,
                 "device": self.load_info.device}
+
+    def _settle(self) -> tuple[float, bool | None]:
+        """Wait `idle_settle_s`, then until power stops falling (two 1 s means within 2 %),
+        at most `idle_settle_max_s` in all. Returns (seconds waited, settled or None)."""
+        m = self.measurement
+        t0 = time.monotonic()
+        time.sleep(m.idle_settle_s)
+
+        def mean_power(seconds: float) -> float | None:
+            readings, end = [], time.monotonic() + seconds
+            while time.monotonic() < end:
+                p = self._latest().get("power_w")
+                if p is not None:
+                    readings.append(p)
+                time.sleep(0.1)
+            return sum(readings) / len(readings) if readings else None
+
+        if m.idle_settle_max_s <= m.idle_settle_s:
+            return time.monotonic() - t0, None
+        prev = mean_power(1.0)
+        while prev is not None and time.monotonic() - t0 < m.idle_settle_max_s:
+            cur = mean_power(1.0)
+            if cur is None:
+                break
+            if cur >= prev * 0.98:
+                return time.monotonic() - t0, True
+            prev = cur
+        return time.monotonic() - t0, (None if prev is None else False)
 
     def unload(self) -> dict[str, Any]:
         """Measure `unload` (freeing the model); returns its row fields."""

@@ -26,7 +26,7 @@ def test_phases_counter_split_idle_and_roofline_on_gpu(tmp_path) -> None:
     sampler = NvmlSampler(uuid)
     sampler.start()
     runner = TrialRunner(sampler, GenerationConfig(), str(tmp_path), device="cuda",
-                         measurement=MeasurementConfig(idle_s=2.0, idle_settle_s=1.0))
+                         measurement=MeasurementConfig(idle_s=2.0, idle_settle_s=1.0, idle_settle_max_s=20.0))
     try:
         runner.load(spec, model)
         row = runner.run(spec, model, {}, last=True).row
@@ -35,6 +35,7 @@ def test_phases_counter_split_idle_and_roofline_on_gpu(tmp_path) -> None:
     assert row["status"] == "ok", row["error"]
     assert row["energy_source"] == "counter" and row["short_window"] is False
     assert 20 < row["idle_power_w"] < 400
+    assert row["idle_settled"] in (True, False) and row["idle_settle_s"] >= 1.0
     assert row["energy_idle_subtracted_j"] < row["energy_j"]
     assert row["prefill_source"] == row["decode_source"] == "counter_apportioned"
     # prefill + decode cover generate; the window adds only the sampler calls' few ms

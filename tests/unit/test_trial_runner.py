@@ -602,3 +602,39 @@ def test_roofline_without_a_sampler(model, tmp_path):
     assert row["status"] == "ok", row.get("error")
     assert row.get("roofline_bandwidth_source") == "config measurement.memory_bandwidth_gbs"
     assert row.get("roofline_s_per_token") is not None and row["roofline_s_per_token"] > 0
+
+
+class _PowerCurve:
+    """latest() follows power_at(seconds since creation); nothing else is needed to settle."""
+
+    def __init__(self, power_at: Any) -> None:
+        self.t0 = time.monotonic()
+        self.power_at = power_at
+
+    def latest(self) -> dict[str, Any]:
+        return {"power_w": self.power_at(time.monotonic() - self.t0)}
+
+
+def _settle(tmp_path: Path, power_at: Any, max_s: float) -> tuple[float, bool | None]:
+    runner = make_runner(_PowerCurve(power_at), tmp_path,
+                         MeasurementConfig(idle_s=1.0, idle_settle_s=0.2, idle_settle_max_s=max_s))
+    return runner._settle()
+
+
+def test_settle_waits_while_power_falls_then_stops(tmp_path):
+    # 120 W falling to 80 W over the first 2.5 s, then flat: settles after it levels off
+    waited, settled = _settle(tmp_path, lambda t: max(80.0, 120.0 - 16.0 * t), max_s=10.0)
+    assert settled is True
+    assert 2.5 <= waited < 6.0
+
+
+def test_settle_gives_up_at_the_limit_when_power_keeps_falling(tmp_path):
+    waited, settled = _settle(tmp_path, lambda t: 200.0 * 0.9 ** t, max_s=3.0)
+    assert settled is False
+    assert 3.0 <= waited < 4.5
+
+
+def test_settle_without_a_power_series_is_unknown(tmp_path):
+    waited, settled = _settle(tmp_path, lambda t: None, max_s=5.0)
+    assert settled is None
+    assert waited < 2.0
