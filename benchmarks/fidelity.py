@@ -315,6 +315,7 @@ def tune_prompt_len(model: Any, target_ms: float, cap: int = 32768) -> tuple[int
 
 
 def part_c(device: str | int, model: Any, n_windows: int, target_ms: float, align: bool) -> dict[str, Any]:
+    from energyray.samplers.base import now_ns
     from energyray.samplers.energy import trapezoid
 
     length, tuned_ms, tried = tune_prompt_len(model, target_ms)
@@ -328,13 +329,17 @@ def part_c(device: str | int, model: Any, n_windows: int, target_ms: float, alig
         C.sync()
         time.sleep(0.3)
         r0, t_r0 = ref.read_fresh() if align else ref.read()
+        # Edges are the caller's clock (at_ns): window i ends exactly where window i+1 begins,
+        # so the sampler's own calls (counter reads, ~4 ms each) fall inside windows, not between.
+        edge = now_ns()
         for i in range(n_windows):
-            s.begin(f"c{i}")
+            s.begin(f"c{i}", at_ns=edge)
             t = time.perf_counter()
             prefill(model, ids)
             C.sync()
             pass_ms.append((time.perf_counter() - t) * 1e3)
-            readings.append(s.end(f"c{i}"))
+            edge = now_ns()
+            readings.append(s.end(f"c{i}", at_ns=edge))
         r1, t_r1 = ref.read_fresh() if align else ref.read()
         time.sleep(2.5 * s.interval_s)  # let the poller take a sample after the sequence
         with s._lock:

@@ -48,15 +48,16 @@ class SamplerHost:
             return {"sampler": None, "error": self.error or "no sampler for this device"}
         return self.sampler.describe()
 
-    def begin(self, label: str) -> int:
+    def begin(self, label: str, at_ns: int | None = None) -> int:
         if self.sampler is None:
             raise RuntimeError(self.error or "no sampler for this device")
-        return int(self.sampler.begin(label))
+        return int(self.sampler.begin(label, at_ns))
 
-    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
+            at_ns: int | None = None) -> dict[str, Any]:
         if self.sampler is None:
             raise RuntimeError(self.error or "no sampler for this device")
-        return asdict(self.sampler.end(label, parts))
+        return asdict(self.sampler.end(label, parts, at_ns))
 
     def latest(self) -> dict[str, Any] | None:
         return None if self.sampler is None else self.sampler.latest()
@@ -73,11 +74,12 @@ class RemoteSampler:
         self._h = handle
         self._info = info
 
-    def begin(self, label: str) -> int:
-        return int(ray.get(self._h.begin.remote(label), timeout=SAMPLER_CALL_TIMEOUT_S))
+    def begin(self, label: str, at_ns: int | None = None) -> int:
+        return int(ray.get(self._h.begin.remote(label, at_ns), timeout=SAMPLER_CALL_TIMEOUT_S))
 
-    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
-        return dict(ray.get(self._h.end.remote(label, parts), timeout=SAMPLER_CALL_TIMEOUT_S))
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
+            at_ns: int | None = None) -> dict[str, Any]:
+        return dict(ray.get(self._h.end.remote(label, parts, at_ns), timeout=SAMPLER_CALL_TIMEOUT_S))
 
     def latest(self) -> dict[str, Any] | None:
         return ray.get(self._h.latest.remote(), timeout=SAMPLER_CALL_TIMEOUT_S)

@@ -43,14 +43,15 @@ class CodeCarbonSampler(PollingSampler):
                 "utilization_pct": psutil.cpu_percent(interval=None),
                 "memory_used_mb": psutil.virtual_memory().used / 2**20}
 
-    def begin(self, label: str) -> int:
-        t = super().begin(label)
+    def begin(self, label: str, at_ns: int | None = None) -> int:
+        t = super().begin(label, at_ns)
         self._tracker.start_task(label)
         return t
 
-    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> WindowReading:
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
+            at_ns: int | None = None) -> WindowReading:
         data = self._tracker.stop_task(label)
-        reading = super().end(label)
+        reading = super().end(label, at_ns=at_ns)
         cpu_j = float(data.cpu_energy) * KWH_TO_J
         ram_j = float(data.ram_energy) * KWH_TO_J
         reading.energy_j = cpu_j + ram_j

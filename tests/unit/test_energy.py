@@ -322,3 +322,26 @@ def test_parts_share_the_counter_total_and_tile_it(counted):
     assert a["source"] == b["source"] == "counter_apportioned"
     assert a["energy_j"] + b["energy_j"] == pytest.approx(14.0)  # constant power: shares by time
     assert a["energy_j"] / 14.0 == pytest.approx((tm - t0) / (r.end_ns - t0), abs=0.02)
+
+
+def test_caller_edges_tile_time_whatever_the_calls_cost():
+    """Back-to-back windows with the caller's own edges (at_ns) cover the span exactly, even
+    though each begin/end call takes time: their polled energies sum to power × span."""
+    s = SlowCounter(watts=50.0, interval_s=0.005)
+    s.start()
+    try:
+        time.sleep(0.02)
+        first = edge = time.monotonic_ns()
+        total = 0.0
+        for i in range(5):
+            s.begin(f"w{i}", at_ns=edge)
+            time.sleep(0.01)
+            edge = time.monotonic_ns()
+            r = s.end(f"w{i}", at_ns=edge)
+            assert r.start_ns <= r.end_ns == edge and r.short_window
+            total += r.energy_j
+            time.sleep(0.004)  # the caller's bookkeeping between windows: inside the next one
+        span_s = (edge - first) / 1e9
+    finally:
+        s.close()
+    assert total == pytest.approx(50.0 * span_s, rel=1e-6)
