@@ -139,3 +139,17 @@ def emit_result(line: dict[str, Any], json_out: str | None, full: dict[str, Any]
 
 def section(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
+
+
+def open_gpu(script: str, device_arg: str | None) -> tuple[str | int, dict[str, Any]] | None:
+    """The GPU a benchmark measures (`--device`, else the one CUDA sees first) and its info;
+    None, after saying why, where CUDA is not available."""
+    import torch
+
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        print(f"{script} needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False).")
+        return None
+    from energyray.env import visible_gpu_uuid
+
+    device: str | int = device_arg or visible_gpu_uuid() or 0
+    return device, gpu_info(device)

@@ -528,13 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     import torch
 
-    if C.DEVICE == "cuda" and not torch.cuda.is_available():
-        print("fidelity.py needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False).")
+    opened = C.open_gpu("fidelity.py", args.device)
+    if opened is None:
         return 2
-    from energyray.env import visible_gpu_uuid
-
-    device: str | int = args.device or visible_gpu_uuid() or 0
-    info = C.gpu_info(device)
+    device, info = opened
     print(f"GPU {info.get('name')} {info.get('uuid')} driver {info.get('driver')} "
           f"power limit {info.get('power_limit_w')} W; torch {torch.__version__} (CUDA {info.get('torch_cuda')})")
     result: dict[str, Any] = {"benchmark": "fidelity", "gpu": info, "args": vars(args), "parts": {},

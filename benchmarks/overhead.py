@@ -260,13 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     import torch
 
-    if C.DEVICE == "cuda" and not torch.cuda.is_available():
-        print("overhead.py needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False).")
+    opened = C.open_gpu("overhead.py", args.device)
+    if opened is None:
         return 2
-    from energyray.env import visible_gpu_uuid
-
-    device: str | int = args.device or visible_gpu_uuid() or 0
-    info = C.gpu_info(device)
+    device, info = opened
     print(f"GPU {info.get('name')} {info.get('uuid')} driver {info.get('driver')}; torch {torch.__version__}; "
           f"{os.cpu_count()} CPUs")
     result: dict[str, Any] = {"benchmark": "overhead", "gpu": info, "args": vars(args), "variants": {},
