@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from energyray import env
 from energyray.config import (
     GenerationConfig,
+    HardwareConfig,
     MeasurementConfig,
     ModelConfig,
     RayConfig,
@@ -31,7 +32,7 @@ from energyray.errors import ConfigError, EnergyRayError
 from energyray.grid import AXES, TrialSpec, expand, group
 
 _PKG = Path(__file__).resolve().parent
-_SECTIONS = (GenerationConfig, MeasurementConfig, RayConfig, SamplerConfig, StoreConfig, SweepConfig)
+_SECTIONS = (ModelConfig, HardwareConfig, GenerationConfig, MeasurementConfig, RayConfig, SamplerConfig, StoreConfig, SweepConfig)
 
 
 def conf_dir() -> Path:
@@ -82,8 +83,8 @@ def pinned_axes(cfg: DictConfig) -> dict[str, Any]:
     pinned: dict[str, Any] = {}
     for override in HydraConfig.get().overrides.task:
         key = override.split("=", 1)[0].lstrip("+~")
-        if key == "model":
-            pinned["model"] = cfg.model.name
+        if key in ("model", "hardware"):
+            pinned[key] = cfg[key].name
         elif key in AXES:
             value = OmegaConf.select(cfg, key)
             pinned[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
@@ -112,7 +113,7 @@ def check_override_keys(overrides: list[str]) -> None:
             continue
         key = override.split("=", 1)[0].lstrip("+~")
         parts = key.split(".")
-        if parts[0] == "hydra" or key in ("sweep", "model"):
+        if parts[0] == "hydra" or key in ("sweep", "model", "hardware"):
             continue
         cls: Any = RunConfig
         for depth, part in enumerate(parts):
@@ -131,28 +132,38 @@ def check_override_keys(overrides: list[str]) -> None:
                                       f"Valid axes: {', '.join(axes)}.")
                 break
             ftype = known[part].type
-            cls = {"ModelConfig": ModelConfig, **{c.__name__: c for c in _SECTIONS}}.get(str(ftype))
+            cls = {c.__name__: c for c in _SECTIONS}.get(str(ftype))
             if cls is None:
                 break
 
 
-def model_names() -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml"))
+def group_names(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
-def load_models(names: set[str], current: ModelConfig) -> dict[str, ModelConfig]:
-    """Compose `model=<name>` for each model the grid names (the composed one is reused)."""
+def compose_group(group: str, names: set[str], current: Any) -> dict[str, Any]:
+    """Compose `<group>=<name>` (model, hardware) for each name the grid uses; the composed
+    current one is reused."""
     from hydra import compose
 
-    models = {current.name: current}
+    found = {current.name: current}
     for name in sorted(names - {current.name}):
         try:
-            composed = compose(config_name="config", overrides=[f"model={name}"])
+            composed = compose(config_name="config", overrides=[f"{group}={name}"])
         except Exception as e:
-            raise ConfigError(f"Unknown model {name!r} in the sweep's grid. Models in conf/model/: "
-                              f"{', '.join(model_names())}.") from e
-        models[name] = OmegaConf.to_object(composed.model)  # type: ignore[assignment]
-    return models
+            raise ConfigError(f"Unknown {group} {name!r} in the sweep's grid. Choices in conf/{group}/: "
+                              f"{', '.join(group_names(group))}.") from e
+        found[name] = OmegaConf.to_object(composed[group])
+    return found
+
+
+def load_hardware(names: set[str], current: HardwareConfig, local: str) -> dict[str, HardwareConfig]:
+    """The hardware targets the trials name. The locally detected family needs no catalogue
+    entry (an unlisted GPU runs here as itself, with no node resource)."""
+    known = set(group_names("hardware"))
+    extra = {n: HardwareConfig(name=n, description="detected on this machine") for n in names
+             if n == local and n not in known}
+    return {**compose_group("hardware", names - set(extra), current), **extra}
 
 
 def detect_hardware(cfg: RunConfig) -> str:
@@ -235,7 +246,7 @@ def run(cfg_node: DictConfig) -> int:
     console = _console()
     pinned = pinned_axes(cfg_node)
     defaults = {a: getattr(cfg, a, None) for a in AXES if a not in ("model", "max_new_tokens")}
-    defaults.update(model=cfg.model.name, max_new_tokens=None)
+    defaults.update(model=cfg.model.name, hardware=cfg.hardware.name, max_new_tokens=None)
     grid = dict(cfg.sweep.grid)
     if any(v == "auto" for v in _values(pinned.get("hardware", grid.get("hardware", defaults["hardware"])))):
         local = detect_hardware(cfg)  # `auto` wherever it is given: the same ids as when left out
@@ -244,13 +255,10 @@ def run(cfg_node: DictConfig) -> int:
             if "hardware" in axes:
                 axes["hardware"] = [local if v == "auto" else v for v in _values(axes["hardware"])]
     specs = expand(cfg.sweep.name, grid, defaults, cfg.sweep.repeats, pinned, cfg.sweep.exclude)
-    models = load_models({s.model for s in specs}, cfg.model)
+    models = compose_group("model", {s.model for s in specs}, cfg.model)
     validate(specs, models)
     local_hw = detect_hardware(cfg)
-    foreign = sorted({s.hardware for s in specs} - {local_hw, "auto"})
-    if foreign and not cfg.ray.address:
-        raise ConfigError(f"The sweep asks for hardware {foreign}, but this machine is {local_hw!r}. "
-                          "Run it on that hardware, or drop the hardware axis (hardware=auto).")
+    hardware = load_hardware({s.hardware for s in specs}, cfg.hardware, local_hw)
 
     from energyray.store import Store
 
@@ -265,13 +273,13 @@ def run(cfg_node: DictConfig) -> int:
                       "(store.resume=false reruns them).")
         return 0
 
-    from energyray.orchestrator import Plan, run_sweep
+    from energyray.orchestrator import Plan, check_cluster, run_sweep
     from energyray.progress import SweepProgress
     from energyray.report import print_summary
     from energyray.trial import TrialResult
 
     driver_env = env.snapshot()
-    plan = Plan(groups=group(todo), models=models,
+    plan = Plan(groups=group(todo), models=models, hardware=hardware, local_hardware=local_hw,
                 configs={s.trial_id: trial_config(s, cfg, models[s.model]) for s in todo}, cfg=cfg)
     by_id = {s.trial_id: s for s in todo}
     rows: list[dict[str, Any]] = []
@@ -292,6 +300,7 @@ def run(cfg_node: DictConfig) -> int:
 
     console.print(f"energyray: sweep [bold]{cfg.sweep.name}[/]: {len(todo)} trials in "
                   f"{len(plan.groups)} groups ({len(specs) - len(todo)} already in the store) -> {store.path}")
+    check_cluster(plan)  # before the progress bar: a sweep the cluster cannot run fails here
     with SweepProgress(len(todo), console) as progress:
         run_sweep(plan, on_result, on_system, progress)
     import pandas as pd

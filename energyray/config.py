@@ -30,6 +30,17 @@ class ModelConfig:
 
 
 @dataclass
+class HardwareConfig:
+    """A hardware target (`conf/hardware/<name>.yaml`): which Ray nodes its trials may run on."""
+
+    name: str = "auto"
+    description: str = ""
+    gpu: bool | None = None  # does a worker need a GPU; None: whatever the node has
+    resource: str | None = None  # the Ray node resource that marks such nodes (one unit per device)
+    ray_accelerator_type: str | None = None  # what Ray auto-detects on such nodes, for reference
+
+
+@dataclass
 class SweepConfig:
     """A named sweep (`sweeps/<name>.yaml`): the grid of axes and how often to repeat."""
 
@@ -102,7 +113,7 @@ class RunConfig:
     batch_size: int = 1
     task: str = "longform"
     prompt_variant: str = "default"
-    hardware: str = "auto"
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
     device: str = "auto"  # auto | cuda | cpu
     seed: int = 0
     dry_run: bool = False

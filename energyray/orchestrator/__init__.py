@@ -4,6 +4,6 @@
 result as it arrives; the driver writes it to the store.
 """
 
-from energyray.orchestrator.scheduler import Plan, run_sweep
+from energyray.orchestrator.scheduler import Plan, check_cluster, run_sweep
 
-__all__ = ["Plan", "run_sweep"]
+__all__ = ["Plan", "check_cluster", "run_sweep"]

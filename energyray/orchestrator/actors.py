@@ -6,6 +6,7 @@ class definition, so they stay testable without Ray.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict
 from typing import Any
@@ -97,7 +98,10 @@ class WorkerHost:
         self.kind = "gpu" if gpu_uuid else "cpu"
         info = ray.get(sampler.bind.remote(self.kind, gpu_uuid), timeout=SAMPLER_CALL_TIMEOUT_S)
         self.node_id = ray.get_runtime_context().get_node_id()
-        self.env = {**env.snapshot(), "ray_node_id": self.node_id}
+        ctx = ray.get_runtime_context()
+        self.env = {**env.snapshot(), "ray_node_id": self.node_id,
+                    "ray_assigned_resources": {k: v for k, v in ctx.get_assigned_resources().items()
+                                               if not k.startswith("bundle_group")}}
         remote = None if info.get("sampler") is None else RemoteSampler(sampler, info)
         self.runner = TrialRunner(remote, generation, cache_dir, device=device, seed=seed,
                                   node=self.env["hostname"], env=self.env, measurement=measurement)
@@ -106,7 +110,8 @@ class WorkerHost:
         self.system = {"node": self.env["hostname"], "ray_node_id": self.node_id, "kind": self.kind,
                        "gpu_uuid": gpu_uuid, "pid": os.getpid(), **{k: v for k, v in info.items() if k != "error"},
                        "sampler_error": info.get("error"), "cpu_model": self.env["cpu_model"],
-                       "cpu_count": self.env["cpu_count"], "cpu_affinity": self.env["cpu_affinity"]}
+                       "cpu_count": self.env["cpu_count"], "cpu_affinity": self.env["cpu_affinity"],
+                       "ray_assigned_resources": json.dumps(self.env["ray_assigned_resources"], sort_keys=True)}
 
     def describe(self) -> dict[str, Any]:
         return self.system

@@ -36,6 +36,8 @@ class Plan:
     models: dict[str, Any]  # model name -> ModelConfig
     configs: dict[str, dict[str, Any]]  # trial_id -> resolved config (config_json)
     cfg: Any  # RunConfig, with cache_dir resolved by the driver
+    hardware: dict[str, Any] = field(default_factory=dict)  # name -> HardwareConfig of every target
+    local_hardware: str = "cpu"  # what the driver's machine is (hardware=auto resolved to it)
 
 
 def init_ray(cfg: Any) -> dict[str, float]:
@@ -51,7 +53,7 @@ def init_ray(cfg: Any) -> dict[str, float]:
 
 
 def slot_shape(cfg: Any, resources: dict[str, float]) -> tuple[int, dict[str, float]]:
-    """How many worker slots, and each slot's bundle. Fails early on an impossible request."""
+    """Worker slots on any node (no hardware targeting), and each slot's bundle."""
     gpus = int(resources.get("GPU", 0))
     cpus = int(resources.get("CPU", 1))
     if cfg.device == "cuda" and gpus == 0:
@@ -63,12 +65,47 @@ def slot_shape(cfg: Any, resources: dict[str, float]) -> tuple[int, dict[str, fl
     return n, {"CPU": max(1, cpus // n)}
 
 
+def pools(plan: Plan, resources: dict[str, float]) -> dict[str, tuple[int, dict[str, float]]]:
+    """Per hardware target the trials name: how many slots, and each slot's bundle.
+
+    A target whose node resource (`hw_<name>`) the cluster advertises gets one slot per unit,
+    with that resource in its bundle, so Ray places its workers only on such nodes. The
+    driver's own hardware without such a resource runs on any node (a local Ray). Anything
+    else cannot run: say so before anything starts, with what the sweep needs and what the
+    cluster has.
+    """
+    out: dict[str, tuple[int, dict[str, float]]] = {}
+    missing = []
+    for name in sorted({s.hardware for g in plan.groups for s in g}):
+        hw = plan.hardware.get(name)
+        resource = getattr(hw, "resource", None)
+        if resource and resources.get(resource, 0) >= 1:
+            gpu = getattr(hw, "gpu", None)
+            if gpu and resources.get("GPU", 0) < 1:
+                missing.append(f"{name}: nodes with {resource} but no GPU")
+                continue
+            bundle = {"GPU": 1.0, "CPU": 1.0} if gpu else {"CPU": 1.0}
+            out[name] = (int(resources[resource]), {**bundle, resource: 1.0})
+        elif name == plan.local_hardware:
+            out[name] = slot_shape(plan.cfg, resources)
+        else:
+            missing.append(f"{name}: needs node resource {resource or 'hw_' + name!r}")
+    if missing:
+        have = {k: v for k, v in resources.items() if not k.startswith(("node:", "memory", "object_store"))}
+        raise ConfigError(
+            "The sweep asks for hardware this Ray cluster does not have: " + "; ".join(missing)
+            + f". The cluster has {have}. Start such nodes with e.g. `ray start --address=HEAD:6379 "
+            "--resources='{\"hw_h100\": 4}'` (see README, multi-node), or drop those hardware values.")
+    return out
+
+
 @dataclass
 class _Slot:
     index: int
     pg: Any
     bundle: dict[str, float]
     sampler: Any
+    hardware: str = ""
     worker: Any = None
     queue: deque[TrialSpec] = field(default_factory=deque)
     system: dict[str, Any] | None = None
@@ -80,25 +117,32 @@ def _failed(spec: TrialSpec, error: str, status: str = "failed") -> TrialResult:
                             "energy_source": "not_measurable", "energy_reason": "trial did not run"})
 
 
+def check_cluster(plan: Plan) -> dict[str, tuple[int, dict[str, float]]]:
+    """Start or join Ray and check that it can run every hardware target of the plan."""
+    return pools(plan, init_ray(plan.cfg))
+
+
 def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
               on_system: Callable[[dict[str, Any]], None] | None = None,
               progress: Any = None) -> None:
     """Run every group of the plan; call on_result once per trial, in completion order."""
     cfg = plan.cfg
     resources = init_ray(cfg)
-    n_slots, bundle = slot_shape(cfg, resources)
-    n_slots = min(n_slots, max(1, len(plan.groups)))
+    shapes = pools(plan, resources)  # raises before anything starts when the cluster cannot
     Sampler = ray.remote(SamplerHost)
     Worker = ray.remote(WorkerHost)
+    work: dict[str, deque[list[TrialSpec]]] = {hw: deque() for hw in shapes}
+    for g in plan.groups:
+        work[g[0].hardware].append(g)
     slots: list[_Slot] = []
-    for i in range(n_slots):
-        pg = placement_group([bundle], strategy="STRICT_PACK")
-        ray.get(pg.ready(), timeout=GET_TIMEOUT_S)
-        strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
-        sampler = Sampler.options(num_cpus=0, scheduling_strategy=strategy).remote(cfg.sampler)
-        slots.append(_Slot(i, pg, bundle, sampler))
+    for hw, (count, bundle) in shapes.items():
+        for _ in range(min(count, len(work[hw]))):
+            pg = placement_group([bundle], strategy="STRICT_PACK")
+            ray.get(pg.ready(), timeout=GET_TIMEOUT_S)
+            strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
+            sampler = Sampler.options(num_cpus=0, scheduling_strategy=strategy).remote(cfg.sampler)
+            slots.append(_Slot(len(slots), pg, bundle, sampler, hardware=hw))
 
-    work: deque[list[TrialSpec]] = deque(plan.groups)
     pending: dict[Any, tuple[_Slot, str, TrialSpec | None, float]] = {}
 
     def submit(slot: _Slot, kind: str, spec: TrialSpec | None) -> None:
@@ -118,8 +162,11 @@ def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
     def start_group(slot: _Slot, group: list[TrialSpec]) -> None:
         slot.queue = deque(group)
         strategy = PlacementGroupSchedulingStrategy(slot.pg, placement_group_bundle_index=0)
+        extra = {k: v for k, v in slot.bundle.items() if k not in ("CPU", "GPU")}
         opts: dict[str, Any] = {"num_cpus": slot.bundle.get("CPU", 1), "num_gpus": slot.bundle.get("GPU", 0),
                                 "scheduling_strategy": strategy, "max_restarts": 0}
+        if extra:
+            opts["resources"] = extra
         if slot.bundle.get("GPU"):
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         slot.worker = Worker.options(**opts).remote(
@@ -141,16 +188,16 @@ def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
         rest = list(slot.queue)
         release(slot)
         if requeue and rest:
-            work.appendleft(rest)
+            work[slot.hardware].appendleft(rest)
         else:
             for s in rest:
                 emit(_failed(s, error))
 
     try:
-        while work or pending:
+        while any(work.values()) or pending:
             for slot in slots:
-                if slot.worker is None and work:
-                    start_group(slot, work.popleft())
+                if slot.worker is None and work[slot.hardware]:
+                    start_group(slot, work[slot.hardware].popleft())
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             now = time.monotonic()
             for ref in list(pending):
