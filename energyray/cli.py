@@ -289,15 +289,20 @@ def run(cfg_node: DictConfig) -> int:
         spec = by_id[row["trial_id"]]
         row.setdefault("config_json", json.dumps(plan.configs[spec.trial_id], default=str))
         row["driver_env_json"] = json.dumps(driver_env, default=str)
-        store.write("trials", [row], spec.sweep, spec.hardware, spec.trial_id)
+        # samples first: the trials file is what marks a trial done (resume), so a driver
+        # killed between the two writes reruns the trial instead of losing its samples
         store.write("samples", result.samples, spec.sweep, spec.hardware, spec.trial_id)
+        store.write("trials", [row], spec.sweep, spec.hardware, spec.trial_id)
         rows.append({**row, "sweep": spec.sweep, "hardware": spec.hardware})
 
     def on_system(system: dict[str, Any]) -> None:
         name = f"{system.get('node')}-{system.get('gpu_uuid') or 'cpu'}"
-        hw = todo[0].hardware
+        hw = system.get("hardware") or todo[0].hardware
         store.write("systems", [{**system, "seen_at": driver_env.get("hostname")}], cfg.sweep.name, hw, name)
 
+    stale = store.clean_partial()
+    if stale:
+        console.print(f"energyray: removed {len(stale)} partial file(s) a killed run left in {store.path}")
     console.print(f"energyray: sweep [bold]{cfg.sweep.name}[/]: {len(todo)} trials in "
                   f"{len(plan.groups)} groups ({len(specs) - len(todo)} already in the store) -> {store.path}")
     check_cluster(plan)  # before the progress bar: a sweep the cluster cannot run fails here

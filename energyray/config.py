@@ -91,6 +91,9 @@ class RayConfig:
     log_to_driver: bool = False  # worker stdout on the driver's terminal (off: keeps the progress bar readable)
     trial_timeout_s: float = 1800.0
     load_timeout_s: float = 1800.0
+    max_retries: int = 2  # a trial whose worker dies (killed, crashed, node lost) runs again on a fresh one
+    retry_timeouts: bool = False  # also retry a trial that ran past trial_timeout_s
+    node_wait_s: float = 120.0  # after a node is lost: how long a slot waits for room elsewhere
 
 
 @dataclass

@@ -25,7 +25,18 @@ SAMPLERS: dict[str, str] = {
 
 
 def resolve(kind: str, table: dict[str, str], name: str) -> Any:
-    """Import and return the class registered as `name`; a typo gets "did you mean"."""
+    """Import and return the class registered as `name`; a typo gets "did you mean".
+
+    A name of the form ``"package.module:Class"`` is imported as given: your own backend or
+    sampler without registering it here (it must be importable on every Ray node)."""
+    if ":" in name and name not in table:
+        module_name, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"Cannot import {kind} {name!r}: {type(e).__name__}: {e}. Give an importable "
+                              "'package.module:Class' (on every node), or one of: "
+                              f"{', '.join(sorted(table))}.") from e
     if name not in table:
         close = difflib.get_close_matches(name, table, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""

@@ -50,6 +50,25 @@ class Store:
         os.replace(tmp, target)
         return target
 
+    def clean_partial(self) -> list[Path]:
+        """Remove temp files that a killed writer left (`.<name>.<pid>.tmp` whose pid is gone).
+        Readers never see them anyway (dot files are skipped); this only frees the space."""
+        removed: list[Path] = []
+        if not self.path.exists():
+            return removed
+        for p in self.path.rglob(".*.tmp"):
+            try:
+                pid = int(p.name.rsplit(".", 2)[-2])
+                os.kill(pid, 0)
+                continue  # its writer is alive
+            except (ValueError, ProcessLookupError):
+                pass
+            except PermissionError:
+                continue
+            p.unlink(missing_ok=True)
+            removed.append(p)
+        return removed
+
     def _files(self, table: str) -> list[str]:
         root = self.path / table
         if not root.exists():

@@ -48,6 +48,12 @@ def _utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _is_oom(e: BaseException) -> bool:
+    """CUDA's "out of memory", or the CPU allocator's "not enough memory"/"can't allocate memory"."""
+    text = str(e).lower()
+    return any(m in text for m in ("out of memory", "not enough memory", "can't allocate memory"))
+
+
 def _div(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
@@ -271,6 +277,7 @@ class TrialRunner:
         row = self._base_row(spec, model, config)
         row["started_at"] = _utc()
         samples: list[dict[str, Any]] = []
+        reading: WindowReading | str | None = None
         try:
             if self.backend is None or self.load_info is None:
                 raise TrialFailed("model not loaded")
@@ -295,8 +302,13 @@ class TrialRunner:
         except TrialFailed as e:
             row.update(status=e.status, error=str(e))
         except Exception as e:  # a trial's failure is data: the sweep goes on
-            status = "oom" if "out of memory" in str(e).lower() else "failed"
+            status = "oom" if _is_oom(e) else "failed"
             row.update(status=status, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
+        if row["status"] != "ok":  # no figure for a trial that did not complete; what the attempt cost, apart
+            row.update(energy_j=None, energy_source="not_measurable",
+                       energy_reason=f"trial {row['status']}: no energy for an incomplete trial "
+                                     "(failed_window_j: what its window used up to the failure)",
+                       failed_window_j=reading.energy_j if isinstance(reading, WindowReading) else None)
         if last:
             try:
                 row.update(self.unload())

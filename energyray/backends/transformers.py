@@ -336,6 +336,7 @@ class TransformersBackend:
             self._sync()
             t1 = time.monotonic_ns()
         except torch.OutOfMemoryError as e:
+            self._free()  # so that the group's next (smaller) trial can still run on this worker
             raise TrialFailed(f"CUDA out of memory: {e}", status="oom") from e
         new = out[:, prompt_len:]
         lengths = [_generated_length(row, eos) for row in new.tolist()]
@@ -375,6 +376,10 @@ class TransformersBackend:
     def unload(self) -> None:
         self.model = None
         self.tokenizer = None
+        self._free()
+
+    @staticmethod
+    def _free() -> None:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -46,8 +46,8 @@ class SamplerHost:
 
     def describe(self) -> dict[str, Any]:
         if self.sampler is None:
-            return {"sampler": None, "error": self.error or "no sampler for this device"}
-        return self.sampler.describe()
+            return {"sampler": None, "error": self.error or "no sampler for this device", "sampler_pid": os.getpid()}
+        return {**self.sampler.describe(), "sampler_pid": os.getpid()}
 
     def begin(self, label: str, at_ns: int | None = None) -> int:
         if self.sampler is None:
@@ -120,7 +120,9 @@ class WorkerHost:
         return self.runner.load(spec, model)
 
     def run(self, spec: Any, model: Any, config: dict[str, Any], last: bool = False) -> Any:
-        return self.runner.run(spec, model, config, last=last)
+        result = self.runner.run(spec, model, config, last=last)
+        result.row.update(worker_pid=os.getpid(), ray_node_id=self.node_id)
+        return result
 
     def unload(self) -> None:
         self.runner.unload()

@@ -3,9 +3,24 @@
 One slot per GPU (or `ray.cpu_workers` slots on a cluster without GPUs), each a STRICT_PACK
 placement group holding a long-lived sampler actor and, one group at a time, a fresh worker
 actor: a worker loads its group's model once, runs its trials, and is then killed (a new
-process is the reliable way to free GPU memory). Every `ray.get` has a timeout. A worker
-that dies or hangs fails its current trial (a row with the error) and the rest of its group
-goes back on the queue for a fresh worker.
+process is the reliable way to free GPU memory). Every `ray.get` has a timeout.
+
+Faults (each leaves exactly one row per trial, and the sweep goes on):
+
+- a worker that dies mid-trial (killed, crashed, its node lost): the trial and the rest of
+  its group go back on the queue for a fresh worker, up to `ray.max_retries` times per
+  trial; then the trial is a `failed` row saying how often it died. A worker that dies
+  while loading counts against every trial of its group.
+- a trial past `ray.trial_timeout_s`: a `failed` row (retried only with `ray.retry_timeouts`);
+  the worker is killed and the rest of its group goes to a fresh one.
+- out of memory (CUDA, or Ray's memory monitor killing the worker): an `oom` row, no retry.
+- a sampler that dies: the trial in flight keeps its row, with null energy and the reason
+  (the runner records it); the slot gets a new sampler and the rest of the group a fresh
+  worker, so later trials are measured again.
+- a lost node: its slots' placement groups are rescheduled by Ray where the cluster still
+  has room; a slot whose placement group cannot be placed within `ray.node_wait_s` is
+  retired, and its hardware's groups run on the remaining slots, or fail with the reason
+  when none is left.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from energyray.orchestrator.actors import SamplerHost, WorkerHost
 from energyray.trial import TrialResult
 
 GET_TIMEOUT_S = 60.0
+PING_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -99,166 +115,346 @@ def pools(plan: Plan, resources: dict[str, float]) -> dict[str, tuple[int, dict[
     return out
 
 
-@dataclass
-class _Slot:
-    index: int
-    pg: Any
-    bundle: dict[str, float]
-    sampler: Any
-    hardware: str = ""
-    worker: Any = None
-    queue: deque[TrialSpec] = field(default_factory=deque)
-    system: dict[str, Any] | None = None
-
-
-def _failed(spec: TrialSpec, error: str, status: str = "failed") -> TrialResult:
-    return TrialResult(row={**spec.to_dict(), "status": status, "error": error,
-                            "precision_requested": spec.precision, "energy_j": None,
-                            "energy_source": "not_measurable", "energy_reason": "trial did not run"})
-
-
 def check_cluster(plan: Plan) -> dict[str, tuple[int, dict[str, float]]]:
     """Start or join Ray and check that it can run every hardware target of the plan."""
     return pools(plan, init_ray(plan.cfg))
 
 
-def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
-              on_system: Callable[[dict[str, Any]], None] | None = None,
-              progress: Any = None) -> None:
-    """Run every group of the plan; call on_result once per trial, in completion order."""
-    cfg = plan.cfg
-    resources = init_ray(cfg)
-    shapes = pools(plan, resources)  # raises before anything starts when the cluster cannot
-    Sampler = ray.remote(SamplerHost)
-    Worker = ray.remote(WorkerHost)
-    work: dict[str, deque[list[TrialSpec]]] = {hw: deque() for hw in shapes}
-    for g in plan.groups:
-        work[g[0].hardware].append(g)
-    slots: list[_Slot] = []
-    for hw, (count, bundle) in shapes.items():
-        for _ in range(min(count, len(work[hw]))):
-            pg = placement_group([bundle], strategy="STRICT_PACK")
-            ray.get(pg.ready(), timeout=GET_TIMEOUT_S)
-            strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
-            sampler = Sampler.options(num_cpus=0, scheduling_strategy=strategy).remote(cfg.sampler)
-            slots.append(_Slot(len(slots), pg, bundle, sampler, hardware=hw))
+@dataclass
+class _Slot:
+    index: int
+    pg: Any
+    bundle: dict[str, float]
+    hardware: str
+    sampler: Any = None
+    worker: Any = None
+    queue: deque[TrialSpec] = field(default_factory=deque)
+    system: dict[str, Any] | None = None
+    state: str = "idle"  # idle | busy | placing (waiting for its placement group) | retired
+    done_in_group: int = 0
+    group_size: int = 0
+    place_tries: int = 0
 
-    pending: dict[Any, tuple[_Slot, str, TrialSpec | None, float]] = {}
 
-    def submit(slot: _Slot, kind: str, spec: TrialSpec | None) -> None:
-        w = slot.worker
-        if kind == "load":
+@dataclass
+class _Call:
+    slot: _Slot
+    kind: str  # ready | describe | load | trial | ping
+    spec: TrialSpec | None
+    deadline: float
+
+
+def _failed(spec: TrialSpec, error: str, status: str = "failed", **extra: Any) -> TrialResult:
+    return TrialResult(row={**spec.to_dict(), "status": status, "error": error,
+                            "precision_requested": spec.precision, "energy_j": None,
+                            "energy_source": "not_measurable", "energy_reason": "trial did not run",
+                            **extra})
+
+
+def _cause(e: BaseException) -> BaseException:
+    return e.cause if getattr(e, "cause", None) is not None else e  # type: ignore[attr-defined]
+
+
+class Scheduler:
+    """One sweep's run: slots, the queue of groups, the calls in flight, retry counts."""
+
+    def __init__(self, plan: Plan, on_result: Callable[[TrialResult], None],
+                 on_system: Callable[[dict[str, Any]], None] | None = None, progress: Any = None) -> None:
+        self.plan = plan
+        self.cfg = plan.cfg
+        self.on_result = on_result
+        self.on_system = on_system
+        self.progress = progress
+        self.Sampler = ray.remote(SamplerHost)
+        self.Worker = ray.remote(WorkerHost)
+        self.work: dict[str, deque[list[TrialSpec]]] = {}
+        self.slots: list[_Slot] = []
+        self.pending: dict[Any, _Call] = {}
+        self.attempts: dict[str, list[str]] = {}  # trial_id -> errors of attempts that died
+        self.emitted: set[str] = set()
+        self.max_retries = int(getattr(self.cfg.ray, "max_retries", 2))
+        self.retry_timeouts = bool(getattr(self.cfg.ray, "retry_timeouts", False))
+        self.node_wait_s = float(getattr(self.cfg.ray, "node_wait_s", 120.0))
+
+    # -- setup --------------------------------------------------------------------------------
+    def start(self) -> None:
+        shapes = pools(self.plan, init_ray(self.cfg))  # raises before anything starts
+        self.work = {hw: deque() for hw in shapes}
+        for g in self.plan.groups:
+            self.work[g[0].hardware].append(list(g))
+        for hw, (count, bundle) in shapes.items():
+            for _ in range(min(count, len(self.work[hw]))):
+                slot = _Slot(len(self.slots), placement_group([bundle], strategy="STRICT_PACK"), bundle, hw)
+                self.slots.append(slot)
+                self._place(slot)
+
+    def _strategy(self, slot: _Slot) -> PlacementGroupSchedulingStrategy:
+        return PlacementGroupSchedulingStrategy(slot.pg, placement_group_bundle_index=0)
+
+    def _place(self, slot: _Slot) -> None:
+        """Wait (in the loop, not blocking) for the slot's placement group, then start its sampler."""
+        slot.state = "placing"
+        self._submit(slot, "ready", None, slot.pg.ready(), self.node_wait_s)
+        self._show(slot, "waiting for a node")
+
+    def _new_sampler(self, slot: _Slot) -> None:
+        if slot.sampler is not None:
+            ray.kill(slot.sampler, no_restart=True)
+        slot.sampler = self.Sampler.options(num_cpus=0, scheduling_strategy=self._strategy(slot)).remote(self.cfg.sampler)
+
+    # -- calls ----------------------------------------------------------------------------------
+    def _submit(self, slot: _Slot, kind: str, spec: TrialSpec | None, ref: Any, timeout: float) -> None:
+        self.pending[ref] = _Call(slot, kind, spec, time.monotonic() + timeout)
+
+    def _call(self, slot: _Slot, kind: str) -> None:
+        w, spec = slot.worker, (slot.queue[0] if slot.queue else None)
+        if kind == "describe":
+            self._submit(slot, kind, None, w.describe.remote(), GET_TIMEOUT_S)
+        elif kind == "ping":
+            self._submit(slot, kind, None, slot.sampler.describe.remote(), PING_TIMEOUT_S)
+        elif kind == "load":
             assert spec is not None
-            ref = w.load.remote(spec, plan.models[spec.model])
-            timeout = cfg.ray.load_timeout_s
-        elif kind == "describe":
-            ref, timeout = w.describe.remote(), GET_TIMEOUT_S
+            self._submit(slot, kind, spec, w.load.remote(spec, self.plan.models[spec.model]), self.cfg.ray.load_timeout_s)
         else:
             assert spec is not None
-            ref = w.run.remote(spec, plan.models[spec.model], plan.configs[spec.trial_id], len(slot.queue) == 1)
-            timeout = cfg.ray.trial_timeout_s
-        pending[ref] = (slot, kind, spec, time.monotonic() + timeout)
+            ref = w.run.remote(spec, self.plan.models[spec.model], self.plan.configs[spec.trial_id], len(slot.queue) == 1)
+            self._submit(slot, kind, spec, ref, self.cfg.ray.trial_timeout_s)
+            self._show(slot, f"{spec.model} {spec.precision} b={spec.batch_size} {spec.task}",
+                       slot.done_in_group, slot.group_size)
 
-    def start_group(slot: _Slot, group: list[TrialSpec]) -> None:
+    def _start_group(self, slot: _Slot, group: list[TrialSpec]) -> None:
         slot.queue = deque(group)
-        strategy = PlacementGroupSchedulingStrategy(slot.pg, placement_group_bundle_index=0)
+        slot.state, slot.done_in_group, slot.group_size = "busy", 0, len(group)
         extra = {k: v for k, v in slot.bundle.items() if k not in ("CPU", "GPU")}
         opts: dict[str, Any] = {"num_cpus": slot.bundle.get("CPU", 1), "num_gpus": slot.bundle.get("GPU", 0),
-                                "scheduling_strategy": strategy, "max_restarts": 0}
+                                "scheduling_strategy": self._strategy(slot), "max_restarts": 0}
         if extra:
             opts["resources"] = extra
         if slot.bundle.get("GPU"):
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
-        slot.worker = Worker.options(**opts).remote(
-            slot.sampler, cfg.generation, cfg.cache_dir, cfg.device, cfg.seed, cfg.measurement)
-        submit(slot, "describe", None)
+        c = self.cfg
+        slot.worker = self.Worker.options(**opts).remote(slot.sampler, c.generation, c.cache_dir, c.device, c.seed,
+                                                         c.measurement)
+        self._call(slot, "describe")
+        self._show(slot, f"loading {group[0].model} {group[0].precision}", 0, len(group))
 
-    def release(slot: _Slot) -> None:
+    def _release(self, slot: _Slot) -> None:
         if slot.worker is not None:
             ray.kill(slot.worker, no_restart=True)
         slot.worker = None
         slot.queue = deque()
+        if slot.state == "busy":
+            slot.state = "idle"
+            self._show(slot, "idle")
 
-    def emit(result: TrialResult) -> None:
-        on_result(result)
-        if progress is not None:
-            progress.advance(result.row)
+    # -- results --------------------------------------------------------------------------------
+    def _emit(self, result: TrialResult) -> None:
+        tid = result.row["trial_id"]
+        if tid in self.emitted:  # never twice, whatever a retry raced with
+            return
+        self.emitted.add(tid)
+        errors = self.attempts.get(tid, [])
+        result.row.setdefault("attempts", len(errors) + 1)
+        if errors:
+            result.row.setdefault("retried_errors", "\n".join(errors))
+        self.on_result(result)
+        if self.progress is not None:
+            self.progress.advance(result.row)
 
-    def fail_rest(slot: _Slot, error: str, requeue: bool) -> None:
+    def _requeue(self, slot: _Slot, rest: list[TrialSpec]) -> None:
+        if rest:
+            self.work[slot.hardware].appendleft(rest)
+
+    def _worker_lost(self, slot: _Slot, call: _Call, msg: str) -> None:
+        """The worker died (killed, crashed, node lost): count an attempt against the trial in
+        flight (or, during load, against every trial of the group), retry on a fresh worker."""
+        charged = [call.spec] if call.kind == "trial" and call.spec is not None else list(slot.queue)
         rest = list(slot.queue)
-        release(slot)
-        if requeue and rest:
-            work[slot.hardware].appendleft(rest)
-        else:
-            for s in rest:
-                emit(_failed(s, error))
+        for spec in charged:
+            self.attempts.setdefault(spec.trial_id, []).append(msg)
+        gave_up = [s for s in charged if len(self.attempts[s.trial_id]) > self.max_retries]
+        for spec in gave_up:
+            n = len(self.attempts[spec.trial_id])
+            self._emit(_failed(spec, f"worker died {n} times (ray.max_retries={self.max_retries}); last: {msg}",
+                               attempts=n))
+        self._release(slot)
+        self._requeue(slot, [s for s in rest if s not in gave_up])
+        self._check_slot(slot)
 
-    try:
-        while any(work.values()) or pending:
-            for slot in slots:
-                if slot.worker is None and work[slot.hardware]:
-                    start_group(slot, work[slot.hardware].popleft())
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            now = time.monotonic()
-            for ref in list(pending):
-                slot, kind, spec, deadline = pending[ref]
-                if ref not in ready and now <= deadline:
-                    continue
-                del pending[ref]
-                if ref not in ready:  # over its deadline: fail this one; fail_rest kills the worker
-                    msg = f"timed out after {cfg.ray.trial_timeout_s if kind == 'trial' else cfg.ray.load_timeout_s:.0f} s ({kind})"
-                    if kind == "trial" and spec is not None:
-                        emit(_failed(spec, msg))
-                        slot.queue.popleft()  # this one is done (failed); the rest go to a fresh worker
-                        fail_rest(slot, msg, requeue=True)
-                    else:
-                        fail_rest(slot, msg, requeue=False)
-                    continue
-                try:
-                    value = ray.get(ref, timeout=GET_TIMEOUT_S)
-                except ray.exceptions.RayActorError as e:
-                    msg = f"worker died: {e}"
-                    if kind == "trial" and spec is not None:
-                        emit(_failed(spec, msg))
-                        slot.queue.popleft()
-                        fail_rest(slot, msg, requeue=True)
-                    else:
-                        fail_rest(slot, msg, requeue=False)
-                    continue
-                except ray.exceptions.RayTaskError as e:
-                    cause = e.cause if getattr(e, "cause", None) is not None else e
-                    msg = f"{type(cause).__name__}: {cause}"
-                    status = getattr(cause, "status", "oom" if "out of memory" in msg.lower() else "failed")
-                    if kind == "trial" and spec is not None:
-                        emit(_failed(spec, msg, status))
-                        slot.queue.popleft()
-                        fail_rest(slot, msg, requeue=True)
-                    else:  # the model could not be loaded: every trial of the group fails with why
-                        for s in list(slot.queue):
-                            emit(_failed(s, f"load failed: {msg}", status))
-                        release(slot)
-                    continue
-                if kind == "describe":
-                    slot.system = value
-                    if on_system is not None:
-                        on_system(value)
-                    submit(slot, "load", slot.queue[0])
-                elif kind == "load":
-                    submit(slot, "trial", slot.queue[0])
+    def _check_slot(self, slot: _Slot) -> None:
+        """After a death: is the slot's sampler still there? If not, wait for the placement
+        group (Ray moves it off a dead node where it can) and start a new sampler."""
+        try:
+            ray.get(slot.sampler.describe.remote(), timeout=PING_TIMEOUT_S)
+        except Exception:
+            slot.sampler = None
+            self._place(slot)
+
+    def _handle(self, ref: Any, call: _Call, ready: bool) -> None:
+        slot, kind, spec = call.slot, call.kind, call.spec
+        if kind == "ready":
+            if not ready:
+                self._retire(slot, f"no node could hold this slot's bundle {slot.bundle} for {self.node_wait_s:.0f} s "
+                                   "(a node lost?)")
+                return
+            try:  # the check itself may have landed on a node that was dying: ask again
+                ray.get(ref, timeout=GET_TIMEOUT_S)
+            except Exception as e:
+                slot.place_tries += 1
+                if slot.place_tries > 5:
+                    self._retire(slot, f"its placement group kept failing: {type(e).__name__}")
                 else:
-                    slot.queue.popleft()
-                    emit(value)
-                    if slot.queue:
-                        submit(slot, "trial", slot.queue[0])
-                    else:
-                        release(slot)
-    finally:
-        for slot in slots:
-            release(slot)
-            try:
-                ray.get(slot.sampler.close.remote(), timeout=10)
-            except Exception:
-                pass
-            ray.kill(slot.sampler, no_restart=True)
-            remove_placement_group(slot.pg)
+                    self._submit(slot, "ready", None, slot.pg.ready(), self.node_wait_s)
+                return
+            slot.place_tries = 0
+            self._new_sampler(slot)
+            slot.state = "idle"
+            self._show(slot, "idle")
+            return
+        if not ready:  # over its deadline
+            timeout = self.cfg.ray.trial_timeout_s if kind == "trial" else self.cfg.ray.load_timeout_s
+            msg = f"timed out after {timeout:.0f} s ({kind})"
+            if kind == "ping":
+                self._sampler_lost(slot, "the sampler stopped answering")
+            elif kind == "describe":  # the worker never started (its node gone, or no room): a fresh one
+                self._worker_lost(slot, call, f"the worker did not start within {GET_TIMEOUT_S:.0f} s")
+            elif kind == "trial" and spec is not None:
+                rest = list(slot.queue)[1:]
+                if self.retry_timeouts:
+                    self.attempts.setdefault(spec.trial_id, []).append(msg)
+                if self.retry_timeouts and len(self.attempts[spec.trial_id]) <= self.max_retries:
+                    rest = [spec, *rest]
+                else:
+                    self._emit(_failed(spec, msg))
+                self._release(slot)
+                self._requeue(slot, rest)
+            else:
+                for s in list(slot.queue):
+                    self._emit(_failed(s, f"load {msg}"))
+                self._release(slot)
+            return
+        try:
+            value = ray.get(ref, timeout=GET_TIMEOUT_S)
+        except ray.exceptions.OutOfMemoryError as e:  # Ray's memory monitor killed the worker
+            msg = f"host out of memory: Ray killed the worker: {str(e).splitlines()[0]}"
+            victims = [spec] if kind == "trial" and spec is not None else list(slot.queue)
+            for s in victims:
+                self._emit(_failed(s, msg, "oom"))
+            rest = list(slot.queue)[1:] if kind == "trial" else []
+            self._release(slot)
+            self._requeue(slot, rest)
+            return
+        except ray.exceptions.RayActorError as e:
+            if kind == "ping":
+                self._sampler_lost(slot, f"the sampler died: {type(e).__name__}")
+            else:
+                self._worker_lost(slot, call, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            return
+        except ray.exceptions.RayTaskError as e:
+            cause = _cause(e)
+            msg = f"{type(cause).__name__}: {cause}"
+            status = getattr(cause, "status", "oom" if "out of memory" in msg.lower() else "failed")
+            if kind == "trial" and spec is not None:
+                self._emit(_failed(spec, msg, status))
+                rest = list(slot.queue)[1:]
+                self._release(slot)
+                self._requeue(slot, rest)
+            else:  # the model could not be loaded: every trial of the group fails with why
+                for s in list(slot.queue):
+                    self._emit(_failed(s, f"load failed: {msg}", status))
+                self._release(slot)
+            return
+        if kind == "describe":
+            slot.system = {**value, "hardware": slot.hardware, "slot": slot.index}
+            if self.on_system is not None:
+                self.on_system(slot.system)
+            self._call(slot, "load")
+        elif kind == "load":
+            self._call(slot, "trial")
+        elif kind == "ping":  # the sampler answered: go on with the group
+            self._next(slot)
+        else:
+            slot.queue.popleft()
+            slot.done_in_group += 1
+            self._emit(value)
+            reason = str(value.row.get("energy_reason") or "")
+            if reason.startswith("sampler failed") and slot.queue:
+                self._call(slot, "ping")  # is the sampler gone? then the rest deserve a new one
+            else:
+                self._next(slot)
 
+    def _next(self, slot: _Slot) -> None:
+        if slot.queue:
+            self._call(slot, "trial")
+        else:
+            self._release(slot)
+
+    def _sampler_lost(self, slot: _Slot, why: str) -> None:
+        """The rest of the group goes to a fresh worker beside a new sampler."""
+        rest = list(slot.queue)
+        self._release(slot)
+        self._requeue(slot, rest)
+        if slot.sampler is not None:
+            ray.kill(slot.sampler, no_restart=True)
+        slot.sampler = None
+        self._place(slot)
+        self._show(slot, f"replacing its sampler ({why})")
+
+    def _retire(self, slot: _Slot, why: str) -> None:
+        slot.state = "retired"
+        self._show(slot, f"retired: {why}")
+        try:
+            remove_placement_group(slot.pg)
+        except Exception:
+            pass
+        if not any(s.state != "retired" for s in self.slots if s.hardware == slot.hardware):
+            while self.work[slot.hardware]:
+                for s in self.work[slot.hardware].popleft():
+                    self._emit(_failed(s, f"no slot left for hardware {slot.hardware!r}: {why}"))
+
+    def _show(self, slot: _Slot, text: str, done: int | None = None, total: int | None = None) -> None:
+        if self.progress is not None and hasattr(self.progress, "worker"):
+            self.progress.worker(slot.index, slot.hardware, text, done, total)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self.start()
+            # a slot still waiting for a node is not a reason to wait once the work is done
+            while any(self.work.values()) or any(c.kind != "ready" for c in self.pending.values()):
+                for slot in self.slots:
+                    if slot.state == "idle" and self.work[slot.hardware]:
+                        self._start_group(slot, self.work[slot.hardware].popleft())
+                ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.5)
+                now = time.monotonic()
+                for ref in list(self.pending):
+                    call = self.pending[ref]
+                    if ref in ready or now > call.deadline:
+                        del self.pending[ref]
+                        self._handle(ref, call, ref in ready)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for slot in self.slots:
+            if slot.worker is not None:
+                ray.kill(slot.worker, no_restart=True)
+                slot.worker = None
+            if slot.sampler is not None:
+                try:
+                    ray.get(slot.sampler.close.remote(), timeout=10)
+                except Exception:
+                    pass
+                ray.kill(slot.sampler, no_restart=True)
+            if slot.state != "retired":
+                try:
+                    remove_placement_group(slot.pg)
+                except Exception:
+                    pass
+
+
+def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
+              on_system: Callable[[dict[str, Any]], None] | None = None,
+              progress: Any = None) -> None:
+    """Run every group of the plan; call on_result exactly once per trial, in completion order."""
+    Scheduler(plan, on_result, on_system, progress).run()

@@ -79,3 +79,9 @@ def energyray(tmp_path):
         return run_energyray(list(args), tmp_path / f"hydra-{calls[0]}", timeout)
 
     return call
+
+
+@pytest.fixture(scope="session")
+def cli_process():
+    """(argv prefix, cwd, env) to start `python -m energyray` as a process of one's own."""
+    return [sys.executable, "-m", "energyray"], REPO_ROOT, cli_env()

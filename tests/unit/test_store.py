@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -151,3 +153,13 @@ def test_unsafe_names_are_sanitised(store):
     assert p.parent.parent.name == "sweep=my_sweep_.._x"
     assert p.parent.name == "hardware=a100_80GB"
     assert store.done_ids("my sweep/../x") == {"t1"}
+
+
+def test_clean_partial_removes_only_temp_files_of_dead_writers(store):
+    p = store.write("trials", [_row("a", "ok")], "s1", "h1", "a")
+    dead = p.parent / f".b.parquet.{2**22 + 12345}.tmp"  # above pid_max's default: no such process
+    alive = p.parent / f".c.parquet.{os.getpid()}.tmp"
+    for f in (dead, alive):
+        f.write_bytes(b"PAR1 partial")
+    assert store.clean_partial() == [dead]
+    assert not dead.exists() and alive.exists() and p.exists()

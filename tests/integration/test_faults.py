@@ -1,0 +1,140 @@
+"""Faults during a sweep, made real where this machine can make them: a worker SIGKILLed
+mid-trial, a worker that crashes every time, an out-of-memory trial, a sampler SIGKILLed
+mid-trial. Each test asserts that nothing is lost and nothing duplicated: one result per
+trial, every trial accounted for, with its status and the reason."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import ray
+
+from energyray.config import MeasurementConfig, ModelConfig, RunConfig
+from energyray.grid import expand, group
+from energyray.orchestrator import Plan, run_sweep
+
+SUPPORT = Path(__file__).parent / "support"
+TINY = ModelConfig(name="tiny-llama", builtin="tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), *([old] if old else [])])  # for the workers
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+def _cfg(cache: Path, sampler: str = "none", **ray_opts) -> RunConfig:
+    cfg = RunConfig(device="cpu", cache_dir=str(cache), measurement=MeasurementConfig(idle_s=0.0))
+    cfg.sampler.cpu = sampler
+    cfg.generation.ignore_eos = True
+    cfg.generation.warmup_runs = 0
+    for k, v in ray_opts.items():
+        setattr(cfg.ray, k, v)
+    return cfg
+
+
+def _sweep(cfg: RunConfig, grid: dict, repeats: int = 1, backend: str = "transformers", new_tokens: int = 8,
+           on_system=None, on_result=None):
+    specs = expand("faults", grid, {
+        "model": "tiny-llama", "backend": backend, "weights": "real", "precision": "baseline", "batch_size": 1,
+        "task": "qa", "prompt_variant": "default", "hardware": "cpu", "max_new_tokens": new_tokens}, repeats=repeats)
+    plan = Plan(groups=group(specs), models={"tiny-llama": TINY}, configs={s.trial_id: {} for s in specs}, cfg=cfg,
+                local_hardware="cpu")
+    rows: list[dict] = []
+    systems: list[dict] = []
+
+    def result(r):
+        rows.append(r.row)
+        if on_result is not None:
+            on_result(r.row, systems)
+
+    def system(s):
+        systems.append(s)
+        if on_system is not None:
+            on_system(s)
+
+    run_sweep(plan, result, system)
+    return specs, rows, systems
+
+
+def _once_each(specs, rows) -> dict[str, dict]:
+    counts = Counter(r["trial_id"] for r in rows)
+    assert counts == Counter(s.trial_id for s in specs), counts  # every trial, exactly once
+    return {r["trial_id"]: r for r in rows}
+
+
+def _kill_later(pid: int, delay_s: float) -> None:
+    threading.Timer(delay_s, lambda: os.kill(pid, signal.SIGKILL)).start()
+
+
+def test_a_worker_killed_mid_trial_is_retried_on_a_fresh_worker(local_ray, shared_cache):
+    killed: list[int] = []
+
+    def on_result(row, systems):  # after the first trial, SIGKILL the worker while it runs the second
+        if not killed:
+            killed.append(systems[-1]["pid"])
+            _kill_later(killed[0], 0.4)
+
+    specs, rows, systems = _sweep(_cfg(shared_cache), {}, repeats=4, new_tokens=400, on_result=on_result)
+    by_id = _once_each(specs, rows)
+    assert all(r["status"] == "ok" for r in by_id.values()), [r["error"] for r in rows]
+    retried = [r for r in rows if r["attempts"] == 2]
+    assert len(retried) == 1, [(r["trial_id"], r["attempts"]) for r in rows]
+    assert "Actor" in retried[0]["retried_errors"]
+    assert len({s["pid"] for s in systems}) == 2  # the group finished on a second, fresh worker
+    assert killed[0] not in {r.get("worker_pid") for r in rows if r["trial_id"] == retried[0]["trial_id"]}
+
+
+def test_a_trial_that_kills_its_worker_every_time_fails_after_the_retries(local_ray, shared_cache):
+    cfg = _cfg(shared_cache, max_retries=1)
+    specs, rows, systems = _sweep(cfg, {"batch_size": [1, 3, 2]}, backend="faulty_backend:FaultyBackend")
+    by_id = _once_each(specs, rows)
+    crash = next(r for r in by_id.values() if r["batch_size"] == 3)
+    assert crash["status"] == "failed" and "worker died 2 times" in crash["error"], crash["error"]
+    assert crash["attempts"] == 2
+    others = [r for r in by_id.values() if r["batch_size"] != 3]
+    assert [r["status"] for r in others] == ["ok", "ok"], [r["error"] for r in others]
+    assert all(r["energy_source"] == "not_measurable" for r in rows)  # sampler.cpu=none: labelled, not 0
+
+
+def test_out_of_memory_is_an_oom_row_and_the_group_goes_on(local_ray, shared_cache):
+    specs, rows, systems = _sweep(_cfg(shared_cache), {"batch_size": [8, 1, 16, 2]}, backend="faulty_backend:FaultyBackend")
+    by_id = _once_each(specs, rows)
+    status = {r["batch_size"]: r["status"] for r in by_id.values()}
+    assert status == {8: "oom", 16: "oom", 1: "ok", 2: "ok"}, status
+    oom = next(r for r in rows if r["batch_size"] == 8)
+    assert "out of memory" in oom["error"] and oom["energy_j"] is None
+    assert len({s["pid"] for s in systems}) == 1  # one worker: an OOM does not cost the group its model
+
+
+def test_a_sampler_killed_mid_trial_gives_null_energy_with_the_reason_and_a_new_sampler(local_ray, shared_cache):
+    killed: list[int] = []
+
+    def on_result(row, systems):
+        if not killed:
+            killed.append(systems[-1]["sampler_pid"])
+            _kill_later(killed[0], 0.4)
+
+    specs, rows, systems = _sweep(_cfg(shared_cache, sampler="codecarbon"), {}, repeats=4, new_tokens=400,
+                                  on_result=on_result)
+    by_id = _once_each(specs, rows)
+    assert all(r["status"] == "ok" for r in by_id.values()), [r["error"] for r in rows]
+    lost = [r for r in rows if r["energy_j"] is None]
+    assert len(lost) == 1, [(r["energy_j"], r.get("energy_reason")) for r in rows]
+    assert lost[0]["energy_reason"].startswith("sampler failed") and lost[0]["energy_source"] == "not_measurable"
+    after = rows[rows.index(lost[0]) + 1:]
+    assert after and all(r["energy_j"] is not None and r["energy_j"] > 0 for r in after)  # a new sampler
+    assert len({s["sampler_pid"] for s in systems}) == 2
