@@ -52,19 +52,40 @@ def bandwidth(hardware: str, override_gbs: float | None, measured_cpu_gbs: float
     return None, f"no bandwidth known for {hardware!r}: set measurement.memory_bandwidth_gbs"
 
 
+def mean_attended(prompt: float, steps: int, window: int | None) -> float:
+    """The mean number of cached positions a layer reads per decode step while the context
+    grows from `prompt` to `prompt + steps` (taken as continuous), capped at `window`."""
+    end = prompt + steps
+    if window is None or end <= window:
+        return prompt + steps / 2
+    if prompt >= window or steps == 0:
+        return float(min(prompt, window))
+    # below the window the length grows, above it the layer reads the window
+    return ((window**2 - prompt**2) / 2 + window * (end - window)) / steps
+
+
 def floor(arch: dict[str, Any], batch_size: int, input_tokens_per_seq: float, steps: int,
           bandwidth_gbs: float | None, tpot_s: float | None, decode_power_w: float | None) -> dict[str, Any]:
     """Roofline figures for one decode trial.
 
     Bytes per step = weights read once + the KV cache of every sequence at its mean length
-    over the decode (prompt + steps/2). `roofline_j_per_token` is the energy per token if
-    the decode ran at the floor at the power it actually drew.
+    over the decode (prompt + steps/2); layers with sliding-window attention (the
+    architecture's `sliding_layers` of `num_layers`) read at most `sliding_window` positions.
+    `roofline_j_per_token` is the energy per token if the decode ran at the floor at the
+    power it actually drew.
     """
     weight_b = arch.get("weight_bytes")
     if not weight_b or not bandwidth_gbs:
         return {"roofline_s_per_token": None, "roofline_efficiency": None}
     kv_per_pos = arch.get("kv_bytes_per_position") or 0
-    kv_b = kv_per_pos * batch_size * (input_tokens_per_seq + steps / 2)
+    layers, sliding, window = arch.get("num_layers"), arch.get("sliding_layers") or 0, arch.get("sliding_window")
+    full_len = mean_attended(input_tokens_per_seq, steps, None)
+    if layers and sliding and window:
+        per_layer = kv_per_pos / layers
+        kv_b = per_layer * batch_size * ((layers - sliding) * full_len
+                                         + sliding * mean_attended(input_tokens_per_seq, steps, window))
+    else:
+        kv_b = kv_per_pos * batch_size * full_len
     step_bytes = weight_b + kv_b
     step_s = step_bytes / (bandwidth_gbs * 1e9)
     out: dict[str, Any] = {

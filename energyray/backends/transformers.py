@@ -356,7 +356,8 @@ class TransformersBackend:
         return list(self.tokenizer.batch_decode(rows, skip_special_tokens=True))
 
     def architecture(self) -> dict[str, Any]:
-        """What the roofline needs: bytes of weights read per decode step, KV bytes per position."""
+        """What the roofline needs: bytes of weights read per decode step, KV bytes per position
+        (all layers), and which layers attend only a sliding window (attention_layout)."""
         m, cfg = self.model, self.model.config
         weight_b = m.get_memory_footprint(return_buffers=False)
         emb = m.get_input_embeddings()
@@ -371,7 +372,7 @@ class TransformersBackend:
         if layers and kv_heads and head_dim and getattr(cfg, "model_type", "") not in ("mamba", "mamba2"):
             kv_bytes = 2 * layers * kv_heads * head_dim * torch.finfo(self.model.dtype).bits // 8
         return {"weight_bytes": int(weight_b), "kv_bytes_per_position": kv_bytes,
-                "model_type": getattr(cfg, "model_type", None)}
+                "model_type": getattr(cfg, "model_type", None), **attention_layout(cfg)}
 
     def unload(self) -> None:
         self.model = None
@@ -383,6 +384,28 @@ class TransformersBackend:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def attention_layout(cfg: Any) -> dict[str, Any]:
+    """How many layers attend the whole context and how many only the last `sliding_window`
+    positions (whose KV cache a decode step then reads no more of).
+
+    A config's `layer_types` says it layer by layer ("sliding_attention"; Gemma 2/3 interleave
+    local and global layers, Qwen2 marks layers past max_window_layers); without it, a set
+    `sliding_window` applies to every layer (Mistral v0.1; v0.3 sets none) unless
+    `use_sliding_window` is False.
+    """
+    layers = getattr(cfg, "num_hidden_layers", None)
+    window = getattr(cfg, "sliding_window", None)
+    types = getattr(cfg, "layer_types", None)
+    if not window or not layers:
+        sliding = 0
+    elif types:
+        sliding = sum(1 for t in types[:layers] if t == "sliding_attention")
+    else:
+        sliding = 0 if getattr(cfg, "use_sliding_window", True) is False else int(layers)
+    return {"num_layers": layers, "sliding_window": int(window) if window and sliding else None,
+            "sliding_layers": sliding}
 
 
 def _generated_length(row: list[int], eos: Any) -> int:

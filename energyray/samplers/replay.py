@@ -18,7 +18,9 @@ What the replay assumes about the device the trace was recorded from:
   intervals the device was not being read then (a gap in the recording, or past its end),
   so the read fails (None) rather than reporting a counter that would fake 0 J;
 * the sample PollingSampler.end takes at the window's edge is the trace's next row, if it
-  comes within 1.5 poll intervals of the edge (else that poll failed: a gap).
+  comes within 1.5 poll intervals of the edge (else that poll failed: a gap);
+* a row's ``energy_j`` is the counter as it stood at that row's ``t_ns`` (the counter log
+  that `anchor` dates its readings from holds the rows' own times: ``counter_stale_s = 0``).
 
 `end` is PollingSampler.end on the virtual clock: the same short-window rule, sources,
 reasons and apportioning of `parts`, through the same functions of samplers.energy.
@@ -122,6 +124,7 @@ class ReplaySampler(PollingSampler):
 
     name = "replay"
     scope = "gpu"
+    counter_stale_s = 0.0  # the trace's energy_j is the counter at its row's t_ns
 
     def __init__(
         self,
@@ -204,16 +207,21 @@ class ReplaySampler(PollingSampler):
         row = self._row_at(self.clock_ns)
         return None if row is None else row["energy_j"]
 
+    def _counter_read(self) -> float | None:
+        """An edge read: the last row's counter. Not logged again: _poll_once logged that
+        row, at its own time, when the clock reached it."""
+        return self._read_counter_j()
+
     def _poll_once(self) -> None:
         """Poll every trace row due by the clock into the series (trimmed as the base does)."""
         with self._lock:
             while self._fed < len(self.trace) and self._ts[self._fed] <= self.clock_ns:
                 row = self.trace[self._fed]
                 self._series.append({c: row.get(c) for c in SAMPLE_COLUMNS})
+                if self.has_counter and row["energy_j"] is not None:
+                    self._log_counter(row["t_ns"], row["t_ns"], row["energy_j"])
                 self._fed += 1
-            cutoff = self.clock_ns - self._keep_ns
-            while self._series and self._series[0]["t_ns"] < cutoff and not self._open:
-                self._series.pop(0)
+            self._trim(self.clock_ns - self._keep_ns)
 
     # -- protocol ---------------------------------------------------------------------------
     def start(self) -> None:
