@@ -56,6 +56,21 @@ class Plan:
     local_hardware: str = "cpu"  # what the driver's machine is (hardware=auto resolved to it)
 
 
+def _loopback_only() -> None:
+    """Make a local Ray listen on 127.0.0.1 only. On Linux, Ray 2.60 replaces
+    `_node_ip_address="127.0.0.1"` with the machine's routable address and binds its gRPC
+    servers on all interfaces; with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 it runs as it does on
+    macOS/Windows, single-node, every server on loopback (checked with `ss -ltnp`). Set here,
+    not at import, so that a run joining a cluster (ray.address) is untouched; the variable
+    reaches the processes ray.init starts."""
+    import os
+
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def init_ray(cfg: Any) -> dict[str, float]:
     """Start a local Ray (loopback only, no dashboard) or join `ray.address`; return its resources."""
     if not ray.is_initialized():
@@ -64,6 +79,7 @@ def init_ray(cfg: Any) -> dict[str, float]:
         if cfg.ray.address:
             ray.init(address=cfg.ray.address, **kwargs)
         else:
+            _loopback_only()
             ray.init(num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus, _node_ip_address="127.0.0.1", **kwargs)
     return dict(ray.cluster_resources())
 

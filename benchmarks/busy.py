@@ -1,0 +1,185 @@
+"""Issue 4, benchmarks (a) and (b): how busy energyray keeps the GPUs.
+
+    python benchmarks/busy.py energyray [--gpus N] [--json-out F]   # the work queue, Ray actors
+    python benchmarks/busy.py per-process [--json-out F]            # each trial in its own process
+
+The sweep: 3 models (random-init weights of real small architectures: Qwen2.5-0.5B,
+Llama-3.2-1B, Gemma-3-1B; no download) × batch 1 and 4 × 4 repeats = 24 trials, 128 new
+tokens each, the thesis' long-form prompt. GPU-busy fraction = the sum of the measured trial
+windows ÷ (wall time × GPUs).
+
+- `energyray`: `run_sweep` as the CLI runs it: one worker per GPU, a model loaded once per
+  (model, precision) group, warmup per shape, idle baseline per group (`--idle-s`).
+- `per-process`: what a launcher that starts a process per job does (the hydra-ray-launcher
+  plugin): each trial is a fresh Python process that imports torch, loads its model,
+  warms up once, runs the one trial with the same TrialRunner and NVML sampler, and exits.
+  No Ray in it at all (which flatters it: no actor start-up).
+
+(b) is `energyray --gpus 1` against `energyray --gpus 2` on a two-GPU machine, with
+`--groups4` (4 models × 6 trials: 4 equal groups, so that two GPUs can split them evenly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from _common import ROOT
+
+MODELS: dict[str, dict[str, Any]] = {
+    "qwen2.5-0.5b": {"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
+                     "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+                     "max_position_embeddings": 32768, "tie_word_embeddings": True},
+    "llama-3.2-1b": {"model_type": "llama", "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
+                     "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8,
+                     "head_dim": 64, "max_position_embeddings": 131072, "tie_word_embeddings": True},
+    "gemma-3-1b": {"model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 1152,
+                   "intermediate_size": 6912, "num_hidden_layers": 26, "num_attention_heads": 4,
+                   "num_key_value_heads": 1, "head_dim": 256, "sliding_window": 512,
+                   "max_position_embeddings": 32768},
+    "qwen2.5-1.5b": {"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960,
+                     "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
+                     "max_position_embeddings": 32768, "tie_word_embeddings": True},
+}
+
+
+def _models(names: list[str]) -> dict[str, Any]:
+    from energyray.config import ModelConfig
+
+    return {n: ModelConfig(name=n, params_b=None, architecture=MODELS[n]) for n in names}
+
+
+def _cfg(args: argparse.Namespace) -> Any:
+    from energyray.config import MeasurementConfig, RunConfig
+
+    cfg = RunConfig(device=args.device, cache_dir=os.environ.get("ENERGYRAY_CACHE", "/tmp/erc"),
+                    measurement=MeasurementConfig(idle_s=args.idle_s, idle_settle_s=min(2.0, args.idle_s),
+                                                  idle_settle_max_s=10.0 if args.idle_s else 0.0))
+    cfg.generation.max_new_tokens = cfg.generation.cpu_max_new_tokens = args.new_tokens
+    cfg.ray.num_gpus = args.gpus
+    return cfg
+
+
+def _specs(args: argparse.Namespace, hardware: str) -> list[Any]:
+    from energyray.grid import expand
+
+    names = args.models.split(",") if args.models else list(MODELS)[:4] if args.groups4 else list(MODELS)[:3]
+    grid = {"model": names, "batch_size": [4] if args.groups4 else [1, 4]}
+    return expand("busy", grid, {
+        "model": names[0], "backend": "transformers", "weights": "dummy", "precision": "baseline", "batch_size": 1,
+        "task": "longform", "prompt_variant": "default", "hardware": hardware, "max_new_tokens": None},
+        repeats=6 if args.groups4 else 4)
+
+
+def run_energyray(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    from energyray.cli import detect_hardware
+    from energyray.grid import group
+    from energyray.orchestrator import Plan, run_sweep
+
+    cfg = _cfg(args)
+    hw = detect_hardware(cfg)
+    specs = _specs(args, hw)
+    models = _models(sorted({s.model for s in specs}))
+    plan = Plan(groups=group(specs), models=models, configs={s.trial_id: {} for s in specs}, cfg=cfg,
+                local_hardware=hw)
+    rows: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    ray.init(num_gpus=args.gpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    t_ray = time.monotonic() - t0
+    t1 = time.monotonic()
+    run_sweep(plan, lambda r: rows.append(r.row))
+    wall = time.monotonic() - t1
+    ray.shutdown()
+    return _summary("energyray", rows, wall, args.gpus, extra={"ray_init_s": t_ray, "groups": len(plan.groups)})
+
+
+def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
+    from energyray.cli import detect_hardware
+
+    cfg = _cfg(args)
+    specs = _specs(args, detect_hardware(cfg))
+    rows = []
+    t0 = time.monotonic()
+    for s in specs:
+        out = subprocess.run([sys.executable, __file__, "one", json.dumps(s.to_dict()),
+                              "--idle-s", str(args.idle_s), "--new-tokens", str(args.new_tokens),
+                              "--device", args.device],
+                             capture_output=True, text=True, cwd=ROOT, timeout=600)
+        line = next((x for x in out.stdout.splitlines() if x.startswith("ROW ")), None)
+        if line is None:
+            raise SystemExit(f"trial process failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+        rows.append(json.loads(line[4:]))
+    wall = time.monotonic() - t0
+    return _summary("per-process", rows, wall, 1)
+
+
+def run_one(args: argparse.Namespace) -> None:
+    """One trial in this process (the per-process baseline's child)."""
+    from energyray import env
+    from energyray.grid import TrialSpec
+    from energyray.samplers import make_device_sampler
+    from energyray.trial import TrialRunner
+
+    cfg = _cfg(args)
+    spec = TrialSpec(**json.loads(args.spec))
+    model = _models([spec.model])[spec.model]
+    sampler = make_device_sampler("gpu", env.visible_gpu_uuid(), cfg.sampler) if args.device == "cuda" else None
+    if sampler is not None:
+        sampler.start()
+    try:
+        runner = TrialRunner(sampler, cfg.generation, cfg.cache_dir, device=args.device, measurement=cfg.measurement,
+                             hardware=spec.hardware)
+        runner.load(spec, model)
+        row = runner.run(spec, model, {}, last=True).row
+    finally:
+        if sampler is not None:
+            sampler.close()
+    keep = ("trial_id", "model", "batch_size", "status", "error", "window_s", "duration_s", "energy_j", "load_s",
+            "warmup_s", "idle_s", "j_per_token", "tokens_per_s")
+    print("ROW " + json.dumps({k: row.get(k) for k in keep}, default=str))
+
+
+def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    ok = [r for r in rows if r.get("status") == "ok"]
+    busy = sum(r.get("window_s") or r.get("duration_s") or 0.0 for r in ok)
+    out = {"mode": mode, "trials": len(rows), "ok": len(ok), "wall_s": wall, "gpus": gpus,
+           "trial_windows_s": busy, "busy_fraction": busy / (wall * max(1, gpus)) if wall else None,
+           "mean_j_per_token": sum(r["j_per_token"] for r in ok) / len(ok) if ok else None, **(extra or {})}
+    print(f"RESULT {mode}: {len(ok)}/{len(rows)} ok, wall {wall:.1f} s on {gpus} GPU(s), trial windows "
+          f"{busy:.1f} s, GPU-busy fraction {out['busy_fraction']:.3f}")
+    for r in rows:
+        if r.get("status") != "ok":
+            print(f"  {r.get('trial_id')} {r.get('status')}: {str(r.get('error'))[:300]}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["energyray", "per-process", "one"])
+    ap.add_argument("spec", nargs="?")
+    ap.add_argument("--gpus", type=int, default=1)
+    ap.add_argument("--idle-s", type=float, default=3.0)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--groups4", action="store_true")
+    ap.add_argument("--models", help="comma-separated subset of MODELS (a quick check)")
+    ap.add_argument("--device", default="cuda", help="cpu: a functional check only, no energy")
+    ap.add_argument("--json-out")
+    args = ap.parse_args()
+    if args.mode == "one":
+        run_one(args)
+        return
+    result = run_energyray(args) if args.mode == "energyray" else run_per_process(args)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()
