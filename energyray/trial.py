@@ -342,6 +342,7 @@ class TrialRunner:
             "gpu_name": self.sampler_info.get("gpu_name"),
             "gpu_uuid": self.sampler_info.get("gpu_uuid"),
             "group_rule": GROUP_RULE,
+            **(getattr(info, "columns", None) or {}),
             **self.group,
             "config_json": json.dumps(config, sort_keys=True, default=str),
             "env_json": json.dumps({**self.env, "sampler": self.sampler_info, "architecture": self.arch,
@@ -363,6 +364,7 @@ class TrialRunner:
             "tokens_per_s": _div(gen.output_tokens, gen.duration_s),
             "peak_memory_mb": gen.peak_memory_mb, "accuracy": accuracy,
             "sample_output": texts[0][:500] if texts and texts[0] is not None else None,
+            **(getattr(gen, "columns", None) or {}),
         }
         steady = gen.steady_window_ns()
         if steady is not None:
