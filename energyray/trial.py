@@ -57,7 +57,8 @@ class TrialRunner:
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str = "auto",
                  seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None,
-                 measurement: Any = None, hardware: str = "cpu") -> None:
+                 measurement: Any = None, hardware: str = "cpu",
+                 backend_options: dict[str, Any] | None = None) -> None:
         from energyray.config import MeasurementConfig
 
         self.sampler = sampler
@@ -69,6 +70,8 @@ class TrialRunner:
         self.node = node
         self.hardware = hardware
         self.env = env or {}
+        # backend name -> its options (the RunConfig section of that name, e.g. `vllm`)
+        self.backend_options = backend_options or {}
         self.backend: Any = None
         self.load_info: Any = None
         self.group: dict[str, Any] = {}
@@ -133,7 +136,9 @@ class TrialRunner:
     # -- group phases ---------------------------------------------------------------------
     def load(self, spec: TrialSpec, model: Any) -> dict[str, Any]:
         """Prepare (unmeasured), measure `idle`, then `load`. Raises if the model cannot load."""
-        self.backend = resolve("backend", BACKENDS, spec.backend)()
+        cls = resolve("backend", BACKENDS, spec.backend)
+        options = self.backend_options.get(spec.backend)
+        self.backend = cls() if options is None else cls(options)
         self.hardware = spec.hardware
         if spec.precision not in self.backend.precisions:
             raise TrialFailed(f"Backend {spec.backend!r} does not support precision {spec.precision!r}. "

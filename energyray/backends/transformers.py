@@ -178,10 +178,15 @@ def dummy_config(model: Any) -> Any:
     return cfg
 
 
-def dummy_checkpoint(model: Any, dtype: torch.dtype, cache_dir: str, seed: int, device: str = "cpu") -> Path:
+def dummy_checkpoint(model: Any, dtype: torch.dtype | str, cache_dir: str, seed: int, device: str = "cpu") -> Path:
     """Random weights of the architecture saved once as a checkpoint: bitsandbytes (in
-    transformers and in vLLM) quantises while loading one, so it needs files to read."""
+    transformers and in vLLM) quantises while loading one, so it needs files to read.
+    `dtype` is a torch dtype or a precision name (fp32, fp16, bf16); `device` may be auto."""
     cfg = dummy_config(model)
+    if isinstance(dtype, str):
+        dtype = _DTYPES[dtype]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     name = f"{model.name}-{str(dtype).removeprefix('torch.')}-seed{seed}"
 
     def build(tmp: Path) -> None:

@@ -23,6 +23,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from energyray.errors import ConfigError
 from energyray.grid import TrialSpec
 from energyray.orchestrator.actors import SamplerHost, WorkerHost
+from energyray.registry import BACKENDS
 from energyray.trial import TrialResult
 
 GET_TIMEOUT_S = 60.0
@@ -38,6 +39,11 @@ class Plan:
     cfg: Any  # RunConfig, with cache_dir resolved by the driver
     hardware: dict[str, Any] = field(default_factory=dict)  # name -> HardwareConfig of every target
     local_hardware: str = "cpu"  # what the driver's machine is (hardware=auto resolved to it)
+
+
+def backend_options(cfg: Any) -> dict[str, Any]:
+    """Each backend's options: the RunConfig section named like it (`vllm`), where there is one."""
+    return {name: getattr(cfg, name) for name in BACKENDS if hasattr(cfg, name)}
 
 
 def init_ray(cfg: Any) -> dict[str, float]:
@@ -170,7 +176,8 @@ def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
         if slot.bundle.get("GPU"):
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         slot.worker = Worker.options(**opts).remote(
-            slot.sampler, cfg.generation, cfg.cache_dir, cfg.device, cfg.seed, cfg.measurement)
+            slot.sampler, cfg.generation, cfg.cache_dir, cfg.device, cfg.seed, cfg.measurement,
+            backend_options(cfg))
         submit(slot, "describe", None)
 
     def release(slot: _Slot) -> None:
