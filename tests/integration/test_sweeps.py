@@ -92,3 +92,13 @@ def test_backends_runs_transformers_and_fails_vllm_rows_saying_how_to_install(cl
     config = json.loads(vl.iloc[0]["config_json"])
     assert config["vllm"]["max_num_seqs"] == 2  # the sweep's largest batch
     assert "2 ok, 2 failed" in r.stdout, r.explain()
+
+
+def test_each_backend_gets_its_config_section():
+    """The scheduler hands each worker the RunConfig section named like a backend (vllm)."""
+    from energyray.config import RunConfig
+    from energyray.orchestrator.scheduler import backend_options
+
+    cfg = RunConfig()
+    cfg.vllm.gpu_memory_utilization = 0.5
+    assert backend_options(cfg) == {"vllm": cfg.vllm}
