@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
+def estimate_tokens(text: str) -> int:
+    """Tokens of an English text without a tokenizer (random weights): ~4 per 3 words, the
+    English BPE average."""
+    return max(1, round(len(text.split()) * 4 / 3))
+
+
 @dataclass
 class LoadInfo:
     """What a backend actually loaded (the requested precision resolved for the device)."""

@@ -31,7 +31,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
-from energyray.backends.base import Generation, LoadInfo
+from energyray.backends.base import Generation, LoadInfo, estimate_tokens
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 PRECISIONS = _ALL_PRECISIONS["transformers"]
@@ -359,8 +359,8 @@ class TransformersBackend:
     def _encode(self, prompts: list[str]) -> dict[str, Any]:
         if self.tokenizer is not None:
             return dict(self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device))
-        # Dummy weights, no tokenizer: random ids, ~4 tokens per 3 words (English BPE average).
-        n = max(max(1, round(len(p.split()) * 4 / 3)) for p in prompts)
+        # Dummy weights, no tokenizer: random ids, as many as the longest prompt would have.
+        n = max(estimate_tokens(p) for p in prompts)
         gen = torch.Generator().manual_seed(self._seed)
         ids = torch.randint(10, max(11, self._vocab), (len(prompts), n), generator=gen)
         return {"input_ids": ids.to(self.device), "attention_mask": torch.ones_like(ids).to(self.device)}

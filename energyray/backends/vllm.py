@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
-from energyray.backends.base import Generation, LoadInfo
+from energyray.backends.base import Generation, LoadInfo, estimate_tokens
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 PRECISIONS = _ALL_PRECISIONS["vllm"]
@@ -128,11 +128,6 @@ def sampling_kwargs(max_new_tokens: int, ignore_eos: bool, seed: int, detokenize
     return kw
 
 
-def estimate_tokens(text: str) -> int:
-    """Tokens of an English text without a tokenizer: ~4 per 3 words (English BPE average)."""
-    return max(1, round(len(text.split()) * 4 / 3))
-
-
 def dummy_prompts(texts: list[str], vocab_size: int, seed: int) -> list[dict[str, list[int]]]:
     """Random token-id prompts (vLLM's TokensPrompt) as long as the texts would be."""
     rng = random.Random(seed)
@@ -220,7 +215,7 @@ def parse_outputs(outputs: list[Any], start_ns: int, end_ns: int, wall_minus_mon
     }
     return Generation(
         input_tokens=prompt_tokens, output_tokens=sum(lengths), start_ns=start_ns, end_ns=end_ns,
-        lengths=lengths, seq_first_ns=seq_first, seq_last_ns=seq_last if len(seq_last) == len(seq_first) else [],
+        lengths=lengths, seq_first_ns=seq_first, seq_last_ns=seq_last,
         peak_memory_mb=None, new_ids=done, columns=columns,
     )
 
@@ -361,13 +356,12 @@ class VllmBackend:
     def unload(self) -> None:
         """Shut the engine down where vLLM offers a way; the worker process ends with its group anyway."""
         llm, self.llm = self.llm, None
-        if llm is not None:
-            for owner, method in ((llm, "shutdown"), (getattr(getattr(llm, "llm_engine", None), "engine_core", None), "shutdown")):
-                if owner is not None and callable(getattr(owner, method, None)):
-                    try:
-                        getattr(owner, method)()
-                    except Exception:
-                        pass
-                    break
-            del llm
+        engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(llm, "shutdown", None) or getattr(engine_core, "shutdown", None)
+        if callable(shutdown):
+            try:
+                shutdown()
+            except Exception:
+                pass  # the engine is being dropped either way
+        del llm, engine_core, shutdown
         gc.collect()
