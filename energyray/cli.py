@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,14 @@ from energyray.config import (
     SamplerConfig,
     StoreConfig,
     SweepConfig,
+    VllmConfig,
 )
 from energyray.errors import ConfigError, EnergyRayError
 from energyray.grid import AXES, TrialSpec, expand, group
 
 _PKG = Path(__file__).resolve().parent
-_SECTIONS = (ModelConfig, HardwareConfig, GenerationConfig, MeasurementConfig, RayConfig, SamplerConfig, StoreConfig, SweepConfig)
+_SECTIONS = (ModelConfig, HardwareConfig, GenerationConfig, MeasurementConfig, RayConfig, SamplerConfig, StoreConfig,
+             SweepConfig, VllmConfig)
 
 
 def conf_dir() -> Path:
@@ -107,7 +109,7 @@ def check_override_keys(overrides: list[str]) -> None:
     def fields(cls: Any) -> dict[str, Any]:
         return {f.name: f for f in dataclasses.fields(cls)}
 
-    open_maps = {("sweep", "grid"): list(AXES), ("model", "architecture"): None}
+    open_maps = {("sweep", "grid"): list(AXES), ("model", "architecture"): None, ("vllm", "engine_args"): None}
     for override in overrides:
         if "=" not in override:
             continue
@@ -212,10 +214,14 @@ def validate(specs: list[TrialSpec], models: dict[str, ModelConfig]) -> None:
 
 def trial_config(spec: TrialSpec, cfg: RunConfig, model: ModelConfig) -> dict[str, Any]:
     """The resolved configuration saved with the trial's row (config_json)."""
-    return {"trial": spec.to_dict(), "model": asdict(model), "generation": asdict(cfg.generation),
-            "measurement": asdict(cfg.measurement),
-            "sampler": asdict(cfg.sampler), "device": cfg.device, "seed": cfg.seed,
-            "sweep": {"name": cfg.sweep.name, "repeats": cfg.sweep.repeats, "grid": cfg.sweep.grid}}
+    out = {"trial": spec.to_dict(), "model": asdict(model), "generation": asdict(cfg.generation),
+           "measurement": asdict(cfg.measurement),
+           "sampler": asdict(cfg.sampler), "device": cfg.device, "seed": cfg.seed,
+           "sweep": {"name": cfg.sweep.name, "repeats": cfg.sweep.repeats, "grid": cfg.sweep.grid}}
+    options = getattr(cfg, spec.backend, None)  # the backend's own section (vllm), where it has one
+    if is_dataclass(options) and not isinstance(options, type):
+        out[spec.backend] = asdict(options)
+    return out
 
 
 def _console() -> Any:
@@ -255,6 +261,9 @@ def run(cfg_node: DictConfig) -> int:
             if "hardware" in axes:
                 axes["hardware"] = [local if v == "auto" else v for v in _values(axes["hardware"])]
     specs = expand(cfg.sweep.name, grid, defaults, cfg.sweep.repeats, pinned, cfg.sweep.exclude)
+    vllm_batches = [s.batch_size for s in specs if s.backend == "vllm"]
+    if vllm_batches and cfg.vllm.max_num_seqs is None:  # one engine per group runs each batch as one
+        cfg.vllm.max_num_seqs = max(vllm_batches)
     models = compose_group("model", {s.model for s in specs}, cfg.model)
     validate(specs, models)
     local_hw = detect_hardware(cfg)

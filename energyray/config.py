@@ -105,6 +105,21 @@ class SamplerConfig:
 
 
 @dataclass
+class VllmConfig:
+    """Options of the vLLM backend (`backend=vllm`), passed to `vllm.LLM(...)`."""
+
+    gpu_memory_utilization: float = 0.9  # share of the GPU's memory vLLM takes (weights + KV cache)
+    max_model_len: int | None = None  # None: the model's context, at most 4096 (the prompts here are short)
+    max_num_seqs: int | None = None  # None: the sweep's largest batch_size (a batch runs as one)
+    max_num_batched_tokens: int | None = None  # None: vLLM's default
+    enforce_eager: bool = False  # True: no CUDA graphs (faster load, slower decode)
+    enable_prefix_caching: bool = False  # off: a repeated prompt would skip its prefill, and its energy
+    kv_cache_dtype: str = "auto"  # auto: the model's dtype; fp8 halves the KV cache
+    tensor_parallel_size: int = 1  # energyray gives each worker one GPU: only 1 runs for now
+    engine_args: dict[str, Any] = field(default_factory=dict)  # any other vllm.LLM keyword
+
+
+@dataclass
 class RunConfig:
     """The whole composed configuration of one `python -m energyray` run."""
 
@@ -126,3 +141,4 @@ class RunConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    vllm: VllmConfig = field(default_factory=VllmConfig)  # the vLLM backend's options

@@ -14,6 +14,7 @@ from energyray.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
     "transformers": "energyray.backends.transformers:TransformersBackend",
+    "vllm": "energyray.backends.vllm:VllmBackend",
 }
 
 SAMPLERS: dict[str, str] = {

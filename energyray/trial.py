@@ -63,7 +63,8 @@ class TrialRunner:
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str = "auto",
                  seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None,
-                 measurement: Any = None, hardware: str = "cpu") -> None:
+                 measurement: Any = None, hardware: str = "cpu",
+                 backend_options: dict[str, Any] | None = None) -> None:
         from energyray.config import MeasurementConfig
 
         self.sampler = sampler
@@ -75,6 +76,8 @@ class TrialRunner:
         self.node = node
         self.hardware = hardware
         self.env = env or {}
+        # backend name -> its options (the RunConfig section of that name, e.g. `vllm`)
+        self.backend_options = backend_options or {}
         self.backend: Any = None
         self.load_info: Any = None
         self.group: dict[str, Any] = {}
@@ -139,7 +142,9 @@ class TrialRunner:
     # -- group phases ---------------------------------------------------------------------
     def load(self, spec: TrialSpec, model: Any) -> dict[str, Any]:
         """Prepare (unmeasured), measure `idle`, then `load`. Raises if the model cannot load."""
-        self.backend = resolve("backend", BACKENDS, spec.backend)()
+        cls = resolve("backend", BACKENDS, spec.backend)
+        options = self.backend_options.get(spec.backend)
+        self.backend = cls() if options is None else cls(options)
         self.hardware = spec.hardware
         if spec.precision not in self.backend.precisions:
             raise TrialFailed(f"Backend {spec.backend!r} does not support precision {spec.precision!r}. "
@@ -354,6 +359,7 @@ class TrialRunner:
             "gpu_name": self.sampler_info.get("gpu_name"),
             "gpu_uuid": self.sampler_info.get("gpu_uuid"),
             "group_rule": GROUP_RULE,
+            **(getattr(info, "columns", None) or {}),
             **self.group,
             "config_json": json.dumps(config, sort_keys=True, default=str),
             "env_json": json.dumps({**self.env, "sampler": self.sampler_info, "architecture": self.arch,
@@ -375,6 +381,7 @@ class TrialRunner:
             "tokens_per_s": _div(gen.output_tokens, gen.duration_s),
             "peak_memory_mb": gen.peak_memory_mb, "accuracy": accuracy,
             "sample_output": texts[0][:500] if texts and texts[0] is not None else None,
+            **(getattr(gen, "columns", None) or {}),
         }
         steady = gen.steady_window_ns()
         if steady is not None:

@@ -5,5 +5,10 @@ against it before anything runs, without importing torch or an engine.
 """
 
 PRECISIONS: dict[str, tuple[str, ...]] = {
-    "transformers": ("baseline", "fp32", "fp16", "bf16", "int8", "nf4", "fp4"),
+    # bitsandbytes: int8 (LLM.int8), nf4, fp4; "-dq" adds double quantisation (the 4-bit
+    # blocks' scales quantised again to 8 bits, ~0.4 bit per weight saved: QLoRA's nf4 + DQ).
+    "transformers": ("baseline", "fp32", "fp16", "bf16", "int8", "nf4", "fp4", "nf4-dq", "fp4-dq"),
+    # vLLM: dtypes, or its own quantisation methods (fp8 in-flight; awq, gptq need checkpoints
+    # quantised that way; nf4-dq is vLLM's in-flight bitsandbytes, which is NF4 + double quant).
+    "vllm": ("baseline", "fp32", "fp16", "bf16", "fp8", "awq", "gptq", "nf4-dq"),
 }

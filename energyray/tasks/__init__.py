@@ -2,8 +2,18 @@
 
 `longform` is the thesis seed's standard prompt (a long, structured answer: decode-heavy);
 `qa` is a few short questions with known answers, scored by whether the answer appears in
-the output. Each task has a `default` and a `brief` prompt variant (the practicum's prompt
-brevity axis). A batch of size b takes the task's prompts in order, cycling.
+the output. Each task has a `default` and a `brief` prompt variant (the practicum's "prompt
+brevity", after Green Prompt Engineering: a concise prompt that asks for a concise answer).
+`longform` splits brevity in two, so that a sweep can tell which half saves the energy:
+
+    variant    prompt                      answer asked for
+    default    the thesis prompt (40 w)    a detailed analysis
+    short      terse (15 w), same request  a detailed analysis     -> fewer input tokens only
+    concise    the thesis prompt + limit   at most three sentences -> fewer output tokens only
+    brief      terse (8 w)                 brief                   -> both
+
+Fewer output tokens show only with real weights (random weights never stop early). A batch
+of size b takes the task's prompts in order, cycling.
 """
 
 from __future__ import annotations
@@ -19,6 +29,9 @@ THESIS_PROMPT = (
     "diagnosis, treatment, and patient care."
 )
 THESIS_PROMPT_BRIEF = "Briefly: AI in healthcare, main benefits and challenges."
+THESIS_PROMPT_SHORT = ("Detailed analysis: AI in healthcare, benefits and challenges, examples in diagnosis, "
+                       "treatment, patient care.")
+THESIS_PROMPT_CONCISE = THESIS_PROMPT + " Answer in at most three sentences."
 
 QA: list[tuple[str, str]] = [
     ("What is the capital of France?", "Paris"),
@@ -47,6 +60,8 @@ def _qa_text(question: str, variant: str) -> str:
 TASKS = {
     "longform": {
         "default": [Prompt(THESIS_PROMPT)],
+        "short": [Prompt(THESIS_PROMPT_SHORT)],
+        "concise": [Prompt(THESIS_PROMPT_CONCISE)],
         "brief": [Prompt(THESIS_PROMPT_BRIEF)],
     },
     "qa": {

@@ -10,6 +10,8 @@ from energyray.tasks import (
     TASKS,
     THESIS_PROMPT,
     THESIS_PROMPT_BRIEF,
+    THESIS_PROMPT_CONCISE,
+    THESIS_PROMPT_SHORT,
     count_words,
     prompts,
     score,
@@ -37,6 +39,19 @@ def test_longform_prompts():
     assert [p.text for p in prompts("longform", "default", 3)] == [THESIS_PROMPT] * 3
     assert [p.text for p in prompts("longform", "brief", 2)] == [THESIS_PROMPT_BRIEF] * 2
     assert all(p.answer is None for p in prompts("longform", "default", 2))
+
+
+def test_longform_brevity_variants_separate_input_and_output_length():
+    """short: fewer prompt words, same request; concise: same prompt, a length limit; brief: both."""
+    words = {v: count_words(prompts("longform", v, 1)[0].text) for v in ("default", "short", "concise", "brief")}
+    assert words["brief"] < words["short"] < words["default"] < words["concise"]
+    assert words["short"] <= words["default"] / 2
+    assert THESIS_PROMPT_CONCISE.startswith(THESIS_PROMPT) and "three sentences" in THESIS_PROMPT_CONCISE
+    assert "Detailed analysis" in THESIS_PROMPT_SHORT and "brief" not in THESIS_PROMPT_SHORT.lower()
+    for topic in ("diagnosis", "treatment", "patient care"):  # the short prompt asks for the same content
+        assert topic in THESIS_PROMPT_SHORT
+    assert set(TASKS["longform"]) == {"default", "short", "concise", "brief"}
+    assert set(TASKS["qa"]) == {"default", "brief"}
 
 
 def test_unknown_task_lists_valid_tasks():

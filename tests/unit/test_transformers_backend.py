@@ -1,6 +1,7 @@
 """The transformers backend on CPU, with energyray's built-in tiny Llama (no Ray, no network).
 
-Covers precision resolution (baseline -> fp32 on a CPU, bitsandbytes nf4 on a CPU), batched
+Covers precision resolution (baseline -> fp32 on a CPU; fp16; bitsandbytes nf4, fp4 and both
+with double quantisation on a CPU, checked on the quantised weights themselves), batched
 generation's token counts and step timings, decoding to text apart from generation, dummy
 weights (random init of the architecture, no tokenizer), the roofline's architecture figures,
 the unmeasured `prepare`, and the EOS/padding rule of `_generated_length`.
@@ -8,6 +9,7 @@ the unmeasured `prepare`, and the EOS/padding rule of `_generated_length`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,9 @@ from energyray.backends.transformers import (
     TransformersBackend,
     _generated_length,
     build_tiny_llama,
+    dummy_config,
+    dummy_config_dir,
+    quantization_columns,
     resolve_precision,
 )
 from energyray.config import ModelConfig
@@ -129,6 +134,51 @@ def test_load_nf4_on_cpu_with_bitsandbytes(nf4_backend):
     assert info.precision == "nf4"
     assert info.device == "cpu"
     assert getattr(b.model, "is_loaded_in_4bit", False)
+    weight = b.model.model.layers[0].mlp.up_proj.weight
+    assert (weight.quant_state.quant_type, weight.quant_state.nested) == ("nf4", False)
+
+
+@pytest.mark.parametrize(
+    ("precision", "quant_type", "nested"),
+    [("fp4", "fp4", False), ("nf4-dq", "nf4", True), ("fp4-dq", "fp4", True)],
+)
+def test_4bit_variants_on_cpu_quantise_as_asked(tiny_llama_dir, cache, precision, quant_type, nested):
+    """fp4 and double quantisation really reach bitsandbytes: the 4-bit weights' quant state
+    has that type, and with -dq its block scales are themselves quantised (nested)."""
+    b = TransformersBackend()
+    info = b.load(_real(tiny_llama_dir), "real", precision, "cpu", cache, 0)
+    try:
+        assert info.precision == precision
+        assert info.columns == {"quant_method": "bitsandbytes", "quant_type": quant_type, "double_quant": nested}
+        for layer in b.model.model.layers:
+            for weight in (layer.self_attn.q_proj.weight, layer.mlp.down_proj.weight):
+                assert type(weight).__name__ == "Params4bit"
+                assert weight.quant_state.quant_type == quant_type
+                assert weight.quant_state.nested is nested
+        assert b.model.config.quantization_config.bnb_4bit_use_double_quant is nested
+        gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=True)
+        _check_counts(b, gen, len(PROMPTS), MAX_NEW)
+    finally:
+        b.unload()
+
+
+def test_fp16_on_cpu_loads_and_generates_in_half_precision(tiny_llama_dir, cache):
+    b = TransformersBackend()
+    info = b.load(_real(tiny_llama_dir), "real", "fp16", "cpu", cache, 0)
+    try:
+        assert (info.precision, info.details["dtype"]) == ("fp16", "float16")
+        assert b.model.dtype == torch.float16
+        assert info.columns["quant_method"] is None
+        gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=True)
+        _check_counts(b, gen, len(PROMPTS), MAX_NEW)
+    finally:
+        b.unload()
+
+
+def test_quantization_columns():
+    assert quantization_columns("int8") == {"quant_method": "bitsandbytes", "quant_type": "int8", "double_quant": False}
+    assert quantization_columns("fp4-dq")["double_quant"] is True
+    assert quantization_columns("bf16") == {"quant_method": None, "quant_type": None, "double_quant": None}
 
 
 # -- generation --------------------------------------------------------------------------------
@@ -225,6 +275,33 @@ def test_dummy_weights_nf4_saves_random_checkpoint_once(tiny_arch, tmp_path):
         _check_counts(b, gen, 2, 3)
     finally:
         b.unload()
+
+
+def test_dummy_nf4_dq_reuses_the_same_random_checkpoint(tiny_arch, tmp_path):
+    """Double quantisation is a load option: nf4 and nf4-dq quantise one saved checkpoint."""
+    model = ModelConfig(name="tiny-llama", architecture=tiny_arch, hub_id=None)
+    for precision in ("nf4", "nf4-dq"):
+        b = TransformersBackend()
+        info = b.load(model, "dummy", precision, "cpu", str(tmp_path), 0)
+        try:
+            assert info.precision == precision
+            nested = b.model.model.layers[0].mlp.up_proj.weight.quant_state.nested
+            assert nested is precision.endswith("-dq")
+        finally:
+            b.unload()
+    assert [p.name for p in (tmp_path / "dummy").iterdir() if p.is_dir()] == ["tiny-llama-float32-seed0"]
+
+
+def test_dummy_config_names_the_causal_lm_class(tiny_arch, tmp_path):
+    """Engines that load by path (vLLM) choose the model class from `architectures`."""
+    model = ModelConfig(name="tiny-llama", architecture=tiny_arch)
+    assert dummy_config(model).architectures == ["LlamaForCausalLM"]
+    path = dummy_config_dir(model, str(tmp_path))
+    saved = json.loads((path / "config.json").read_text())
+    assert saved["architectures"] == ["LlamaForCausalLM"]
+    assert saved["hidden_size"] == tiny_arch["hidden_size"] and saved["num_hidden_layers"] == 2
+    assert not list(path.glob("*.safetensors"))  # the engine makes the random weights itself
+    assert dummy_config_dir(model, str(tmp_path)) == path
 
 
 def test_dummy_without_architecture_is_a_config_error(tmp_path):

@@ -265,6 +265,21 @@ def test_nf4_precision_is_resolved(model, tmp_path):
     assert row["status"] == "ok", row.get("error")
     assert row["precision_requested"] == "nf4"
     assert row["precision"] == "nf4"
+    assert (row["quant_method"], row["quant_type"], row["double_quant"]) == ("bitsandbytes", "nf4", False)
+
+
+def test_double_quantisation_is_its_own_trial_and_recorded_on_the_row(model, tmp_path):
+    plain, dq = make_spec(precision="nf4"), make_spec(precision="nf4-dq")
+    assert plain.trial_id != dq.trial_id and plain.load_key != dq.load_key
+    row = run_one(make_runner(FakeSampler(), tmp_path), dq, model).row
+    assert row["status"] == "ok", row.get("error")
+    assert row["precision_requested"] == row["precision"] == "nf4-dq"
+    assert (row["quant_method"], row["quant_type"], row["double_quant"]) == ("bitsandbytes", "nf4", True)
+
+
+def test_unquantised_rows_say_so(model, tmp_path):
+    row = run_one(make_runner(FakeSampler(), tmp_path), make_spec(), model).row
+    assert (row["quant_method"], row["quant_type"], row["double_quant"]) == (None, None, None)
 
 
 # -- energy that cannot be known ---------------------------------------------------------------
