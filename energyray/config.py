@@ -98,7 +98,7 @@ class PduOidConfig:
     """One power reading of a PDU (an outlet, a phase, the whole unit); a node's wall power
     is the sum of its OIDs. watts = raw × scale × unit, × volts × power_factor for currents."""
 
-    oid: str = "???"
+    oid: str = ""  # numeric, e.g. 1.3.6.1.4.1.318.1.1.12.1.16.0
     unit: str = "W"  # W | kW | A | dA (tenths of amps) | cA | mA | VA | kVA
     scale: float = 1.0  # applied to the raw value first (rPDU2 power is hundredths of kW: kW, 0.01)
     volts: float | None = None  # required for A/dA/cA/mA: the supply voltage
@@ -110,7 +110,7 @@ class PduOidConfig:
 class PduCounterConfig:
     """A cumulative energy meter on the PDU (e.g. rPDU2DeviceStatusEnergy, tenths of kWh)."""
 
-    oid: str = "???"
+    oid: str = ""
     unit: str = "kWh"  # kWh | Wh | J
     scale: float = 1.0  # tenths of kWh: unit kWh, scale 0.1
 
@@ -123,7 +123,7 @@ class PduConfig:
     are read from the environment variables named here, on the node that polls the PDU.
     """
 
-    host: str = "???"
+    host: str = ""  # the PDU's address (required)
     port: int = 161
     version: str = "2c"  # 2c | 3
     community: str = "public"  # v2c; community_env takes precedence

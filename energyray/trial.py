@@ -89,16 +89,17 @@ class TrialRunner:
         self._cpu_bandwidth_gbs: float | None = None
         self.node_samplers: dict[str, Any] = dict(node_samplers or {})
         self.node_info: dict[str, Any] = {}
-        self._node_tag = uuid.uuid4().hex[:8]  # node windows' labels must be unique on the node
+        # node windows are labelled "<node_tag>:<label>": unique on the node; the orchestrator may
+        # set its own tag, to drop a dead worker's windows (SharedNodeSampler.discard)
+        self.node_tag = uuid.uuid4().hex[:8]
         self._node_open: dict[tuple[str, str], str | None] = {}  # (role, label) -> begin error
         self._node_readings: dict[str, dict[str, WindowReading | str]] = {}  # label -> role -> reading
 
     # -- windows: a broken sampler never kills a trial; it gives null energy with the reason
     def _begin(self, label: str) -> str | None:
-        err, t = self._device_begin(label)
-        if self.node_samplers:
-            self._node_begin(label, t)
-        return err
+        if self.node_samplers:  # first, so that the device's window does not hold the node's call
+            self._node_begin(label, now_ns())
+        return self._device_begin(label)
 
     def _end(self, label: str, begin_error: str | None,
              parts: dict[str, tuple[int, int]] | None = None) -> WindowReading | str:
@@ -107,14 +108,14 @@ class TrialRunner:
             self._node_end(label, reading)
         return reading
 
-    def _device_begin(self, label: str) -> tuple[str | None, int | None]:
+    def _device_begin(self, label: str) -> str | None:
         if self.sampler is None:
-            return "no energy sampler for this device (sampler.cpu=none?)", None
+            return "no energy sampler for this device (sampler.cpu=none?)"
         try:
-            t = self.sampler.begin(label)
-            return None, t if isinstance(t, int) else None
+            self.sampler.begin(label)
+            return None
         except Exception as e:
-            return f"sampler failed at window start: {type(e).__name__}: {e}", None
+            return f"sampler failed at window start: {type(e).__name__}: {e}"
 
     def _device_end(self, label: str, begin_error: str | None,
                     parts: dict[str, tuple[int, int]] | None = None) -> WindowReading | str:
@@ -126,12 +127,11 @@ class TrialRunner:
         except Exception as e:
             return f"sampler failed at window end: {type(e).__name__}: {e}"
 
-    # -- node-level windows: the same edges as the device's, labelled uniquely on the node ------
-    def _node_begin(self, label: str, t: int | None) -> None:
-        at = t if t is not None else now_ns()
+    # -- node-level windows: around the device's (they end at its end), labelled uniquely on the node
+    def _node_begin(self, label: str, at: int) -> None:
         for role, ns in self.node_samplers.items():
             try:
-                ns.begin(f"{self._node_tag}:{label}", at_ns=at, gpu=self.sampler, idle=label == "idle")
+                ns.begin(f"{self.node_tag}:{label}", at_ns=at, gpu=self.sampler, idle=label == "idle")
                 self._node_open[(role, label)] = None
             except Exception as e:
                 self._node_open[(role, label)] = f"node sampler failed at window start: {type(e).__name__}: {e}"
@@ -145,7 +145,7 @@ class TrialRunner:
                 out[role] = err
                 continue
             try:
-                r = ns.end(f"{self._node_tag}:{label}", at_ns=at)
+                r = ns.end(f"{self.node_tag}:{label}", at_ns=at)
                 out[role] = r if isinstance(r, WindowReading) else WindowReading(**r)
             except Exception as e:
                 out[role] = f"node sampler failed at window end: {type(e).__name__}: {e}"

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from energyray.samplers.base import WindowReading
+from energyray.samplers.base import WindowReading, now_ns
 
 RULE = (
     "node energy in each interval between window edges is split among the windows open in it in "
@@ -267,7 +267,11 @@ class SharedNodeSampler:
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
             at_ns: int | None = None) -> WindowReading:
         with self._lock:
-            raw = self.sampler.end(label, parts, at_ns) if parts else self.sampler.end(label, at_ns=at_ns)
+            try:
+                raw = self.sampler.end(label, parts, at_ns) if parts else self.sampler.end(label, at_ns=at_ns)
+            except Exception:
+                self._forget(label, at_ns)  # else it would take a share of every later window
+                raise
             reading = raw if isinstance(raw, WindowReading) else WindowReading(**raw)
             if label in self._idle:
                 return self._end_idle(label, reading)
@@ -277,6 +281,25 @@ class SharedNodeSampler:
                 self._meters.pop(label, None)
             self._closed.append((reading.start_ns, reading.end_ns))
             return self._attributed(reading, share)
+
+    def _forget(self, label: str, at_ns: int | None) -> None:
+        self._idle.pop(label, None)
+        if label in self._ledger.open_windows:  # its share up to now is given (and then dropped)
+            self._ledger.close(label, int(at_ns) if at_ns is not None else now_ns())
+        self._meters.pop(label, None)
+
+    def discard(self, prefix: str, at_ns: int | None = None) -> list[str]:
+        """Close, unmeasured, every open window whose label starts with `prefix` (a dead
+        worker's: "<node_tag>:"), so that it stops taking shares. Returns their labels."""
+        with self._lock:
+            labels = [k for k in [*self._ledger.open_windows, *self._idle] if k.startswith(prefix)]
+            for label in labels:
+                try:
+                    self.sampler.end(label, at_ns=at_ns)
+                except Exception:
+                    pass
+                self._forget(label, at_ns)
+            return labels
 
     def _attributed(self, reading: WindowReading, share: Share) -> WindowReading:
         n = len(share.others)

@@ -262,3 +262,30 @@ def test_extras_are_scaled_with_the_share_and_time_stands_in_for_a_missing_serie
     assert ra.energy_j == pytest.approx(20.0) == rb.energy_j
     assert ra.extras["cpu_energy_j"] == pytest.approx(16.0) and ra.extras["co2_kg"] == pytest.approx(2e-5)
     assert "by time where the node had no power series" in ra.source
+
+
+def test_a_dead_workers_windows_are_discarded_and_stop_taking_shares(node):
+    shared, gpus, advance = node
+    advance(2)
+    shared.begin("w1:trial", at_ns=2 * S, gpu=gpus["a"])
+    shared.begin("w2:trial", at_ns=2 * S, gpu=gpus["b"])
+    advance(3)
+    assert shared.discard("w2:", at_ns=3 * S) == ["w2:trial"]  # w2 died at 3 s
+    advance(6)
+    r = shared.end("w1:trial", at_ns=6 * S)
+    # 2-3 s shared with w2 (100 W vs 300 W: a quarter), 3-6 s alone
+    assert r.energy_j == pytest.approx(NODE_W * 1 * 0.25 + NODE_W * 3)
+
+
+def test_a_failing_node_end_does_not_leave_a_ghost_window(node):
+    shared, gpus, advance = node
+    advance(2)
+    shared.begin("a", at_ns=2 * S, gpu=gpus["a"])
+    shared.begin("b", at_ns=2 * S, gpu=gpus["b"])
+    shared.sampler._open.pop("b")  # the node sampler lost b's window
+    advance(3)
+    with pytest.raises(KeyError):
+        shared.end("b", at_ns=3 * S)
+    advance(6)
+    r = shared.end("a", at_ns=6 * S)
+    assert r.energy_j == pytest.approx(NODE_W * 1 * 0.25 + NODE_W * 3)
