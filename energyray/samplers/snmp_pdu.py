@@ -345,6 +345,7 @@ class PduSampler(PollingSampler):
             self.scope += " (watts derived: " + "; ".join(f"{o.label or o.oid}={o.formula()}" for o in derived) + ")"
         self._failures: deque[tuple[int, str]] = deque(maxlen=10_000)  # (t_ns, error) of failed reads
         self._reads = 0
+        self._answering = True  # did the last read succeed
         self._client = _Snmp(cfg)
 
     # -- PollingSampler's hooks ---------------------------------------------------------------
@@ -355,11 +356,19 @@ class PduSampler(PollingSampler):
             values = self._client.get(oids)
         except Exception as e:
             self._failures.append((now_ns(), str(e) if isinstance(e, SamplerError) else f"{type(e).__name__}: {e}"))
+            self._answering = False
             raise
+        self._answering = True
         power = sum(o.watts(v) for o, v in zip(self._oids, values, strict=False))
         energy = self._counter.joules(values[-1]) if self._counter else None
         return {"power_w": power, "energy_j": energy, "temperature_c": None, "sm_clock_mhz": None,
                 "utilization_pct": None, "memory_used_mb": None}
+
+    def _edge_poll(self) -> None:
+        """A reading at a window's edge, unless the PDU is not answering: then the poll thread
+        keeps trying, and the caller is not held up for a timeout at every edge."""
+        if self._answering:
+            super()._edge_poll()
 
     def _window(self, t0: int, t1: int) -> list[dict[str, Any]]:
         """The series around [t0, t1]: one reading either side within max_gap_s (a gap in the

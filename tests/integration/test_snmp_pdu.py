@@ -281,12 +281,16 @@ def test_a_gap_longer_than_max_gap_gives_no_figure(agent, sampler_of):
 
 def test_agent_that_never_answers_gives_null_energy_with_the_reason(sampler_of):
     cfg = PduConfig(host="127.0.0.1", port=free_udp_port(), oids=[PduOidConfig(oid=WATTS)],
-                    interval_s=0.05, timeout_s=0.1)
+                    interval_s=0.05, timeout_s=0.5)
     s = sampler_of(cfg)  # starting does not raise: the PDU may come back
-    r = window(s, 0.4)
+    t = time.monotonic()
+    s.begin("w")
+    time.sleep(0.3)
+    r = s.end("w")
+    assert time.monotonic() - t < 0.3 + 0.4  # edges do not wait for a timeout of a silent agent
     assert r.energy_j is None and r.energy_j != 0
     assert "no answer from PDU 127.0.0.1" in r.reason
-    assert s.describe()["failed_reads"] >= 2
+    assert s.describe()["failed_reads"] >= 1
 
 
 def test_agent_stopping_mid_run_gives_null_with_reason_then_recovers(tmp_path, sampler_of):
@@ -295,7 +299,8 @@ def test_agent_stopping_mid_run_gives_null_with_reason_then_recovers(tmp_path, s
     try:
         a.set(WATTS, 150)
         s = sampler_of(pdu(a, timeout_s=0.1, max_gap_s=0.3))
-        assert window(s, 0.3).energy_j == pytest.approx(150.0 * 0.3, rel=0.05)
+        r = window(s, 0.3)
+        assert r.energy_j == pytest.approx(150.0 * r.duration_s, rel=1e-9)
         a.stop()
         r = window(s, 0.6)
         assert r.energy_j is None and "no answer" in r.reason
