@@ -115,7 +115,7 @@ def check_override_keys(overrides: list[str]) -> None:
             continue
         key = override.split("=", 1)[0].lstrip("+~")
         parts = key.split(".")
-        if parts[0] == "hydra" or key in ("sweep", "model", "hardware"):
+        if parts[0] == "hydra" or key in ("sweep", "model", "hardware", "sampler/pdu"):
             continue
         cls: Any = RunConfig
         for depth, part in enumerate(parts):
@@ -249,6 +249,10 @@ def print_dry_run(specs: list[TrialSpec], skipped: int) -> None:
 def run(cfg_node: DictConfig) -> int:
     cfg: RunConfig = OmegaConf.to_object(cfg_node)  # type: ignore[assignment]
     cfg.cache_dir = cache_dir(cfg)
+    if cfg.sampler.pdu is not None:  # a PDU config that cannot work is refused before anything runs
+        from energyray.samplers.snmp_pdu import check_config
+
+        check_config(cfg.sampler.pdu)
     console = _console()
     pinned = pinned_axes(cfg_node)
     defaults = {a: getattr(cfg, a, None) for a in AXES if a not in ("model", "max_new_tokens")}

@@ -97,11 +97,65 @@ class RayConfig:
 
 
 @dataclass
+class PduOidConfig:
+    """One power reading of a PDU (an outlet, a phase, the whole unit); a node's wall power
+    is the sum of its OIDs. watts = raw × scale × unit, × volts × power_factor for currents."""
+
+    oid: str = ""  # numeric, e.g. 1.3.6.1.4.1.318.1.1.12.1.16.0
+    unit: str = "W"  # W | kW | A | dA (tenths of amps) | cA | mA | VA | kVA
+    scale: float = 1.0  # applied to the raw value first (rPDU2 power is hundredths of kW: kW, 0.01)
+    volts: float | None = None  # required for A/dA/cA/mA: the supply voltage
+    power_factor: float | None = None  # required for A/dA/cA/mA and VA/kVA (0 < pf <= 1)
+    label: str = ""  # e.g. "outlet 7", "phase 1": names the reading in the scope
+
+
+@dataclass
+class PduCounterConfig:
+    """A cumulative energy meter on the PDU (e.g. rPDU2DeviceStatusEnergy, tenths of kWh)."""
+
+    oid: str = ""
+    unit: str = "kWh"  # kWh | Wh | J
+    scale: float = 1.0  # tenths of kWh: unit kWh, scale 0.1
+
+
+@dataclass
+class PduConfig:
+    """A PDU's wall power over SNMP (samplers/snmp_pdu.py); conf/sampler/pdu/*.yaml are examples.
+
+    Secrets are never in the config: SNMPv3 passwords (and, optionally, the v2c community)
+    are read from the environment variables named here, on the node that polls the PDU.
+    """
+
+    host: str = ""  # the PDU's address (required)
+    port: int = 161
+    version: str = "2c"  # 2c | 3
+    community: str = "public"  # v2c; community_env takes precedence
+    community_env: str | None = None
+    user: str | None = None  # v3 user name
+    auth_protocol: str = "SHA"  # v3: none | MD5 | SHA | SHA224 | SHA256 | SHA384 | SHA512
+    auth_password_env: str | None = None  # v3: the variable holding the auth password
+    priv_protocol: str = "AES"  # v3: none | DES | 3DES | AES | AES192 | AES256
+    priv_password_env: str | None = None  # v3: the variable holding the privacy password
+    oids: list[PduOidConfig] = field(default_factory=list)
+    energy_counter: PduCounterConfig | None = None
+    # PDUs refresh their readings about once a second: polling faster reads the same value
+    interval_s: float = 1.0
+    timeout_s: float = 1.0  # per SNMP request
+    retries: int = 0
+    max_gap_s: float = 5.0  # readings further apart than this inside a window: no energy figure
+    node: str | None = None  # the hostname whose power this PDU reads; null: any (one node)
+
+
+@dataclass
 class SamplerConfig:
     interval_s: float = 0.1  # power polling period (10 Hz: FACTS shows 1 Hz is 16 % off)
     gpu: str = "nvml"
     cpu: str = "auto"  # auto: rapl where readable, else codecarbon (an estimate); none
     country_iso_code: str = "USA"  # grid carbon intensity for CodeCarbon's CO2 figure
+    pdu: PduConfig | None = None  # wall power of the node (null: off); e.g. sampler/pdu=apc-rpdu
+    # CPU/RAM energy as a node-level sampler beside a GPU's (one per node, shared by its
+    # workers): none | auto | rapl | codecarbon. CPU-only workers measure the CPU already.
+    node_cpu: str = "none"
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -28,7 +29,7 @@ from energyray import roofline, tasks
 from energyray.errors import TrialFailed
 from energyray.grid import TrialSpec
 from energyray.registry import BACKENDS, resolve
-from energyray.samplers.base import WindowReading
+from energyray.samplers.base import WindowReading, now_ns
 
 GROUP_RULE = (
     "idle_*, load_*: measured once per group, before its first trial, and repeated on each of "
@@ -59,12 +60,20 @@ def _div(a: float | None, b: float | None) -> float | None:
 
 
 class TrialRunner:
-    """Runs the trials of one load group. `sampler` follows samplers.base.Sampler, or is None."""
+    """Runs the trials of one load group. `sampler` follows samplers.base.Sampler, or is None.
+
+    `node_samplers` (role -> samplers.node.NodeSampler, e.g. a SharedNodeSampler the node's
+    workers share) add node-level figures: role "wall" (a PDU) gives the trial's
+    ``wall_energy_*`` columns, role "cpu" (RAPL/CodeCarbon on a GPU node) ``cpu_energy_*``,
+    ``ram_energy_j`` and ``co2_kg``; each phase gets ``<phase>_<role>_j``. Their samples go to
+    the samples table under the node sampler's own source name.
+    """
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str = "auto",
                  seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None,
                  measurement: Any = None, hardware: str = "cpu",
-                 backend_options: dict[str, Any] | None = None) -> None:
+                 backend_options: dict[str, Any] | None = None,
+                 node_samplers: dict[str, Any] | None = None) -> None:
         from energyray.config import MeasurementConfig
 
         self.sampler = sampler
@@ -87,9 +96,28 @@ class TrialRunner:
         self._pending: list[dict[str, Any]] = []  # samples of group phases, for the next row
         self._idle_temp_c: float | None = None
         self._cpu_bandwidth_gbs: float | None = None
+        self.node_samplers: dict[str, Any] = dict(node_samplers or {})
+        self.node_info: dict[str, Any] = {}
+        # node windows are labelled "<node_tag>:<label>": unique on the node; the orchestrator may
+        # set its own tag, to drop a dead worker's windows (SharedNodeSampler.discard)
+        self.node_tag = uuid.uuid4().hex[:8]
+        self._node_open: dict[tuple[str, str], str | None] = {}  # (role, label) -> begin error
+        self._node_readings: dict[str, dict[str, WindowReading | str]] = {}  # label -> role -> reading
 
     # -- windows: a broken sampler never kills a trial; it gives null energy with the reason
     def _begin(self, label: str) -> str | None:
+        if self.node_samplers:  # first, so that the device's window does not hold the node's call
+            self._node_begin(label, now_ns())
+        return self._device_begin(label)
+
+    def _end(self, label: str, begin_error: str | None,
+             parts: dict[str, tuple[int, int]] | None = None) -> WindowReading | str:
+        reading = self._device_end(label, begin_error, parts)
+        if self.node_samplers:
+            self._node_end(label, reading)
+        return reading
+
+    def _device_begin(self, label: str) -> str | None:
         if self.sampler is None:
             return "no energy sampler for this device (sampler.cpu=none?)"
         try:
@@ -98,8 +126,8 @@ class TrialRunner:
         except Exception as e:
             return f"sampler failed at window start: {type(e).__name__}: {e}"
 
-    def _end(self, label: str, begin_error: str | None,
-             parts: dict[str, tuple[int, int]] | None = None) -> WindowReading | str:
+    def _device_end(self, label: str, begin_error: str | None,
+                    parts: dict[str, tuple[int, int]] | None = None) -> WindowReading | str:
         if begin_error is not None:
             return begin_error
         try:
@@ -107,6 +135,55 @@ class TrialRunner:
             return reading if isinstance(reading, WindowReading) else WindowReading(**reading)
         except Exception as e:
             return f"sampler failed at window end: {type(e).__name__}: {e}"
+
+    # -- node-level windows: around the device's (they end at its end), labelled uniquely on the node
+    def _node_begin(self, label: str, at: int) -> None:
+        for role, ns in self.node_samplers.items():
+            try:
+                ns.begin(f"{self.node_tag}:{label}", at_ns=at, gpu=self.sampler, idle=label == "idle")
+                self._node_open[(role, label)] = None
+            except Exception as e:
+                self._node_open[(role, label)] = f"node sampler failed at window start: {type(e).__name__}: {e}"
+
+    def _node_end(self, label: str, device: WindowReading | str) -> None:
+        at = device.end_ns if isinstance(device, WindowReading) else now_ns()
+        out: dict[str, WindowReading | str] = {}
+        for role, ns in self.node_samplers.items():
+            err = self._node_open.pop((role, label), "node window was never begun")
+            if err is not None:
+                out[role] = err
+                continue
+            try:
+                r = ns.end(f"{self.node_tag}:{label}", at_ns=at)
+                out[role] = r if isinstance(r, WindowReading) else WindowReading(**r)
+            except Exception as e:
+                out[role] = f"node sampler failed at window end: {type(e).__name__}: {e}"
+        self._node_readings[label] = out
+
+    def _node_fields(self, label: str, phase: str | None = None) -> dict[str, Any]:
+        """Row fields of the node windows of `label`: the trial's columns, or `<phase>_<role>_j`."""
+        out: dict[str, Any] = {}
+        for role, r in self._node_readings.pop(label, {}).items():
+            if phase is not None:
+                out[f"{phase}_{role}_j"] = r.energy_j if isinstance(r, WindowReading) else None
+                continue
+            p = f"{role}_energy"
+            if isinstance(r, str):
+                out.update({f"{p}_j": None, f"{p}_source": "not_measurable", f"{p}_reason": r})
+                continue
+            x = r.extras
+            out.update({
+                f"{p}_j": r.energy_j, f"{p}_source": r.source if r.energy_j is not None else "not_measurable",
+                f"{p}_scope": r.scope, f"{p}_reason": r.reason, f"{p}_attribution": x.get("attribution"),
+                f"{p}_node_j": x.get("node_energy_j"), f"{p}_share": x.get("share"),
+                f"{p}_idle_subtracted_j": x.get("idle_subtracted_j"), f"{role}_idle_power_w": x.get("node_idle_power_w"),
+                f"{role}_avg_power_w": r.avg_power_w,
+            })
+            if role == "cpu":  # RAPL and CodeCarbon split CPU and RAM where they can
+                out["cpu_energy_total_j"] = r.energy_j
+                out.update({k: x[k] for k in ("cpu_energy_j", "ram_energy_j", "co2_kg", "carbon_intensity_g_per_kwh")
+                            if k in x})
+        return out
 
     def _phase(self, phase: str, reading: WindowReading | str, duration_s: float | None = None) -> dict[str, Any]:
         """Row fields of one measured phase, and its samples queued for the next row."""
@@ -131,7 +208,10 @@ class TrialRunner:
         finally:
             elapsed = time.monotonic() - t0
             reading = self._end(phase, err)
-        return value, self._phase(phase, reading, elapsed)
+        fields = self._phase(phase, reading, elapsed)
+        if self.node_samplers:
+            fields.update(self._node_fields(phase, phase))
+        return value, fields
 
     def _latest(self) -> dict[str, Any]:
         try:
@@ -154,6 +234,11 @@ class TrialRunner:
                 self.sampler_info = dict(self.sampler.describe())
             except Exception as e:
                 self.sampler_info = {"error": f"{type(e).__name__}: {e}"}
+        for role, ns in self.node_samplers.items():
+            try:
+                self.node_info[role] = dict(ns.describe())
+            except Exception as e:
+                self.node_info[role] = {"error": f"{type(e).__name__}: {e}"}
         self._pending = []
         self.group = {}
         m = self.measurement
@@ -303,6 +388,10 @@ class TrialRunner:
             row.update(self._measured(spec, gen, reading, items, texts, new_tokens))
             if isinstance(reading, WindowReading):
                 samples = [{**s, "phase": self._phase_of(s["t_ns"], gen)} for s in reading.samples]
+            if self.node_samplers:
+                samples += [{**s, "source": name, "phase": self._phase_of(s["t_ns"], gen)}
+                            for name, r in self._node_trial_readings(label) for s in r.samples]
+                row.update(self._node_fields(label))
             row["status"] = "ok"
         except TrialFailed as e:
             row.update(status=e.status, error=str(e))
@@ -314,6 +403,7 @@ class TrialRunner:
                        energy_reason=f"trial {row['status']}: no energy for an incomplete trial "
                                      "(failed_window_j: what its window used up to the failure)",
                        failed_window_j=reading.energy_j if isinstance(reading, WindowReading) else None)
+        self._node_readings.pop(f"trial:{spec.trial_id}", None)  # a trial that failed before its fields
         if last:
             try:
                 row.update(self.unload())
@@ -327,6 +417,14 @@ class TrialRunner:
         source = self.sampler_info.get("sampler")
         samples = [{"trial_id": spec.trial_id, "source": source, **s} for s in [*group_samples, *samples]]
         return TrialResult(row=row, samples=samples)
+
+    def _node_trial_readings(self, label: str) -> list[tuple[str, WindowReading]]:
+        """(source name, reading) of the trial's node windows that were measured."""
+        out = []
+        for role, r in self._node_readings.get(label, {}).items():
+            if isinstance(r, WindowReading):
+                out.append((str(self.node_info.get(role, {}).get("sampler") or role), r))
+        return out
 
     @staticmethod
     def _parts(gen: Any) -> dict[str, tuple[int, int]] | None:
@@ -363,7 +461,9 @@ class TrialRunner:
             **self.group,
             "config_json": json.dumps(config, sort_keys=True, default=str),
             "env_json": json.dumps({**self.env, "sampler": self.sampler_info, "architecture": self.arch,
-                                    "load": asdict(info) if info else None}, sort_keys=True, default=str),
+                                    "load": asdict(info) if info else None,
+                                    **({"node_samplers": self.node_info} if self.node_info else {})},
+                                   sort_keys=True, default=str),
         }
 
     def _measured(self, spec: TrialSpec, gen: Any, reading: WindowReading | str,

@@ -4,10 +4,11 @@
 #   - an NVIDIA GPU here (nvidia-smi lists one): torch from PyPI, a CUDA build;
 #   - no GPU: torch==2.13.0, the CPU build (set TORCH_INDEX_URL to the PyTorch CPU index
 #     where plain PyPI would give you a CUDA build; not needed where pip finds a +cpu wheel).
-# Usage: bash scripts/install.sh [--dev]    (--dev adds pytest, ruff, mypy)
+# Usage: bash scripts/install.sh [--dev]    (--dev adds pytest, ruff, mypy, and Debian's
+#   snmpd where it is missing and apt-get can be run as root: the PDU tests' real SNMP agent)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="quant,report"
+extras="quant,report,pdu"
 [ "${1:-}" = "--dev" ] && extras="$extras,dev"
 py=${PYTHON:-python}
 command -v "$py" >/dev/null || py=python3
@@ -24,3 +25,19 @@ else
 fi
 pipi -e ".[$extras]"
 "$py" -c "import energyray, torch; print('install.sh: energyray', energyray.__version__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"
+
+# tests/integration/test_snmp_pdu.py runs a real SNMP agent (snmpd) on loopback; without it
+# those tests are skipped, saying so.
+if [ "${1:-}" = "--dev" ] && ! command -v snmpd >/dev/null 2>&1 && [ ! -x /usr/sbin/snmpd ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install.sh: no snmpd and no apt-get: install net-snmp's snmpd yourself, or the PDU tests are skipped"
+  elif [ "$(id -u)" = 0 ] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
+    as_root=""; [ "$(id -u)" = 0 ] || as_root="sudo -n"
+    echo "install.sh: installing snmpd (apt-get) for the PDU tests"
+    { $as_root apt-get install -y -q snmpd >/dev/null 2>&1 \
+      || { $as_root apt-get update -q >/dev/null 2>&1 && $as_root apt-get install -y -q snmpd >/dev/null 2>&1; }; } \
+      || echo "install.sh: could not install snmpd: the PDU tests will be skipped"
+  else
+    echo "install.sh: no snmpd, and not root without a password-less sudo: the PDU tests will be skipped (apt-get install snmpd)"
+  fi
+fi

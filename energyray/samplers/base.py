@@ -362,6 +362,17 @@ class PollingSampler:
             out[k] = dataclasses.replace(r, reason=r.reason or f"not counter-anchored: {why}")
         return out
 
+    def energy_between(self, t0_ns: int, t1_ns: int) -> float | None:
+        """Polled power integrated over [t0_ns, t1_ns], or None where the series does not cover
+        it. A node sampler (samplers.node) weighs overlapping windows by their devices' figures."""
+        self._tick()
+        with self._lock:
+            last = self._series[-1]["t_ns"] if self._series else None
+        if last is None or last < t1_ns:
+            self._edge_poll()
+        pts = [(s["t_ns"] / 1e9, s["power_w"]) for s in self._window(t0_ns, t1_ns) if s.get("power_w") is not None]
+        return trapezoid([p[0] for p in pts], [p[1] for p in pts], t0_ns / 1e9, t1_ns / 1e9).energy_j
+
     def describe(self) -> dict[str, Any]:
         return {"sampler": self.name, "scope": self.scope, "interval_s": self.interval_s}
 

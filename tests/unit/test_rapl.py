@@ -109,3 +109,29 @@ def test_root_with_only_ignored_zones_raises(tmp_path):
     _zone(tmp_path, "intel-rapl:0:1", "core", 1)
     with pytest.raises(SamplerError, match="No readable RAPL zone"):
         RaplSampler(root=tmp_path)
+
+
+def test_window_splits_into_cpu_package_and_dram(tree):
+    """The window's energy split by the zones' deltas: cpu_energy_j (package), ram_energy_j (dram)."""
+    root, pkg, dram, _ = tree
+    s = RaplSampler(interval_s=0.01, root=root)
+    s.begin("w")
+    time.sleep(0.012)
+    _set(pkg, 2_000_000)  # across the wrap: 1 J + 2 J = 3 J
+    _set(dram, 6_000_000)  # +1 J
+    r = s.end("w")
+    assert r.energy_j == pytest.approx(4.0)
+    assert r.extras["cpu_energy_j"] == pytest.approx(3.0)
+    assert r.extras["ram_energy_j"] == pytest.approx(1.0)
+
+
+def test_no_dram_zone_gives_no_ram_figure(tmp_path):
+    pkg = _zone(tmp_path, "intel-rapl:0", "package-0", 1_000_000)
+    s = RaplSampler(interval_s=0.01, root=tmp_path)
+    s.begin("w")
+    time.sleep(0.012)
+    _set(pkg, 3_000_000)
+    r = s.end("w")
+    assert r.extras["cpu_energy_j"] == pytest.approx(2.0)
+    assert r.extras["ram_energy_j"] is None
+    assert "dram" in r.extras["ram_energy_reason"]
