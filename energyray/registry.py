@@ -14,6 +14,8 @@ from energyray.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
     "transformers": "energyray.backends.transformers:TransformersBackend",
+    "openai": "energyray.backends.openai_api:OpenAIBackend",
+    "server": "energyray.backends.server:ServerBackend",
 }
 
 SAMPLERS: dict[str, str] = {

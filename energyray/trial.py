@@ -34,7 +34,10 @@ GROUP_RULE = (
     "idle_*, load_*: measured once per group, before its first trial, and repeated on each of "
     "its trials (divide by group_trials to share them); unload_*: measured once, after the "
     "group's last trial, on that trial's row only; warmup_*: the uncounted warmup run just "
-    "before this trial (the first of its shape). None of these is in energy_j."
+    "before this trial (the first of its shape). None of these is in energy_j. backend=server: "
+    "load_* is the local server's startup (launch until it answers) and unload_* its shutdown "
+    "(signal until the process exits), as load_label/unload_label say. backend=openai: the "
+    "model runs remotely, so every energy column is null (not_measurable)."
 )
 
 
@@ -57,7 +60,8 @@ class TrialRunner:
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str = "auto",
                  seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None,
-                 measurement: Any = None, hardware: str = "cpu") -> None:
+                 measurement: Any = None, hardware: str = "cpu",
+                 backend_settings: dict[str, Any] | None = None) -> None:
         from energyray.config import MeasurementConfig
 
         self.sampler = sampler
@@ -69,6 +73,7 @@ class TrialRunner:
         self.node = node
         self.hardware = hardware
         self.env = env or {}
+        self.backend_settings = backend_settings or {}  # RunConfig sections a backend asks for by name
         self.backend: Any = None
         self.load_info: Any = None
         self.group: dict[str, Any] = {}
@@ -81,6 +86,8 @@ class TrialRunner:
 
     # -- windows: a broken sampler never kills a trial; it gives null energy with the reason
     def _begin(self, label: str) -> str | None:
+        if not self._local():
+            return str(getattr(self.backend, "energy_reason", "the model does not run on this machine"))
         if self.sampler is None:
             return "no energy sampler for this device (sampler.cpu=none?)"
         try:
@@ -124,6 +131,10 @@ class TrialRunner:
             reading = self._end(phase, err)
         return value, self._phase(phase, reading, elapsed)
 
+    def _local(self) -> bool:
+        """Whether this machine's sampler measures the model (False for a hosted API)."""
+        return bool(getattr(self.backend, "measures_local_energy", True))
+
     def _latest(self) -> dict[str, Any]:
         try:
             return dict(self.sampler.latest() or {}) if self.sampler is not None else {}
@@ -133,7 +144,9 @@ class TrialRunner:
     # -- group phases ---------------------------------------------------------------------
     def load(self, spec: TrialSpec, model: Any) -> dict[str, Any]:
         """Prepare (unmeasured), measure `idle`, then `load`. Raises if the model cannot load."""
-        self.backend = resolve("backend", BACKENDS, spec.backend)()
+        cls = resolve("backend", BACKENDS, spec.backend)
+        self.backend = cls(**{k: self.backend_settings[k] for k in getattr(cls, "settings", ())
+                              if k in self.backend_settings})
         self.hardware = spec.hardware
         if spec.precision not in self.backend.precisions:
             raise TrialFailed(f"Backend {spec.backend!r} does not support precision {spec.precision!r}. "
@@ -146,7 +159,7 @@ class TrialRunner:
         self._pending = []
         self.group = {}
         m = self.measurement
-        if m.idle_s > 0:  # before prepare, which may use the device (building random weights)
+        if m.idle_s > 0 and self._local():  # before prepare, which may use the device (building random weights)
             settled_s, settled = self._settle()
             _, idle = self._measure("idle", lambda: time.sleep(m.idle_s))
             self.group.update(idle)
@@ -161,13 +174,17 @@ class TrialRunner:
                 "a GPU idles higher for a while after work (123 W vs 80 W seen on an H200)")
         else:
             self.group.update(idle_j=None, idle_power_w=None, idle_source="not_measurable",
-                              idle_energy_reason="measurement.idle_s=0: no idle baseline")
+                              idle_energy_reason="measurement.idle_s=0: no idle baseline" if self._local()
+                              else "the model does not run on this machine: no idle baseline")
         t0 = time.monotonic()
         self.backend.prepare(model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed)
         self.group["prepare_s"] = time.monotonic() - t0
         self.load_info, fields = self._measure("load", lambda: self.backend.load(
             model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed))
         self.group.update(fields)
+        for phase in ("load", "unload"):
+            if getattr(self.backend, f"{phase}_label", None):
+                self.group[f"{phase}_label"] = getattr(self.backend, f"{phase}_label")
         self._warmed = set()
         self.arch = self.backend.architecture() if hasattr(self.backend, "architecture") else {}
         if self.load_info.device == "cpu" and self._cpu_bandwidth_gbs is None and not m.memory_bandwidth_gbs:
@@ -208,6 +225,7 @@ class TrialRunner:
         if self.backend is None:
             return {"unload_j": None, "unload_energy_reason": "no model was loaded"}
         _, fields = self._measure("unload", self.backend.unload)
+        fields.update(getattr(self.backend, "unload_extras", None) or {})  # e.g. a server's exit code
         self.backend = None
         return fields
 
@@ -218,7 +236,8 @@ class TrialRunner:
         of the warmup that ran just before this trial (none: 0 runs, 0 J).
         """
         shape = (spec.batch_size, spec.task, spec.prompt_variant, self.max_new_tokens(spec))
-        runs = max(0, int(self.generation.warmup_runs))
+        own = getattr(self.backend, "warmup_runs", None)  # a paid API's own setting
+        runs = max(0, int(self.generation.warmup_runs if own is None else own))
         if shape in self._warmed or not runs:
             return {"warmup_runs": 0, "warmup_s": 0.0, "warmup_j": 0.0, "warmup_energy_reason": None}
         self._warmed.add(shape)
@@ -257,8 +276,8 @@ class TrialRunner:
     def max_new_tokens(self, spec: TrialSpec) -> int:
         if spec.max_new_tokens is not None:
             return spec.max_new_tokens
-        on_gpu = self.load_info is not None and self.load_info.device == "cuda"
-        return int(self.generation.max_new_tokens if on_gpu else self.generation.cpu_max_new_tokens)
+        on_cpu = self.load_info is None or self.load_info.device == "cpu"  # a GPU, or a remote API
+        return int(self.generation.cpu_max_new_tokens if on_cpu else self.generation.max_new_tokens)
 
     def ignore_eos(self, spec: TrialSpec) -> bool:
         flag = self.generation.ignore_eos
@@ -370,8 +389,9 @@ class TrialRunner:
             out.update(steady_s=(steady[1] - steady[0]) / 1e9, steady_tokens=steady_tokens)
         bw, bw_source = roofline.bandwidth(self.hardware, self.measurement.memory_bandwidth_gbs, self._cpu_bandwidth_gbs)
         out["roofline_bandwidth_gbs"], out["roofline_bandwidth_source"] = bw, bw_source
-        out.update(roofline.floor(self.arch, spec.batch_size, gen.input_tokens / max(1, spec.batch_size),
+        out.update(roofline.floor(self.arch, spec.batch_size, (gen.input_tokens or 0) / max(1, spec.batch_size),
                                   gen.steps, bw, tpot, None))
+        out.update(gen.extras)  # backend-specific fields: cost, retries, request timings
         if isinstance(reading, str):
             out.update(energy_j=None, energy_source="not_measurable", energy_scope=None, energy_reason=reading)
             return out
@@ -400,7 +420,8 @@ class TrialRunner:
             out["steady_j_per_token"] = _div(out["steady_j"], out.get("steady_tokens"))
         decode_w = _div(out.get("decode_j"), out.get("decode_s"))
         out["decode_avg_power_w"] = decode_w
-        out["j_per_output_token_decode"] = _div(out.get("decode_j"), gen.output_tokens - len(gen.lengths))
+        out["j_per_output_token_decode"] = _div(out.get("decode_j"), None if gen.output_tokens is None
+                                                else gen.output_tokens - len(gen.lengths))
         if out.get("roofline_s_per_token") is not None and decode_w is not None:
             out["roofline_j_per_token"] = out["roofline_s_per_token"] * decode_w
         return out

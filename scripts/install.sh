@@ -7,7 +7,7 @@
 # Usage: bash scripts/install.sh [--dev]    (--dev adds pytest, ruff, mypy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="quant,report"
+extras="quant,report,api,serve"
 [ "${1:-}" = "--dev" ] && extras="$extras,dev"
 py=${PYTHON:-python}
 command -v "$py" >/dev/null || py=python3

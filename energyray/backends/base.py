@@ -3,6 +3,12 @@
 A backend is plain Python (no Ray); the orchestrator runs it inside a worker actor. Its
 `generate` returns token counts and timings measured around the engine's own call; energy
 is the sampler's business, not the backend's.
+
+Optional class attributes the runner reads (absent: the defaults in brackets):
+`measures_local_energy` [True] -- False where the model runs elsewhere (a hosted API), so
+this machine's sampler says nothing about it (`energy_reason` says why); `settings` [()] -- RunConfig sections the
+constructor takes by name (e.g. ("api",)); `warmup_runs` [None: generation.warmup_runs];
+`load_label`/`unload_label` [none] -- what the group's load and unload phases are.
 """
 
 from __future__ import annotations
@@ -25,14 +31,15 @@ class LoadInfo:
 class Generation:
     """The outcome of one batched generate call. Times are on the shared monotonic clock (ns)."""
 
-    input_tokens: int  # prompt tokens over the batch, padding excluded
-    output_tokens: int  # generated tokens over the batch, up to and including EOS
+    input_tokens: int | None  # prompt tokens over the batch, padding excluded (None: not reported)
+    output_tokens: int | None  # generated tokens over the batch, up to and including EOS
     start_ns: int
     end_ns: int
     lengths: list[int] = field(default_factory=list)  # generated tokens per sequence
     step_ns: list[int] = field(default_factory=list)  # when each decode step's tokens came
     peak_memory_mb: float | None = None
     new_ids: Any = None  # the generated ids, for decode()
+    extras: dict[str, Any] = field(default_factory=dict)  # backend-specific row fields (cost, retries)
 
     @property
     def duration_s(self) -> float:

@@ -137,6 +137,12 @@ def build_tiny_llama(target: str | Path, seed: int = 0) -> Path:
     return _build_once(Path(target), build)
 
 
+def model_source(model: Any, cache_dir: str) -> str:
+    """Where weights=real loads `model` from: a directory (the GGUF package converted once, the
+    built-in tiny model) or a Hub id. For backend=server, which serves that directory."""
+    return TransformersBackend()._real_source(model, cache_dir)
+
+
 class _StepTimes(BaseStreamer):
     """Records when generate emits each step's tokens (its first put() is the prompt).
 

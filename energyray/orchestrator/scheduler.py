@@ -170,7 +170,8 @@ def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],
         if slot.bundle.get("GPU"):
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         slot.worker = Worker.options(**opts).remote(
-            slot.sampler, cfg.generation, cfg.cache_dir, cfg.device, cfg.seed, cfg.measurement)
+            slot.sampler, cfg.generation, cfg.cache_dir, cfg.device, cfg.seed, cfg.measurement,
+            {k: getattr(cfg, k) for k in ("api", "server") if hasattr(cfg, k)})  # backends' own sections
         submit(slot, "describe", None)
 
     def release(slot: _Slot) -> None:
