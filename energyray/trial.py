@@ -239,6 +239,8 @@ class TrialRunner:
         own = getattr(self.backend, "warmup_runs", None)  # a paid API's own setting
         runs = max(0, int(self.generation.warmup_runs if own is None else own))
         if shape in self._warmed or not runs:
+            if not self._local():  # nothing of the model's was measured here, not even a 0
+                return {"warmup_runs": 0, "warmup_s": 0.0, "warmup_j": None, "warmup_energy_reason": None}
             return {"warmup_runs": 0, "warmup_s": 0.0, "warmup_j": 0.0, "warmup_energy_reason": None}
         self._warmed.add(shape)
         prompts = [p.text for p in tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)]

@@ -11,8 +11,8 @@ What is measured, per request, on this process's time.monotonic_ns clock:
 - TTFT at the first non-empty text delta (answer or reasoning text), from the start of the
   request's last attempt (`ttft_request_s_*`). The Generation's `step_ns` are arrival times
   of text deltas: step k is when the slowest stream that has a k-th delta delivered it, so
-  the row's `ttft_s` is the batch's (every request has its first delta) and `tpot_s` the
-  mean time per delta after it. A delta is usually one token but need not be, and arrival
+  the row's `ttft_s` is the batch's (every request has its first delta, counted from the
+  batch's start: retry waits included) and `tpot_s` the mean time per delta after it. A delta is usually one token but need not be, and arrival
   times include the network and the server's buffering: these are client-side figures.
 - Token counts from the server's usage report only: the last chunk when asked with
   `stream_options={"include_usage": True}`, or the Responses API's `response.completed`.

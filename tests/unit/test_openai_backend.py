@@ -377,6 +377,7 @@ def test_runner_rows_have_null_energy_with_reason_and_never_touch_the_sampler(tm
         assert row["cost_usd"] > 0 and row["price_table_date"]
         assert row["output_tokens"] > 0 and row["ttft_s"] is not None
         assert row["warmup_runs"] == 0  # api.warmup_runs=0 wins over generation.warmup_runs=1
+        assert row["warmup_j"] is None  # not a measured 0
         assert row["max_new_tokens_used"] == 8
     assert rows[-1]["unload_j"] is None and rows[-1]["unload_source"] == "not_measurable"
     assert "api" in rows[0]["env_json"]
@@ -399,6 +400,34 @@ def test_runner_uses_the_gpu_token_budget_for_a_remote_model(tmp_path):
         body = fake.requests[-1]["body"]
     assert row["max_new_tokens_used"] == 50 and body["max_completion_tokens"] == 50
     assert row["energy_reason"] == NOT_LOCAL_REASON  # not "no sampler": the reason that matters
+
+
+# -- configuration ---------------------------------------------------------------------------------
+def test_api_and_server_override_keys_are_checked():
+    from energyray.cli import check_override_keys
+
+    check_override_keys(["api.timeout_s=3", "api.extra_body.ignore_eos=true", "server.env.CUDA_LAUNCH_BLOCKING=1",
+                         "model.api_params.reasoning={effort:low}", "server.startup_timeout_s=60"])
+    with pytest.raises(ConfigError, match="Did you mean 'api.timeout_s'"):
+        check_override_keys(["api.timout_s=3"])
+    with pytest.raises(ConfigError, match="Did you mean 'server.startup_timeout_s'"):
+        check_override_keys(["server.startup_timeout=3"])
+
+
+def test_the_schema_composes_with_conf():
+    from omegaconf import OmegaConf
+
+    from energyray.cli import conf_dir
+    from energyray.config import RunConfig
+
+    raw = OmegaConf.load(conf_dir() / "config.yaml")
+    merged = OmegaConf.merge(OmegaConf.structured(RunConfig), {"api": raw.api, "server": raw.server})
+    cfg = RunConfig(api=OmegaConf.to_object(merged.api), server=OmegaConf.to_object(merged.server))  # type: ignore[arg-type]
+    assert cfg.api.api_key_env == "OPENAI_API_KEY" and cfg.api.base_url is None and cfg.api.energy_estimate == "none"
+    assert cfg.server.precision_args["nf4"] == ["--quantization", "bnb-4bit"] and "{device}" in cfg.server.command
+    from energyray.backends import PRECISIONS
+
+    assert set(cfg.server.precision_args) == set(PRECISIONS["server"])
 
 
 # -- the catalogue and the price table ------------------------------------------------------------------
