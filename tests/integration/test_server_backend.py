@@ -85,6 +85,31 @@ def test_chat_on_a_model_without_a_chat_template_fails_with_the_server_error(cac
         b.unload()
 
 
+@pytest.mark.parametrize("endpoint", ["chat", "responses"])
+def test_chat_and_responses_endpoints_on_a_model_with_a_chat_template(cache, tmp_path, endpoint):
+    """The same client paths that talk to OpenAI, against a real server: a copy of the tiny
+    model given a trivial chat template (the built-in one has none)."""
+    import json
+    import shutil
+
+    from energyray.backends.transformers import build_tiny_llama
+
+    src = build_tiny_llama(cache / "models" / "tiny-llama")
+    d = tmp_path / "tiny-chat"
+    shutil.copytree(src, d)
+    cfg_path = d / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    cfg_path.write_text(json.dumps(cfg))
+    b = _serve(cache, ModelConfig(name="tiny-chat", path=str(d)), api=ApiConfig(max_retries=0), endpoint=endpoint)
+    try:
+        gen = b.generate([QUESTION, "hello"], 5, False)
+    finally:
+        b.unload()
+    assert gen.extras["api_endpoint"] == endpoint and gen.extras["tokens_source"] == "server usage report"
+    assert gen.input_tokens and gen.output_tokens and 2 <= gen.output_tokens <= 10
+
+
 @pytest.mark.slow
 def test_default_model_answers_with_measured_ttft_and_the_tokenizers_counts(cache):
     from transformers import AutoTokenizer

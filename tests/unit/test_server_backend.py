@@ -234,3 +234,21 @@ def test_runner_measures_startup_generation_and_shutdown(tmp_path, model, monkey
     assert rows[1]["unload_j"] == 5.0 and rows[1]["server_shutdown_forced"] is False
     assert "load" in sampler.labels and "unload" in sampler.labels
     assert "backend=server" in GROUP_RULE and rows[0]["group_rule"] == GROUP_RULE
+
+
+def test_a_hub_model_is_fetched_in_prepare_not_in_the_measured_startup(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    local = tmp_path / "snapshot"
+    local.mkdir()
+    calls: list[str] = []
+
+    def fake_download(repo: str, **kw: Any) -> str:
+        calls.append(repo)
+        return str(local)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    b = ServerBackend(ApiConfig(), server_cfg(tmp_path, command=["vllm", "serve", "{model_dir}"]))
+    b.prepare(ModelConfig(name="q", hub_id="Qwen/Qwen2-7B-Instruct"), "real", "baseline", "cpu", str(tmp_path), 0)
+    assert calls == ["Qwen/Qwen2-7B-Instruct"]
+    assert b.model_dir == str(local) and b.command == ["vllm", "serve", str(local)]
