@@ -176,6 +176,14 @@ def _retry_after_s(headers: Any) -> float | None:
         return None
 
 
+def _transport_error(e: Exception) -> bool:
+    """A timeout or broken connection raised by the HTTP library itself: older SDKs (openai
+    1.x) let these through unwrapped when they happen mid-stream."""
+    module, name = type(e).__module__.split(".")[0], type(e).__name__
+    return module in ("httpx", "httpx2", "httpcore", "httpcore2") and any(
+        part in name for part in ("Timeout", "Connect", "Read", "Protocol", "Network"))
+
+
 def _field(obj: Any, *names: str) -> Any:
     """obj.a.b... where each step may be missing (usage details vary by server)."""
     for n in names:
@@ -381,8 +389,8 @@ class OpenAIBackend:
             if e.status_code != 429 and e.status_code < 500:
                 return None
             retry_after = _retry_after_s(getattr(e.response, "headers", None))
-        elif not isinstance(e, (openai.APIConnectionError, IncompleteStream)):  # APITimeoutError is one
-            return None
+        elif not isinstance(e, (openai.APIConnectionError, IncompleteStream)) and not _transport_error(e):
+            return None  # (APITimeoutError is an APIConnectionError)
         cap = float(self.api.backoff_max_s)
         if retry_after is not None:
             return min(retry_after, cap)

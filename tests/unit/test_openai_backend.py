@@ -186,6 +186,14 @@ def test_dropped_stream_is_retried():
     assert gen.extras["api_retries"] == 1 and gen.new_ids == [DEFAULT_TEXT]
 
 
+def test_raw_transport_errors_of_older_sdks_count_as_retryable():
+    from energyray.backends.openai_api import _transport_error
+
+    raw = type("ReadTimeout", (Exception,), {"__module__": "httpx._exceptions"})
+    assert _transport_error(raw()) and not _transport_error(ValueError("ReadTimeout"))
+    assert OpenAIBackend(ApiConfig(backoff_s=0.0))._retry_wait(raw(), 0) == 0.0
+
+
 @pytest.mark.parametrize("reply, pattern", [
     (Reply(malformed_after_tokens=2), "JSON|Expecting|decode"),
     (Reply(error_after_tokens=2), "fake error mid-stream"),
