@@ -141,15 +141,17 @@ class ApiConfig:
 @dataclass
 class ServerConfig:
     """backend=server: a local OpenAI-compatible server launched once per group (its startup
-    and shutdown are the group's measured load and unload). Placeholders in `command`:
-    {python} {model_dir} {served_model} {host} {port} {device}."""
+    and shutdown are the group's measured load and unload). Placeholders in `command` and
+    `precision_args`: {python} {model_dir} {served_model} {host} {port} {device} {baseline_dtype}."""
 
     command: list[str] = field(default_factory=lambda: [
         "{python}", "-m", "transformers.cli.transformers", "serve", "{model_dir}",
         "--host", "{host}", "--port", "{port}", "--device", "{device}"])
-    # extra arguments per precision (the keys are the precisions backend=server accepts)
+    # extra arguments per precision (the keys are the precisions backend=server accepts);
+    # {baseline_dtype} is bfloat16 on a GPU and float32 on a CPU, as the transformers backend's
+    # `baseline`
     precision_args: dict[str, list[str]] = field(default_factory=lambda: {
-        "baseline": [], "fp32": ["--dtype", "float32"], "fp16": ["--dtype", "float16"],
+        "baseline": ["--dtype", "{baseline_dtype}"], "fp32": ["--dtype", "float32"], "fp16": ["--dtype", "float16"],
         "bf16": ["--dtype", "bfloat16"], "int8": ["--quantization", "bnb-8bit"],
         "nf4": ["--quantization", "bnb-4bit"]})
     served_model: str | None = None  # the model name requests carry; None: {model_dir}

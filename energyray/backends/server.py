@@ -105,6 +105,7 @@ class ServerBackend:
         self.port = 0
         self.device = "cpu"
         self.model_dir = ""
+        self.resolved = ""  # the precision as resolved for the device (baseline: bf16 on a GPU, fp32 on a CPU)
         self.log_path: Path | None = None
         self.unload_extras: dict[str, Any] = {}
         self._log: Any = None
@@ -120,17 +121,19 @@ class ServerBackend:
             raise ConfigError(f"backend=server has no server.precision_args entry for precision {precision!r}. "
                               f"Valid choices: {', '.join(self.server.precision_args)}.")
         self.device = self._device(device)
+        self.resolved = ("bf16" if self.device == "cuda" else "fp32") if precision == "baseline" else precision
         self.model_dir = model_dir(model, cache_dir)
         self.port = int(self.server.port) or free_port(self.server.host)
         served = (self.server.served_model or "{model_dir}").format(model_dir=self.model_dir)
         fields = {"python": sys.executable, "model_dir": self.model_dir, "served_model": served,
-                  "host": self.server.host, "port": self.port, "device": self.device}
+                  "host": self.server.host, "port": self.port, "device": self.device,
+                  "baseline_dtype": "bfloat16" if self.device == "cuda" else "float32"}
         try:
-            self.command = [str(a).format(**fields) for a in self.server.command]
+            self.command = [str(a).format(**fields) for a in
+                            [*self.server.command, *self.server.precision_args[precision]]]
         except (KeyError, IndexError) as e:
-            raise ConfigError(f"server.command has an unknown placeholder {e}; valid: "
+            raise ConfigError(f"server.command or server.precision_args has an unknown placeholder {e}; valid: "
                               f"{', '.join('{' + k + '}' for k in fields)}.") from e
-        self.command += [str(a) for a in self.server.precision_args[precision]]
         base_url = f"http://{self.server.host}:{self.port}/v1"
         self.client = OpenAIBackend(with_base_url(self.api, base_url, self.server.endpoint), send_key=False)
         view = dataclasses.replace(model, api_model=served, provider=None, api_params={},
@@ -152,7 +155,7 @@ class ServerBackend:
         except OSError as e:
             raise BackendError(f"Cannot start the server {self.command[0]!r}: {e}. Check server.command.") from e
         ready_s = self._wait_ready(t0)
-        return LoadInfo(precision=precision, device=self.device, params_b=getattr(model, "params_b", None), details={
+        return LoadInfo(precision=self.resolved, device=self.device, params_b=getattr(model, "params_b", None), details={
             "server_command": " ".join(self.command), "server_pid": self.proc.pid, "server_port": self.port,
             "server_startup_s": ready_s, "server_log": str(self.log_path), "model_dir": self.model_dir,
             "endpoint": self.server.endpoint,

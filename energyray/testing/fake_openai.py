@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token-delay", type=float, default=0.0, help="seconds between tokens")
     p.add_argument("--api-key", default=None, help="require this bearer key")
-    args = p.parse_args(argv)
+    args, _ = p.parse_known_args(argv)  # a real server's flags (--dtype ...) are accepted and ignored
     fake = FakeOpenAI(default=Reply(token_delay_s=args.token_delay), api_key=args.api_key, port=args.port)
     print(f"fake OpenAI server at {fake.base_url}", flush=True)
     try:

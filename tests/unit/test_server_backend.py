@@ -90,11 +90,13 @@ def test_launch_generate_and_shut_down(tmp_path, model):
 
 def test_the_command_gets_its_placeholders_and_precision_args(tmp_path, model):
     cfg = server_cfg(tmp_path, command=["{python}", "-m", "x", "{model_dir}", "{host}", "{port}", "{device}", "{served_model}"],
-                     precision_args={"baseline": [], "nf4": ["--quantization", "bnb-4bit"]})
+                     precision_args={"baseline": ["--dtype", "{baseline_dtype}"], "nf4": ["--quantization", "bnb-4bit"]})
     b = ServerBackend(ApiConfig(), cfg)
     b.prepare(model, "real", "nf4", "cpu", str(tmp_path), 0)
     assert b.command == [sys.executable, "-m", "x", model.path, "127.0.0.1", str(b.port), "cpu", model.path,
                          "--quantization", "bnb-4bit"]
+    b.prepare(model, "real", "baseline", "cpu", str(tmp_path), 0)
+    assert b.command[-2:] == ["--dtype", "float32"] and b.resolved == "fp32"  # the default baseline_dtype on a CPU
     with pytest.raises(ConfigError, match="precision_args.*int8"):
         b.prepare(model, "real", "int8", "cpu", str(tmp_path), 0)
     with pytest.raises(ConfigError, match="unknown placeholder"):
@@ -251,4 +253,4 @@ def test_a_hub_model_is_fetched_in_prepare_not_in_the_measured_startup(tmp_path,
     b = ServerBackend(ApiConfig(), server_cfg(tmp_path, command=["vllm", "serve", "{model_dir}"]))
     b.prepare(ModelConfig(name="q", hub_id="Qwen/Qwen2-7B-Instruct"), "real", "baseline", "cpu", str(tmp_path), 0)
     assert calls == ["Qwen/Qwen2-7B-Instruct"]
-    assert b.model_dir == str(local) and b.command == ["vllm", "serve", str(local)]
+    assert b.model_dir == str(local) and b.command[:3] == ["vllm", "serve", str(local)]
