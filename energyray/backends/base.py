@@ -6,9 +6,10 @@ is the sampler's business, not the backend's.
 
 Optional class attributes the runner reads (absent: the defaults in brackets):
 `measures_local_energy` [True] -- False where the model runs elsewhere (a hosted API), so
-this machine's sampler says nothing about it (`energy_reason` says why); `settings` [()] -- RunConfig sections the
-constructor takes by name (e.g. ("api",)); `warmup_runs` [None: generation.warmup_runs];
-`load_label`/`unload_label` [none] -- what the group's load and unload phases are.
+this machine's sampler says nothing about it (`energy_reason` says why); `settings` [()] --
+RunConfig sections the constructor takes by name (e.g. ("api",)); `warmup_runs` [None: the
+generation config's]; `load_label`/`unload_label` [none] -- what the group's load and
+unload phases are; `unload_extras` [none] -- row fields about the last unload.
 """
 
 from __future__ import annotations
