@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from energyray import env
 from energyray.config import (
+    ApiConfig,
     GenerationConfig,
     HardwareConfig,
     MeasurementConfig,
@@ -25,6 +26,7 @@ from energyray.config import (
     RayConfig,
     RunConfig,
     SamplerConfig,
+    ServerConfig,
     StoreConfig,
     SweepConfig,
     VllmConfig,
@@ -34,7 +36,7 @@ from energyray.grid import AXES, TrialSpec, expand, group
 
 _PKG = Path(__file__).resolve().parent
 _SECTIONS = (ModelConfig, HardwareConfig, GenerationConfig, MeasurementConfig, RayConfig, SamplerConfig, StoreConfig,
-             SweepConfig, VllmConfig)
+             SweepConfig, VllmConfig, ApiConfig, ServerConfig)
 
 
 def conf_dir() -> Path:
@@ -109,7 +111,9 @@ def check_override_keys(overrides: list[str]) -> None:
     def fields(cls: Any) -> dict[str, Any]:
         return {f.name: f for f in dataclasses.fields(cls)}
 
-    open_maps = {("sweep", "grid"): list(AXES), ("model", "architecture"): None, ("vllm", "engine_args"): None}
+    open_maps = {("sweep", "grid"): list(AXES), ("model", "architecture"): None, ("model", "api_params"): None,
+                 ("api", "extra_body"): None, ("server", "env"): None, ("server", "precision_args"): None,
+                 ("vllm", "engine_args"): None}
     for override in overrides:
         if "=" not in override:
             continue
@@ -207,6 +211,8 @@ def validate(specs: list[TrialSpec], models: dict[str, ModelConfig]) -> None:
         if s.weights == "dummy" and not m.architecture:
             raise ConfigError(f"Model {s.model!r} has no `architecture` in conf/model/{s.model}.yaml, "
                               "so weights=dummy cannot build it.")
+        if s.backend == "openai":
+            continue  # a served model: checked by openai_api.preflight
         if s.weights == "real" and not (m.path or m.gguf_package or m.builtin or m.hub_id or m.gguf_file):
             raise ConfigError(f"Model {s.model!r} has no source for weights=real (path, gguf_package, "
                               "builtin or hub_id). Add one, or use weights=dummy.")
@@ -221,6 +227,10 @@ def trial_config(spec: TrialSpec, cfg: RunConfig, model: ModelConfig) -> dict[st
     options = getattr(cfg, spec.backend, None)  # the backend's own section (vllm), where it has one
     if is_dataclass(options) and not isinstance(options, type):
         out[spec.backend] = asdict(options)
+    if spec.backend in ("openai", "server"):  # the key's variable name only, never the key
+        out["api"] = asdict(cfg.api)
+    if spec.backend == "server":
+        out["server"] = asdict(cfg.server)
     return out
 
 
@@ -269,6 +279,10 @@ def run(cfg_node: DictConfig) -> int:
     if vllm_batches and cfg.vllm.max_num_seqs is None:  # one engine per group runs each batch as one
         cfg.vllm.max_num_seqs = max(vllm_batches)
     models = compose_group("model", {s.model for s in specs}, cfg.model)
+    if any(s.backend == "openai" or models[s.model].provider for s in specs):
+        from energyray.backends.openai_api import preflight
+
+        preflight(specs, models, cfg.api, running=not cfg.dry_run)  # a missing API key stops it here
     validate(specs, models)
     local_hw = detect_hardware(cfg)
     hardware = load_hardware({s.hardware for s in specs}, cfg.hardware, local_hw)

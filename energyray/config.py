@@ -27,6 +27,17 @@ class ModelConfig:
     # Architecture for weights=dummy: transformers config keys, `model_type` included.
     architecture: dict[str, Any] = field(default_factory=dict)
     trust_remote_code: bool = False
+    # A model served behind an OpenAI-compatible API (backend=openai): closed models have no
+    # weights here, only the provider's id. Prices live in conf/prices/<provider>.yaml.
+    provider: str | None = None  # "openai": a hosted model, priced from conf/prices/openai.yaml
+    api_model: str | None = None  # the provider's model id, e.g. gpt-4.1-mini
+    api_endpoint: str = "chat"  # chat | responses | completions (see backends/openai_api.py)
+    api_max_output_tokens: int | None = None  # reasoning models: output budget incl. hidden reasoning
+    api_params: dict[str, Any] = field(default_factory=dict)  # extra request fields; null drops one
+    # Assumed active parameters for the optional energy estimate (api.energy_estimate=flops),
+    # and where the assumption comes from. Providers do not publish them: an assumption.
+    estimate_active_params_b: float | None = None
+    estimate_note: str = ""
 
 
 @dataclass
@@ -174,6 +185,59 @@ class VllmConfig:
 
 
 @dataclass
+class ApiConfig:
+    """OpenAI-compatible HTTP backends: backend=openai (OpenAI or any `base_url`) and the
+    client side of backend=server. The API key is never configured here: only the name of
+    the environment variable that holds it."""
+
+    base_url: str | None = None  # None: OpenAI's endpoint; or e.g. http://127.0.0.1:11434/v1 (Ollama)
+    api_key_env: str = "OPENAI_API_KEY"  # read by the backend, in the worker, and nowhere else
+    endpoint: str | None = None  # chat | responses | completions; None: the model's api_endpoint
+    max_tokens_param: str = "max_completion_tokens"  # chat only; older servers want max_tokens
+    concurrency: int = 8  # requests in flight at once; a batch of prompts = concurrent requests
+    timeout_s: float = 120.0  # seconds without a byte from the server before a request is retried
+    connect_timeout_s: float = 10.0
+    max_retries: int = 4  # on 429, 5xx, timeouts and connection errors
+    backoff_s: float = 1.0  # first retry's wait (doubles each time, with jitter; Retry-After wins)
+    backoff_max_s: float = 60.0
+    temperature: float | None = 0.0  # null: not sent (reasoning models accept only their default)
+    warmup_runs: int = 0  # paid requests: no warmup unless asked (the first trial pays the handshake)
+    price_table: str | None = None  # a YAML file; None: conf/prices/<provider>.yaml
+    energy_estimate: str = "none"  # none | flops: an estimate, labelled, of the provider's energy
+    estimate_gpu_peak_flops: float = 9.89e14  # H100 dense bf16 (Epoch AI's assumption)
+    estimate_utilization: float = 0.10
+    estimate_gpu_power_w: float = 1071.0  # 1275 W per GPU x 0.7 average load x 1.2 PUE
+    extra_body: dict[str, Any] = field(default_factory=dict)  # sent with every request
+
+
+@dataclass
+class ServerConfig:
+    """backend=server: a local OpenAI-compatible server launched once per group (its startup
+    and shutdown are the group's measured load and unload). Placeholders in `command` and
+    `precision_args`: {python} {model_dir} {served_model} {host} {port} {device} {baseline_dtype}."""
+
+    command: list[str] = field(default_factory=lambda: [
+        "{python}", "-m", "transformers.cli.transformers", "serve", "{model_dir}",
+        "--host", "{host}", "--port", "{port}", "--device", "{device}"])
+    # extra arguments per precision (the keys are the precisions backend=server accepts);
+    # {baseline_dtype} is bfloat16 on a GPU and float32 on a CPU, as the transformers backend's
+    # `baseline`
+    precision_args: dict[str, list[str]] = field(default_factory=lambda: {
+        "baseline": ["--dtype", "{baseline_dtype}"], "fp32": ["--dtype", "float32"], "fp16": ["--dtype", "float16"],
+        "bf16": ["--dtype", "bfloat16"], "int8": ["--quantization", "bnb-8bit"],
+        "nf4": ["--quantization", "bnb-4bit"]})
+    served_model: str | None = None  # the model name requests carry; None: {model_dir}
+    endpoint: str = "completions"  # raw prompts, as the transformers backend feeds them
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port
+    ready_path: str = "/v1/models"  # startup ends when this answers 200
+    startup_timeout_s: float = 900.0
+    shutdown_timeout_s: float = 60.0  # then SIGKILL
+    hf_home: str | None = None  # None: $HF_HOME or ~/.cache/huggingface (its hub/ is created)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     """The whole composed configuration of one `python -m energyray` run."""
 
@@ -196,3 +260,5 @@ class RunConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     vllm: VllmConfig = field(default_factory=VllmConfig)  # the vLLM backend's options
+    api: ApiConfig = field(default_factory=ApiConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)

@@ -15,7 +15,12 @@ from energyray.errors import ConfigError
 BACKENDS: dict[str, str] = {
     "transformers": "energyray.backends.transformers:TransformersBackend",
     "vllm": "energyray.backends.vllm:VllmBackend",
+    "openai": "energyray.backends.openai_api:OpenAIBackend",
+    "server": "energyray.backends.server:ServerBackend",
 }
+
+# RunConfig sections a backend may name in its `settings` (it gets them as keyword arguments)
+BACKEND_SETTINGS: tuple[str, ...] = ("vllm", "api", "server")
 
 SAMPLERS: dict[str, str] = {
     "nvml": "energyray.samplers.nvml:NvmlSampler",

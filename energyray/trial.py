@@ -35,7 +35,10 @@ GROUP_RULE = (
     "idle_*, load_*: measured once per group, before its first trial, and repeated on each of "
     "its trials (divide by group_trials to share them); unload_*: measured once, after the "
     "group's last trial, on that trial's row only; warmup_*: the uncounted warmup run just "
-    "before this trial (the first of its shape). None of these is in energy_j."
+    "before this trial (the first of its shape). None of these is in energy_j. backend=server: "
+    "load_* is the local server's startup (launch until it answers) and unload_* its shutdown "
+    "(signal until the process exits), as load_label/unload_label say. backend=openai: the "
+    "model runs remotely, so every energy column is null (not_measurable)."
 )
 
 
@@ -72,7 +75,7 @@ class TrialRunner:
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str = "auto",
                  seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None,
                  measurement: Any = None, hardware: str = "cpu",
-                 backend_options: dict[str, Any] | None = None,
+                 backend_settings: dict[str, Any] | None = None,
                  node_samplers: dict[str, Any] | None = None) -> None:
         from energyray.config import MeasurementConfig
 
@@ -85,8 +88,7 @@ class TrialRunner:
         self.node = node
         self.hardware = hardware
         self.env = env or {}
-        # backend name -> its options (the RunConfig section of that name, e.g. `vllm`)
-        self.backend_options = backend_options or {}
+        self.backend_settings = backend_settings or {}  # RunConfig sections a backend asks for by name
         self.backend: Any = None
         self.load_info: Any = None
         self.group: dict[str, Any] = {}
@@ -106,6 +108,8 @@ class TrialRunner:
 
     # -- windows: a broken sampler never kills a trial; it gives null energy with the reason
     def _begin(self, label: str) -> str | None:
+        if not self._local():
+            return str(getattr(self.backend, "energy_reason", "the model does not run on this machine"))
         if self.node_samplers:  # first, so that the device's window does not hold the node's call
             self._node_begin(label, now_ns())
         return self._device_begin(label)
@@ -113,7 +117,7 @@ class TrialRunner:
     def _end(self, label: str, begin_error: str | None,
              parts: dict[str, tuple[int, int]] | None = None) -> WindowReading | str:
         reading = self._device_end(label, begin_error, parts)
-        if self.node_samplers:
+        if self.node_samplers and self._local():
             self._node_end(label, reading)
         return reading
 
@@ -213,6 +217,10 @@ class TrialRunner:
             fields.update(self._node_fields(phase, phase))
         return value, fields
 
+    def _local(self) -> bool:
+        """Whether this machine's sampler measures the model (False for a hosted API)."""
+        return bool(getattr(self.backend, "measures_local_energy", True))
+
     def _latest(self) -> dict[str, Any]:
         try:
             return dict(self.sampler.latest() or {}) if self.sampler is not None else {}
@@ -223,8 +231,8 @@ class TrialRunner:
     def load(self, spec: TrialSpec, model: Any) -> dict[str, Any]:
         """Prepare (unmeasured), measure `idle`, then `load`. Raises if the model cannot load."""
         cls = resolve("backend", BACKENDS, spec.backend)
-        options = self.backend_options.get(spec.backend)
-        self.backend = cls() if options is None else cls(options)
+        self.backend = cls(**{k: self.backend_settings[k] for k in getattr(cls, "settings", ())
+                              if k in self.backend_settings})
         self.hardware = spec.hardware
         if spec.precision not in self.backend.precisions:
             raise TrialFailed(f"Backend {spec.backend!r} does not support precision {spec.precision!r}. "
@@ -242,7 +250,7 @@ class TrialRunner:
         self._pending = []
         self.group = {}
         m = self.measurement
-        if m.idle_s > 0:  # before prepare, which may use the device (building random weights)
+        if m.idle_s > 0 and self._local():  # before prepare, which may use the device (building random weights)
             settled_s, settled = self._settle()
             _, idle = self._measure("idle", lambda: time.sleep(m.idle_s))
             self.group.update(idle)
@@ -257,13 +265,17 @@ class TrialRunner:
                 "a GPU idles higher for a while after work (123 W vs 80 W seen on an H200)")
         else:
             self.group.update(idle_j=None, idle_power_w=None, idle_source="not_measurable",
-                              idle_energy_reason="measurement.idle_s=0: no idle baseline")
+                              idle_energy_reason="measurement.idle_s=0: no idle baseline" if self._local()
+                              else "the model does not run on this machine: no idle baseline")
         t0 = time.monotonic()
         self.backend.prepare(model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed)
         self.group["prepare_s"] = time.monotonic() - t0
         self.load_info, fields = self._measure("load", lambda: self.backend.load(
             model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed))
         self.group.update(fields)
+        for phase in ("load", "unload"):
+            if getattr(self.backend, f"{phase}_label", None):
+                self.group[f"{phase}_label"] = getattr(self.backend, f"{phase}_label")
         self._warmed = set()
         self.arch = self.backend.architecture() if hasattr(self.backend, "architecture") else {}
         if self.load_info.device == "cpu" and self._cpu_bandwidth_gbs is None and not m.memory_bandwidth_gbs:
@@ -304,6 +316,7 @@ class TrialRunner:
         if self.backend is None:
             return {"unload_j": None, "unload_energy_reason": "no model was loaded"}
         _, fields = self._measure("unload", self.backend.unload)
+        fields.update(getattr(self.backend, "unload_extras", None) or {})  # e.g. a server's exit code
         self.backend = None
         return fields
 
@@ -314,8 +327,11 @@ class TrialRunner:
         of the warmup that ran just before this trial (none: 0 runs, 0 J).
         """
         shape = (spec.batch_size, spec.task, spec.prompt_variant, self.max_new_tokens(spec))
-        runs = max(0, int(self.generation.warmup_runs))
+        own = getattr(self.backend, "warmup_runs", None)  # a paid API's own setting
+        runs = max(0, int(self.generation.warmup_runs if own is None else own))
         if shape in self._warmed or not runs:
+            if not self._local():  # nothing of the model's was measured here, not even a 0
+                return {"warmup_runs": 0, "warmup_s": 0.0, "warmup_j": None, "warmup_energy_reason": None}
             return {"warmup_runs": 0, "warmup_s": 0.0, "warmup_j": 0.0, "warmup_energy_reason": None}
         self._warmed.add(shape)
         prompts = [p.text for p in tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)]
@@ -353,8 +369,8 @@ class TrialRunner:
     def max_new_tokens(self, spec: TrialSpec) -> int:
         if spec.max_new_tokens is not None:
             return spec.max_new_tokens
-        on_gpu = self.load_info is not None and self.load_info.device == "cuda"
-        return int(self.generation.max_new_tokens if on_gpu else self.generation.cpu_max_new_tokens)
+        on_cpu = self.load_info is None or self.load_info.device == "cpu"  # a GPU, or a remote API
+        return int(self.generation.cpu_max_new_tokens if on_cpu else self.generation.max_new_tokens)
 
     def ignore_eos(self, spec: TrialSpec) -> bool:
         flag = self.generation.ignore_eos
@@ -481,7 +497,6 @@ class TrialRunner:
             "tokens_per_s": _div(gen.output_tokens, gen.duration_s),
             "peak_memory_mb": gen.peak_memory_mb, "accuracy": accuracy,
             "sample_output": texts[0][:500] if texts and texts[0] is not None else None,
-            **(getattr(gen, "columns", None) or {}),
         }
         steady = gen.steady_window_ns()
         if steady is not None:
@@ -489,8 +504,9 @@ class TrialRunner:
             out.update(steady_s=(steady[1] - steady[0]) / 1e9, steady_tokens=steady_tokens)
         bw, bw_source = roofline.bandwidth(self.hardware, self.measurement.memory_bandwidth_gbs, self._cpu_bandwidth_gbs)
         out["roofline_bandwidth_gbs"], out["roofline_bandwidth_source"] = bw, bw_source
-        out.update(roofline.floor(self.arch, spec.batch_size, gen.input_tokens / max(1, spec.batch_size),
+        out.update(roofline.floor(self.arch, spec.batch_size, (gen.input_tokens or 0) / max(1, spec.batch_size),
                                   gen.steps, bw, tpot, None))
+        out.update(gen.extras)  # backend-specific fields: cost, retries, request timings
         if isinstance(reading, str):
             out.update(energy_j=None, energy_source="not_measurable", energy_scope=None, energy_reason=reading)
             return out
@@ -519,7 +535,8 @@ class TrialRunner:
             out["steady_j_per_token"] = _div(out["steady_j"], out.get("steady_tokens"))
         decode_w = _div(out.get("decode_j"), out.get("decode_s"))
         out["decode_avg_power_w"] = decode_w
-        out["j_per_output_token_decode"] = _div(out.get("decode_j"), gen.output_tokens - len(gen.lengths))
+        out["j_per_output_token_decode"] = _div(out.get("decode_j"), None if gen.output_tokens is None
+                                                else gen.output_tokens - len(gen.lengths))
         if out.get("roofline_s_per_token") is not None and decode_w is not None:
             out["roofline_j_per_token"] = out["roofline_s_per_token"] * decode_w
         return out

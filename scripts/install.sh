@@ -8,7 +8,7 @@
 #   snmpd where it is missing and apt-get can be run as root: the PDU tests' real SNMP agent)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="quant,report,pdu"
+extras="quant,report,pdu,api,serve"
 [ "${1:-}" = "--dev" ] && extras="$extras,dev"
 py=${PYTHON:-python}
 command -v "$py" >/dev/null || py=python3

@@ -1,7 +1,9 @@
 """Inference backends: one small protocol (base.py), one module per engine.
 
 `PRECISIONS` is the one record of what each backend supports: the driver validates a sweep
-against it before anything runs, without importing torch or an engine.
+against it before anything runs, without importing torch or an engine. A hosted API model
+has one precision, `baseline`: whatever the provider serves, unknown to us (its rows record
+`precision: api`). backend=server's precisions are the keys of server.precision_args.
 """
 
 PRECISIONS: dict[str, tuple[str, ...]] = {
@@ -11,4 +13,8 @@ PRECISIONS: dict[str, tuple[str, ...]] = {
     # vLLM: dtypes, or its own quantisation methods (fp8 in-flight; awq, gptq need checkpoints
     # quantised that way; nf4-dq is vLLM's in-flight bitsandbytes, which is NF4 + double quant).
     "vllm": ("baseline", "fp32", "fp16", "bf16", "fp8", "awq", "gptq", "nf4-dq"),
+    # a hosted API: one precision, whatever the provider runs
+    "openai": ("baseline",),
+    # a local OpenAI-compatible server (transformers serve by default; server.precision_args)
+    "server": ("baseline", "fp32", "fp16", "bf16", "int8", "nf4"),
 }

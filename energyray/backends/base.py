@@ -3,6 +3,13 @@
 A backend is plain Python (no Ray); the orchestrator runs it inside a worker actor. Its
 `generate` returns token counts and timings measured around the engine's own call; energy
 is the sampler's business, not the backend's.
+
+Optional class attributes the runner reads (absent: the defaults in brackets):
+`measures_local_energy` [True] -- False where the model runs elsewhere (a hosted API), so
+this machine's sampler says nothing about it (`energy_reason` says why); `settings` [()] --
+RunConfig sections the constructor takes by name (e.g. ("api",)); `warmup_runs` [None: the
+generation config's]; `load_label`/`unload_label` [none] -- what the group's load and
+unload phases are; `unload_extras` [none] -- row fields about the last unload.
 """
 
 from __future__ import annotations
@@ -38,8 +45,8 @@ class Generation:
     whichever is there; step times win when both are.
     """
 
-    input_tokens: int  # prompt tokens over the batch, padding excluded
-    output_tokens: int  # generated tokens over the batch, up to and including EOS
+    input_tokens: int | None  # prompt tokens over the batch, padding excluded (None: not reported)
+    output_tokens: int | None  # generated tokens over the batch, up to and including EOS
     start_ns: int
     end_ns: int
     lengths: list[int] = field(default_factory=list)  # generated tokens per sequence
@@ -48,7 +55,7 @@ class Generation:
     new_ids: Any = None  # the generated ids, for decode()
     seq_first_ns: list[int] = field(default_factory=list)  # per sequence: its first token
     seq_last_ns: list[int] = field(default_factory=list)  # per sequence: its last token
-    columns: dict[str, Any] = field(default_factory=dict)  # extra trial-row columns (ttft_source, ...)
+    extras: dict[str, Any] = field(default_factory=dict)  # backend-specific row fields (cost, retries, ttft_source)
 
     @property
     def duration_s(self) -> float:

@@ -212,6 +212,24 @@ def dummy_config_dir(model: Any, cache_dir: str) -> Path:
     return _build_once(Path(cache_dir) / "dummy" / f"{model.name}-config", build)
 
 
+def model_source(model: Any, cache_dir: str, download: bool = False) -> str:
+    """Where weights=real loads `model` from: a directory (the GGUF package converted once, the
+    built-in tiny model) or a Hub id. With `download`, a Hub id is fetched first into the HF
+    cache and its local directory returned: backend=server serves that directory, so that its
+    measured startup never includes a download."""
+    source = real_source(model, cache_dir)
+    if not download or Path(source).exists():
+        return source
+    from huggingface_hub import snapshot_download
+
+    try:
+        return str(snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
+                                                             "*.jinja", "*.tiktoken"]))
+    except Exception as e:
+        raise BackendError(f"Cannot fetch {source!r} from the Hub for backend=server: {type(e).__name__}: {e}. "
+                           "Offline? Give the model a local `path`.") from e
+
+
 class _StepTimes(BaseStreamer):
     """Records when generate emits each step's tokens (its first put() is the prompt).
 

@@ -216,7 +216,7 @@ def parse_outputs(outputs: list[Any], start_ns: int, end_ns: int, wall_minus_mon
     return Generation(
         input_tokens=prompt_tokens, output_tokens=sum(lengths), start_ns=start_ns, end_ns=end_ns,
         lengths=lengths, seq_first_ns=seq_first, seq_last_ns=seq_last,
-        peak_memory_mb=None, new_ids=done, columns=columns,
+        peak_memory_mb=None, new_ids=done, extras=columns,
     )
 
 
@@ -264,10 +264,12 @@ class VllmBackend:
     name = "vllm"
     precisions = PRECISIONS
 
-    def __init__(self, options: Any = None) -> None:
+    settings = ("vllm",)  # the RunConfig section it is given (trial.TrialRunner)
+
+    def __init__(self, vllm: Any = None) -> None:
         from energyray.config import VllmConfig
 
-        self.options = options if options is not None else VllmConfig()
+        self.options = vllm if vllm is not None else VllmConfig()
         self.llm: Any = None
         self.model: Any = None
         self.precision = "bf16"

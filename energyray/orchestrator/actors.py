@@ -93,7 +93,7 @@ class WorkerHost:
     """Loads one group's model on its device and runs that group's trials, one call each."""
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str, seed: int,
-                 measurement: Any = None, backend_options: dict[str, Any] | None = None) -> None:
+                 measurement: Any = None, backend_settings: dict[str, Any] | None = None) -> None:
         gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None
         self.kind = "gpu" if gpu_uuid else "cpu"
         info = ray.get(sampler.bind.remote(self.kind, gpu_uuid), timeout=SAMPLER_CALL_TIMEOUT_S)
@@ -105,7 +105,7 @@ class WorkerHost:
         remote = None if info.get("sampler") is None else RemoteSampler(sampler, info)
         self.runner = TrialRunner(remote, generation, cache_dir, device=device, seed=seed,
                                   node=self.env["hostname"], env=self.env, measurement=measurement,
-                                  backend_options=backend_options)
+                                  backend_settings=backend_settings)
         if remote is None:
             self.runner.sampler_info = info
         self.system = {"node": self.env["hostname"], "ray_node_id": self.node_id, "kind": self.kind,

@@ -38,7 +38,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from energyray.errors import ConfigError
 from energyray.grid import TrialSpec
 from energyray.orchestrator.actors import SamplerHost, WorkerHost
-from energyray.registry import BACKENDS
+from energyray.registry import BACKEND_SETTINGS
 from energyray.trial import TrialResult
 
 GET_TIMEOUT_S = 60.0
@@ -57,9 +57,9 @@ class Plan:
     local_hardware: str = "cpu"  # what the driver's machine is (hardware=auto resolved to it)
 
 
-def backend_options(cfg: Any) -> dict[str, Any]:
-    """Each backend's options: the RunConfig section named like it (`vllm`), where there is one."""
-    return {name: getattr(cfg, name) for name in BACKENDS if hasattr(cfg, name)}
+def backend_settings(cfg: Any) -> dict[str, Any]:
+    """The RunConfig sections backends may ask for (their `settings`), by name."""
+    return {name: getattr(cfg, name) for name in BACKEND_SETTINGS if hasattr(cfg, name)}
 
 
 def _loopback_only() -> None:
@@ -257,7 +257,7 @@ class Scheduler:
         c = self.cfg
         slot.worker = self.Worker.options(**opts).remote(slot.sampler, c.generation, c.cache_dir, c.device, c.seed,
                                                          c.measurement,
-                                                         backend_options(c))
+                                                         backend_settings(c))
         self._call(slot, "describe")
         self._show(slot, f"loading {group[0].model} {group[0].precision}", 0, len(group))
 

@@ -36,7 +36,7 @@ def test_vllm_dummy_gemma_trial_on_gpu(tmp_path, precision) -> None:
     sampler.start()
     runner = TrialRunner(sampler, GenerationConfig(), str(tmp_path), device="cuda",
                          measurement=MeasurementConfig(idle_s=1.0, idle_settle_s=0.5, idle_settle_max_s=5.0),
-                         backend_options={"vllm": VllmConfig(max_num_seqs=4, gpu_memory_utilization=0.5)})
+                         backend_settings={"vllm": VllmConfig(max_num_seqs=4, gpu_memory_utilization=0.5)})
     try:
         runner.load(spec, model)
         row = runner.run(spec, model, {}, last=True).row

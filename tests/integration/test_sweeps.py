@@ -95,10 +95,10 @@ def test_backends_runs_transformers_and_fails_vllm_rows_saying_how_to_install(cl
 
 
 def test_each_backend_gets_its_config_section():
-    """The scheduler hands each worker the RunConfig section named like a backend (vllm)."""
+    """The scheduler hands each worker the RunConfig sections backends ask for (vllm, api, server)."""
     from energyray.config import RunConfig
-    from energyray.orchestrator.scheduler import backend_options
+    from energyray.orchestrator.scheduler import backend_settings
 
     cfg = RunConfig()
     cfg.vllm.gpu_memory_utilization = 0.5
-    assert backend_options(cfg) == {"vllm": cfg.vllm}
+    assert backend_settings(cfg) == {"vllm": cfg.vllm, "api": cfg.api, "server": cfg.server}

@@ -241,9 +241,9 @@ def test_parse_counts_tokens_and_times_per_sequence():
     assert gen.ttft_s == pytest.approx(0.012, abs=1e-6)  # the batch's prefill ends with the last first token
     assert gen.tpot_s == pytest.approx((0.010 + 0.010) / 2, abs=1e-6)  # per sequence: 20 ms / 2, 40 ms / 4
     assert gen.steady_window_ns() == pytest.approx((T0 + 12_000_000, T0 + 30_000_000), abs=1_000)
-    assert gen.columns["ttft_source"] == "vllm_request_metrics"
-    assert gen.columns["ttft_mean_s"] == pytest.approx(0.011, abs=1e-6)
-    assert gen.columns["timing_reason"] is None and gen.columns["cached_prompt_tokens"] == 0
+    assert gen.extras["ttft_source"] == "vllm_request_metrics"
+    assert gen.extras["ttft_mean_s"] == pytest.approx(0.011, abs=1e-6)
+    assert gen.extras["timing_reason"] is None and gen.extras["cached_prompt_tokens"] == 0
     assert gen.peak_memory_mb is None
     assert gen.new_ids.token_ids == [[7, 8, 2], [7, 8, 9, 9, 9]]
 
@@ -252,8 +252,8 @@ def test_parse_without_metrics_has_counts_and_no_times():
     gen = vb.parse_outputs([request(0, [1, 2], [5, 6, 7])], T0, T0 + 1_000, 0)
     assert gen.output_tokens == 3 and gen.ttft_s is None and gen.tpot_s is None and gen.first_token_ns is None
     assert gen.steady_window_ns() is None
-    assert gen.columns["ttft_source"] is None
-    assert gen.columns["timing_reason"].startswith("vLLM returned no request metrics")
+    assert gen.extras["ttft_source"] is None
+    assert gen.extras["timing_reason"].startswith("vLLM returned no request metrics")
 
 
 def test_parse_uses_no_times_when_one_request_lacks_them():
@@ -389,7 +389,7 @@ def test_generate_before_load():
 
 def test_a_trial_row_through_the_runner_with_the_fake(fake_vllm, tmp_path):
     runner = TrialRunner(None, GenerationConfig(ignore_eos=None, warmup_runs=1), str(tmp_path), device="auto",
-                         backend_options={"vllm": VllmConfig(max_num_seqs=2)})
+                         backend_settings={"vllm": VllmConfig(max_num_seqs=2)})
     (spec,) = expand("unit", {}, dict(model="tiny-llama", backend="vllm", weights="dummy", precision="fp8",
                                       batch_size=2, task="qa", prompt_variant="default", hardware="h100",
                                       max_new_tokens=6))

@@ -1,0 +1,1 @@
+"""Fakes of the far side of boundaries tests cannot reach, shipped so that users' tests can use them too."""
