@@ -263,6 +263,9 @@ def run(cfg_node: DictConfig) -> int:
         from energyray.samplers.snmp_pdu import check_config
 
         check_config(cfg.sampler.pdu)
+    if cfg.measurement.idle_scope not in ("slot", "group"):
+        raise ConfigError(f"measurement.idle_scope={cfg.measurement.idle_scope!r}: use slot (the idle baseline "
+                          "once per GPU, before its first group) or group (before every group).")
     console = _console()
     pinned = pinned_axes(cfg_node)
     defaults = {a: getattr(cfg, a, None) for a in AXES if a not in ("model", "max_new_tokens")}

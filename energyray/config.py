@@ -80,6 +80,7 @@ class MeasurementConfig:
     idle_s: float = 3.0  # idle baseline window per group, model not loaded (0: none)
     idle_settle_s: float = 2.0  # wait at least this long before the idle window
     idle_settle_max_s: float = 30.0  # then until power stops falling, at most this long in all
+    idle_scope: str = "slot"  # slot: once per device, before its first group; group: before every group
     cooldown_s: float = 0.0  # fixed pause before each trial
     cooldown_to_idle_c: float | None = None  # or: wait until within N °C of the idle temperature
     cooldown_max_s: float = 120.0  # give up waiting for the temperature after this long

@@ -32,8 +32,10 @@ from energyray.registry import BACKENDS, resolve
 from energyray.samplers.base import WindowReading, now_ns
 
 GROUP_RULE = (
-    "idle_*, load_*: measured once per group, before its first trial, and repeated on each of "
-    "its trials (divide by group_trials to share them); unload_*: measured once, after the "
+    "idle_*: measured once per device, before its first group, and reused by its later groups "
+    "(measurement.idle_scope=slot; idle_reused says which) or before every group (idle_scope=group); "
+    "load_*: measured once per group, before its first trial; idle_* and load_* are repeated on "
+    "each of the group's trials (divide load_* by group_trials to share it); unload_*: measured once, after the "
     "group's last trial, on that trial's row only; warmup_*: the uncounted warmup run just "
     "before this trial (the first of its shape). None of these is in energy_j. backend=server: "
     "load_* is the local server's startup (launch until it answers) and unload_* its shutdown "
@@ -97,6 +99,7 @@ class TrialRunner:
         self._warmed: set[tuple[Any, ...]] = set()  # shapes already warmed up in this group
         self._pending: list[dict[str, Any]] = []  # samples of group phases, for the next row
         self._idle_temp_c: float | None = None
+        self._slot_idle: dict[str, Any] | None = None  # idle_scope=slot: the device's baseline, once
         self._cpu_bandwidth_gbs: float | None = None
         self.node_samplers: dict[str, Any] = dict(node_samplers or {})
         self.node_info: dict[str, Any] = {}
@@ -250,7 +253,11 @@ class TrialRunner:
         self._pending = []
         self.group = {}
         m = self.measurement
-        if m.idle_s > 0 and self._local():  # before prepare, which may use the device (building random weights)
+        cached = self._recall_idle() if m.idle_s > 0 and self._local() and m.idle_scope == "slot" else None
+        if cached:
+            self.group.update(cached, idle_reused=True)
+            self._idle_temp_c = cached.get("idle_temperature_c")
+        elif m.idle_s > 0 and self._local():  # before prepare, which may use the device (building random weights)
             settled_s, settled = self._settle()
             _, idle = self._measure("idle", lambda: time.sleep(m.idle_s))
             self.group.update(idle)
@@ -262,7 +269,11 @@ class TrialRunner:
             self.group["idle_method"] = (
                 f"{m.idle_s:g} s window before the group's model is prepared and loaded, after "
                 f"{settled_s:.1f} s settling ({'power stable' if settled else 'power still falling at the limit' if settled is False else 'no power series'}); "
-                "a GPU idles higher for a while after work (123 W vs 80 W seen on an H200)")
+                "a GPU idles higher for a while after work (123 W vs 80 W seen on an H200)"
+                + ("; measured once per device, before its first group, and reused by its later groups "
+                   "(measurement.idle_scope=slot)" if m.idle_scope == "slot" else ""))
+            self.group.update(idle_reused=False, idle_measured_at=_utc())
+            self._remember_idle({k: v for k, v in self.group.items() if k.startswith("idle")})
         else:
             self.group.update(idle_j=None, idle_power_w=None, idle_source="not_measurable",
                               idle_energy_reason="measurement.idle_s=0: no idle baseline" if self._local()
@@ -282,6 +293,24 @@ class TrialRunner:
             self._cpu_bandwidth_gbs = roofline.measure_copy_bandwidth_gbs()
         return {"load_s": self.group.get("load_s"), "precision": self.load_info.precision,
                 "device": self.load_info.device}
+
+    def _recall_idle(self) -> dict[str, Any] | None:
+        """This device's idle baseline, if one was measured before (here, or by an earlier
+        worker on the same slot: the sampler actor outlives workers and keeps it)."""
+        if self._slot_idle:
+            return self._slot_idle
+        try:
+            return self.sampler.recall("idle") if hasattr(self.sampler, "recall") else None
+        except Exception:
+            return None
+
+    def _remember_idle(self, fields: dict[str, Any]) -> None:
+        self._slot_idle = dict(fields)
+        try:
+            if hasattr(self.sampler, "remember"):
+                self.sampler.remember("idle", dict(fields))
+        except Exception:
+            pass
 
     def _settle(self) -> tuple[float, bool | None]:
         """Wait `idle_settle_s`, then until power stops falling (two 1 s means within 2 %),

@@ -28,6 +28,7 @@ class SamplerHost:
         self.sampler: Any = None
         self.bound: tuple[str, str | None] | None = None
         self.error: str | None = None
+        self.memory: dict[str, Any] = {}
 
     def bind(self, kind: str, device: str | None) -> dict[str, Any]:
         """(Re)bind to a device: kind "gpu" with its UUID, or "cpu". Returns describe()."""
@@ -63,6 +64,14 @@ class SamplerHost:
     def latest(self) -> dict[str, Any] | None:
         return None if self.sampler is None else self.sampler.latest()
 
+    def recall(self, key: str) -> Any:
+        """What an earlier worker on this device left here (its idle baseline): the sampler
+        actor lives as long as the slot, workers one group each."""
+        return self.memory.get(key)
+
+    def remember(self, key: str, value: Any) -> None:
+        self.memory[key] = value
+
     def close(self) -> None:
         if self.sampler is not None:
             self.sampler.close()
@@ -84,6 +93,12 @@ class RemoteSampler:
 
     def latest(self) -> dict[str, Any] | None:
         return ray.get(self._h.latest.remote(), timeout=SAMPLER_CALL_TIMEOUT_S)
+
+    def recall(self, key: str) -> Any:
+        return ray.get(self._h.recall.remote(key), timeout=SAMPLER_CALL_TIMEOUT_S)
+
+    def remember(self, key: str, value: Any) -> None:
+        ray.get(self._h.remember.remote(key, value), timeout=SAMPLER_CALL_TIMEOUT_S)
 
     def describe(self) -> dict[str, Any]:
         return self._info

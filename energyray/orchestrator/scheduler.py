@@ -194,6 +194,7 @@ class Scheduler:
         self.pending: dict[Any, _Call] = {}
         self.attempts: dict[str, list[str]] = {}  # trial_id -> errors of attempts that died
         self.emitted: set[str] = set()
+        self.group_size: dict[str, int] = {}  # trial_id -> trials in its load group (GROUP_RULE)
         self.max_retries = int(getattr(self.cfg.ray, "max_retries", 2))
         self.retry_timeouts = bool(getattr(self.cfg.ray, "retry_timeouts", False))
         self.node_wait_s = float(getattr(self.cfg.ray, "node_wait_s", 120.0))
@@ -204,6 +205,7 @@ class Scheduler:
         self.work = {hw: deque() for hw in shapes}
         for g in self.plan.groups:
             self.work[g[0].hardware].append(list(g))
+            self.group_size.update({s.trial_id: len(g) for s in g})
         for hw, (count, bundle) in shapes.items():
             for _ in range(min(count, len(self.work[hw]))):
                 slot = _Slot(len(self.slots), placement_group([bundle], strategy="STRICT_PACK"), bundle, hw)
@@ -276,6 +278,7 @@ class Scheduler:
         if tid in self.emitted:  # never twice, whatever a retry raced with
             return
         self.emitted.add(tid)
+        result.row.setdefault("group_trials", self.group_size.get(tid))
         errors = self.attempts.get(tid, [])
         result.row.setdefault("attempts", len(errors) + 1)
         if errors:

@@ -653,3 +653,31 @@ def test_settle_without_a_power_series_is_unknown(tmp_path):
     waited, settled = _settle(tmp_path, lambda t: None, max_s=5.0)
     assert settled is None
     assert waited < 2.0
+
+
+@pytest.mark.parametrize("scope, idles", [("slot", 1), ("group", 2)])
+def test_idle_scope_slot_measures_the_baseline_once_per_device(model, tmp_path, scope, idles):
+    """idle_scope=slot: the device's first group measures idle; a later group (a fresh runner
+    on the same sampler, as the next worker on a slot is) reuses it, and says so."""
+    class Remembering(FakeSampler):  # the sampler actor's memory, which outlives workers
+        def __init__(self):
+            super().__init__()
+            self.memory = {}
+
+        def recall(self, key):
+            return self.memory.get(key)
+
+        def remember(self, key, value):
+            self.memory[key] = value
+
+    sampler = Remembering()
+    m = MeasurementConfig(idle_s=0.02, idle_settle_s=0.0, idle_scope=scope)
+    rows = [run_one(make_runner(sampler, tmp_path, m), make_spec(), model).row for _ in range(2)]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert sampler.labels.count("idle") == idles
+    assert [r["idle_reused"] for r in rows] == ([False, True] if scope == "slot" else [False, False])
+    assert rows[1]["idle_j"] == rows[0]["idle_j"] == ENERGY_J
+    assert rows[1]["idle_power_w"] == rows[0]["idle_power_w"] is not None
+    if scope == "slot":
+        assert rows[1]["idle_measured_at"] == rows[0]["idle_measured_at"]
+        assert "measured once per device" in rows[1]["idle_method"]
