@@ -3,6 +3,8 @@
 #   measure : tests/gpu, fidelity part c (counter-anchored short windows), overhead (ops loop)
 #   sweeps  : every transformers precision on random-init Gemma 3 1B; a real CUDA OOM; a trial
 #             targeted at hw_h200 on a `ray start` cluster joined with ray.address=auto
+#   rest    : the OOM and hardware-targeting runs of `sweeps`, backend=server on the GPU
+#             (wheels for openai/fastapi/uvicorn carried in .carry/whl_api), busy.py energyray
 #   busy    : benchmarks/busy.py, energyray vs a process per trial (one GPU)
 #   gpus2   : benchmarks/busy.py --groups4 on 1 GPU and on 2 GPUs
 set -uo pipefail
@@ -38,6 +40,26 @@ sweeps)
     'sweep.grid.precision=[baseline]' > "$OUT/hw.log" 2>&1; tail -4 "$OUT/hw.log"; show /tmp/hw
   ray stop --force > /dev/null 2>&1
   tar czf "$OUT/stores.tgz" -C /tmp prec oom hw
+  ;;
+rest)
+  python -m energyray sweep=batching model=mistral-7b store.path=/tmp/oom sweep.repeats=1 \
+    'sweep.grid.batch_size=[65536,1]' ray.trial_timeout_s=240 > "$OUT/oom.log" 2>&1; tail -3 "$OUT/oom.log"; show /tmp/oom
+  ray start --head --port=6390 --num-gpus=1 --resources='{"hw_h200": 1}' --include-dashboard=false --disable-usage-stats > "$OUT/raystart.log" 2>&1 || tail -20 "$OUT/raystart.log"
+  python -m energyray sweep=smoke hardware=h200 ray.address=auto store.path=/tmp/hw sweep.repeats=1 \
+    'sweep.grid.precision=[baseline]' > "$OUT/hw.log" 2>&1; tail -3 "$OUT/hw.log"; show /tmp/hw
+  ray stop --force > /dev/null 2>&1
+  mkdir -p /tmp/site_api && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site_api .carry/whl_api/*.whl
+  PYTHONPATH=/tmp/site_api:$PYTHONPATH python -m energyray sweep=smoke backend=server model=tiny-llama store.path=/tmp/srv \
+    'sweep.grid.precision=[baseline]' 'sweep.grid.batch_size=[1,4]' sweep.repeats=2 > "$OUT/server.log" 2>&1; tail -3 "$OUT/server.log"
+  python - <<'PY'
+from energyray.store import Store
+t = Store("/tmp/srv").read("trials")
+cols = [c for c in ("batch_size", "status", "device", "load_label", "load_s", "load_j", "unload_label", "unload_s", "unload_j",
+                    "energy_j", "energy_source", "ttft_s", "tokens_per_s", "output_tokens", "server_exit_code", "error") if c in t]
+print(t[cols].to_string(max_colwidth=80))
+PY
+  python benchmarks/busy.py energyray --idle-s 0 --json-out "$OUT/busy_energyray_idle0.json" 2>&1 | grep -E "RESULT|^  " | tail
+  tar czf "$OUT/stores.tgz" -C /tmp oom hw srv
   ;;
 busy)
   python benchmarks/busy.py energyray --json-out "$OUT/busy_energyray.json" 2>&1 | grep -E "RESULT|^  " | tail -20
