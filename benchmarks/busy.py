@@ -48,6 +48,11 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 
 
+KEEP = ("trial_id", "model", "batch_size", "repeat", "status", "error", "window_s", "duration_s", "energy_j",
+        "prepare_s", "load_s", "warmup_s", "warmup_runs", "idle_s", "j_per_token", "tokens_per_s", "started_at",
+        "finished_at", "worker_pid")
+
+
 def _models(names: list[str]) -> dict[str, Any]:
     from energyray.config import ModelConfig
 
@@ -61,6 +66,7 @@ def _cfg(args: argparse.Namespace) -> Any:
                     measurement=MeasurementConfig(idle_s=args.idle_s, idle_settle_s=min(2.0, args.idle_s),
                                                   idle_settle_max_s=10.0 if args.idle_s else 0.0))
     cfg.generation.max_new_tokens = cfg.generation.cpu_max_new_tokens = args.new_tokens
+    cfg.generation.warmup_new_tokens = args.warmup_new_tokens
     cfg.ray.num_gpus = args.gpus
     return cfg
 
@@ -110,7 +116,8 @@ def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
     for s in specs:
         out = subprocess.run([sys.executable, __file__, "one", json.dumps(s.to_dict()),
                               "--idle-s", str(args.idle_s), "--new-tokens", str(args.new_tokens),
-                              "--device", args.device],
+                              "--device", args.device]
+                             + (["--warmup-new-tokens", str(args.warmup_new_tokens)] if args.warmup_new_tokens else []),
                              capture_output=True, text=True, cwd=ROOT, timeout=600)
         line = next((x for x in out.stdout.splitlines() if x.startswith("ROW ")), None)
         if line is None:
@@ -141,19 +148,37 @@ def run_one(args: argparse.Namespace) -> None:
     finally:
         if sampler is not None:
             sampler.close()
-    keep = ("trial_id", "model", "batch_size", "status", "error", "window_s", "duration_s", "energy_j", "load_s",
-            "warmup_s", "idle_s", "j_per_token", "tokens_per_s")
-    print("ROW " + json.dumps({k: row.get(k) for k in keep}, default=str))
+    print("ROW " + json.dumps({k: row.get(k) for k in KEEP}, default=str))
 
 
 def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    rows = [{k: r.get(k) for k in KEEP} for r in rows]
     ok = [r for r in rows if r.get("status") == "ok"]
     busy = sum(r.get("window_s") or r.get("duration_s") or 0.0 for r in ok)
     out = {"mode": mode, "trials": len(rows), "ok": len(ok), "wall_s": wall, "gpus": gpus,
            "trial_windows_s": busy, "busy_fraction": busy / (wall * max(1, gpus)) if wall else None,
-           "mean_j_per_token": sum(r["j_per_token"] for r in ok) / len(ok) if ok else None, **(extra or {})}
+           "mean_j_per_token": (sum(r["j_per_token"] for r in ok) / len(ok)
+                                if ok and all(r["j_per_token"] is not None for r in ok) else None), **(extra or {}),
+           "rows": rows}
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in ok:
+        groups.setdefault(r.get("worker_pid") or r["trial_id"], []).append(r)
+    per = [(sum(x["window_s"] or x["duration_s"] or 0 for x in g), sum(x["warmup_s"] or 0 for x in g), g[0]["load_s"] or 0,
+            g[0]["prepare_s"] or 0) for g in groups.values()]
+    out["breakdown_s"] = {"trial_windows": sum(p[0] for p in per), "warmups": sum(p[1] for p in per),
+                          "loads": sum(p[2] for p in per), "prepares": sum(p[3] for p in per)}
+    out["breakdown_s"]["rest (process start, imports, scheduling)"] = wall * max(1, gpus) - sum(
+        out["breakdown_s"].values())
+    first = [r for r in ok if r.get("repeat") == 0]
+    later = [r for r in ok if r.get("repeat") not in (0, None)]
+    if first and later:  # is the first trial of a shape still slow after its warmup?
+        out["first_vs_later_tokens_per_s"] = (sum(r["tokens_per_s"] for r in first) / len(first)) / (
+            sum(r["tokens_per_s"] for r in later) / len(later))
     print(f"RESULT {mode}: {len(ok)}/{len(rows)} ok, wall {wall:.1f} s on {gpus} GPU(s), trial windows "
           f"{busy:.1f} s, GPU-busy fraction {out['busy_fraction']:.3f}")
+    print("  breakdown (s): " + ", ".join(f"{k} {v:.1f}" for k, v in out["breakdown_s"].items()))
+    if "first_vs_later_tokens_per_s" in out:
+        print(f"  first repeat vs later repeats, tokens/s: {out['first_vs_later_tokens_per_s']:.3f}")
     for r in rows:
         if r.get("status") != "ok":
             print(f"  {r.get('trial_id')} {r.get('status')}: {str(r.get('error'))[:300]}")
@@ -168,6 +193,7 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=3.0)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--groups4", action="store_true")
+    ap.add_argument("--warmup-new-tokens", type=int, default=None, help="None: the trial's own length")
     ap.add_argument("--models", help="comma-separated subset of MODELS (a quick check)")
     ap.add_argument("--device", default="cuda", help="cpu: a functional check only, no energy")
     ap.add_argument("--json-out")

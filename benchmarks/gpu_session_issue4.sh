@@ -35,19 +35,19 @@ sweeps)
     'sweep.grid.task=[longform]' ray.trial_timeout_s=240 > "$OUT/prec.log" 2>&1; tail -5 "$OUT/prec.log"; show /tmp/prec
   python -m energyray sweep=batching model=mistral-7b store.path=/tmp/oom sweep.repeats=1 \
     'sweep.grid.batch_size=[65536,1]' ray.trial_timeout_s=240 > "$OUT/oom.log" 2>&1; tail -4 "$OUT/oom.log"; show /tmp/oom
-  ray start --head --port=6390 --num-gpus=1 --resources='{"hw_h200": 1}' --include-dashboard=false --disable-usage-stats > "$OUT/raystart.log" 2>&1 || tail -20 "$OUT/raystart.log"
+  python -m ray.scripts.scripts start --head --port=6390 --num-gpus=1 --resources='{"hw_h200": 1}' --include-dashboard=false --disable-usage-stats > "$OUT/raystart.log" 2>&1 || tail -20 "$OUT/raystart.log"
   python -m energyray sweep=smoke hardware=h200 ray.address=auto store.path=/tmp/hw sweep.repeats=1 \
     'sweep.grid.precision=[baseline]' > "$OUT/hw.log" 2>&1; tail -4 "$OUT/hw.log"; show /tmp/hw
-  ray stop --force > /dev/null 2>&1
+  python -m ray.scripts.scripts stop --force > /dev/null 2>&1
   tar czf "$OUT/stores.tgz" -C /tmp prec oom hw
   ;;
 rest)
   python -m energyray sweep=batching model=mistral-7b store.path=/tmp/oom sweep.repeats=1 \
     'sweep.grid.batch_size=[65536,1]' ray.trial_timeout_s=240 > "$OUT/oom.log" 2>&1; tail -3 "$OUT/oom.log"; show /tmp/oom
-  ray start --head --port=6390 --num-gpus=1 --resources='{"hw_h200": 1}' --include-dashboard=false --disable-usage-stats > "$OUT/raystart.log" 2>&1 || tail -20 "$OUT/raystart.log"
+  python -m ray.scripts.scripts start --head --port=6390 --num-gpus=1 --resources='{"hw_h200": 1}' --include-dashboard=false --disable-usage-stats > "$OUT/raystart.log" 2>&1 || tail -20 "$OUT/raystart.log"
   python -m energyray sweep=smoke hardware=h200 ray.address=auto store.path=/tmp/hw sweep.repeats=1 \
     'sweep.grid.precision=[baseline]' > "$OUT/hw.log" 2>&1; tail -3 "$OUT/hw.log"; show /tmp/hw
-  ray stop --force > /dev/null 2>&1
+  python -m ray.scripts.scripts stop --force > /dev/null 2>&1
   mkdir -p /tmp/site_api && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site_api .carry/whl_api/*.whl
   PYTHONPATH=/tmp/site_api:$PYTHONPATH python -m energyray sweep=smoke backend=server model=tiny-llama store.path=/tmp/srv \
     'sweep.grid.precision=[baseline]' 'sweep.grid.batch_size=[1,4]' sweep.repeats=2 > "$OUT/server.log" 2>&1; tail -3 "$OUT/server.log"
@@ -62,8 +62,8 @@ PY
   tar czf "$OUT/stores.tgz" -C /tmp oom hw srv
   ;;
 busy)
-  python benchmarks/busy.py energyray --json-out "$OUT/busy_energyray.json" 2>&1 | grep -E "RESULT|^  " | tail -20
-  python benchmarks/busy.py per-process --json-out "$OUT/busy_per_process.json" 2>&1 | grep -E "RESULT|^  " | tail -20
+  python benchmarks/busy.py energyray --idle-s 0 --warmup-new-tokens 16 --json-out "$OUT/busy_energyray_w16.json" 2>&1 | grep -E "RESULT|^  " | tail
+  timeout 400 python benchmarks/busy.py per-process --idle-s 0 --warmup-new-tokens 16 --json-out "$OUT/busy_per_process.json" 2>&1 | grep -E "RESULT|^  " | tail
   ;;
 gpus2)
   nvidia-smi -L
