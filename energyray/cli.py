@@ -326,7 +326,7 @@ def run(cfg_node: DictConfig) -> int:
         rows.append({**row, "sweep": spec.sweep, "hardware": spec.hardware})
 
     def on_system(system: dict[str, Any]) -> None:
-        name = f"{system.get('node')}-{system.get('gpu_uuid') or 'cpu'}"
+        name = system.get("system_id") or f"{system.get('node')}-{system.get('gpu_uuid') or 'cpu'}"
         hw = system.get("hardware") or todo[0].hardware
         store.write("systems", [{**system, "seen_at": driver_env.get("hostname")}], cfg.sweep.name, hw, name)
 

@@ -1,6 +1,7 @@
-"""The classes that run inside Ray actors: a sampler host per device, a worker per group.
+"""The classes that run inside Ray actors: a sampler host per device, a node sampler host
+per node (PDU, CPU/RAM: shared by that node's workers), a worker per group.
 
-Both are plain classes; `ray.remote(...)` wraps them in scheduler.py, never here on the
+All are plain classes; `ray.remote(...)` wraps them in scheduler.py, never here on the
 class definition, so they stay testable without Ray.
 """
 
@@ -8,16 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import asdict
 from typing import Any
 
 import ray
 
 from energyray import env
-from energyray.samplers import make_device_sampler
+from energyray.samplers import make_device_sampler, make_node_sampler, node_sampler_roles
+from energyray.samplers.base import WindowReading
 from energyray.trial import TrialRunner
 
 SAMPLER_CALL_TIMEOUT_S = 60.0
+# a node sampler weighing overlapping windows asks each one's device sampler for its energy;
+# one that does not answer in time counts as unknown (an equal split), not as a failed window
+DEVICE_ENERGY_TIMEOUT_S = 10.0
 
 
 class SamplerHost:
@@ -64,6 +70,12 @@ class SamplerHost:
     def latest(self) -> dict[str, Any] | None:
         return None if self.sampler is None else self.sampler.latest()
 
+    def energy_between(self, t0_ns: int, t1_ns: int) -> float | None:
+        """The device's energy over [t0_ns, t1_ns] (polled power integrated), or None: what a
+        node sampler weighs overlapping windows by."""
+        fn = getattr(self.sampler, "energy_between", None)
+        return None if fn is None else fn(t0_ns, t1_ns)
+
     def recall(self, key: str) -> Any:
         """What an earlier worker on this device left here (its idle baseline): the sampler
         actor lives as long as the slot, workers one group each."""
@@ -104,11 +116,137 @@ class RemoteSampler:
         return self._info
 
 
+class _RemoteMeter:
+    """A worker's device sampler as a node sampler sees it: energy_between over its SamplerHost.
+    Safe from the node sampler's actor: a SamplerHost never calls a node sampler host."""
+
+    def __init__(self, handle: Any) -> None:
+        self._h = handle
+        self._error: str | None = None
+
+    def energy_between(self, t0_ns: int, t1_ns: int) -> float | None:
+        if self._error is not None:  # gone or hung once: not asked again (every call would wait)
+            raise RuntimeError(self._error)
+        try:
+            value = ray.get(self._h.energy_between.remote(t0_ns, t1_ns), timeout=DEVICE_ENERGY_TIMEOUT_S)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+            self._error = f"device sampler unavailable: {type(e).__name__}"
+            raise
+        return None if value is None else float(value)
+
+
+class NodeSamplerHost:
+    """The node-level samplers of one node, by role ("wall": its PDU, "cpu": CPU/RAM), each a
+    SharedNodeSampler that every worker on the node opens its windows on, so overlapping
+    trials share the node's energy by samplers.node.RULE. One actor per node, pinned there.
+
+    A role that cannot be built or started keeps its error: that role's windows fail with it,
+    and the trials' rows carry it as the reason. SNMPv3 passwords are read here, from this
+    process's environment: that of `ray start` on the node (the driver's, for a local Ray).
+    """
+
+    def __init__(self, cfg: Any, cpu: bool = True) -> None:
+        self.node = socket.gethostname()
+        self.samplers: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+        self.gone: set[str] = set()  # prefixes of workers that are gone (discard)
+        for role in node_sampler_roles(cfg, node=self.node, cpu=cpu):
+            try:
+                sampler = make_node_sampler(role, cfg)
+                if sampler is None:
+                    continue
+                sampler.start()
+                self.samplers[role] = sampler
+            except Exception as e:  # a trial without this figure is still a row, with the reason
+                self.errors[role] = f"{type(e).__name__}: {e}"
+
+    def _sampler(self, role: str) -> Any:
+        if role not in self.samplers:
+            raise RuntimeError(self.errors.get(role) or f"no {role} sampler on node {self.node}")
+        return self.samplers[role]
+
+    def begin(self, role: str, label: str, at_ns: int | None = None, gpu: Any = None, idle: bool = False) -> int:
+        """Open a window; `gpu` (the worker's SamplerHost handle, or None) weighs it when it overlaps others."""
+        if any(label.startswith(p) for p in self.gone):  # sent by a worker before it was killed
+            raise RuntimeError(f"window {label!r} belongs to a worker that is gone")
+        meter = None if gpu is None else _RemoteMeter(gpu)
+        return int(self._sampler(role).begin(label, at_ns, gpu=meter, idle=idle))
+
+    def end(self, role: str, label: str, parts: dict[str, tuple[int, int]] | None = None,
+            at_ns: int | None = None) -> dict[str, Any]:
+        return asdict(self._sampler(role).end(label, parts, at_ns))
+
+    def latest(self, role: str) -> dict[str, Any] | None:
+        return self._sampler(role).latest()
+
+    def discard(self, prefix: str) -> list[str]:
+        """A worker is gone (killed, died, or done): close its open windows unmeasured, so they
+        stop taking shares, and refuse any window of its that arrives later."""
+        self.gone.add(prefix)
+        return [label for s in self.samplers.values() for label in s.discard(prefix)]
+
+    def describe(self) -> dict[str, Any]:
+        """Role -> the sampler's describe() (or its error), with this node and process."""
+        out: dict[str, Any] = {role: {"error": e} for role, e in self.errors.items()}
+        out.update({role: s.describe() for role, s in self.samplers.items()})
+        return {role: {**info, "node": self.node, "node_sampler_pid": os.getpid()} for role, info in out.items()}
+
+    def close(self) -> None:
+        for s in self.samplers.values():
+            s.close()
+
+
+class RemoteNodeSampler:
+    """samplers.node.NodeSampler over a NodeSamplerHost: one role of the node's samplers, for
+    one worker. It weighs this worker's windows by its own device sampler (`gpu_handle`, a
+    SamplerHost; None on CPU-only workers: equal shares) and ignores the runner's `gpu`."""
+
+    def __init__(self, handle: Any, role: str, info: dict[str, Any], gpu_handle: Any = None) -> None:
+        self._h = handle
+        self.role = role
+        self._info = info
+        self._gpu = gpu_handle
+        self.name = str(info.get("sampler") or role)
+
+    def begin(self, label: str, at_ns: int | None = None, gpu: Any = None, idle: bool = False) -> int:
+        if self._info.get("error"):  # it could not be built on this node: say why, without a call
+            raise RuntimeError(self._info["error"])
+        return int(ray.get(self._h.begin.remote(self.role, label, at_ns, self._gpu, idle),
+                           timeout=SAMPLER_CALL_TIMEOUT_S))
+
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
+            at_ns: int | None = None) -> WindowReading:
+        value = ray.get(self._h.end.remote(self.role, label, parts, at_ns), timeout=SAMPLER_CALL_TIMEOUT_S)
+        return WindowReading(**value)
+
+    def latest(self) -> dict[str, Any] | None:
+        return ray.get(self._h.latest.remote(self.role), timeout=SAMPLER_CALL_TIMEOUT_S)
+
+    def describe(self) -> dict[str, Any]:
+        return self._info
+
+
+def remote_node_samplers(host: Any, sampler_cfg: Any, node: str, gpu: bool, gpu_handle: Any = None) -> dict[str, Any]:
+    """A worker's node samplers by role (node_sampler_roles: "cpu" only on a GPU worker), over
+    the node's NodeSamplerHost. A host that does not answer gives each role its error."""
+    roles = node_sampler_roles(sampler_cfg, node=node, cpu=gpu)
+    if host is None or not roles:
+        return {}
+    try:
+        info = ray.get(host.describe.remote(), timeout=SAMPLER_CALL_TIMEOUT_S)
+    except Exception as e:
+        why = f"the node sampler actor is unavailable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        info = {role: {"error": why} for role in roles}
+    return {role: RemoteNodeSampler(host, role, info.get(role) or {"error": f"no {role} sampler on node {node}"},
+                                    gpu_handle) for role in roles}
+
+
 class WorkerHost:
     """Loads one group's model on its device and runs that group's trials, one call each."""
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str, seed: int,
-                 measurement: Any = None, backend_settings: dict[str, Any] | None = None) -> None:
+                 measurement: Any = None, backend_settings: dict[str, Any] | None = None,
+                 node_host: Any = None, node_tag: str | None = None, sampler_cfg: Any = None) -> None:
         gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None
         self.kind = "gpu" if gpu_uuid else "cpu"
         info = ray.get(sampler.bind.remote(self.kind, gpu_uuid), timeout=SAMPLER_CALL_TIMEOUT_S)
@@ -118,9 +256,14 @@ class WorkerHost:
                     "ray_assigned_resources": {k: v for k, v in ctx.get_assigned_resources().items()
                                                if not k.startswith("bundle_group")}}
         remote = None if info.get("sampler") is None else RemoteSampler(sampler, info)
+        node_samplers = {} if node_host is None else remote_node_samplers(
+            node_host, sampler_cfg, self.env["hostname"], gpu=self.kind == "gpu",
+            gpu_handle=sampler if self.kind == "gpu" and remote is not None else None)
         self.runner = TrialRunner(remote, generation, cache_dir, device=device, seed=seed,
                                   node=self.env["hostname"], env=self.env, measurement=measurement,
-                                  backend_settings=backend_settings)
+                                  backend_settings=backend_settings, node_samplers=node_samplers)
+        if node_tag:  # the scheduler's name for this worker: it discards the worker's windows when it goes
+            self.runner.node_tag = node_tag
         if remote is None:
             self.runner.sampler_info = info
         self.system = {"node": self.env["hostname"], "ray_node_id": self.node_id, "kind": self.kind,
@@ -128,6 +271,11 @@ class WorkerHost:
                        "sampler_error": info.get("error"), "cpu_model": self.env["cpu_model"],
                        "cpu_count": self.env["cpu_count"], "cpu_affinity": self.env["cpu_affinity"],
                        "ray_assigned_resources": json.dumps(self.env["ray_assigned_resources"], sort_keys=True)}
+        if node_samplers:
+            nodes = {role: ns.describe() for role, ns in node_samplers.items()}
+            self.system.update(node_tag=self.runner.node_tag, node_samplers=json.dumps(nodes, sort_keys=True, default=str),
+                               node_sampler_pid=next((i.get("node_sampler_pid") for i in nodes.values()
+                                                      if i.get("node_sampler_pid")), None))
 
     def describe(self) -> dict[str, Any]:
         return self.system

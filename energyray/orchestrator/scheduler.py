@@ -21,10 +21,19 @@ Faults (each leaves exactly one row per trial, and the sweep goes on):
   has room; a slot whose placement group cannot be placed within `ray.node_wait_s` is
   retired, and its hardware's groups run on the remaining slots, or fail with the reason
   when none is left.
+
+Node-level samplers (`sampler.pdu`, `sampler.node_cpu`): one node sampler host per node that
+runs workers, started when a slot is first placed there and pinned to it; every worker on the
+node opens its windows on it, so overlapping trials share the node's energy by a stated rule
+(samplers/node.py). Each worker has a tag (`slot<i>-<n>`); when the worker goes, its open
+node windows are discarded. A host that dies (with its node, or alone) gives the rows of the
+workers still using it null node figures with the reason; the node's next worker gets a new
+one. None is started where no node-level sampler is configured.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,11 +42,14 @@ from typing import Any
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from ray.util.scheduling_strategies import (
+    NodeAffinitySchedulingStrategy,
+    PlacementGroupSchedulingStrategy,
+)
 
 from energyray.errors import ConfigError
 from energyray.grid import TrialSpec
-from energyray.orchestrator.actors import SamplerHost, WorkerHost
+from energyray.orchestrator.actors import NodeSamplerHost, SamplerHost, WorkerHost
 from energyray.registry import BACKEND_SETTINGS
 from energyray.trial import TrialResult
 
@@ -156,12 +168,16 @@ class _Slot:
     done_in_group: int = 0
     group_size: int = 0
     place_tries: int = 0
+    node_id: str | None = None  # the Ray node its placement group is on
+    node_host: Any = None  # the NodeSamplerHost its current worker uses (None: no node samplers)
+    workers: int = 0  # workers started on this slot, for their tags
+    tag: str = ""  # the current worker's name on its node's samplers: slot<index>-<n>
 
 
 @dataclass
 class _Call:
     slot: _Slot
-    kind: str  # ready | describe | load | trial | ping
+    kind: str  # ready | describe | load | trial | ping | discard
     spec: TrialSpec | None
     deadline: float
 
@@ -189,6 +205,9 @@ class Scheduler:
         self.progress = progress
         self.Sampler = ray.remote(SamplerHost)
         self.Worker = ray.remote(WorkerHost)
+        self.NodeHost = ray.remote(NodeSamplerHost)
+        self.node_hosts: dict[str, Any] = {}  # Ray node id -> its NodeSamplerHost
+        self.node_hardware: dict[str, str] = {}
         self.work: dict[str, deque[list[TrialSpec]]] = {}
         self.slots: list[_Slot] = []
         self.pending: dict[Any, _Call] = {}
@@ -226,6 +245,32 @@ class Scheduler:
             ray.kill(slot.sampler, no_restart=True)
         slot.sampler = self.Sampler.options(num_cpus=0, scheduling_strategy=self._strategy(slot)).remote(self.cfg.sampler)
 
+    def _node_host(self, slot: _Slot) -> Any:
+        """The node sampler host of the slot's node, started on first use; None where no
+        node-level sampler is configured for this slot (node_cpu counts beside a GPU only)."""
+        s, gpu = self.cfg.sampler, bool(slot.bundle.get("GPU"))
+        if slot.node_id is None or (s.pdu is None and (not gpu or s.node_cpu == "none")):
+            return None
+        if slot.node_id not in self.node_hosts:
+            pin = NodeAffinitySchedulingStrategy(slot.node_id, soft=False)
+            # max_concurrency 1: its calls are short, and it calls only SamplerHosts, which never call it
+            self.node_hosts[slot.node_id] = self.NodeHost.options(
+                num_cpus=0, scheduling_strategy=pin, max_restarts=0).remote(s, gpu)
+            self.node_hardware[slot.node_id] = slot.hardware
+        return self.node_hosts[slot.node_id]
+
+    def _check_node(self, slot: _Slot) -> None:
+        """A node sampler call failed: if its host is gone (or hangs), the node's next worker
+        gets a new one; the rest of this group goes on, its rows saying why they lack the figure."""
+        host: Any = self.node_hosts.get(slot.node_id or "")
+        if host is None or host is not slot.node_host:  # none, or already replaced
+            return
+        try:
+            ray.get(host.describe.remote(), timeout=PING_TIMEOUT_S)
+        except Exception:
+            ray.kill(host, no_restart=True)
+            self.node_hosts.pop(slot.node_id or "", None)
+
     # -- calls ----------------------------------------------------------------------------------
     def _submit(self, slot: _Slot, kind: str, spec: TrialSpec | None, ref: Any, timeout: float) -> None:
         self.pending[ref] = _Call(slot, kind, spec, time.monotonic() + timeout)
@@ -257,15 +302,20 @@ class Scheduler:
         if slot.bundle.get("GPU"):
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         c = self.cfg
+        slot.node_host = self._node_host(slot)
+        slot.workers += 1
+        slot.tag = f"slot{slot.index}-{slot.workers}"
         slot.worker = self.Worker.options(**opts).remote(slot.sampler, c.generation, c.cache_dir, c.device, c.seed,
-                                                         c.measurement,
-                                                         backend_settings(c))
+                                                         c.measurement, backend_settings(c),
+                                                         slot.node_host, slot.tag, c.sampler)
         self._call(slot, "describe")
         self._show(slot, f"loading {group[0].model} {group[0].precision}", 0, len(group))
 
     def _release(self, slot: _Slot) -> None:
         if slot.worker is not None:
             ray.kill(slot.worker, no_restart=True)
+            if slot.node_host is not None:  # its open node windows would take shares for ever
+                self._submit(slot, "discard", None, slot.node_host.discard.remote(f"{slot.tag}:"), GET_TIMEOUT_S)
         slot.worker = None
         slot.queue = deque()
         if slot.state == "busy":
@@ -318,6 +368,13 @@ class Scheduler:
 
     def _handle(self, ref: Any, call: _Call, ready: bool) -> None:
         slot, kind, spec = call.slot, call.kind, call.spec
+        if kind == "discard":  # best effort: a node sampler host that is gone has nothing to discard
+            try:
+                if ready:
+                    ray.get(ref, timeout=GET_TIMEOUT_S)
+            except Exception:
+                pass
+            return
         if kind == "ready":
             if not ready:
                 self._retire(slot, f"no node could hold this slot's bundle {slot.bundle} for {self.node_wait_s:.0f} s "
@@ -333,7 +390,9 @@ class Scheduler:
                     self._submit(slot, "ready", None, slot.pg.ready(), self.node_wait_s)
                 return
             slot.place_tries = 0
+            slot.node_id = (ray.util.placement_group_table(slot.pg).get("bundles_to_node_id") or {}).get(0)
             self._new_sampler(slot)
+            self._node_host(slot)  # starts the node's samplers while the slot waits for work
             slot.state = "idle"
             self._show(slot, "idle")
             return
@@ -404,6 +463,9 @@ class Scheduler:
             slot.done_in_group += 1
             self._emit(value)
             reason = str(value.row.get("energy_reason") or "")
+            if any(str(value.row.get(f"{role}_energy_reason") or "").startswith("node sampler failed")
+                   for role in ("wall", "cpu")):
+                self._check_node(slot)
             if reason.startswith("sampler failed") and slot.queue:
                 self._call(slot, "ping")  # is the sampler gone? then the rest deserve a new one
             else:
@@ -477,6 +539,30 @@ class Scheduler:
                     remove_placement_group(slot.pg)
                 except Exception:
                     pass
+        self._close_node_hosts()
+
+    def _close_node_hosts(self) -> None:
+        """Report each node sampler's totals (a `systems` row per node and role: the energy no
+        window was open for, idle power, failed reads), then stop it. A host that is gone
+        reports nothing; its rows said why they lack the figure."""
+        for node_id, host in self.node_hosts.items():
+            try:
+                info = ray.get(host.describe.remote(), timeout=10)
+            except Exception:
+                info = {}
+            for role, d in info.items():
+                if self.on_system is not None:
+                    self.on_system({
+                        "kind": "node_sampler", "role": role, "node": d.get("node"), "ray_node_id": node_id,
+                        "hardware": self.node_hardware.get(node_id), "system_id": f"{d.get('node')}-node-{role}",
+                        **{k: json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else v
+                           for k, v in d.items() if k not in ("node", "role")}})
+            try:
+                ray.get(host.close.remote(), timeout=10)
+            except Exception:
+                pass
+            ray.kill(host, no_restart=True)
+        self.node_hosts = {}
 
 
 def run_sweep(plan: Plan, on_result: Callable[[TrialResult], None],

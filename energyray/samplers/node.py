@@ -162,7 +162,10 @@ class Ledger:
         self._open: dict[str, int] = {}
         self._acc: dict[str, Share] = {}
         self.horizon_ns: int | None = None
+        self.first_ns: int | None = None  # where the ledger's accounting starts (its first window)
         self.unattributed = Share()  # the node's energy while no window was open
+        self.attributed = Share()  # what the closed windows got, summed
+        self.closed = 0
 
     @property
     def open_windows(self) -> dict[str, int]:
@@ -175,6 +178,8 @@ class Ledger:
             t0_ns = self.horizon_ns
         self._open[wid] = int(t0_ns)
         self._acc[wid] = Share()
+        if self.first_ns is None:
+            self.first_ns = int(t0_ns)
 
     def advance(self, t_ns: int) -> None:
         """Share out the node's energy up to t_ns among the windows open meanwhile."""
@@ -194,7 +199,10 @@ class Ledger:
             raise KeyError(f"window {wid!r} was never opened")
         self.advance(t1_ns)
         del self._open[wid]
-        return self._acc.pop(wid)
+        share = self._acc.pop(wid)
+        self.attributed.add(share)
+        self.closed += 1
+        return share
 
 
 def _how_text(how: set[str]) -> str:
@@ -361,10 +369,15 @@ class SharedNodeSampler:
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
-            unattributed = self._ledger.unattributed
+            ledger = self._ledger
+            first, last = ledger.first_ns, ledger.horizon_ns
+            # over the ledger's span (first window's start to last window's end): attributed_j +
+            # unattributed_j is the node's energy; attributed_j includes discarded windows' shares
             return {**self.sampler.describe(), "shared_by_node": True, "role": self.role,
                     "attribution_rule": RULE, "node_idle_power_w": self.idle_power_w,
-                    "unattributed_j": unattributed.energy_j, "unattributed_s": unattributed.seconds}
+                    "unattributed_j": ledger.unattributed.energy_j, "unattributed_s": ledger.unattributed.seconds,
+                    "attributed_j": ledger.attributed.energy_j, "windows_closed": ledger.closed,
+                    "ledger_span_s": None if first is None or last is None else (last - first) / 1e9}
 
     def close(self) -> None:
         self.sampler.close()

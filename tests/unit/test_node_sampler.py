@@ -190,7 +190,11 @@ def test_shared_overlapping_windows_split_by_gpu_share_and_say_so(node):
     assert ra.extras["node_energy_j"] == pytest.approx(NODE_W * 8)
     assert ra.source == "polled; shared with 1 other window on the node, split by GPU-energy share"
     assert RULE in ra.extras["attribution"]
-    assert shared.describe()["attribution_rule"] == RULE
+    d = shared.describe()
+    assert d["attribution_rule"] == RULE
+    # the totals a sweep reports per node: over 2-12 s everything went to a window
+    assert d["windows_closed"] == 2 and d["ledger_span_s"] == pytest.approx(10)
+    assert d["attributed_j"] == pytest.approx(ra.energy_j + rb.energy_j) and d["unattributed_j"] == 0
 
 
 def test_shared_window_with_a_device_that_cannot_say_splits_equally(node):

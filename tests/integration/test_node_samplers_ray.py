@@ -1,0 +1,279 @@
+"""Node-level samplers through the orchestrator: one node sampler host per node, shared by the
+node's workers, against a real SNMP agent (support/snmp_agent.py) and the tiny model.
+
+A local Ray declares 2 logical GPUs; the workers run on the CPU (device=cpu, two CPU slots),
+so their device sampler cannot weigh overlapping windows: the node's energy is split equally,
+and the rows say so. The GPU-energy-share path through Ray (the node sampler host asking each
+worker's SamplerHost for its device energy) is tested with a constant-power device sampler in
+place of NVML (support/constant_gpu.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import ray
+from support.snmp_agent import (
+    AUTH_PASS,
+    PRIV_PASS,
+    SKIP_NO_SNMPD,
+    V3_USER,
+    WATTS,
+    Agent,
+    free_udp_port,
+    pdu,
+)
+
+from energyray.config import (
+    MeasurementConfig,
+    ModelConfig,
+    PduConfig,
+    PduOidConfig,
+    RunConfig,
+    SamplerConfig,
+)
+from energyray.grid import expand, group
+from energyray.orchestrator import Plan, run_sweep
+from energyray.samplers.base import now_ns
+
+pytestmark = SKIP_NO_SNMPD
+
+SUPPORT = Path(__file__).parent / "support"
+MODELS = {name: ModelConfig(name=name, builtin="tiny-llama") for name in ("tiny-a", "tiny-b")}
+WALL_W = 500
+# the secrets reach the node sampler host through the environment Ray was started with
+SECRETS = {"TEST_NODE_PDU_AUTH": AUTH_PASS, "TEST_NODE_PDU_PRIV": PRIV_PASS}
+
+
+@pytest.fixture(scope="module")
+def rendezvous(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("rendezvous")
+
+
+@pytest.fixture(scope="module")
+def local_ray(rendezvous):
+    env = {"PYTHONPATH": os.pathsep.join([str(SUPPORT), *([os.environ["PYTHONPATH"]] if "PYTHONPATH" in os.environ else [])]),
+           "ENERGYRAY_TEST_RENDEZVOUS": str(rendezvous), **SECRETS}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # before ray.init: Ray's processes inherit the driver's environment
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    a = Agent(tmp_path_factory.mktemp("snmpd"))
+    a.start()
+    a.set(WATTS, WALL_W)
+    yield a
+    a.stop()
+
+
+def v3(agent: Agent) -> PduConfig:
+    return pdu(agent, version="3", user=V3_USER, auth_protocol="SHA", priv_protocol="AES",
+               auth_password_env="TEST_NODE_PDU_AUTH", priv_password_env="TEST_NODE_PDU_PRIV")
+
+
+def _cfg(cache: Path, pdu_cfg: PduConfig, workers: int = 2) -> RunConfig:
+    cfg = RunConfig(device="cpu", cache_dir=str(cache), measurement=MeasurementConfig(idle_s=0.0))
+    cfg.sampler.cpu = "none"
+    cfg.sampler.pdu = pdu_cfg
+    cfg.generation.ignore_eos = True
+    cfg.generation.warmup_runs = 0
+    cfg.ray.cpu_workers = workers
+    return cfg
+
+
+def _sweep(cfg: RunConfig, grid: dict, repeats: int = 1, backend: str = "transformers", new_tokens: int = 48,
+           on_result=None):
+    specs = expand("node", grid, {
+        "model": "tiny-a", "backend": backend, "weights": "real", "precision": "baseline", "batch_size": 1,
+        "task": "qa", "prompt_variant": "default", "hardware": "cpu", "max_new_tokens": new_tokens}, repeats=repeats)
+    plan = Plan(groups=group(specs), models=MODELS, configs={s.trial_id: {} for s in specs}, cfg=cfg,
+                local_hardware="cpu")
+    rows: list[dict] = []
+    systems: list[dict] = []
+
+    def result(r):
+        rows.append(r.row)
+        if on_result is not None:
+            on_result(r.row, systems)
+
+    run_sweep(plan, result, systems.append)
+    assert Counter(r["trial_id"] for r in rows) == Counter(s.trial_id for s in specs)  # each once
+    return rows, [s for s in systems if s.get("kind") != "node_sampler"], \
+        [s for s in systems if s.get("kind") == "node_sampler"]
+
+
+def _wall_phases(row: dict) -> float:
+    """Everything the row's windows got of the node's wall energy (one trial per group: the
+    group's load and unload are on its one row)."""
+    return row["wall_energy_j"] + sum(row.get(f"{p}_wall_j") or 0.0 for p in ("load", "warmup", "response", "unload"))
+
+
+def test_cli_sweep_with_a_pdu_stores_wall_energy_and_the_node_samplers_row(cli, agent, shared_cache, tmp_path):
+    """Through `python -m energyray` (its own local Ray) and the store."""
+    from energyray.store import Store
+
+    store = tmp_path / "store"
+    r = cli(["sweep=smoke", "sweep.grid.precision=[baseline]", "sweep.repeats=1", "model=tiny-llama",
+             "measurement.idle_s=0", "generation.cpu_max_new_tokens=4", "sampler.cpu=none", "sampler/pdu=apc-rpdu",
+             "sampler.pdu.host=127.0.0.1", f"sampler.pdu.port={agent.port}", "sampler.pdu.interval_s=0.05",
+             f"store.path={store}", f"cache_dir={shared_cache}"], tmp_path / "hydra")
+    assert r.returncode == 0, r.explain()
+    trials, systems = Store(store).read("trials"), Store(store).read("systems")
+    (row,) = trials.to_dict("records")
+    assert row["status"] == "ok" and row["wall_energy_source"] == "pdu", row.get("wall_energy_reason")
+    assert row["wall_avg_power_w"] == pytest.approx(WALL_W) and row["wall_energy_share"] == 1.0
+    node = systems[systems["kind"] == "node_sampler"]
+    assert list(node["role"]) == ["wall"] and list(node["sampler"]) == ["pdu"]
+    assert (systems["kind"] == "cpu").sum() == 1  # the worker's own row is still there
+
+
+def test_two_workers_share_one_node_sampler_and_its_energy(local_ray, agent, shared_cache, rendezvous):
+    for f in rendezvous.iterdir():
+        f.unlink()
+    cfg = _cfg(shared_cache, v3(agent))
+    rows, workers, nodes = _sweep(cfg, {"model": ["tiny-a", "tiny-b"]}, backend="rendezvous_backend:RendezvousBackend")
+
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
+    assert len({w["pid"] for w in workers}) == 2 and len({w["slot"] for w in workers}) == 2  # two workers at once
+    # one node sampler host for the node: both workers used it, and one reported its totals
+    assert len({w["node_sampler_pid"] for w in workers}) == 1, [w.get("node_sampler_pid") for w in workers]
+    assert all(json.loads(w["node_samplers"])["wall"]["sampler"] == "pdu" for w in workers)
+    assert [(n["role"], n["sampler"]) for n in nodes] == [("wall", "pdu")]
+    (node,) = nodes
+
+    for r in rows:
+        assert r["wall_energy_j"] is not None and r["wall_energy_j"] > 0, r.get("wall_energy_reason")
+        assert r["wall_energy_source"].startswith("pdu"), r["wall_energy_source"]
+        # the trials overlapped (the backend waits for both): each says so, and how it was split
+        src = r["wall_energy_source"]
+        assert "; shared with " in src and " other window" in src, src
+        assert src.endswith("split equally (device energy unknown)"), src  # no GPU energy on a CPU worker
+        assert 0 < r["wall_energy_share"] < 1
+        assert r["wall_energy_j"] == pytest.approx(r["wall_energy_node_j"] * r["wall_energy_share"], rel=1e-9)
+        assert r["wall_energy_attribution"].startswith("node energy in each interval")
+        assert r["wall_energy_node_j"] == pytest.approx(WALL_W * r["wall_energy_j"] / r["wall_avg_power_w"], rel=1e-6)
+
+    # what the rows got adds up to the node's energy over the span of all their windows: the
+    # overlaps were split, not counted twice; the rest (no window open) is nobody's
+    assert sum(_wall_phases(r) for r in rows) == pytest.approx(node["attributed_j"], rel=1e-6)
+    assert node["attributed_j"] + node["unattributed_j"] == pytest.approx(WALL_W * node["ledger_span_s"], rel=1e-6)
+    assert node["windows_closed"] == 2 * 4  # load, trial, response, unload on each worker
+
+    # the v3 passwords came from the environment and are nowhere in what was recorded
+    shown = json.dumps([rows, workers, nodes], default=str)
+    assert AUTH_PASS not in shown and PRIV_PASS not in shown
+    assert "from $TEST_NODE_PDU_AUTH" in shown
+
+
+def test_a_pdu_that_does_not_answer_gives_null_wall_energy_with_the_reason(local_ray, shared_cache):
+    down = PduConfig(host="127.0.0.1", port=free_udp_port(), oids=[PduOidConfig(oid=WATTS)], interval_s=0.05,
+                     timeout_s=0.3)
+    rows, workers, nodes = _sweep(_cfg(shared_cache, down, workers=1), {"batch_size": [1, 2]})
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
+    for r in rows:
+        assert r["wall_energy_j"] is None and r["wall_energy_source"] == "not_measurable"
+        assert "no answer from PDU 127.0.0.1" in r["wall_energy_reason"], r["wall_energy_reason"]
+        assert r["response_wall_j"] is None
+    assert nodes[0]["failed_reads"] >= 1
+
+
+def test_a_v3_password_missing_on_the_node_is_the_rows_reason_naming_the_variable(local_ray, agent, shared_cache):
+    cfg = v3(agent)
+    cfg.auth_password_env = "TEST_NODE_PDU_UNSET"  # not in the environment Ray was started with
+    rows, workers, nodes = _sweep(_cfg(shared_cache, cfg, workers=1), {})
+    (row,) = rows
+    assert row["status"] == "ok" and row["wall_energy_j"] is None, row["error"]
+    assert "$TEST_NODE_PDU_UNSET" in row["wall_energy_reason"] and "ray start" in row["wall_energy_reason"]
+    assert "$TEST_NODE_PDU_UNSET" in nodes[0]["error"]
+
+
+def test_a_node_sampler_host_that_dies_gives_null_wall_energy_then_a_new_one(local_ray, agent, shared_cache):
+    killed: list[int] = []
+
+    def on_result(row, systems):  # after the first trial, SIGKILL the node sampler host
+        if not killed:
+            killed.append(systems[-1]["node_sampler_pid"])
+            os.kill(killed[0], signal.SIGKILL)
+            time.sleep(0.5)
+
+    rows, workers, nodes = _sweep(_cfg(shared_cache, pdu(agent), workers=1), {"model": ["tiny-a", "tiny-b"]},
+                                  repeats=2, on_result=on_result)
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+    first, second = rows[:2], rows[2:]
+    assert first[0]["wall_energy_j"] is not None
+    lost = first[1]
+    assert lost["wall_energy_j"] is None and lost["wall_energy_source"] == "not_measurable"
+    assert lost["wall_energy_reason"].startswith("node sampler failed"), lost["wall_energy_reason"]
+    # the next group's worker got a new host on the node, and its trials are measured again
+    assert [w["node_sampler_pid"] for w in workers][0] == killed[0]
+    assert workers[1]["node_sampler_pid"] != killed[0]
+    assert all(r["wall_energy_j"] is not None and r["wall_energy_source"] == "pdu" for r in second)
+    assert len(nodes) == 1  # the dead one could not report
+
+
+def test_node_energy_is_split_by_each_workers_device_energy_through_ray(local_ray, agent):
+    """NodeSamplerHost asks each window's SamplerHost for its device energy over the overlap."""
+    from energyray.orchestrator.actors import NodeSamplerHost, RemoteNodeSampler, SamplerHost
+
+    cfg = SamplerConfig(gpu="constant_gpu:ConstantGpu", interval_s=0.01, pdu=pdu(agent))
+    node_id = ray.get_runtime_context().get_node_id()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    host = ray.remote(NodeSamplerHost).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(cfg, True)
+    gpus = [ray.remote(SamplerHost).options(num_cpus=0).remote(cfg) for _ in range(2)]
+    for g, watts in zip(gpus, (100, 300), strict=True):
+        assert ray.get(g.bind.remote("gpu", f"watts-{watts}"), timeout=60)["sampler"] == "constant_gpu"
+    info = ray.get(host.describe.remote(), timeout=60)
+    a, b = (RemoteNodeSampler(host, "wall", info["wall"], gpu_handle=g) for g in gpus)
+    try:
+        t0 = now_ns()
+        a.begin("w1:trial", at_ns=t0)
+        time.sleep(0.3)
+        t1 = now_ns()
+        b.begin("w2:trial", at_ns=t1)
+        time.sleep(0.4)
+        t2 = now_ns()
+        ra = a.end("w1:trial", at_ns=t2)
+        time.sleep(0.2)
+        t3 = now_ns()
+        rb = b.end("w2:trial", at_ns=t3)
+    finally:
+        ray.get(host.close.remote(), timeout=30)
+        for h in (host, *gpus):
+            ray.kill(h)
+    s = 1e9
+    assert ra.source == rb.source == "pdu; shared with 1 other window on the node, split by GPU-energy share"
+    assert ra.energy_j == pytest.approx(WALL_W * ((t1 - t0) / s + (t2 - t1) / s * 0.25), rel=1e-6)
+    assert rb.energy_j == pytest.approx(WALL_W * ((t2 - t1) / s * 0.75 + (t3 - t2) / s), rel=1e-6)
+    assert ra.energy_j + rb.energy_j == pytest.approx(WALL_W * (t3 - t0) / s, rel=1e-6)
+
+
+def test_without_node_samplers_configured_no_node_host_is_started():
+    from energyray.orchestrator.scheduler import Scheduler, _Slot
+
+    cfg = RunConfig(device="cpu")
+    plan = Plan(groups=[], models={}, configs={}, cfg=cfg)
+    sched = Scheduler(plan, lambda r: None)
+    cpu_slot = _Slot(0, None, {"CPU": 1.0}, "cpu", node_id="n1")
+    gpu_slot = _Slot(1, None, {"GPU": 1.0, "CPU": 1.0}, "h200", node_id="n1")
+    assert sched._node_host(cpu_slot) is None and sched._node_host(gpu_slot) is None
+    cfg.sampler.node_cpu = "codecarbon"  # CPU/RAM beside a GPU only: a CPU worker measures its CPU already
+    assert sched._node_host(cpu_slot) is None
+    assert sched.node_hosts == {}
