@@ -123,6 +123,9 @@ def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
         if line is None:
             raise SystemExit(f"trial process failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
         rows.append(json.loads(line[4:]))
+        if args.progress_out:  # each trial as it ends: a run cut short still has its figures
+            with open(args.progress_out, "a") as f:
+                f.write(json.dumps({**rows[-1], "elapsed_s": time.monotonic() - t0}) + "\n")
     wall = time.monotonic() - t0
     return _summary("per-process", rows, wall, 1)
 
@@ -197,6 +200,7 @@ def main() -> None:
     ap.add_argument("--models", help="comma-separated subset of MODELS (a quick check)")
     ap.add_argument("--device", default="cuda", help="cpu: a functional check only, no energy")
     ap.add_argument("--json-out")
+    ap.add_argument("--progress-out", help="per-process: append each trial's row (and elapsed_s) here")
     args = ap.parse_args()
     if args.mode == "one":
         run_one(args)

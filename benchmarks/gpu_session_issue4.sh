@@ -65,9 +65,17 @@ busy)
   python benchmarks/busy.py energyray --idle-s 0 --warmup-new-tokens 16 --json-out "$OUT/busy_energyray_w16.json" 2>&1 | grep -E "RESULT|^  " | tail
   timeout 400 python benchmarks/busy.py per-process --idle-s 0 --warmup-new-tokens 16 --json-out "$OUT/busy_per_process.json" 2>&1 | grep -E "RESULT|^  " | tail
   ;;
-gpus2)
+gpus2)  # on the two-GPU kind: (a)'s per-process baseline on GPU 1 while (b)'s 1-GPU run uses GPU 0
   nvidia-smi -L
-  CUDA_VISIBLE_DEVICES=0 python benchmarks/busy.py energyray --groups4 --gpus 1 --json-out "$OUT/gpus1.json" 2>&1 | grep -E "RESULT|^  " | tail
-  python benchmarks/busy.py energyray --groups4 --gpus 2 --json-out "$OUT/gpus2.json" 2>&1 | grep -E "RESULT|^  " | tail
+  CUDA_VISIBLE_DEVICES=1 timeout 330 python benchmarks/busy.py per-process --idle-s 0 \
+    --progress-out "$OUT/per_process_rows.jsonl" --json-out "$OUT/busy_per_process.json" > "$OUT/per_process.log" 2>&1 &
+  CUDA_VISIBLE_DEVICES=0 python benchmarks/busy.py energyray --idle-s 0 --groups4 --gpus 1 --json-out "$OUT/gpus1.json" 2>&1 | grep -E "RESULT|^  " | tail
+  wait
+  grep -E "RESULT|^  " "$OUT/per_process.log"; wc -l "$OUT/per_process_rows.jsonl"; tail -1 "$OUT/per_process_rows.jsonl" | cut -c1-300
+  python benchmarks/busy.py energyray --idle-s 0 --groups4 --gpus 2 --json-out "$OUT/gpus2.json" 2>&1 | grep -E "RESULT|^  " | tail
+  python -m ray.scripts.scripts start --head --port=6390 --num-gpus=2 --resources='{"hw_h200": 2}' --include-dashboard=false --disable-usage-stats > "$OUT/raystart.log" 2>&1 || tail -20 "$OUT/raystart.log"
+  python -m energyray sweep=smoke hardware=h200 ray.address=auto store.path=/tmp/hw sweep.repeats=2 \
+    'sweep.grid.precision=[baseline,nf4]' > "$OUT/hw.log" 2>&1; tail -3 "$OUT/hw.log"; show /tmp/hw
+  python -m ray.scripts.scripts stop --force > /dev/null 2>&1
   ;;
 esac
