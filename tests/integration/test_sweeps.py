@@ -25,7 +25,7 @@ CPU_RUN = ["model=tiny-llama", "measurement.idle_s=0", "generation.cpu_max_new_t
 
 @pytest.mark.parametrize(("sweep", "count"), [
     ("quantization", 24), ("smoke", 4), ("batching", 12), ("prompt_brevity", 18), ("model_scale", 30),
-    ("backends", 24),
+    ("backends", 42), ("open_vs_closed", 64),
 ])
 def test_every_named_sweep_expands(energyray, tmp_path, sweep, count):
     r = energyray(f"sweep={sweep}", "dry_run=true", f"store.path={tmp_path / 'store'}")
@@ -36,8 +36,8 @@ def test_every_named_sweep_expands(energyray, tmp_path, sweep, count):
 
 
 def test_the_list_above_is_every_sweep():
-    listed = {"quantization", "smoke", "batching", "prompt_brevity", "model_scale", "backends"}
-    assert set(SWEEPS) >= listed  # a sweep added by someone else needs its own dry-run case
+    listed = {"quantization", "smoke", "batching", "prompt_brevity", "model_scale", "backends", "open_vs_closed"}
+    assert set(SWEEPS) == listed  # a new sweep needs its own dry-run case above
 
 
 def test_model_scale_spans_270m_to_70b(energyray, tmp_path):
@@ -78,10 +78,11 @@ def test_prompt_brevity_runs_on_cpu_and_changes_the_input(cli, tmp_path, shared_
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
-def test_backends_runs_transformers_and_fails_vllm_rows_saying_how_to_install(cli, tmp_path, shared_cache):
-    r, t = _run(cli, tmp_path, shared_cache, "sweep=backends", "sweep.grid.batch_size=[2]")
-    assert len(t) == 4, t
-    hf, vl = t[t["backend"] == "transformers"], t[t["backend"] == "vllm"]
+def test_backends_runs_transformers_and_the_server_and_fails_vllm_rows_saying_how_to_install(cli, tmp_path, shared_cache):
+    r, t = _run(cli, tmp_path, shared_cache, "sweep=backends", "sweep.grid.batch_size=[2]",
+                "sweep.grid.precision=[baseline,nf4-dq]")
+    assert len(t) == 5, t
+    hf, vl, srv = (t[t["backend"] == b] for b in ("transformers", "vllm", "server"))
     assert (hf["status"] == "ok").all(), hf[["status", "error"]]
     assert set(hf["precision"]) == {"fp32", "nf4-dq"}
     assert bool(hf.set_index("precision").loc["nf4-dq", "double_quant"]) is True
@@ -91,7 +92,10 @@ def test_backends_runs_transformers_and_fails_vllm_rows_saying_how_to_install(cl
     assert (vl["energy_source"] == "not_measurable").all()
     config = json.loads(vl.iloc[0]["config_json"])
     assert config["vllm"]["max_num_seqs"] == 2  # the sweep's largest batch
-    assert "2 ok, 2 failed" in r.stdout, r.explain()
+    assert len(srv) == 1 and (srv["status"] == "ok").all(), srv[["status", "error"]]
+    assert srv.iloc[0]["load_label"] == "server_startup" and srv.iloc[0]["load_j"] > 0
+    assert srv.iloc[0]["output_tokens"] > 0
+    assert "3 ok, 2 failed" in r.stdout, r.explain()
 
 
 def test_each_backend_gets_its_config_section():
