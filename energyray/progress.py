@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -46,12 +47,13 @@ class SweepProgress:
         if row.get("status") != "ok":
             self.failed += 1
         last = f"{row.get('model')} {row.get('precision_requested', row.get('precision'))} b={row.get('batch_size')}: {row.get('status')}"
-        self._progress.update(self._task, advance=1, failed=f"failed: {self.failed}", last=last)
+        self._progress.update(self._task, advance=1, failed=f"failed: {self.failed}", last=escape(last))
 
     def worker(self, index: int, hardware: str, text: str, done: int | None = None, total: int | None = None) -> None:
         """One line per slot: `  worker 0 [h100]` with its group's progress and what it is doing."""
-        label = f"  worker {index} [{hardware}]"
+        label = escape(f"  worker {index} [{hardware}]")  # brackets are rich markup otherwise
         self.worker_text[index] = text
+        text = escape(text)
         if index not in self._workers:
             self._workers[index] = self._progress.add_task(label, total=total or 1, completed=done or 0,
                                                            failed="", eta="", last=text)
