@@ -68,6 +68,7 @@ def _cfg(args: argparse.Namespace) -> Any:
     cfg.generation.max_new_tokens = cfg.generation.cpu_max_new_tokens = args.new_tokens
     cfg.generation.warmup_new_tokens = args.warmup_new_tokens
     cfg.ray.num_gpus = args.gpus
+    cfg.ray.reuse_workers = args.reuse_workers
     return cfg
 
 
@@ -165,7 +166,7 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
            "rows": rows}
     groups: dict[Any, list[dict[str, Any]]] = {}
     for r in ok:
-        groups.setdefault(r.get("worker_pid") or r["trial_id"], []).append(r)
+        groups.setdefault((r["model"], r.get("worker_pid")), []).append(r)  # one load group each
     per = [(sum(x["window_s"] or x["duration_s"] or 0 for x in g), sum(x["warmup_s"] or 0 for x in g), g[0]["load_s"] or 0,
             g[0]["prepare_s"] or 0) for g in groups.values()]
     out["breakdown_s"] = {"trial_windows": sum(p[0] for p in per), "warmups": sum(p[1] for p in per),
@@ -196,6 +197,7 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=3.0)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--groups4", action="store_true")
+    ap.add_argument("--reuse-workers", action="store_true", help="ray.reuse_workers: one process per slot")
     ap.add_argument("--warmup-new-tokens", type=int, default=None, help="None: the trial's own length")
     ap.add_argument("--models", help="comma-separated subset of MODELS (a quick check)")
     ap.add_argument("--device", default="cuda", help="cpu: a functional check only, no energy")

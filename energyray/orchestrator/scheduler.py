@@ -217,6 +217,7 @@ class Scheduler:
         self.max_retries = int(getattr(self.cfg.ray, "max_retries", 2))
         self.retry_timeouts = bool(getattr(self.cfg.ray, "retry_timeouts", False))
         self.node_wait_s = float(getattr(self.cfg.ray, "node_wait_s", 120.0))
+        self.reuse_workers = bool(getattr(self.cfg.ray, "reuse_workers", False))
 
     # -- setup --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -294,6 +295,10 @@ class Scheduler:
     def _start_group(self, slot: _Slot, group: list[TrialSpec]) -> None:
         slot.queue = deque(group)
         slot.state, slot.done_in_group, slot.group_size = "busy", 0, len(group)
+        if slot.worker is not None:  # ray.reuse_workers: the last group's process, its model unloaded
+            self._call(slot, "load")
+            self._show(slot, f"loading {group[0].model} {group[0].precision} (same process)", 0, len(group))
+            return
         extra = {k: v for k, v in slot.bundle.items() if k not in ("CPU", "GPU")}
         opts: dict[str, Any] = {"num_cpus": slot.bundle.get("CPU", 1), "num_gpus": slot.bundle.get("GPU", 0),
                                 "scheduling_strategy": self._strategy(slot), "max_restarts": 0}
@@ -469,11 +474,14 @@ class Scheduler:
             if reason.startswith("sampler failed") and slot.queue:
                 self._call(slot, "ping")  # is the sampler gone? then the rest deserve a new one
             else:
-                self._next(slot)
+                self._next(slot, last_ok=value.row.get("status") == "ok")
 
-    def _next(self, slot: _Slot) -> None:
+    def _next(self, slot: _Slot, last_ok: bool = True) -> None:
         if slot.queue:
             self._call(slot, "trial")
+        elif self.reuse_workers and last_ok and self.work[slot.hardware]:
+            slot.state = "idle"  # keep the process (imports, CUDA context) for the next group
+            self._show(slot, "idle (worker kept)")
         else:
             self._release(slot)
 

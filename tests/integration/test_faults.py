@@ -138,3 +138,17 @@ def test_a_sampler_killed_mid_trial_gives_null_energy_with_the_reason_and_a_new_
     after = rows[rows.index(lost[0]) + 1:]
     assert after and all(r["energy_j"] is not None and r["energy_j"] > 0 for r in after)  # a new sampler
     assert len({s["sampler_pid"] for s in systems}) == 2
+
+
+@pytest.mark.parametrize("reuse, processes", [(False, 2), (True, 1)])
+def test_reuse_workers_keeps_one_process_across_groups(local_ray, shared_cache, reuse, processes):
+    """ray.reuse_workers: the slot's next group loads into the same process (model unloaded in
+    between); by default each group gets a fresh one."""
+    specs, rows, systems = _sweep(_cfg(shared_cache, reuse_workers=reuse), {"precision": ["baseline", "bf16"]},
+                                  repeats=2)
+    by_id = _once_each(specs, rows)
+    assert all(r["status"] == "ok" for r in by_id.values()), [r["error"] for r in rows]
+    assert len({r["worker_pid"] for r in rows}) == processes
+    assert len(systems) == processes  # one systems row per worker process
+    assert sorted(r["precision"] for r in rows) == ["bf16", "bf16", "fp32", "fp32"]
+    assert sum(r["unload_j"] is not None or r.get("unload_s") is not None for r in rows) == 2  # each group unloads
