@@ -409,30 +409,21 @@ class Scheduler:
             elif kind == "describe":  # the worker never started (its node gone, or no room): a fresh one
                 self._worker_lost(slot, call, f"the worker did not start within {GET_TIMEOUT_S:.0f} s")
             elif kind == "trial" and spec is not None:
-                rest = list(slot.queue)[1:]
                 if self.retry_timeouts:
                     self.attempts.setdefault(spec.trial_id, []).append(msg)
                 if self.retry_timeouts and len(self.attempts[spec.trial_id]) <= self.max_retries:
-                    rest = [spec, *rest]
+                    rest = list(slot.queue)  # this trial first again, on a fresh worker
+                    self._release(slot)
+                    self._requeue(slot, rest)
                 else:
-                    self._emit(_failed(spec, msg))
-                self._release(slot)
-                self._requeue(slot, rest)
+                    self._fail(slot, call, msg)
             else:
-                for s in list(slot.queue):
-                    self._emit(_failed(s, f"load {msg}"))
-                self._release(slot)
+                self._fail(slot, call, msg, load_msg=f"load {msg}")
             return
         try:
             value = ray.get(ref, timeout=GET_TIMEOUT_S)
         except ray.exceptions.OutOfMemoryError as e:  # Ray's memory monitor killed the worker
-            msg = f"host out of memory: Ray killed the worker: {str(e).splitlines()[0]}"
-            victims = [spec] if kind == "trial" and spec is not None else list(slot.queue)
-            for s in victims:
-                self._emit(_failed(s, msg, "oom"))
-            rest = list(slot.queue)[1:] if kind == "trial" else []
-            self._release(slot)
-            self._requeue(slot, rest)
+            self._fail(slot, call, f"host out of memory: Ray killed the worker: {str(e).splitlines()[0]}", "oom")
             return
         except ray.exceptions.RayActorError as e:
             if kind == "ping":
@@ -444,15 +435,7 @@ class Scheduler:
             cause = _cause(e)
             msg = f"{type(cause).__name__}: {cause}"
             status = getattr(cause, "status", "oom" if "out of memory" in msg.lower() else "failed")
-            if kind == "trial" and spec is not None:
-                self._emit(_failed(spec, msg, status))
-                rest = list(slot.queue)[1:]
-                self._release(slot)
-                self._requeue(slot, rest)
-            else:  # the model could not be loaded: every trial of the group fails with why
-                for s in list(slot.queue):
-                    self._emit(_failed(s, f"load failed: {msg}", status))
-                self._release(slot)
+            self._fail(slot, call, msg, status, load_msg=f"load failed: {msg}")
             return
         if kind == "describe":
             slot.system = {**value, "hardware": slot.hardware, "slot": slot.index}
@@ -475,6 +458,20 @@ class Scheduler:
                 self._call(slot, "ping")  # is the sampler gone? then the rest deserve a new one
             else:
                 self._next(slot, last_ok=value.row.get("status") == "ok")
+
+    def _fail(self, slot: _Slot, call: _Call, msg: str, status: str = "failed", load_msg: str | None = None) -> None:
+        """A call that ended in failure. A trial: its own row, and the rest of its group goes to
+        a fresh worker. Anything before the trials (the model could not be loaded): a row for
+        every trial of the group, saying why."""
+        if call.kind == "trial" and call.spec is not None:
+            self._emit(_failed(call.spec, msg, status))
+            rest = list(slot.queue)[1:]
+        else:
+            for s in list(slot.queue):
+                self._emit(_failed(s, load_msg or msg, status))
+            rest = []
+        self._release(slot)
+        self._requeue(slot, rest)
 
     def _next(self, slot: _Slot, last_ok: bool = True) -> None:
         if slot.queue:
