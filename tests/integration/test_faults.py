@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 import ray
+from support.plans import cpu_config, plan, specs_of
 
-from energyray.config import MeasurementConfig, ModelConfig, RunConfig
-from energyray.grid import expand, group
-from energyray.orchestrator import Plan, run_sweep
+from energyray.config import RunConfig
+from energyray.orchestrator import run_sweep
 
 SUPPORT = Path(__file__).parent / "support"
-TINY = ModelConfig(name="tiny-llama", builtin="tiny-llama")
 
 
 @pytest.fixture(scope="module")
@@ -36,23 +35,10 @@ def local_ray():
         os.environ["PYTHONPATH"] = old
 
 
-def _cfg(cache: Path, sampler: str = "none", **ray_opts) -> RunConfig:
-    cfg = RunConfig(device="cpu", cache_dir=str(cache), measurement=MeasurementConfig(idle_s=0.0))
-    cfg.sampler.cpu = sampler
-    cfg.generation.ignore_eos = True
-    cfg.generation.warmup_runs = 0
-    for k, v in ray_opts.items():
-        setattr(cfg.ray, k, v)
-    return cfg
-
-
 def _sweep(cfg: RunConfig, grid: dict, repeats: int = 1, backend: str = "transformers", new_tokens: int = 8,
            on_system=None, on_result=None):
-    specs = expand("faults", grid, {
-        "model": "tiny-llama", "backend": backend, "weights": "real", "precision": "baseline", "batch_size": 1,
-        "task": "qa", "prompt_variant": "default", "hardware": "cpu", "max_new_tokens": new_tokens}, repeats=repeats)
-    plan = Plan(groups=group(specs), models={"tiny-llama": TINY}, configs={s.trial_id: {} for s in specs}, cfg=cfg,
-                local_hardware="cpu")
+    p = plan("faults", grid, cfg, repeats, backend=backend, new_tokens=new_tokens)
+    specs = specs_of(p)
     rows: list[dict] = []
     systems: list[dict] = []
 
@@ -66,7 +52,7 @@ def _sweep(cfg: RunConfig, grid: dict, repeats: int = 1, backend: str = "transfo
         if on_system is not None:
             on_system(s)
 
-    run_sweep(plan, result, system)
+    run_sweep(p, result, system)
     return specs, rows, systems
 
 
@@ -88,7 +74,7 @@ def test_a_worker_killed_mid_trial_is_retried_on_a_fresh_worker(local_ray, share
             killed.append(systems[-1]["pid"])
             _kill_later(killed[0], 0.4)
 
-    specs, rows, systems = _sweep(_cfg(shared_cache), {}, repeats=4, new_tokens=400, on_result=on_result)
+    specs, rows, systems = _sweep(cpu_config(shared_cache), {}, repeats=4, new_tokens=400, on_result=on_result)
     by_id = _once_each(specs, rows)
     assert all(r["status"] == "ok" for r in by_id.values()), [r["error"] for r in rows]
     retried = [r for r in rows if r["attempts"] == 2]
@@ -99,7 +85,7 @@ def test_a_worker_killed_mid_trial_is_retried_on_a_fresh_worker(local_ray, share
 
 
 def test_a_trial_that_kills_its_worker_every_time_fails_after_the_retries(local_ray, shared_cache):
-    cfg = _cfg(shared_cache, max_retries=1)
+    cfg = cpu_config(shared_cache, max_retries=1)
     specs, rows, systems = _sweep(cfg, {"batch_size": [1, 3, 2]}, backend="faulty_backend:FaultyBackend")
     by_id = _once_each(specs, rows)
     crash = next(r for r in by_id.values() if r["batch_size"] == 3)
@@ -111,7 +97,7 @@ def test_a_trial_that_kills_its_worker_every_time_fails_after_the_retries(local_
 
 
 def test_out_of_memory_is_an_oom_row_and_the_group_goes_on(local_ray, shared_cache):
-    specs, rows, systems = _sweep(_cfg(shared_cache), {"batch_size": [8, 1, 16, 2]}, backend="faulty_backend:FaultyBackend")
+    specs, rows, systems = _sweep(cpu_config(shared_cache), {"batch_size": [8, 1, 16, 2]}, backend="faulty_backend:FaultyBackend")
     by_id = _once_each(specs, rows)
     status = {r["batch_size"]: r["status"] for r in by_id.values()}
     assert status == {8: "oom", 16: "oom", 1: "ok", 2: "ok"}, status
@@ -128,7 +114,7 @@ def test_a_sampler_killed_mid_trial_gives_null_energy_with_the_reason_and_a_new_
             killed.append(systems[-1]["sampler_pid"])
             _kill_later(killed[0], 0.4)
 
-    specs, rows, systems = _sweep(_cfg(shared_cache, sampler="codecarbon"), {}, repeats=4, new_tokens=400,
+    specs, rows, systems = _sweep(cpu_config(shared_cache, sampler="codecarbon"), {}, repeats=4, new_tokens=400,
                                   on_result=on_result)
     by_id = _once_each(specs, rows)
     assert all(r["status"] == "ok" for r in by_id.values()), [r["error"] for r in rows]
@@ -144,7 +130,7 @@ def test_a_sampler_killed_mid_trial_gives_null_energy_with_the_reason_and_a_new_
 def test_reuse_workers_keeps_one_process_across_groups(local_ray, shared_cache, reuse, processes):
     """ray.reuse_workers: the slot's next group loads into the same process (model unloaded in
     between); by default each group gets a fresh one."""
-    specs, rows, systems = _sweep(_cfg(shared_cache, reuse_workers=reuse), {"precision": ["baseline", "bf16"]},
+    specs, rows, systems = _sweep(cpu_config(shared_cache, reuse_workers=reuse), {"precision": ["baseline", "bf16"]},
                                   repeats=2)
     by_id = _once_each(specs, rows)
     assert all(r["status"] == "ok" for r in by_id.values()), [r["error"] for r in rows]

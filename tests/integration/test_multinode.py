@@ -14,12 +14,9 @@ from collections import Counter
 import pytest
 import ray
 from ray.cluster_utils import Cluster
+from support.plans import cpu_config, plan
 
-from energyray.config import HardwareConfig, MeasurementConfig, ModelConfig, RunConfig
-from energyray.grid import expand, group
 from energyray.orchestrator import Plan, run_sweep
-
-TINY = ModelConfig(name="tiny-llama", builtin="tiny-llama")
 
 
 @pytest.fixture()
@@ -31,18 +28,8 @@ def cluster():
 
 
 def _plan(cache, grid, repeats, hardware, new_tokens=8, node_wait_s=120.0) -> Plan:
-    cfg = RunConfig(device="cpu", cache_dir=str(cache), measurement=MeasurementConfig(idle_s=0.0))
-    cfg.sampler.cpu = "none"
-    cfg.generation.ignore_eos = True
-    cfg.generation.warmup_runs = 0
-    cfg.ray.node_wait_s = node_wait_s
-    specs = expand("multinode", grid, {
-        "model": "tiny-llama", "backend": "transformers", "weights": "real", "precision": "baseline",
-        "batch_size": 1, "task": "qa", "prompt_variant": "default", "hardware": "l4", "max_new_tokens": new_tokens},
-        repeats=repeats)
-    return Plan(groups=group(specs), models={"tiny-llama": TINY}, configs={s.trial_id: {} for s in specs}, cfg=cfg,
-                local_hardware="cpu",
-                hardware={n: HardwareConfig(name=n, gpu=True, resource=f"hw_{n}") for n in hardware})
+    return plan("multinode", grid, cpu_config(cache, node_wait_s=node_wait_s), repeats, hardware="l4",
+                new_tokens=new_tokens, targets=tuple(hardware))
 
 
 def test_each_trial_runs_on_a_node_of_its_hardware(cluster, shared_cache):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from support.plans import cpu_config, plan, specs_of
 from support.snmp_agent import (
     AUTH_PASS,
     PRIV_PASS,
@@ -31,14 +32,12 @@ from support.snmp_agent import (
 )
 
 from energyray.config import (
-    MeasurementConfig,
     ModelConfig,
     PduConfig,
     PduOidConfig,
     RunConfig,
     SamplerConfig,
 )
-from energyray.grid import expand, group
 from energyray.orchestrator import Plan, run_sweep
 from energyray.samplers.base import now_ns
 
@@ -88,22 +87,15 @@ def v3(agent: Agent) -> PduConfig:
 
 
 def _cfg(cache: Path, pdu_cfg: PduConfig, workers: int = 2) -> RunConfig:
-    cfg = RunConfig(device="cpu", cache_dir=str(cache), measurement=MeasurementConfig(idle_s=0.0))
-    cfg.sampler.cpu = "none"
+    cfg = cpu_config(cache, cpu_workers=workers)
     cfg.sampler.pdu = pdu_cfg
-    cfg.generation.ignore_eos = True
-    cfg.generation.warmup_runs = 0
-    cfg.ray.cpu_workers = workers
     return cfg
 
 
 def _sweep(cfg: RunConfig, grid: dict, repeats: int = 1, backend: str = "transformers", new_tokens: int = 48,
            on_result=None):
-    specs = expand("node", grid, {
-        "model": "tiny-a", "backend": backend, "weights": "real", "precision": "baseline", "batch_size": 1,
-        "task": "qa", "prompt_variant": "default", "hardware": "cpu", "max_new_tokens": new_tokens}, repeats=repeats)
-    plan = Plan(groups=group(specs), models=MODELS, configs={s.trial_id: {} for s in specs}, cfg=cfg,
-                local_hardware="cpu")
+    p = plan("node", grid, cfg, repeats, models=MODELS, model="tiny-a", backend=backend, new_tokens=new_tokens)
+    specs = specs_of(p)
     rows: list[dict] = []
     systems: list[dict] = []
 
@@ -112,7 +104,7 @@ def _sweep(cfg: RunConfig, grid: dict, repeats: int = 1, backend: str = "transfo
         if on_result is not None:
             on_result(r.row, systems)
 
-    run_sweep(plan, result, systems.append)
+    run_sweep(p, result, systems.append)
     assert Counter(r["trial_id"] for r in rows) == Counter(s.trial_id for s in specs)  # each once
     return rows, [s for s in systems if s.get("kind") != "node_sampler"], \
         [s for s in systems if s.get("kind") == "node_sampler"]
@@ -269,8 +261,8 @@ def test_without_node_samplers_configured_no_node_host_is_started():
     from energyray.orchestrator.scheduler import Scheduler, _Slot
 
     cfg = RunConfig(device="cpu")
-    plan = Plan(groups=[], models={}, configs={}, cfg=cfg)
-    sched = Scheduler(plan, lambda r: None)
+    empty = Plan(groups=[], models={}, configs={}, cfg=cfg)
+    sched = Scheduler(empty, lambda r: None)
     cpu_slot = _Slot(0, None, {"CPU": 1.0}, "cpu", node_id="n1")
     gpu_slot = _Slot(1, None, {"GPU": 1.0, "CPU": 1.0}, "h200", node_id="n1")
     assert sched._node_host(cpu_slot) is None and sched._node_host(gpu_slot) is None
