@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Issues 3-5 on the device machine (carry [".carry"]):  bash benchmarks/gpu_session_issue4.sh PART
 #   measure : tests/gpu, fidelity part c (counter-anchored short windows), overhead (ops loop)
-#   sweeps  : every transformers precision on random-init Gemma 3 1B; a real CUDA OOM; a trial
-#             targeted at hw_h200 on a `ray start` cluster joined with ray.address=auto
-#   rest    : the OOM and hardware-targeting runs of `sweeps`, backend=server on the GPU
-#             (wheels for openai/fastapi/uvicorn carried in .carry/whl_api), busy.py energyray
+#   sweeps  : every transformers precision on random-init Gemma 3 1B
+#   rest    : a real CUDA OOM, backend=server on the GPU (wheels for openai/fastapi/uvicorn
+#             carried in .carry/whl_api), busy.py energyray
 #   busy    : benchmarks/busy.py, energyray vs a process per trial (one GPU)
-#   gpus2   : benchmarks/busy.py --groups4 on 1 GPU and on 2 GPUs
+#   gpus2   : (two-GPU kind) busy.py --groups4 on 1 GPU and on 2 GPUs, the per-process baseline,
+#             and a sweep targeted at hw_h200 on a `ray start` cluster joined with ray.address=auto
 set -uo pipefail
 source .carry/bootstrap.sh
 export ENERGYRAY_CACHE=/tmp/erc HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0 COLUMNS=200
@@ -33,21 +33,11 @@ sweeps)
   python -m energyray sweep=quantization model=gemma3-1b weights=dummy store.path=/tmp/prec sweep.repeats=1 \
     'sweep.grid.precision=[fp32,fp16,bf16,int8,nf4,fp4,nf4-dq,fp4-dq]' 'sweep.grid.batch_size=[1,8]' \
     'sweep.grid.task=[longform]' ray.trial_timeout_s=240 > "$OUT/prec.log" 2>&1; tail -5 "$OUT/prec.log"; show /tmp/prec
-  python -m energyray sweep=batching model=mistral-7b store.path=/tmp/oom sweep.repeats=1 \
-    'sweep.grid.batch_size=[65536,1]' ray.trial_timeout_s=240 > "$OUT/oom.log" 2>&1; tail -4 "$OUT/oom.log"; show /tmp/oom
-  python -m ray.scripts.scripts start --head --port=6390 --num-gpus=1 --resources='{"hw_h200": 1}' --include-dashboard=false --disable-usage-stats > "$OUT/raystart.log" 2>&1 || tail -20 "$OUT/raystart.log"
-  python -m energyray sweep=smoke hardware=h200 ray.address=auto store.path=/tmp/hw sweep.repeats=1 \
-    'sweep.grid.precision=[baseline]' > "$OUT/hw.log" 2>&1; tail -4 "$OUT/hw.log"; show /tmp/hw
-  python -m ray.scripts.scripts stop --force > /dev/null 2>&1
-  tar czf "$OUT/stores.tgz" -C /tmp prec oom hw
+  tar czf "$OUT/stores.tgz" -C /tmp prec
   ;;
 rest)
   python -m energyray sweep=batching model=mistral-7b store.path=/tmp/oom sweep.repeats=1 \
     'sweep.grid.batch_size=[65536,1]' ray.trial_timeout_s=240 > "$OUT/oom.log" 2>&1; tail -3 "$OUT/oom.log"; show /tmp/oom
-  python -m ray.scripts.scripts start --head --port=6390 --num-gpus=1 --resources='{"hw_h200": 1}' --include-dashboard=false --disable-usage-stats > "$OUT/raystart.log" 2>&1 || tail -20 "$OUT/raystart.log"
-  python -m energyray sweep=smoke hardware=h200 ray.address=auto store.path=/tmp/hw sweep.repeats=1 \
-    'sweep.grid.precision=[baseline]' > "$OUT/hw.log" 2>&1; tail -3 "$OUT/hw.log"; show /tmp/hw
-  python -m ray.scripts.scripts stop --force > /dev/null 2>&1
   mkdir -p /tmp/site_api && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site_api .carry/whl_api/*.whl
   PYTHONPATH=/tmp/site_api:$PYTHONPATH python -m energyray sweep=smoke backend=server model=tiny-llama store.path=/tmp/srv \
     'sweep.grid.precision=[baseline]' 'sweep.grid.batch_size=[1,4]' sweep.repeats=2 > "$OUT/server.log" 2>&1; tail -3 "$OUT/server.log"
@@ -59,7 +49,7 @@ cols = [c for c in ("batch_size", "status", "device", "load_label", "load_s", "l
 print(t[cols].to_string(max_colwidth=80))
 PY
   python benchmarks/busy.py energyray --idle-s 0 --json-out "$OUT/busy_energyray_idle0.json" 2>&1 | grep -E "RESULT|^  " | tail
-  tar czf "$OUT/stores.tgz" -C /tmp oom hw srv
+  tar czf "$OUT/stores.tgz" -C /tmp oom srv
   ;;
 busy)
   python benchmarks/busy.py energyray --idle-s 0 --warmup-new-tokens 16 --json-out "$OUT/busy_energyray_w16.json" 2>&1 | grep -E "RESULT|^  " | tail

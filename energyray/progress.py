@@ -31,7 +31,6 @@ class SweepProgress:
         )
         self._task = self._progress.add_task("trials", total=total, failed="failed: 0", eta="ETA", last="")
         self._workers: dict[int, TaskID] = {}
-        self.worker_text: dict[int, str] = {}
 
     def __enter__(self) -> SweepProgress:
         self._progress.start()
@@ -52,7 +51,6 @@ class SweepProgress:
     def worker(self, index: int, hardware: str, text: str, done: int | None = None, total: int | None = None) -> None:
         """One line per slot: `  worker 0 [h100]` with its group's progress and what it is doing."""
         label = escape(f"  worker {index} [{hardware}]")  # brackets are rich markup otherwise
-        self.worker_text[index] = text
         text = escape(text)
         if index not in self._workers:
             self._workers[index] = self._progress.add_task(label, total=total or 1, completed=done or 0,
