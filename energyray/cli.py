@@ -30,6 +30,7 @@ from energyray.config import (
     StoreConfig,
     SweepConfig,
     VllmConfig,
+    reuse_mode,
 )
 from energyray.errors import ConfigError, EnergyRayError
 from energyray.grid import AXES, TrialSpec, expand, group
@@ -266,6 +267,7 @@ def run(cfg_node: DictConfig) -> int:
     if cfg.measurement.idle_scope not in ("slot", "group"):
         raise ConfigError(f"measurement.idle_scope={cfg.measurement.idle_scope!r}: use slot (the idle baseline "
                           "once per GPU, before its first group) or group (before every group).")
+    cfg.ray.reuse_workers = reuse_mode(cfg.ray.reuse_workers)
     console = _console()
     pinned = pinned_axes(cfg_node)
     defaults = {a: getattr(cfg, a, None) for a in AXES if a not in ("model", "max_new_tokens")}

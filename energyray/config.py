@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from energyray.errors import ConfigError
+
 
 @dataclass
 class ModelConfig:
@@ -85,6 +87,10 @@ class MeasurementConfig:
     cooldown_to_idle_c: float | None = None  # or: wait until within N °C of the idle temperature
     cooldown_max_s: float = 120.0  # give up waiting for the temperature after this long
     memory_bandwidth_gbs: float | None = None  # roofline bandwidth; None: the GPU table, or measured on a CPU
+    # a window shorter than the counter resolves (~1 s on NVML): its polled energy rescaled so
+    # that it and what ran around it sum to the counter's delta over a >= 1 s span (source
+    # counter_apportioned); false keeps the polled figure (source polled)
+    anchor_short_windows: bool = True
 
 
 @dataclass
@@ -108,8 +114,12 @@ class RayConfig:
     node_wait_s: float = 120.0  # after a node is lost: how long a slot waits for room elsewhere
     # keep a worker's process for the slot's next group (its model unloaded in-process) instead of
     # a fresh process per group: saves the process start, imports and CUDA context (~14 s a group
-    # on an H200), at the risk of memory the framework does not give back; off by default
-    reuse_workers: bool = False
+    # on an H200). auto: only where the backend can free its model in-process (not vLLM) and,
+    # after unload, still has at most reuse_max_left_mb allocated on the device (cuBLAS's
+    # workspaces stay for the process's life: ~33 MB on an H200); true: always; false: a fresh
+    # process for every group
+    reuse_workers: Any = "auto"
+    reuse_max_left_mb: float = 256.0
 
 
 @dataclass
@@ -267,3 +277,12 @@ class RunConfig:
     vllm: VllmConfig = field(default_factory=VllmConfig)  # the vLLM backend's options
     api: ApiConfig = field(default_factory=ApiConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+
+
+def reuse_mode(value: Any) -> str:
+    """ray.reuse_workers as "auto" | "true" | "false" (YAML may give a bool)."""
+    text = str(value).strip().lower()
+    if text in ("auto", "true", "false"):
+        return text
+    raise ConfigError(f"ray.reuse_workers={value!r}: use auto (keep a slot's process for its next group where the "
+                      "backend frees its model in-process), true (always) or false (a fresh process per group).")

@@ -9,7 +9,11 @@ Optional class attributes the runner reads (absent: the defaults in brackets):
 this machine's sampler says nothing about it (`energy_reason` says why); `settings` [()] --
 RunConfig sections the constructor takes by name (e.g. ("api",)); `warmup_runs` [None: the
 generation config's]; `load_label`/`unload_label` [none] -- what the group's load and
-unload phases are; `unload_extras` [none] -- row fields about the last unload.
+unload phases are; `unload_extras` [none] -- row fields about the last unload;
+`reusable_process` [True] -- False where unloading does not give the device back in-process
+(vLLM's engine), so the orchestrator starts a fresh process for the next group;
+`memory_in_use_mb()` [none] -- device memory the framework still holds after `unload`
+(ray.reuse_workers=auto keeps the process only where it is small).
 """
 
 from __future__ import annotations

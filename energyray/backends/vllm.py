@@ -265,6 +265,9 @@ class VllmBackend:
     precisions = PRECISIONS
 
     settings = ("vllm",)  # the RunConfig section it is given (trial.TrialRunner)
+    # vLLM's engine does not reliably give the GPU back in-process (worker processes, NCCL,
+    # CUDA graphs): the next group gets a fresh worker process
+    reusable_process = False
 
     def __init__(self, vllm: Any = None) -> None:
         from energyray.config import VllmConfig

@@ -67,6 +67,14 @@ class SamplerHost:
             raise RuntimeError(self.error or "no sampler for this device")
         return asdict(self.sampler.end(label, parts, at_ns))
 
+    def anchor(self, readings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """PollingSampler.anchor over readings `end` returned (as dicts); unchanged where the
+        sampler has no counter to anchor them to."""
+        fn = getattr(self.sampler, "anchor", None)
+        if fn is None:
+            return readings
+        return [asdict(r) for r in fn([WindowReading(**r) for r in readings])]
+
     def latest(self) -> dict[str, Any] | None:
         return None if self.sampler is None else self.sampler.latest()
 
@@ -105,6 +113,10 @@ class RemoteSampler:
 
     def latest(self) -> dict[str, Any] | None:
         return ray.get(self._h.latest.remote(), timeout=SAMPLER_CALL_TIMEOUT_S)
+
+    def anchor(self, readings: list[WindowReading]) -> list[WindowReading]:
+        out = ray.get(self._h.anchor.remote([asdict(r) for r in readings]), timeout=SAMPLER_CALL_TIMEOUT_S)
+        return [WindowReading(**r) for r in out]
 
     def recall(self, key: str) -> Any:
         return ray.get(self._h.recall.remote(key), timeout=SAMPLER_CALL_TIMEOUT_S)

@@ -47,6 +47,7 @@ from ray.util.scheduling_strategies import (
     PlacementGroupSchedulingStrategy,
 )
 
+from energyray.config import reuse_mode
 from energyray.errors import ConfigError
 from energyray.grid import TrialSpec
 from energyray.orchestrator.actors import NodeSamplerHost, SamplerHost, WorkerHost
@@ -217,7 +218,8 @@ class Scheduler:
         self.max_retries = int(getattr(self.cfg.ray, "max_retries", 2))
         self.retry_timeouts = bool(getattr(self.cfg.ray, "retry_timeouts", False))
         self.node_wait_s = float(getattr(self.cfg.ray, "node_wait_s", 120.0))
-        self.reuse_workers = bool(getattr(self.cfg.ray, "reuse_workers", False))
+        self.reuse = reuse_mode(getattr(self.cfg.ray, "reuse_workers", "auto"))
+        self.reuse_max_left_mb = float(getattr(self.cfg.ray, "reuse_max_left_mb", 256.0))
 
     # -- setup --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -457,7 +459,7 @@ class Scheduler:
             if reason.startswith("sampler failed") and slot.queue:
                 self._call(slot, "ping")  # is the sampler gone? then the rest deserve a new one
             else:
-                self._next(slot, last_ok=value.row.get("status") == "ok")
+                self._next(slot, value.row)
 
     def _fail(self, slot: _Slot, call: _Call, msg: str, status: str = "failed", load_msg: str | None = None) -> None:
         """A call that ended in failure. A trial: its own row, and the rest of its group goes to
@@ -473,14 +475,24 @@ class Scheduler:
         self._release(slot)
         self._requeue(slot, rest)
 
-    def _next(self, slot: _Slot, last_ok: bool = True) -> None:
+    def _next(self, slot: _Slot, last: dict[str, Any] | None = None) -> None:
         if slot.queue:
             self._call(slot, "trial")
-        elif self.reuse_workers and last_ok and self.work[slot.hardware]:
+        elif self.work[slot.hardware] and self._keep(last):
             slot.state = "idle"  # keep the process (imports, CUDA context) for the next group
             self._show(slot, "idle (worker kept)")
         else:
             self._release(slot)
+
+    def _keep(self, last: dict[str, Any] | None) -> bool:
+        """ray.reuse_workers: whether the group that just ended (`last`: its last row, which
+        carries the unload's fields) leaves a process fit for the slot's next group."""
+        if self.reuse == "false" or last is None or last.get("status") != "ok":
+            return False
+        if self.reuse == "true":
+            return True
+        left = last.get("unload_memory_left_mb")
+        return bool(last.get("process_reusable")) and (left is None or left <= self.reuse_max_left_mb)
 
     def _sampler_lost(self, slot: _Slot, why: str) -> None:
         """The rest of the group goes to a fresh worker beside a new sampler."""

@@ -126,15 +126,23 @@ def test_a_sampler_killed_mid_trial_gives_null_energy_with_the_reason_and_a_new_
     assert len({s["sampler_pid"] for s in systems}) == 2
 
 
-@pytest.mark.parametrize("reuse, processes", [(False, 2), (True, 1)])
-def test_reuse_workers_keeps_one_process_across_groups(local_ray, shared_cache, reuse, processes):
+@pytest.mark.parametrize("reuse, backend, processes", [
+    (False, "transformers", 2), (True, "transformers", 1), ("auto", "transformers", 1),
+    ("auto", "faulty_backend:NotReusable", 2), ("auto", "faulty_backend:HoldsMemory", 2),
+    (True, "faulty_backend:HoldsMemory", 1)])
+def test_reuse_workers_keeps_one_process_across_groups(local_ray, shared_cache, reuse, backend, processes):
     """ray.reuse_workers: the slot's next group loads into the same process (model unloaded in
-    between); by default each group gets a fresh one."""
+    between); with auto (the default) only where the backend frees its model in-process and
+    holds at most reuse_max_left_mb of device memory after unload; false: a fresh one each group."""
     specs, rows, systems = _sweep(cpu_config(shared_cache, reuse_workers=reuse), {"precision": ["baseline", "bf16"]},
-                                  repeats=2)
+                                  repeats=2, backend=backend)
     by_id = _once_each(specs, rows)
     assert all(r["status"] == "ok" for r in by_id.values()), [r["error"] for r in rows]
     assert len({r["worker_pid"] for r in rows}) == processes
     assert len(systems) == processes  # one systems row per worker process
+    # a reused process says so on its rows: the second group is its group 1
+    assert sorted({r["worker_group_index"] for r in rows}) == ([0, 1] if processes == 1 else [0])
+    last = [r for r in rows if r.get("process_reusable") is not None]
+    assert len(last) == 2 and all(r["process_reusable"] == (backend != "faulty_backend:NotReusable") for r in last)
     assert sorted(r["precision"] for r in rows) == ["bf16", "bf16", "fp32", "fp32"]
     assert sum(r["unload_j"] is not None or r.get("unload_s") is not None for r in rows) == 2  # each group unloads

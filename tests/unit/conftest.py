@@ -8,3 +8,25 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+
+# after the path insertion above: energyray is imported from this checkout
+import pytest  # noqa: E402
+
+from energyray import roofline  # noqa: E402
+from energyray.config import ModelConfig  # noqa: E402
+
+
+@pytest.fixture
+def no_bandwidth_probe(monkeypatch):
+    """The roofline's CPU copy-bandwidth probe (~1 s) replaced by a fixed 20 GB/s."""
+    monkeypatch.setattr(roofline, "measure_copy_bandwidth_gbs", lambda: 20.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> ModelConfig:
+    """The built-in tiny Llama written to disk once per module, as a ModelConfig with a path."""
+    from energyray.backends.transformers import build_tiny_llama
+
+    path = build_tiny_llama(tmp_path_factory.getbasetemp() / "shared-tiny-llama")
+    return ModelConfig(name="tiny-llama", path=str(path), params_b=0.0002)

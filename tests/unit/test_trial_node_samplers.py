@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 
-from energyray import roofline
-from energyray.backends.transformers import build_tiny_llama
 from energyray.config import GenerationConfig, MeasurementConfig, ModelConfig
 from energyray.grid import expand
 from energyray.samplers.base import WindowReading, now_ns
@@ -72,15 +70,12 @@ def wall_node() -> SharedNodeSampler:
     return SharedNodeSampler(inner)
 
 
-@pytest.fixture(autouse=True)
-def no_bandwidth_probe(monkeypatch):
-    monkeypatch.setattr(roofline, "measure_copy_bandwidth_gbs", lambda: 20.0)
+pytestmark = pytest.mark.usefixtures("no_bandwidth_probe")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> ModelConfig:
-    path = build_tiny_llama(tmp_path_factory.getbasetemp() / "shared-tiny-llama")
-    return ModelConfig(name="tiny-llama", path=str(path), params_b=0.0002)
+def model(tiny_model: ModelConfig) -> ModelConfig:
+    return tiny_model
 
 
 def run(model: ModelConfig, tmp_path, nodes: dict[str, Any]):

@@ -6,6 +6,9 @@ module:Class form); tests put this folder on the Ray workers' PYTHONPATH.
   batch too large, so TransformersBackend's own handling (free memory, status oom) runs;
 - batch_size == 3: the worker process exits hard (os._exit), as a crashing CUDA kernel or
   a segfault would: every attempt of that trial kills its worker.
+
+And two backends for ray.reuse_workers=auto: `NotReusable` (its unload does not free the device
+in-process, as vLLM says of its own) and `HoldsMemory` (512 MB still allocated after unload).
 """
 
 from __future__ import annotations
@@ -37,3 +40,16 @@ class FaultyBackend(TransformersBackend):
             finally:
                 self.model = real
         return super().generate(prompts, max_new_tokens, ignore_eos)
+
+
+class NotReusable(TransformersBackend):
+    """Says its unload does not give the device back in-process, as vLLM's does."""
+
+    reusable_process = False
+
+
+class HoldsMemory(TransformersBackend):
+    """Reports 512 MB of device memory still allocated after unload (over reuse_max_left_mb's 256)."""
+
+    def memory_in_use_mb(self) -> float | None:
+        return 512.0
