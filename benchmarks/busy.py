@@ -3,10 +3,18 @@
     python benchmarks/busy.py energyray [--gpus N] [--json-out F]   # the work queue, Ray actors
     python benchmarks/busy.py per-process [--json-out F]            # each trial in its own process
 
-The sweep: 3 models (random-init weights of real small architectures: Qwen2.5-0.5B,
-Llama-3.2-1B, Gemma-3-1B; no download) × batch 1 and 4 × 4 repeats = 24 trials, 128 new
-tokens each, the thesis' long-form prompt. GPU-busy fraction = the sum of the measured trial
-windows ÷ (wall time × GPUs).
+The sweep: 3 models × batch 1 and 4 × 4 repeats = 24 trials, 128 new tokens each (`--new-tokens`),
+the thesis' long-form prompt, random-init weights (no download) of real architectures:
+`--workload small` (default) Qwen2.5-0.5B, Llama-3.2-1B, Gemma-3-1B; `--workload 7b` the
+practicum's class of model, from conf/model: Mistral-7B, Qwen2-7B, Llama-3-8B.
+
+GPU-busy fraction = the sum of the measured trial windows ÷ (wall time × GPUs), the issue's
+definition. Two more figures say where the rest goes: the protocol fraction (trial windows plus
+everything else the measurement protocol runs on the GPU: warmups, loads, unloads, idle
+baselines, ÷ wall × GPUs), i.e. 1 − the time lost to orchestration; and the bound the protocol
+puts on the busy fraction, trial windows ÷ (trial windows + warmups): a full-length warmup per
+shape (issue 3: the first run of a shape in a process is 2–3× slow) caps a group of n trials of
+one shape at n / (n + 1), 0.80 for this sweep's 4 repeats per shape.
 
 - `energyray`: `run_sweep` as the CLI runs it: one worker per GPU, a model loaded once per
   (model, precision) group, warmup per shape, idle baseline per group (`--idle-s`).
@@ -49,14 +57,25 @@ MODELS: dict[str, dict[str, Any]] = {
 
 
 KEEP = ("trial_id", "model", "batch_size", "repeat", "status", "error", "window_s", "duration_s", "energy_j",
-        "prepare_s", "load_s", "warmup_s", "warmup_runs", "idle_s", "j_per_token", "tokens_per_s", "started_at",
-        "finished_at", "worker_pid")
+        "prepare_s", "load_s", "warmup_s", "warmup_runs", "idle_s", "idle_reused", "unload_s", "j_per_token",
+        "tokens_per_s", "started_at", "finished_at", "worker_pid", "worker_group_index", "unload_memory_left_mb",
+        "energy_source")
+LARGE = ("mistral-7b", "qwen2-7b", "llama3-8b")  # --workload 7b, from conf/model
 
 
 def _models(names: list[str]) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
     from energyray.config import ModelConfig
 
-    return {n: ModelConfig(name=n, params_b=None, architecture=MODELS[n]) for n in names}
+    out = {}
+    for n in names:
+        if n in MODELS:
+            out[n] = ModelConfig(name=n, params_b=None, architecture=MODELS[n])
+        else:
+            raw = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{n}.yaml"))
+            out[n] = ModelConfig(**{k: v for k, v in raw.items() if k in ModelConfig.__dataclass_fields__})  # type: ignore[union-attr]
+    return out
 
 
 def _cfg(args: argparse.Namespace) -> Any:
@@ -75,7 +94,8 @@ def _cfg(args: argparse.Namespace) -> Any:
 def _specs(args: argparse.Namespace, hardware: str) -> list[Any]:
     from energyray.grid import expand
 
-    names = args.models.split(",") if args.models else list(MODELS)[:4] if args.groups4 else list(MODELS)[:3]
+    names = (args.models.split(",") if args.models else list(LARGE) if args.workload == "7b"
+             else list(MODELS)[:4] if args.groups4 else list(MODELS)[:3])
     grid = {"model": names, "batch_size": [4] if args.groups4 else [1, 4]}
     return expand("busy", grid, {
         "model": names[0], "backend": "transformers", "weights": "dummy", "precision": "baseline", "batch_size": 1,
@@ -114,10 +134,10 @@ def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
     specs = _specs(args, detect_hardware(cfg))
     rows = []
     t0 = time.monotonic()
-    for s in specs:
+    for s in specs[:args.limit] if args.limit else specs:
         out = subprocess.run([sys.executable, __file__, "one", json.dumps(s.to_dict()),
                               "--idle-s", str(args.idle_s), "--new-tokens", str(args.new_tokens),
-                              "--device", args.device]
+                              "--device", args.device, "--workload", args.workload]
                              + (["--warmup-new-tokens", str(args.warmup_new_tokens)] if args.warmup_new_tokens else []),
                              capture_output=True, text=True, cwd=ROOT, timeout=600)
         line = next((x for x in out.stdout.splitlines() if x.startswith("ROW ")), None)
@@ -152,6 +172,7 @@ def run_one(args: argparse.Namespace) -> None:
     finally:
         if sampler is not None:
             sampler.close()
+    row["worker_pid"] = os.getpid()  # a process per trial
     print("ROW " + json.dumps({k: row.get(k) for k in KEEP}, default=str))
 
 
@@ -169,8 +190,16 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
         groups.setdefault((r["model"], r.get("worker_pid")), []).append(r)  # one load group each
     per = [(sum(x["window_s"] or x["duration_s"] or 0 for x in g), sum(x["warmup_s"] or 0 for x in g), g[0]["load_s"] or 0,
             g[0]["prepare_s"] or 0) for g in groups.values()]
+    idles = sum(g[0].get("idle_s") or 0 for g in groups.values() if not g[0].get("idle_reused"))
+    unloads = sum(x.get("unload_s") or 0 for x in ok)
     out["breakdown_s"] = {"trial_windows": sum(p[0] for p in per), "warmups": sum(p[1] for p in per),
-                          "loads": sum(p[2] for p in per), "prepares": sum(p[3] for p in per)}
+                          "loads": sum(p[2] for p in per), "unloads": unloads, "idle_baselines": idles,
+                          "prepares": sum(p[3] for p in per)}
+    on_gpu = sum(v for k, v in out["breakdown_s"].items() if k != "prepares")
+    out["protocol_fraction"] = on_gpu / (wall * max(1, gpus)) if wall else None
+    warm = out["breakdown_s"]["warmups"]
+    out["busy_bound_from_warmups"] = busy / (busy + warm) if busy + warm else None
+    out["processes"] = len({r.get("worker_pid") for r in rows})
     out["breakdown_s"]["rest (process start, imports, scheduling)"] = wall * max(1, gpus) - sum(
         out["breakdown_s"].values())
     first = [r for r in ok if r.get("repeat") == 0]
@@ -181,6 +210,9 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
     print(f"RESULT {mode}: {len(ok)}/{len(rows)} ok, wall {wall:.1f} s on {gpus} GPU(s), trial windows "
           f"{busy:.1f} s, GPU-busy fraction {out['busy_fraction']:.3f}")
     print("  breakdown (s): " + ", ".join(f"{k} {v:.1f}" for k, v in out["breakdown_s"].items()))
+    print(f"  protocol fraction (trial windows, warmups, loads, unloads, idle ÷ wall × GPUs) "
+          f"{out['protocol_fraction']:.3f}; busy bound from warmups {out['busy_bound_from_warmups']:.3f}; "
+          f"{out['processes']} worker process(es)")
     if "first_vs_later_tokens_per_s" in out:
         print(f"  first repeat vs later repeats, tokens/s: {out['first_vs_later_tokens_per_s']:.3f}")
     for r in rows:
@@ -197,7 +229,10 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=3.0)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--groups4", action="store_true")
-    ap.add_argument("--reuse-workers", action="store_true", help="ray.reuse_workers: one process per slot")
+    ap.add_argument("--reuse-workers", default="auto", choices=["auto", "true", "false"],
+                    help="ray.reuse_workers (auto: the default, keep a slot's process where the model frees in-process)")
+    ap.add_argument("--workload", default="small", choices=["small", "7b"])
+    ap.add_argument("--limit", type=int, help="per-process: run only the first N trials (the rest take as long)")
     ap.add_argument("--warmup-new-tokens", type=int, default=None, help="None: the trial's own length")
     ap.add_argument("--models", help="comma-separated subset of MODELS (a quick check)")
     ap.add_argument("--device", default="cuda", help="cpu: a functional check only, no energy")

@@ -79,10 +79,11 @@ def main() -> int:
     if which in ("overhead", "both"):
         import overhead
 
-        rcs.append(overhead.main(["--workload", "ops", "--pairs", "2", "--run-s", "0.5",
+        rcs.append(overhead.main(["--workload", "ops", "--duration-s", "6", "--in-duration-s", "3", "--warmup-s", "1",
+                                  "--bootstrap", "200", "--sampler", "cpu_smoke:FakeNvml"]))
+        rcs.append(overhead.main(["--workload", "decode", "--variants", "in", "--in-duration-s", "3", "--warmup-s", "1",
+                                  "--prompt-len", "16", "--new-tokens", "16", "--bootstrap", "200",
                                   "--sampler", "cpu_smoke:FakeNvml"]))
-        rcs.append(overhead.main(["--workload", "decode", "--pairs", "1", "--run-s", "0.5",
-                                  "--variants", "in", "--prompt-len", "16", "--sampler", "cpu_smoke:FakeNvml"]))
     print(f"cpu_smoke: exit codes {rcs}")
     return max(rcs, default=0)
 
