@@ -44,6 +44,9 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--json-out")
     ap.add_argument("--alloc-conf", help="PYTORCH_CUDA_ALLOC_CONF for this process, e.g. expandable_segments:True")
+    ap.add_argument("--no-cudnn-sdp", action="store_true", help="torch.backends.cuda.enable_cudnn_sdp(False)")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the runs: profile a 16-token generate of a new shape (batch 2), top ops by CPU time")
     args = ap.parse_args()
     if args.alloc_conf:
         import os
@@ -51,6 +54,8 @@ def main() -> None:
         os.environ["PYTORCH_CUDA_ALLOC_CONF"] = args.alloc_conf
     import torch
 
+    if args.no_cudnn_sdp:
+        torch.backends.cuda.enable_cudnn_sdp(False)
     from energyray.backends.transformers import TransformersBackend
     from energyray.tasks import prompts
 
@@ -76,6 +81,16 @@ def main() -> None:
                       f"median step {runs[-1]['median_step_ms']:.1f} ms, slowest {runs[-1]['slowest_steps_ms_at']}",
                       flush=True)
                 del g
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            texts = [p.text for p in prompts("longform", "default", 2)]
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                b.generate(texts, 16, ignore_eos=True)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), flush=True)
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                b.generate(texts, 16, ignore_eos=True)
+            print("same shape again:\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8), flush=True)
         try:
             from torch._dynamo.utils import counters
 

@@ -6,6 +6,8 @@
 #             for the second group (ray.reuse_workers=auto) and the memory left after unload
 #   busy    : busy.py energyray, the small workload (as in session 2; now ray.reuse_workers=auto)
 #   busy7b  : busy.py energyray, the 7B workload
+#   cudnn   : (after transformers.cudnn_attention=false became the default) tests/gpu, busy.py
+#             small with full-length warmups, small and 7B with 16-token warmups
 #   perproc : busy.py per-process on the 7B workload (first trials only), and overhead.py
 set -uo pipefail
 source .carry/bootstrap.sh
@@ -32,6 +34,12 @@ busy)
   ;;
 busy7b)
   python benchmarks/busy.py energyray --idle-s 0 --workload 7b --json-out "$OUT/busy_7b.json" > "$OUT/busy_7b.log" 2>&1; tail -8 "$OUT/busy_7b.log"
+  ;;
+cudnn)
+  python -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | tail -4 | tee "$OUT/tests_cudnn.log"
+  python benchmarks/busy.py energyray --idle-s 0 --json-out "$OUT/busy_small_nocudnn.json" > "$OUT/busy_small_nocudnn.log" 2>&1; tail -5 "$OUT/busy_small_nocudnn.log"
+  python benchmarks/busy.py energyray --idle-s 0 --warmup-new-tokens 16 --json-out "$OUT/busy_small_w16.json" > "$OUT/busy_small_w16.log" 2>&1; tail -5 "$OUT/busy_small_w16.log"
+  python benchmarks/busy.py energyray --idle-s 0 --warmup-new-tokens 16 --workload 7b --json-out "$OUT/busy_7b_w16.json" > "$OUT/busy_7b_w16.log" 2>&1; tail -5 "$OUT/busy_7b_w16.log"
   ;;
 perproc)
   python benchmarks/busy.py per-process --idle-s 0 --workload 7b --limit "${LIMIT:-6}" --progress-out "$OUT/perproc_7b.jsonl" \

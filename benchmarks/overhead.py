@@ -187,10 +187,12 @@ def drive(s: PollingSampler, plan: dict[str, Any]) -> dict[str, Any]:
             "windows": wk + 1 if opened else 0}
 
 
-def _sampler_child(conn: Any, spec: str, device: str | int, interval_s: float) -> None:
+def _sampler_child(conn: Any, spec: str, device: str | int, interval_s: float, cpus: list[int] | None = None) -> None:
     """The sampler process: build the sampler, then carry out one plan per "run" message,
-    answering with drive()'s log; "quit" ends it. Imports no torch."""
+    answering with drive()'s log; "quit" ends it. Imports no torch. `cpus`: pin it there."""
     try:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
         cls = sampler_class(spec)
         s = cls(device=device, interval_s=interval_s)
         if not _pausable(s):
@@ -210,10 +212,10 @@ def _sampler_child(conn: Any, spec: str, device: str | int, interval_s: float) -
 class SamplerProcess:
     """energyray's sampler in its own process (spawned), driven through a pipe."""
 
-    def __init__(self, spec: str, device: str | int, interval_s: float) -> None:
+    def __init__(self, spec: str, device: str | int, interval_s: float, cpus: list[int] | None = None) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_sampler_child, args=(child, spec, device, interval_s),
+        self.proc = ctx.Process(target=_sampler_child, args=(child, spec, device, interval_s, cpus),
                                 name="energyray-sampler", daemon=True)
         self.proc.start()
         child.close()
@@ -504,7 +506,7 @@ def run_variant(variant: str, go: Workload, args: argparse.Namespace, device: st
     box: dict[str, Any] = {}
     try:
         if variant == "out":
-            proc = SamplerProcess(args.sampler, device, args.interval_s)
+            proc = SamplerProcess(args.sampler, device, args.interval_s, args.pin_sampler)
         else:
             s = sampler_class(args.sampler)(device=device, interval_s=args.interval_s)
             if not _pausable(s):
@@ -599,14 +601,24 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help='GPU UUID or NVML index (default: the GPU CUDA sees first), or "cpu" '
                    "(a smoke test: torch on the CPU, the Llama shrunk; needs a stand-in --sampler)")
     p.add_argument("--json-out", default=None, help="also write the full result, with every block, to this file")
+    p.add_argument("--pin", type=_cpus, default=None,
+                   help="CPUs for this (the workload's) process, e.g. 2 or 2,3: less OS-scheduling noise; "
+                        "the out-of-process sampler goes on --pin-sampler")
+    p.add_argument("--pin-sampler", type=_cpus, default=None, help="CPUs for the sampler's process (variant out)")
     args = p.parse_args(argv)
     if not 0 <= args.settle_s < args.block_s:
         p.error("--settle-s must be >= 0 and shorter than --block-s")
     return args
 
 
+def _cpus(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.pin:
+        os.sched_setaffinity(0, args.pin)
     import torch
 
     if args.device == "cpu":

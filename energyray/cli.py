@@ -29,6 +29,7 @@ from energyray.config import (
     ServerConfig,
     StoreConfig,
     SweepConfig,
+    TransformersConfig,
     VllmConfig,
     reuse_mode,
 )
@@ -37,7 +38,7 @@ from energyray.grid import AXES, TrialSpec, expand, group
 
 _PKG = Path(__file__).resolve().parent
 _SECTIONS = (ModelConfig, HardwareConfig, GenerationConfig, MeasurementConfig, RayConfig, SamplerConfig, StoreConfig,
-             SweepConfig, VllmConfig, ApiConfig, ServerConfig)
+             SweepConfig, TransformersConfig, VllmConfig, ApiConfig, ServerConfig)
 
 
 def conf_dir() -> Path:

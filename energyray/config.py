@@ -185,6 +185,19 @@ class SamplerConfig:
 
 
 @dataclass
+class TransformersConfig:
+    """Options of the transformers backend (`backend=transformers`)."""
+
+    # PyTorch's SDPA may pick cuDNN's attention on Hopper GPUs. cuDNN builds an execution plan
+    # for every new (batch, KV length) shape, ~1.6 ms of CPU per call on an H200, which made every
+    # step of a shape's first run 3-4x slower (each decode step is a new KV length) and so the
+    # warmups longer than the trials. Off (the default): SDPA's flash / memory-efficient kernels,
+    # as on GPUs without cuDNN attention, so GPUs compare like for like; the same steady-state
+    # speed on an H200 (benchmarks/README.md). null: PyTorch's own choice.
+    cudnn_attention: bool | None = False
+
+
+@dataclass
 class VllmConfig:
     """Options of the vLLM backend (`backend=vllm`), passed to `vllm.LLM(...)`."""
 
@@ -274,6 +287,7 @@ class RunConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    transformers: TransformersConfig = field(default_factory=TransformersConfig)  # the transformers backend's options
     vllm: VllmConfig = field(default_factory=VllmConfig)  # the vLLM backend's options
     api: ApiConfig = field(default_factory=ApiConfig)
     server: ServerConfig = field(default_factory=ServerConfig)

@@ -20,7 +20,7 @@ BACKENDS: dict[str, str] = {
 }
 
 # RunConfig sections a backend may name in its `settings` (it gets them as keyword arguments)
-BACKEND_SETTINGS: tuple[str, ...] = ("vllm", "api", "server")
+BACKEND_SETTINGS: tuple[str, ...] = ("transformers", "vllm", "api", "server")
 
 SAMPLERS: dict[str, str] = {
     "nvml": "energyray.samplers.nvml:NvmlSampler",

@@ -257,7 +257,12 @@ class TransformersBackend:
     name = "transformers"
     precisions = PRECISIONS
 
-    def __init__(self) -> None:
+    settings = ("transformers",)  # the RunConfig section it is given (trial.TrialRunner)
+
+    def __init__(self, transformers: Any = None) -> None:
+        from energyray.config import TransformersConfig
+
+        self.options = transformers if transformers is not None else TransformersConfig()
         self.model: Any = None
         self.tokenizer: Any = None
         self.device = "cpu"
@@ -297,11 +302,17 @@ class TransformersBackend:
             raise ConfigError(f"weights={weights!r} is not one of: real, dummy.")
         self.model.eval()
         self._vocab = int(getattr(self.model.config, "vocab_size", 0) or 0)
+        cudnn = self.options.cudnn_attention
+        if self.device == "cuda" and cudnn is not None:  # process-wide: set on every load (a reused worker)
+            torch.backends.cuda.enable_cudnn_sdp(bool(cudnn))
         if self.device == "cpu":
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
         params = self.model.num_parameters() / 1e9
+        columns = {**quantization_columns(resolved),
+                   "attention_implementation": getattr(self.model.config, "_attn_implementation", None),
+                   "cudnn_attention": torch.backends.cuda.cudnn_sdp_enabled() if self.device == "cuda" else None}
         return LoadInfo(precision=resolved, device=self.device, params_b=round(params, 4),
-                        columns=quantization_columns(resolved), details={
+                        columns=columns, details={
             "source": str(source), "dtype": str(dtype).removeprefix("torch."),
             "tokenizer": "none: random token ids" if self.tokenizer is None else type(self.tokenizer).__name__,
             "transformers": transformers.__version__, "torch": torch.__version__,

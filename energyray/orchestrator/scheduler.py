@@ -478,16 +478,19 @@ class Scheduler:
     def _next(self, slot: _Slot, last: dict[str, Any] | None = None) -> None:
         if slot.queue:
             self._call(slot, "trial")
-        elif self.work[slot.hardware] and self._keep(last):
+        elif self.work[slot.hardware] and self._keep(slot, last):
             slot.state = "idle"  # keep the process (imports, CUDA context) for the next group
             self._show(slot, "idle (worker kept)")
         else:
             self._release(slot)
 
-    def _keep(self, last: dict[str, Any] | None) -> bool:
+    def _keep(self, slot: _Slot, last: dict[str, Any] | None) -> bool:
         """ray.reuse_workers: whether the group that just ended (`last`: its last row, which
-        carries the unload's fields) leaves a process fit for the slot's next group."""
+        carries the unload's fields) leaves a process fit for the slot's next group. Never one
+        whose node sampler host was replaced (it holds the dead one's handle)."""
         if self.reuse == "false" or last is None or last.get("status") != "ok":
+            return False
+        if slot.node_host is not None and slot.node_host is not self.node_hosts.get(slot.node_id or ""):
             return False
         if self.reuse == "true":
             return True

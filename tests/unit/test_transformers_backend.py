@@ -149,7 +149,8 @@ def test_4bit_variants_on_cpu_quantise_as_asked(tiny_llama_dir, cache, precision
     info = b.load(_real(tiny_llama_dir), "real", precision, "cpu", cache, 0)
     try:
         assert info.precision == precision
-        assert info.columns == {"quant_method": "bitsandbytes", "quant_type": quant_type, "double_quant": nested}
+        assert info.columns == {"quant_method": "bitsandbytes", "quant_type": quant_type, "double_quant": nested,
+                                "attention_implementation": b.model.config._attn_implementation, "cudnn_attention": None}
         for layer in b.model.model.layers:
             for weight in (layer.self_attn.q_proj.weight, layer.mlp.down_proj.weight):
                 assert type(weight).__name__ == "Params4bit"
