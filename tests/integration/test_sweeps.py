@@ -99,10 +99,13 @@ def test_backends_runs_transformers_and_the_server_and_fails_vllm_rows_saying_ho
 
 
 def test_each_backend_gets_its_config_section():
-    """The scheduler hands each worker the RunConfig sections backends ask for (vllm, api, server)."""
+    """The scheduler hands each worker the RunConfig sections backends ask for (transformers,
+    vllm, api, server)."""
     from energyray.config import RunConfig
     from energyray.orchestrator.scheduler import backend_settings
 
     cfg = RunConfig()
     cfg.vllm.gpu_memory_utilization = 0.5
-    assert backend_settings(cfg) == {"vllm": cfg.vllm, "api": cfg.api, "server": cfg.server}
+    cfg.transformers.cudnn_attention = None
+    assert backend_settings(cfg) == {"transformers": cfg.transformers, "vllm": cfg.vllm, "api": cfg.api,
+                                     "server": cfg.server}

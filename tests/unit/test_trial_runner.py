@@ -282,6 +282,20 @@ def test_unquantised_rows_say_so(model, tmp_path):
     assert (row["quant_method"], row["quant_type"], row["double_quant"]) == (None, None, None)
 
 
+def test_the_transformers_section_reaches_the_backend_and_rows_say_which_attention(model, tmp_path):
+    from energyray.config import TransformersConfig
+
+    runner = make_runner(FakeSampler(), tmp_path)
+    runner.backend_settings = {"transformers": TransformersConfig(cudnn_attention=None)}
+    runner.load(make_spec(), model)
+    assert runner.backend.options.cudnn_attention is None
+    row = runner.run(make_spec(), model, CONFIG, last=True).row
+    assert row["cudnn_attention"] is None  # on a CPU: no cuDNN attention to speak of
+    assert row["attention_implementation"] in ("sdpa", "eager")
+    assert row["process_reusable"] is True and row["unload_memory_left_mb"] is None  # CPU: nothing on a GPU
+    assert row["worker_group_index"] == 0
+
+
 # -- energy that cannot be known ---------------------------------------------------------------
 def test_sampler_failing_at_end_gives_null_energy_not_a_failure(model, tmp_path):
     sampler = FakeSampler(fail_end=True)
