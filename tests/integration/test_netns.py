@@ -98,6 +98,9 @@ def test_a_sweep_over_two_hosts_in_network_namespaces(two_hosts, shared_cache, t
     # Ray's token authentication, as across real machines: one token given to every host and the driver
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SUPPORT.parent), str(REPO)]), "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    # a local Ray started earlier in this process (orchestrator's loopback-only mode) set this to 0:
+    # Ray's single-node mode, in which a second host cannot join
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     # this cluster's own session files, apart from any other Ray here (short: Ray's socket paths)
     temp = Path(tempfile.mkdtemp(prefix="ern", dir="/tmp"))
     request.addfinalizer(lambda: shutil.rmtree(temp, ignore_errors=True))

@@ -80,7 +80,7 @@ def model(tiny_model: ModelConfig) -> ModelConfig:
 
 def run(model: ModelConfig, tmp_path, nodes: dict[str, Any]):
     (spec,) = expand("unit", {}, dict(model="tiny-llama", backend="transformers", weights="real", precision="baseline",
-                                      batch_size=1, task="qa", prompt_variant="default", hardware="cpu", max_new_tokens=4))
+                                      batch_size=1, task="qa", prompt_variant="default", hardware="cpu", max_new_tokens=24))
     runner = TrialRunner(None, GenerationConfig(ignore_eos=True, warmup_runs=1, warmup_new_tokens=2), str(tmp_path),
                          device="cpu", measurement=MeasurementConfig(idle_s=0.2, idle_settle_s=0.0, idle_settle_max_s=0.0),
                          node_samplers=nodes)
@@ -105,6 +105,7 @@ def test_wall_and_cpu_node_columns(model, tmp_path):
     for phase in ("idle", "load", "warmup", "response", "unload"):
         assert row[f"{phase}_wall_j"] > 0 and row[f"{phase}_cpu_j"] > 0, phase
     wall_samples = [s for s in result.samples if s["source"] == "replay"]  # the wall sampler's own name
+    # (24 tokens: a trial window of tens of ms, so that the 200 Hz wall series has samples inside it)
     assert wall_samples and all(s["power_w"] == WALL_W for s in wall_samples)
     env = json.loads(row["env_json"])["node_samplers"]
     assert env["wall"]["shared_by_node"] is True and env["cpu"]["sampler"] == "codecarbon"
