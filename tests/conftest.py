@@ -1,6 +1,11 @@
-"""Shared pytest setup: tests marked `gpu` run only where NVML sees an NVIDIA GPU."""
+"""Shared pytest setup: tests marked `gpu` run only where NVML sees an NVIDIA GPU; fixtures
+that unit and integration tests both use."""
 
 from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -21,3 +26,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def _gone(pid: int, within_s: float = 10.0) -> bool:
+    """Whether process `pid` has exited within `within_s` (a zombie child of ours counts: reaped here)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def gone() -> Callable[..., bool]:
+    """gone(pid, within_s=10.0) -> bool: has the process exited (a server, after unload)?"""
+    return _gone

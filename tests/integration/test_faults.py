@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import ray
-from support.plans import cpu_config, plan, specs_of
+from support.plans import cpu_config, plan, run_collect, specs_of
 
 from energyray.config import RunConfig
-from energyray.orchestrator import run_sweep
 
 SUPPORT = Path(__file__).parent / "support"
 
@@ -38,22 +37,8 @@ def local_ray():
 def _sweep(cfg: RunConfig, grid: dict, repeats: int = 1, backend: str = "transformers", new_tokens: int = 8,
            on_system=None, on_result=None):
     p = plan("faults", grid, cfg, repeats, backend=backend, new_tokens=new_tokens)
-    specs = specs_of(p)
-    rows: list[dict] = []
-    systems: list[dict] = []
-
-    def result(r):
-        rows.append(r.row)
-        if on_result is not None:
-            on_result(r.row, systems)
-
-    def system(s):
-        systems.append(s)
-        if on_system is not None:
-            on_system(s)
-
-    run_sweep(p, result, system)
-    return specs, rows, systems
+    rows, systems = run_collect(p, on_result, on_system)
+    return specs_of(p), rows, systems
 
 
 def _once_each(specs, rows) -> dict[str, dict]:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 import ray
-from support.plans import cpu_config, plan, specs_of
+from support.overlap import assert_split_one_to_three, overlapping
+from support.plans import cpu_config, plan, run_collect, specs_of
 from support.snmp_agent import (
     AUTH_PASS,
     PRIV_PASS,
@@ -38,8 +39,7 @@ from energyray.config import (
     RunConfig,
     SamplerConfig,
 )
-from energyray.orchestrator import Plan, run_sweep
-from energyray.samplers.base import now_ns
+from energyray.orchestrator import Plan
 
 pytestmark = SKIP_NO_SNMPD
 
@@ -96,15 +96,7 @@ def _sweep(cfg: RunConfig, grid: dict, repeats: int = 1, backend: str = "transfo
            on_result=None):
     p = plan("node", grid, cfg, repeats, models=MODELS, model="tiny-a", backend=backend, new_tokens=new_tokens)
     specs = specs_of(p)
-    rows: list[dict] = []
-    systems: list[dict] = []
-
-    def result(r):
-        rows.append(r.row)
-        if on_result is not None:
-            on_result(r.row, systems)
-
-    run_sweep(p, result, systems.append)
+    rows, systems = run_collect(p, on_result)
     assert Counter(r["trial_id"] for r in rows) == Counter(s.trial_id for s in specs)  # each once
     return rows, [s for s in systems if s.get("kind") != "node_sampler"], \
         [s for s in systems if s.get("kind") == "node_sampler"]
@@ -235,26 +227,13 @@ def test_node_energy_is_split_by_each_workers_device_energy_through_ray(local_ra
     info = ray.get(host.describe.remote(), timeout=60)
     a, b = (RemoteNodeSampler(host, "wall", info["wall"], gpu_handle=g) for g in gpus)
     try:
-        t0 = now_ns()
-        a.begin("w1:trial", at_ns=t0)
-        time.sleep(0.3)
-        t1 = now_ns()
-        b.begin("w2:trial", at_ns=t1)
-        time.sleep(0.4)
-        t2 = now_ns()
-        ra = a.end("w1:trial", at_ns=t2)
-        time.sleep(0.2)
-        t3 = now_ns()
-        rb = b.end("w2:trial", at_ns=t3)
+        t, ra, rb = overlapping(lambda at: a.begin("w1:trial", at_ns=at), lambda at: b.begin("w2:trial", at_ns=at),
+                                lambda at: a.end("w1:trial", at_ns=at), lambda at: b.end("w2:trial", at_ns=at))
     finally:
         ray.get(host.close.remote(), timeout=30)
         for h in (host, *gpus):
             ray.kill(h)
-    s = 1e9
-    assert ra.source == rb.source == "pdu; shared with 1 other window on the node, split by GPU-energy share"
-    assert ra.energy_j == pytest.approx(WALL_W * ((t1 - t0) / s + (t2 - t1) / s * 0.25), rel=1e-6)
-    assert rb.energy_j == pytest.approx(WALL_W * ((t2 - t1) / s * 0.75 + (t3 - t2) / s), rel=1e-6)
-    assert ra.energy_j + rb.energy_j == pytest.approx(WALL_W * (t3 - t0) / s, rel=1e-6)
+    assert_split_one_to_three(WALL_W, t, ra, rb)
 
 
 def test_without_node_samplers_configured_no_node_host_is_started():

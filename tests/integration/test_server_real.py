@@ -28,17 +28,6 @@ from energyray.errors import TrialFailed  # noqa: E402
 QUESTION = "Question: What is the capital of France?\nAnswer:"
 
 
-def _gone(pid: int, within_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("serve-cache")
@@ -55,7 +44,7 @@ def _serve(cache: Path, model: ModelConfig, api: ApiConfig | None = None, **serv
 TINY = ModelConfig(name="tiny-llama", builtin="tiny-llama", params_b=0.000204)
 
 
-def test_tiny_model_startup_usage_and_shutdown(cache):
+def test_tiny_model_startup_usage_and_shutdown(cache, gone):
     t0 = time.monotonic()
     b = _serve(cache, TINY)
     startup_s = time.monotonic() - t0
@@ -71,7 +60,7 @@ def test_tiny_model_startup_usage_and_shutdown(cache):
     assert gen.output_tokens is not None and 2 <= gen.output_tokens <= 12
     assert set(gen.extras["api_finish_reasons"].split(",")) <= {"length", "stop"}
     assert b.unload_extras["server_shutdown_forced"] is False
-    assert _gone(pid)
+    assert gone(pid, within_s=15.0)
     log = b.log_path
     assert log is not None and log.exists()
 

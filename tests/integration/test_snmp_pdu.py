@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 
 import pytest
+from support.overlap import assert_split_one_to_three, overlapping
 from support.snmp_agent import (
     AUTH_PASS,
     ENERGY,
@@ -301,25 +302,13 @@ def test_two_overlapping_trials_share_the_pdu_energy_by_gpu_share(agent):
     shared = SharedNodeSampler(PduSampler(pdu(agent)))
     shared.start()
     try:
-        t0 = now_ns()
-        shared.begin("w1:trial", at_ns=t0, gpu=_Gpu(100.0))
-        time.sleep(0.3)
-        t1 = now_ns()
-        shared.begin("w2:trial", at_ns=t1, gpu=_Gpu(300.0))
-        time.sleep(0.4)
-        t2 = now_ns()
-        a = shared.end("w1:trial", at_ns=t2)
-        time.sleep(0.3)
-        t3 = now_ns()
-        b = shared.end("w2:trial", at_ns=t3)
+        t, a, b = overlapping(lambda at: shared.begin("w1:trial", at_ns=at, gpu=_Gpu(100.0)),
+                              lambda at: shared.begin("w2:trial", at_ns=at, gpu=_Gpu(300.0)),
+                              lambda at: shared.end("w1:trial", at_ns=at), lambda at: shared.end("w2:trial", at_ns=at))
     finally:
         shared.close()
-    sec = 1e9
-    assert a.energy_j == pytest.approx(600 * (t1 - t0) / sec + 600 * (t2 - t1) / sec * 0.25, rel=1e-6)
-    assert b.energy_j == pytest.approx(600 * (t2 - t1) / sec * 0.75 + 600 * (t3 - t2) / sec, rel=1e-6)
-    assert a.energy_j + b.energy_j == pytest.approx(600 * (t3 - t0) / sec, rel=1e-6)  # the union
-    assert a.source == "pdu; shared with 1 other window on the node, split by GPU-energy share"
-    assert a.extras["node_energy_j"] == pytest.approx(600 * (t2 - t0) / sec, rel=1e-6)
+    assert_split_one_to_three(600, t, a, b)
+    assert a.extras["node_energy_j"] == pytest.approx(600 * (t[2] - t[0]) / 1e9, rel=1e-6)
 
 
 # -- through TrialRunner on the tiny model ------------------------------------------------------------

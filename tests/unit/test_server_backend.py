@@ -57,23 +57,7 @@ def started(tmp_path: Path, model: ModelConfig, **kw: Any) -> ServerBackend:
     return b
 
 
-def gone(pid: int, within_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:  # a zombie of ours counts as gone
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            pass
-        time.sleep(0.05)
-    return False
-
-
-def test_launch_generate_and_shut_down(tmp_path, model):
+def test_launch_generate_and_shut_down(tmp_path, model, gone):
     b = started(tmp_path, model)
     assert b.proc is not None
     pid = b.proc.pid
@@ -143,7 +127,7 @@ def test_startup_timeout_kills_the_server(tmp_path, model):
     assert b.proc is not None and b.proc.poll() is not None
 
 
-def test_a_server_ignoring_sigterm_is_killed_after_the_timeout(tmp_path, model):
+def test_a_server_ignoring_sigterm_is_killed_after_the_timeout(tmp_path, model, gone):
     script = ("import signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
               "from energyray.testing.fake_openai import main; main(['--port', sys.argv[1]])")
     b = started(tmp_path, model, command=["{python}", "-c", script, "{port}"], shutdown_timeout_s=0.5)
@@ -163,7 +147,7 @@ def test_a_crashed_server_fails_the_trial_not_the_worker(tmp_path, model):
         b.generate(["hi"], 4, False)
 
 
-def test_the_server_dies_with_its_worker(tmp_path, model):
+def test_the_server_dies_with_its_worker(tmp_path, model, gone):
     """A worker killed by the orchestrator (SIGKILL) must not leave a server holding the GPU."""
     code = textwrap.dedent(f"""
         import sys, time

@@ -3,12 +3,13 @@ a small grid on the built-in tiny model, shared by the scheduler's integration t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from energyray.config import HardwareConfig, MeasurementConfig, ModelConfig, RunConfig
 from energyray.grid import TrialSpec, expand, group
-from energyray.orchestrator import Plan
+from energyray.orchestrator import Plan, run_sweep
 
 TINY = ModelConfig(name="tiny-llama", builtin="tiny-llama")
 
@@ -38,3 +39,24 @@ def plan(sweep: str, grid: dict, cfg: RunConfig, repeats: int = 1, *, models: di
 
 def specs_of(p: Plan) -> list[TrialSpec]:
     return [s for g in p.groups for s in g]
+
+
+def run_collect(p: Plan, on_result: Callable[[dict, list[dict]], None] | None = None,
+                on_system: Callable[[dict], None] | None = None) -> tuple[list[dict], list[dict]]:
+    """run_sweep(p), returning its trial rows and systems rows; on_result(row, systems so far)
+    and on_system(system) see each as it comes (a test's fault injection)."""
+    rows: list[dict] = []
+    systems: list[dict] = []
+
+    def result(r: Any) -> None:
+        rows.append(r.row)
+        if on_result is not None:
+            on_result(r.row, systems)
+
+    def system(s: dict) -> None:
+        systems.append(s)
+        if on_system is not None:
+            on_system(s)
+
+    run_sweep(p, result, system)
+    return rows, systems
