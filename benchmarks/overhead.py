@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import array
 import bisect
-import importlib
 import math
 import multiprocessing as mp
 import os
@@ -75,10 +74,8 @@ Workload = Callable[[int, "array.array[int]"], None]
 
 # -- the sampler ------------------------------------------------------------------------------------
 def sampler_class(spec: str) -> Any:
-    """A registry name (energyray.registry.SAMPLERS, e.g. "nvml") or "module:Class"."""
-    if ":" in spec:
-        module, _, attr = spec.partition(":")
-        return getattr(importlib.import_module(module), attr)
+    """A registry name (energyray.registry.SAMPLERS, e.g. "nvml") or "module:Class" (the registry
+    imports that form itself)."""
     from energyray.registry import SAMPLERS, resolve
 
     return resolve("sampler", SAMPLERS, spec)
