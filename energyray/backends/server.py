@@ -67,17 +67,12 @@ def _die_with_parent() -> None:
 
 
 def model_dir(model: Any, cache_dir: str) -> str:
-    """What the server loads: a local path as is; else what the transformers backend would load
-    (the default model's GGUF converted once into the cache, the built-in tiny model, a Hub
-    id fetched into the HF cache first: unmeasured, in prepare)."""
-    if getattr(model, "path", None):
-        if not Path(model.path).exists():
-            raise BackendError(f"Model {model.name!r}: path {model.path} does not exist.")
-        source = str(model.path)
-    else:
-        from energyray.backends.transformers import model_source
+    """What the server loads: what the transformers backend would load (a local path as is, the
+    default model's GGUF converted once into the cache, the built-in tiny model), a Hub id
+    fetched into the HF cache first (unmeasured, in prepare)."""
+    from energyray.backends.transformers import model_source
 
-        source = model_source(model, cache_dir, download=True)
+    source = model_source(model, cache_dir, download=True)
     gguf = getattr(model, "gguf_file", None)
     if gguf and not getattr(model, "gguf_package", None):
         return f"{source}:{gguf}"  # transformers serve's name for GGUF weights
