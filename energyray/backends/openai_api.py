@@ -111,7 +111,8 @@ def preflight(specs: list[Any], models: dict[str, Any], api: Any, running: bool)
     from energyray import prices
 
     need_key = False
-    for s in specs:
+    # every check below depends on these three only: once each (a price lookup parses its table)
+    for s in {(s.backend, s.weights, s.model): s for s in specs}.values():
         m = models[s.model]
         if s.backend != "openai":
             if getattr(m, "provider", None):
