@@ -105,6 +105,22 @@ def read_key(api: Any, required: bool) -> str:
     return PLACEHOLDER_KEY
 
 
+def check_model(model: Any, weights: str, api: Any) -> str:
+    """What a model must have for backend=openai (the driver's preflight and the worker's load
+    both ask): weights=real, an `api_model`, an endpoint it takes, a known energy estimate.
+    Returns the endpoint."""
+    if weights != "real":
+        raise ConfigError(f"backend=openai runs the server's own model: weights={weights} has no meaning "
+                          f"there (model {model.name!r}). Use weights=real.")
+    if not api_model_of(model):
+        raise ConfigError(f"Model {model.name!r} has no `api_model` (the provider's model id) for backend=openai. "
+                          f"Add it to conf/model/{model.name}.yaml.")
+    endpoint = endpoint_for(model, api)
+    if api.energy_estimate not in ESTIMATES:
+        raise ConfigError(f"api.energy_estimate={api.energy_estimate!r}: valid choices are {', '.join(ESTIMATES)}.")
+    return endpoint
+
+
 def preflight(specs: list[Any], models: dict[str, Any], api: Any, running: bool) -> None:
     """What can be known wrong about API trials before the sweep starts (the driver calls it).
     The key is checked only when `running` (a dry run needs none)."""
@@ -119,15 +135,7 @@ def preflight(specs: list[Any], models: dict[str, Any], api: Any, running: bool)
                 raise ConfigError(f"Model {s.model!r} is hosted by {m.provider}: only backend=openai can run it, "
                                   f"not backend={s.backend}. Exclude that combination in the sweep.")
             continue
-        if s.weights != "real":
-            raise ConfigError(f"backend=openai runs the server's own model: weights={s.weights} has no meaning "
-                              f"there (model {s.model!r}). Use weights=real.")
-        if not api_model_of(m):
-            raise ConfigError(f"Model {s.model!r} has no `api_model` (the provider's model id) for backend=openai. "
-                              f"Add it to conf/model/{s.model}.yaml.")
-        endpoint_for(m, api)
-        if api.energy_estimate not in ESTIMATES:
-            raise ConfigError(f"api.energy_estimate={api.energy_estimate!r}: valid choices are {', '.join(ESTIMATES)}.")
+        check_model(m, s.weights, api)
         if m.provider and prices.lookup(m.provider, str(m.api_model or ""), api.price_table) is None:
             path = prices.table_path(m.provider, api.price_table)
             raise ConfigError(f"No price for {m.api_model!r} (model {s.model!r}) in {path}: add it (USD per 1M "
@@ -250,15 +258,9 @@ class OpenAIBackend:
 
         from energyray import prices
 
-        if weights != "real":
-            raise ConfigError(f"backend={self.name} runs the server's own model: weights={weights} has no meaning.")
+        self.endpoint = check_model(model, weights, self.api)
         self.model = model
         self.api_model = api_model_of(model) or ""
-        if not self.api_model:
-            raise ConfigError(f"Model {model.name!r} has no `api_model` for backend={self.name}.")
-        self.endpoint = endpoint_for(model, self.api)
-        if self.api.energy_estimate not in ESTIMATES:
-            raise ConfigError(f"api.energy_estimate={self.api.energy_estimate!r}: valid choices are {', '.join(ESTIMATES)}.")
         self.base_url = (self.api.base_url or OPENAI_BASE_URL).rstrip("/")
         self._key = read_key(self.api, required=self.api.base_url is None) if self.send_key else PLACEHOLDER_KEY
         self.price = prices.lookup(model.provider, self.api_model, self.api.price_table) if getattr(model, "provider", None) else None
