@@ -125,3 +125,62 @@ def test_drive_switches_a_polling_sampler_on_and_off(ov: Any) -> None:
     assert a["polls_per_on_s"] > 30  # and polls again in ON ones (100 Hz asked; a loaded CI host is slow)
     assert log["windows"] >= 3 and a["edges_per_on_s"] > 0  # 0.32 s of measured ON time, an edge every 0.1 s
     assert s._stop.is_set()  # left switched off
+    assert log["busy"] and all(a <= b for a, b, _ in log["busy"])  # every device read, timed
+    assert {k for _, _, k in log["busy"]} >= {"sample", "edge"}
+    assert "_read_sample" not in s.__dict__  # the recording wrapper is gone afterwards
+
+
+def token_stream(ov: Any, delay_ms: float, seed: int, duration_s: float = 60.0,
+                 step_ms: float = 11.0) -> tuple[list[int], dict[str, Any], list[tuple[int, int, str]]]:
+    """A decode loop's token stamps: steps of ~11 ms whose speed wanders by ±10 % (slowly) and
+    jitters 5 % per step; the sampler reads for 0.3 ms at 10 Hz (a counter read of 4 ms once a
+    second), in ON blocks only; a step that overlaps a read takes delay_ms longer."""
+    rng = random.Random(seed)
+    plan = ov.make_plan(200_000_000, duration_s, 0.35, 0.05, 2.0, seed)
+    block, settle, t0 = plan["block_ns"], plan["settle_ns"], plan["t0_ns"]
+    busy: list[tuple[int, int, str]] = []
+    for i, on in enumerate(plan["states"]):
+        a = t0 + i * block
+        if on:
+            phase = rng.uniform(0, 100e6)
+            for k in range(4):
+                s = int(a + settle * 0.4 + phase * 0.1 + k * 100e6 + rng.uniform(-2e6, 2e6))
+                long = rng.random() < 0.1
+                busy.append((s, s + int(4.0e6 if long else 0.3e6), "counter" if long else "sample"))
+    busy = [x for x in busy if x[0] < t0 + len(plan["states"]) * block]
+    starts = sorted(busy)
+    stamps, t, j, wander = [], 100_000_000, 0, 0.0
+    end = t0 + len(plan["states"]) * block + 100_000_000
+    while t < end:
+        wander = 0.995 * wander + rng.gauss(0, 0.007)
+        d = step_ms * 1e6 * (1 + max(-0.3, min(0.3, wander))) * (1 + rng.gauss(0, 0.05))
+        while j < len(starts) and starts[j][1] < t:
+            j += 1
+        if delay_ms and j < len(starts) and starts[j][0] < t + d:  # this step overlaps a read
+            d += delay_ms * 1e6
+        t += int(d)
+        stamps.append(t)
+    return stamps, plan, busy
+
+
+def test_event_locked_recovers_a_known_cost_per_read(ov: Any) -> None:
+    stamps, plan, busy = token_stream(ov, delay_ms=1.0, seed=3)
+    e = ov.event_locked(stamps, plan, busy, boot=300)
+    # ~10 reads a second, each costing the step it lands in 1 ms: about 1 % of the time
+    expected = 1 - e["events_per_on_s"] * 1e-3
+    assert e["ci"][0] <= expected <= e["ci"][1], e
+    assert e["ci"][1] < 0.998  # resolved as a cost, not lost in the noise
+    assert e["ci"][1] - e["ci"][0] < 0.006  # far tighter than blocks with 10 % noise could be
+
+
+def test_event_locked_finds_no_cost_where_there_is_none(ov: Any) -> None:
+    stamps, plan, busy = token_stream(ov, delay_ms=0.0, seed=4)
+    e = ov.event_locked(stamps, plan, busy, boot=300)
+    assert e["ci"][0] <= 1.0 <= e["ci"][1], e
+    assert abs(e["loss_ms_placebo"]) < 0.5  # the placebo (same offsets, sampler off) sees nothing either
+    assert e["ci"][0] > 0.995  # and no cost is resolved as none: the goal's verdict would be PASS
+
+
+def test_clusters_merge_close_reads_and_rank_their_kind(ov: Any) -> None:
+    busy = [(0, 10, "sample"), (12, 20, "counter"), (100, 110, "sample"), (115, 130, "edge"), (500, 501, "sample")]
+    assert ov.clusters(busy, join_ns=6) == [(0, 20, "counter"), (100, 130, "edge"), (500, 501, "sample")]
