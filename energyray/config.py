@@ -72,7 +72,11 @@ class GenerationConfig:
     cpu_max_new_tokens: int = 16  # on a CPU-only worker: short, so a sweep finishes in minutes
     ignore_eos: bool | None = None  # None: True for dummy weights (fixed lengths), False for real
     warmup_runs: int = 1  # uncounted generations before the first trial of each new shape
-    warmup_new_tokens: int | None = None  # None: the trial's own length
+    # new tokens of each warmup run (at most the trial's length); None: the trial's own length.
+    # Short by default: with cuDNN attention off (transformers.cudnn_attention) a new shape's
+    # first run is no slower than its later ones beyond the noise, so a full-length warmup
+    # buys nothing and costs a trial per shape (benchmarks/README.md, warmup.py)
+    warmup_new_tokens: int | None = 16
 
 
 @dataclass
@@ -120,6 +124,9 @@ class RayConfig:
     # process for every group
     reuse_workers: Any = "auto"
     reuse_max_left_mb: float = 256.0
+    # a new worker imports its first group's backend module (torch, transformers: seconds) in a
+    # background thread while it starts CUDA and binds its sampler; load waits for that import
+    preload_backend: bool = True
 
 
 @dataclass

@@ -254,7 +254,9 @@ class TrialRunner:
     # -- group phases ---------------------------------------------------------------------
     def load(self, spec: TrialSpec, model: Any) -> dict[str, Any]:
         """Prepare (unmeasured), measure `idle`, then `load`. Raises if the model cannot load."""
-        cls = resolve("backend", BACKENDS, spec.backend)
+        t_import = time.monotonic()
+        cls = resolve("backend", BACKENDS, spec.backend)  # waits for a preload of it (WorkerHost)
+        import_s = time.monotonic() - t_import
         self.backend = cls(**{k: self.backend_settings[k] for k in getattr(cls, "settings", ())
                               if k in self.backend_settings})
         self.hardware = spec.hardware
@@ -272,7 +274,8 @@ class TrialRunner:
             except Exception as e:
                 self.node_info[role] = {"error": f"{type(e).__name__}: {e}"}
         self._pending = []
-        self.group = {"worker_group_index": self._groups}  # 0: this process's first group (ray.reuse_workers)
+        # import_s: how long load waited for the backend's module (0 once imported in this process)
+        self.group = {"worker_group_index": self._groups, "import_s": import_s}  # index 0: the process's first group
         self._groups += 1
         m = self.measurement
         cached = self._recall_idle() if m.idle_s > 0 and self._local() and m.idle_scope == "slot" else None
@@ -377,27 +380,31 @@ class TrialRunner:
 
     def warmup(self, spec: TrialSpec) -> dict[str, Any]:
         """Before the first trial of each shape (batch, prompts, length): `warmup_runs`
-        generations of that shape, not counted in the trial's energy. The first call of a
-        new shape ran 2-3x slower on an H200 (benchmarks/README.md). Returns the row fields
-        of the warmup that ran just before this trial (none: 0 runs, 0 J).
+        generations of that shape, not counted in the trial's energy, each of
+        `warmup_new_tokens` (at most the trial's length). The first call of a new shape ran
+        2-3x slower on an H200 with cuDNN attention, which builds a plan per shape; without
+        it, 16 tokens are enough (benchmarks/README.md). Returns the row fields of the warmup
+        that ran just before this trial (none: 0 runs, 0 J).
         """
         shape = (spec.batch_size, spec.task, spec.prompt_variant, self.max_new_tokens(spec))
         own = getattr(self.backend, "warmup_runs", None)  # a paid API's own setting
         runs = max(0, int(self.generation.warmup_runs if own is None else own))
         if shape in self._warmed or not runs:
             if not self._local():  # nothing of the model's was measured here, not even a 0
-                return {"warmup_runs": 0, "warmup_s": 0.0, "warmup_j": None, "warmup_energy_reason": None}
-            return {"warmup_runs": 0, "warmup_s": 0.0, "warmup_j": 0.0, "warmup_energy_reason": None}
+                return {"warmup_runs": 0, "warmup_new_tokens": 0, "warmup_s": 0.0, "warmup_j": None,
+                        "warmup_energy_reason": None}
+            return {"warmup_runs": 0, "warmup_new_tokens": 0, "warmup_s": 0.0, "warmup_j": 0.0,
+                    "warmup_energy_reason": None}
         self._warmed.add(shape)
         prompts = [p.text for p in tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)]
-        new_tokens = int(self.generation.warmup_new_tokens or self.max_new_tokens(spec))
+        new_tokens = min(int(self.generation.warmup_new_tokens or self.max_new_tokens(spec)), self.max_new_tokens(spec))
 
         def go() -> None:
             for _ in range(runs):
                 self.backend.generate(prompts, new_tokens, ignore_eos=True)
 
         _, fields = self._measure("warmup", go)
-        return {"warmup_runs": runs, **fields}
+        return {"warmup_runs": runs, "warmup_new_tokens": new_tokens, **fields}
 
     def cooldown(self) -> dict[str, Any]:
         """A fixed pause and/or a wait until within N °C of the idle temperature."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+import time
 from dataclasses import asdict
 from typing import Any
 
 import ray
 
 from energyray import env
+from energyray.registry import BACKENDS, resolve
 from energyray.samplers import make_device_sampler, make_node_sampler, node_sampler_roles
 from energyray.samplers.base import WindowReading
 from energyray.trial import TrialRunner
@@ -24,6 +27,19 @@ SAMPLER_CALL_TIMEOUT_S = 60.0
 # a node sampler weighing overlapping windows asks each one's device sampler for its energy;
 # one that does not answer in time counts as unknown (an equal split), not as a failed window
 DEVICE_ENERGY_TIMEOUT_S = 10.0
+
+
+def _process_age_s() -> float | None:
+    """Seconds since this process started (Linux: /proc), at the worker's __init__: how long
+    the process took to come up and import energyray before the worker's own code ran."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime_s = float(f.read().split()[0])
+        return uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class SamplerHost:
@@ -253,15 +269,45 @@ def remote_node_samplers(host: Any, sampler_cfg: Any, node: str, gpu: bool, gpu_
                                     gpu_handle) for role in roles}
 
 
+def preload_backend(name: str | None) -> threading.Thread | None:
+    """Import a backend's module (torch, transformers, ...: seconds) in a background thread, so
+    that it overlaps the worker's start (CUDA, binding its sampler, the round trip to the
+    driver) instead of following it. `TrialRunner.load` imports the same module: Python's
+    import lock makes it wait for this import to finish, never import twice. An error here is
+    ignored: load imports again and reports it in the group's rows."""
+    if not name:
+        return None
+
+    def go() -> None:
+        try:
+            resolve("backend", BACKENDS, name)
+        except BaseException:  # noqa: BLE001  (load raises it again, with the trial's context)
+            pass
+
+    thread = threading.Thread(target=go, name="energyray-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 class WorkerHost:
     """Loads one group's model on its device and runs that group's trials, one call each."""
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str, seed: int,
                  measurement: Any = None, backend_settings: dict[str, Any] | None = None,
-                 node_host: Any = None, node_tag: str | None = None, sampler_cfg: Any = None) -> None:
+                 node_host: Any = None, node_tag: str | None = None, sampler_cfg: Any = None,
+                 preload: str | None = None) -> None:
+        entered_at, t0 = time.time(), time.monotonic()
+        # CUDA reads this when it starts (below, or in the backend), so this process counts
+        # GPUs in NVML's (PCI) order, as Ray does. Set here rather than in a runtime_env: a
+        # runtime_env makes Ray start a new process for the actor instead of taking one it has
+        # ready (~2.7 s on an H200 VM)
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        preload_backend(preload)
         gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None
+        t_device = time.monotonic()
         self.kind = "gpu" if gpu_uuid else "cpu"
         info = ray.get(sampler.bind.remote(self.kind, gpu_uuid), timeout=SAMPLER_CALL_TIMEOUT_S)
+        t_bind = time.monotonic()
         self.node_id = ray.get_runtime_context().get_node_id()
         ctx = ray.get_runtime_context()
         self.env = {**env.snapshot(), "ray_node_id": self.node_id,
@@ -282,7 +328,11 @@ class WorkerHost:
                        "gpu_uuid": gpu_uuid, "pid": os.getpid(), **{k: v for k, v in info.items() if k != "error"},
                        "sampler_error": info.get("error"), "cpu_model": self.env["cpu_model"],
                        "cpu_count": self.env["cpu_count"], "cpu_affinity": self.env["cpu_affinity"],
-                       "ray_assigned_resources": json.dumps(self.env["ray_assigned_resources"], sort_keys=True)}
+                       "ray_assigned_resources": json.dumps(self.env["ray_assigned_resources"], sort_keys=True),
+                       # where a worker's start goes (the first group of a sweep waits for all of it)
+                       "worker_init_entered_at": entered_at, "worker_process_age_s": _process_age_s(),
+                       "worker_device_s": t_device - t0, "worker_bind_s": t_bind - t_device,
+                       "worker_init_s": time.monotonic() - t0, "worker_preload": preload or "off"}
         if node_samplers:
             nodes = {role: ns.describe() for role, ns in node_samplers.items()}
             self.system.update(node_tag=self.runner.node_tag, node_samplers=json.dumps(nodes, sort_keys=True, default=str),

@@ -306,15 +306,14 @@ class Scheduler:
                                 "scheduling_strategy": self._strategy(slot), "max_restarts": 0}
         if extra:
             opts["resources"] = extra
-        if slot.bundle.get("GPU"):
-            opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         c = self.cfg
         slot.node_host = self._node_host(slot)
         slot.workers += 1
         slot.tag = f"slot{slot.index}-{slot.workers}"
         slot.worker = self.Worker.options(**opts).remote(slot.sampler, c.generation, c.cache_dir, c.device, c.seed,
                                                          c.measurement, backend_settings(c),
-                                                         slot.node_host, slot.tag, c.sampler)
+                                                         slot.node_host, slot.tag, c.sampler,
+                                                         group[0].backend if c.ray.preload_backend else None)
         self._call(slot, "describe")
         self._show(slot, f"loading {group[0].model} {group[0].precision}", 0, len(group))
 

@@ -97,6 +97,18 @@ def test_smoke_sweep_writes_samples_and_systems(smoke):
     assert len(systems) >= 1
 
 
+def test_smoke_sweep_records_where_the_worker_start_went(smoke):
+    """The worker imported its backend in the background (ray.preload_backend) and says how
+    its start went; load says how long it still waited for that import."""
+    store = Store(smoke["store"])
+    systems, trials = store.read("systems"), store.read("trials")
+    worker = systems[systems["kind"].isin(["cpu", "gpu"])]
+    assert len(worker) >= 1 and (worker["worker_preload"] == "transformers").all()
+    assert (worker["worker_init_s"] > 0).all() and (worker["worker_init_s"] >= worker["worker_bind_s"]).all()
+    assert worker["worker_process_age_s"].notna().all()  # Linux: /proc
+    assert trials["import_s"].notna().all() and (trials["import_s"] >= 0).all()
+
+
 def test_smoke_sweep_prints_the_summary(smoke):
     r = smoke["first"]
     assert r.returncode == 0, r.explain()

@@ -449,6 +449,38 @@ def test_warmup_runs_once_per_shape(model, tmp_path):
     assert rows[2]["warmup_j"] == ENERGY_J
 
 
+def test_warmup_length_defaults_to_16_tokens_capped_at_the_trials(model, tmp_path):
+    """generation.warmup_new_tokens (16 by default) is the warmup's length, never longer than the
+    trial's own; null is the trial's length. The row says how long the warmup before it was."""
+    assert GenerationConfig().warmup_new_tokens == 16
+    lengths: list[int] = []
+    runner = TrialRunner(FakeSampler(), GenerationConfig(ignore_eos=True), str(tmp_path), device="cpu", seed=0,
+                         node="test-node", env={"hostname": "test-node"})
+    short, long = make_spec(max_new_tokens=4), make_spec(max_new_tokens=24)
+    runner.load(short, model)
+    real = runner.backend.generate
+
+    def counting(prompts: Any, new_tokens: int, *a: Any, **kw: Any) -> Any:
+        lengths.append(new_tokens)
+        return real(prompts, new_tokens, *a, **kw)
+
+    runner.backend.generate = counting
+    try:
+        rows = [runner.run(s, model, CONFIG).row for s in (short, long, long)]
+        runner.generation.warmup_new_tokens = None  # the trial's own length
+        rows.append(runner.run(make_spec(max_new_tokens=24, batch_size=3), model, CONFIG).row)
+    finally:
+        runner.unload()
+    assert [r["status"] for r in rows] == ["ok"] * 4, [r["error"] for r in rows]
+    assert lengths == [4, 4, 16, 24, 24, 24, 24]  # warmup, trial; warmup, trial, trial; warmup, trial
+    assert [r["warmup_new_tokens"] for r in rows] == [4, 16, 0, 24]  # 0: no warmup before that trial
+
+
+def test_load_records_how_long_it_waited_for_the_backend_import(model, tmp_path):
+    row = run_one(make_runner(FakeSampler(), tmp_path), make_spec(), model).row
+    assert row["import_s"] is not None and 0 <= row["import_s"] < 60  # imported already: about 0
+
+
 # -- measurement phases ------------------------------------------------------------------------
 def test_idle_is_measured_and_subtracted(model, tmp_path):
     sampler = FakeSampler()
