@@ -12,9 +12,10 @@ GPU-busy fraction = the sum of the measured trial windows ÷ (wall time × GPUs)
 definition. Two more figures say where the rest goes: the protocol fraction (trial windows plus
 everything else the measurement protocol runs on the GPU: warmups, loads, unloads, idle
 baselines, ÷ wall × GPUs), i.e. 1 − the time lost to orchestration; and the bound the protocol
-puts on the busy fraction, trial windows ÷ (trial windows + warmups): a full-length warmup per
-shape (issue 3: the first run of a shape in a process is 2–3× slow) caps a group of n trials of
-one shape at n / (n + 1), 0.80 for this sweep's 4 repeats per shape.
+puts on the busy fraction, trial windows ÷ (trial windows + warmups): with `--full-warmup`
+(a warmup per shape as long as the trial, the default before session 4) a group of n trials of
+one shape is capped at n / (n + 1), 0.80 for this sweep's 4 repeats per shape. The timeline of
+the first worker (when it was placed, started, imported, loaded) says where the fixed start goes.
 
 - `energyray`: `run_sweep` as the CLI runs it: one worker per GPU, a model loaded once per
   (model, precision) group, warmup per shape, idle baseline per group (`--idle-s`).
@@ -56,7 +57,7 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-KEEP = ("trial_id", "model", "batch_size", "repeat", "status", "error", "window_s", "duration_s", "energy_j",
+KEEP = ("trial_id", "import_s", "model", "batch_size", "repeat", "status", "error", "window_s", "duration_s", "energy_j",
         "prepare_s", "load_s", "warmup_s", "warmup_runs", "idle_s", "idle_reused", "unload_s", "j_per_token",
         "tokens_per_s", "started_at", "finished_at", "worker_pid", "worker_group_index", "unload_memory_left_mb",
         "energy_source")
@@ -85,9 +86,13 @@ def _cfg(args: argparse.Namespace) -> Any:
                     measurement=MeasurementConfig(idle_s=args.idle_s, idle_settle_s=min(2.0, args.idle_s),
                                                   idle_settle_max_s=10.0 if args.idle_s else 0.0))
     cfg.generation.max_new_tokens = cfg.generation.cpu_max_new_tokens = args.new_tokens
-    cfg.generation.warmup_new_tokens = args.warmup_new_tokens
+    if args.full_warmup:
+        cfg.generation.warmup_new_tokens = None  # the trial's own length (the default before session 4)
+    elif args.warmup_new_tokens is not None:
+        cfg.generation.warmup_new_tokens = args.warmup_new_tokens
     cfg.ray.num_gpus = args.gpus
     cfg.ray.reuse_workers = args.reuse_workers
+    cfg.ray.preload_backend = not args.no_preload
     return cfg
 
 
@@ -117,14 +122,56 @@ def run_energyray(args: argparse.Namespace) -> dict[str, Any]:
     plan = Plan(groups=group(specs), models=models, configs={s.trial_id: {} for s in specs}, cfg=cfg,
                 local_hardware=hw)
     rows: list[dict[str, Any]] = []
+    systems: list[dict[str, Any]] = []
     t0 = time.monotonic()
     ray.init(num_gpus=args.gpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     t_ray = time.monotonic() - t0
+    events = Events()
     t1 = time.monotonic()
-    run_sweep(plan, lambda r: rows.append(r.row))
+    events.t0 = time.time()
+    run_sweep(plan, lambda r: rows.append(r.row), lambda s: systems.append({**s, "seen_at": time.time()}), events)
     wall = time.monotonic() - t1
     ray.shutdown()
-    return _summary("energyray", rows, wall, args.gpus, extra={"ray_init_s": t_ray, "groups": len(plan.groups)})
+    out = _summary("energyray", rows, wall, args.gpus, extra={"ray_init_s": t_ray, "groups": len(plan.groups)})
+    out["first_worker"] = first_worker(events, systems, rows)
+    return out
+
+
+class Events:
+    """The scheduler's progress calls, timed: when each slot was placed, started a group, ran a trial."""
+
+    def __init__(self) -> None:
+        self.t0 = time.time()
+        self.log: list[tuple[float, int, str]] = []
+
+    def worker(self, slot: int, hardware: str, text: str, done: int | None = None, total: int | None = None) -> None:
+        self.log.append((time.time() - self.t0, slot, text))
+
+    def advance(self, row: dict[str, Any]) -> None:
+        pass
+
+
+def first_worker(events: Events, systems: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where slot 0's time went before its first trial window opened (s after run_sweep began)."""
+    def at(prefix: str) -> float | None:
+        return next((t for t, slot, text in events.log if slot == 0 and text.startswith(prefix)), None)
+
+    sys0 = next((x for x in systems if x.get("slot") == 0), {})
+    mine = sorted((r for r in rows if r.get("worker_pid") == sys0.get("pid") and r.get("started_at")),
+                  key=lambda r: str(r["started_at"]))
+    first = mine[0] if mine else {}
+    out: dict[str, Any] = {"placed_s": at("idle"), "group_started_s": at("loading")}
+    entered = sys0.get("worker_init_entered_at")
+    if entered is not None:
+        out["worker_init_entered_s"] = entered - events.t0
+        out["worker_process_age_at_init_s"] = sys0.get("worker_process_age_s")
+        out.update({k: sys0.get(k) for k in ("worker_device_s", "worker_bind_s", "worker_init_s", "worker_preload")})
+        out["describe_seen_s"] = sys0["seen_at"] - events.t0
+    out.update({k: first.get(k) for k in ("import_s", "prepare_s", "load_s", "warmup_s")})
+    out["first_trial_started_s"] = at(str(first.get("model") or "\0"))
+    print("  first worker (s after the sweep began): " + ", ".join(
+        f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()))
+    return out
 
 
 def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
@@ -138,7 +185,8 @@ def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
         out = subprocess.run([sys.executable, __file__, "one", json.dumps(s.to_dict()),
                               "--idle-s", str(args.idle_s), "--new-tokens", str(args.new_tokens),
                               "--device", args.device, "--workload", args.workload]
-                             + (["--warmup-new-tokens", str(args.warmup_new_tokens)] if args.warmup_new_tokens else []),
+                             + (["--warmup-new-tokens", str(args.warmup_new_tokens)] if args.warmup_new_tokens else [])
+                             + (["--full-warmup"] if args.full_warmup else []),
                              capture_output=True, text=True, cwd=ROOT, timeout=600)
         line = next((x for x in out.stdout.splitlines() if x.startswith("ROW ")), None)
         if line is None:
@@ -207,8 +255,11 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
     if first and later:  # is the first trial of a shape still slow after its warmup?
         out["first_vs_later_tokens_per_s"] = (sum(r["tokens_per_s"] for r in first) / len(first)) / (
             sum(r["tokens_per_s"] for r in later) / len(later))
+    out["overhead_per_trial_s"] = (wall * max(1, gpus) - busy) / len(rows) if rows else None
     print(f"RESULT {mode}: {len(ok)}/{len(rows)} ok, wall {wall:.1f} s on {gpus} GPU(s), trial windows "
-          f"{busy:.1f} s, GPU-busy fraction {out['busy_fraction']:.3f}")
+          f"{busy:.1f} s, GPU-busy fraction {out['busy_fraction']:.3f}; wall × GPUs − trial windows per trial "
+          f"{out['overhead_per_trial_s']:.2f} s (what a process per trial adds to each: with --limit, "
+          "24 × this + the full sweep's trial windows estimates its wall)")
     print("  breakdown (s): " + ", ".join(f"{k} {v:.1f}" for k, v in out["breakdown_s"].items()))
     print(f"  protocol fraction (trial windows, warmups, loads, unloads, idle ÷ wall × GPUs) "
           f"{out['protocol_fraction']:.3f}; busy bound from warmups {out['busy_bound_from_warmups']:.3f}; "
@@ -231,9 +282,12 @@ def main() -> None:
     ap.add_argument("--groups4", action="store_true")
     ap.add_argument("--reuse-workers", default="auto", choices=["auto", "true", "false"],
                     help="ray.reuse_workers (auto: the default, keep a slot's process where the model frees in-process)")
+    ap.add_argument("--no-preload", action="store_true", help="ray.preload_backend=false (import at load, not meanwhile)")
     ap.add_argument("--workload", default="small", choices=["small", "7b"])
     ap.add_argument("--limit", type=int, help="per-process: run only the first N trials (the rest take as long)")
-    ap.add_argument("--warmup-new-tokens", type=int, default=None, help="None: the trial's own length")
+    ap.add_argument("--warmup-new-tokens", type=int, default=None,
+                    help="generation.warmup_new_tokens (default: the config's, 16)")
+    ap.add_argument("--full-warmup", action="store_true", help="warmups of the trial's own length")
     ap.add_argument("--models", help="comma-separated subset of MODELS (a quick check)")
     ap.add_argument("--device", default="cuda", help="cpu: a functional check only, no energy")
     ap.add_argument("--json-out")
