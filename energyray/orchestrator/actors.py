@@ -300,7 +300,8 @@ class WorkerHost:
         # CUDA reads this when it starts (below, or in the backend), so this process counts
         # GPUs in NVML's (PCI) order, as Ray does. Set here rather than in a runtime_env: a
         # runtime_env makes Ray start a new process for the actor instead of taking one it has
-        # ready (~2.7 s on an H200 VM)
+        # ready (__init__ began 2.7 s after the actor was asked for on an H200 VM with one,
+        # 0.4-0.5 s without on an H100 VM: benchmarks/README.md)
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         preload_backend(preload)
         gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None
