@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from energyray.errors import SamplerError
 from energyray.samplers.base import PollingSampler, WindowReading
 
 KWH_TO_J = 3.6e6
@@ -25,7 +26,13 @@ class CodeCarbonSampler(PollingSampler):
     def __init__(self, interval_s: float = 0.1, country_iso_code: str = "USA") -> None:
         super().__init__(interval_s=interval_s)
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
-        from codecarbon import OfflineEmissionsTracker
+        try:
+            from codecarbon import OfflineEmissionsTracker
+        except ImportError as e:  # a dependency of energyray's: an incomplete install on this node
+            raise SamplerError(
+                f"CodeCarbon cannot be imported on this node ({e}); it is one of energyray's dependencies: "
+                "reinstall there (bash scripts/install.sh), or set sampler.cpu / sampler.node_cpu to rapl "
+                "(where RAPL is readable) or none") from e
 
         self._tracker = OfflineEmissionsTracker(
             country_iso_code=country_iso_code, save_to_file=False, log_level="error",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -135,3 +136,15 @@ def test_no_dram_zone_gives_no_ram_figure(tmp_path):
     assert r.extras["cpu_energy_j"] == pytest.approx(2.0)
     assert r.extras["ram_energy_j"] is None
     assert "dram" in r.extras["ram_energy_reason"]
+
+
+def test_codecarbon_missing_on_a_node_raises_with_fix(monkeypatch):
+    """sampler.node_cpu=auto falls back to CodeCarbon where RAPL is unreadable; on a node whose
+    install lacks it (seen on a GPU machine) the rows' reason names the fix, not an import trace."""
+    from energyray.samplers.codecarbon import CodeCarbonSampler
+
+    monkeypatch.setitem(sys.modules, "codecarbon", None)  # import codecarbon -> ImportError
+    with pytest.raises(SamplerError) as e:
+        CodeCarbonSampler()
+    msg = str(e.value)
+    assert "CodeCarbon cannot be imported" in msg and "scripts/install.sh" in msg and "none" in msg
