@@ -9,6 +9,8 @@
 #              at 256 and 128 tokens
 #   call4    : tests/gpu; overhead.py steady, out of process for 300 s and in process for 30 s, with
 #              the event-locked estimate
+#   nodes    : node_samplers_gpu.py: a PDU over real SNMP (snmpd from .carry/snmpd) and node_cpu=auto
+#              beside the NVML samplers, a CLI sweep on every GPU (nvidia-h200-x2: windows overlap)
 #   overhead : overhead.py steady, out of process, DURATION seconds (default 480)
 #   busy     : busy.py at the defaults and ARGS (e.g. "--new-tokens 256 --warmup-new-tokens 16")
 set -uo pipefail
@@ -59,6 +61,13 @@ call4)
   timeout 200 python -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | tail -6 | tee "$OUT/tests_gpu.log"
   timeout 390 python benchmarks/overhead.py --workload steady --variants out,in --gc off --duration-s 300 --in-duration-s 30 \
     --json-out "$OUT/overhead_locked.json" > "$OUT/overhead_locked.log" 2>&1; grep -v '^RESULT' "$OUT/overhead_locked.log" | tail -60
+  ;;
+nodes)
+  # needs .carry/snmpd (Debian's snmpd and its libraries, see benchmarks/README.md) and 2 GPUs for overlap
+  nvidia-smi --query-gpu=name,uuid --format=csv | tee "$OUT/gpu.txt"
+  export PATH=$PWD/.carry/snmpd/bin:$PATH
+  snmpd -v 2>&1 | sed -n 2p
+  timeout 560 python benchmarks/node_samplers_gpu.py --out "$OUT" > "$OUT/nodes.log" 2>&1; tail -30 "$OUT/nodes.log"
   ;;
 overhead)
   python benchmarks/overhead.py --workload steady --variants out --gc off --duration-s "${DURATION:-480}" \
