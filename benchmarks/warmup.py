@@ -30,17 +30,13 @@ from typing import Any
 from _common import ROOT  # noqa: F401  (puts the repository on sys.path)
 from busy import _models
 
-
-def t95(n: int) -> float:
-    table = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
-             11: 2.20, 12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04}
-    return table.get(n, next((v for k, v in sorted(table.items()) if k >= n), 1.96))
+from analysis.compare import t975
 
 
 def summarise(ratios: list[float]) -> dict[str, Any]:
     n = len(ratios)
     mean = statistics.fmean(ratios) if ratios else None
-    half = t95(n - 1) * statistics.stdev(ratios) / n**0.5 if n > 1 else None
+    half = t975(n - 1) * statistics.stdev(ratios) / n**0.5 if n > 1 else None
     return {"n": n, "mean": mean, "ci": [mean - half, mean + half] if half is not None and mean is not None else None,
             "mean_abs_dev": statistics.fmean(abs(1 - r) for r in ratios) if ratios else None,
             "min": min(ratios) if ratios else None, "max": max(ratios) if ratios else None}
