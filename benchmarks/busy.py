@@ -126,9 +126,8 @@ def run_energyray(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     ray.init(num_gpus=args.gpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     t_ray = time.monotonic() - t0
-    events = Events()
+    events = Events()  # its clock starts now, with the wall time's
     t1 = time.monotonic()
-    events.t0 = time.time()
     run_sweep(plan, lambda r: rows.append(r.row), lambda s: systems.append({**s, "seen_at": time.time()}), events)
     wall = time.monotonic() - t1
     ray.shutdown()
@@ -138,7 +137,8 @@ def run_energyray(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class Events:
-    """The scheduler's progress calls, timed: when each slot was placed, started a group, ran a trial."""
+    """The scheduler's progress calls, timed from the Events' creation: when each slot was placed,
+    started a group, ran a trial."""
 
     def __init__(self) -> None:
         self.t0 = time.time()
@@ -255,7 +255,8 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
     if first and later:  # is the first trial of a shape still slow after its warmup?
         out["first_vs_later_tokens_per_s"] = (sum(r["tokens_per_s"] for r in first) / len(first)) / (
             sum(r["tokens_per_s"] for r in later) / len(later))
-    out["overhead_per_trial_s"] = (wall * max(1, gpus) - busy) / len(rows) if rows else None
+    outside = wall * max(1, gpus) - busy  # F: everything the sweep spent outside trial windows
+    out["overhead_per_trial_s"] = outside / len(rows) if rows else None
     print(f"RESULT {mode}: {len(ok)}/{len(rows)} ok, wall {wall:.1f} s on {gpus} GPU(s), trial windows "
           f"{busy:.1f} s, GPU-busy fraction {out['busy_fraction']:.3f}; wall × GPUs − trial windows per trial "
           f"{out['overhead_per_trial_s']:.2f} s (what a process per trial adds to each: with --limit, "
@@ -264,7 +265,6 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
     print(f"  protocol fraction (trial windows, warmups, loads, unloads, idle ÷ wall × GPUs) "
           f"{out['protocol_fraction']:.3f}; busy bound from warmups {out['busy_bound_from_warmups']:.3f}; "
           f"{out['processes']} worker process(es)")
-    outside = wall * max(1, gpus) - busy
     if mode == "energyray" and outside > 0:  # what the 0.90 goal asks of this sweep (benchmarks/README.md)
         print(f"  outside trial windows F = {outside:.1f} s: GPU-busy >= 0.90 needs trial windows >= 9 F = "
               f"{9 * outside:.0f} s (these took {busy:.0f} s); >= 3x over a process per trial with S s of "
