@@ -94,7 +94,7 @@ def main() -> None:
         try:
             from torch._dynamo.utils import counters
 
-            dynamo = {k: dict(v) for k, v in counters.items() if v}
+            dynamo: dict[str, Any] = {k: dict(v) for k, v in counters.items() if v}
         except Exception as e:
             dynamo = {"error": str(e)}
         b.unload()

@@ -3,12 +3,13 @@
 
 Needs one NVIDIA GPU. From the repository root (about 3.5 min on an H200 with the defaults):
 
-    python benchmarks/overhead.py [--workload decode|ops] [--duration-s 150] [--json-out PATH]
+    python benchmarks/overhead.py [--workload decode|steady|ops] [--gc off] [--duration-s 150] [--json-out PATH]
 
 The workload runs without a break for the whole measurement and stamps the time of every
 unit it completes: `decode` (default) is batch-1 greedy decoding of the random-init ~0.9 B
 Llama of fidelity.py part b (repeated generate calls of --new-tokens; one stamp per token),
-`ops` a loop of small GPU ops that mimics it (16 tiny matmul+SiLU layers and one host sync per
+`steady` that Llama's decode steps at a fixed KV length (the cache cropped back after each
+step, cuDNN attention off: every step the same work; one stamp per token), `ops` a loop of small GPU ops that mimics it (16 tiny matmul+SiLU layers and one host sync per
 step; one stamp per step). Meanwhile the sampler is switched on and off on a fixed schedule
 of short blocks (--block-s, 0.35 s): quads ON OFF OFF ON or OFF ON ON OFF, drawn at random,
 so that a linear drift cancels inside each quad and no periodic disturbance lines up with
@@ -841,8 +842,9 @@ def report(r: dict[str, Any], unit: str, interval_s: float) -> None:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", choices=("decode", "steady", "ops"), default="decode",
-                   help="decode: HF generate of the random-init Llama (default); steady: its decode steps on a "
-                        "static cache, every step the same work; ops: small-op loop")
+                   help="decode: HF generate of the random-init Llama (default); steady: its decode steps at a "
+                        "fixed KV length (the cache cropped back each step), every step the same work; ops: "
+                        "small-op loop")
     p.add_argument("--variants", default="out,in", help="comma-separated: out (separate process), in (default: out,in)")
     p.add_argument("--duration-s", type=float, default=150.0, help="measured time of the out variant (default 150)")
     p.add_argument("--in-duration-s", type=float, default=30.0, help="measured time of the in variant (default 30)")
@@ -947,10 +949,10 @@ def main(argv: list[str] | None = None) -> int:
     if out:
         result["goals"]["out_of_process_ratio"] = goal("out-of-process sampler", out["ratio"], out["ci"],
                                                        f"{out['pairs']} pairs")
-        e = out.get("event_locked") or {}
-        if "ratio" in e:
+        locked = out.get("event_locked") or {}
+        if "ratio" in locked:
             result["goals"]["out_of_process_event_locked"] = goal(
-                "out-of-process sampler, event-locked", e["ratio"], e["ci"], f"{e['events_used']} reads")
+                "out-of-process sampler, event-locked", locked["ratio"], locked["ci"], f"{locked['events_used']} reads")
     inproc = result["variants"].get("in")
     if inproc:
         print(f"INFO in-process sampler (no goal; for comparison): ON/OFF {inproc['ratio']:.5f} "
