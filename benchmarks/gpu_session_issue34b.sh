@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Issues 3 and 4, session 3, on the device machine (carry [".carry"]):  bash benchmarks/gpu_session_issue34b.sh PART
+# busy.py calls carry --full-warmup: they ran when warmups defaulted to the trial's length (16 tokens since session 4)
 #   anchor  : tests/gpu, then a CLI sweep on random-init Gemma 3 1B with short (8-token) and long
 #             (128-token) trials, two groups on one GPU: short trial windows counter-anchored,
 #             the idle baseline measured once per GPU (idle_scope=slot), the worker process kept
@@ -30,19 +31,19 @@ PY
   tar czf "$OUT/anchor_store.tgz" -C /tmp anchor
   ;;
 busy)
-  python benchmarks/busy.py energyray --idle-s 0 --json-out "$OUT/busy_small.json" > "$OUT/busy_small.log" 2>&1; tail -8 "$OUT/busy_small.log"
+  python benchmarks/busy.py energyray --idle-s 0 --full-warmup --json-out "$OUT/busy_small.json" > "$OUT/busy_small.log" 2>&1; tail -8 "$OUT/busy_small.log"
   ;;
 busy7b)
-  python benchmarks/busy.py energyray --idle-s 0 --workload 7b --json-out "$OUT/busy_7b.json" > "$OUT/busy_7b.log" 2>&1; tail -8 "$OUT/busy_7b.log"
+  python benchmarks/busy.py energyray --idle-s 0 --full-warmup --workload 7b --json-out "$OUT/busy_7b.json" > "$OUT/busy_7b.log" 2>&1; tail -8 "$OUT/busy_7b.log"
   ;;
 cudnn)
   python -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | tail -4 | tee "$OUT/tests_cudnn.log"
-  python benchmarks/busy.py energyray --idle-s 0 --json-out "$OUT/busy_small_nocudnn.json" > "$OUT/busy_small_nocudnn.log" 2>&1; tail -5 "$OUT/busy_small_nocudnn.log"
+  python benchmarks/busy.py energyray --idle-s 0 --full-warmup --json-out "$OUT/busy_small_nocudnn.json" > "$OUT/busy_small_nocudnn.log" 2>&1; tail -5 "$OUT/busy_small_nocudnn.log"
   python benchmarks/busy.py energyray --idle-s 0 --warmup-new-tokens 16 --json-out "$OUT/busy_small_w16.json" > "$OUT/busy_small_w16.log" 2>&1; tail -5 "$OUT/busy_small_w16.log"
   python benchmarks/busy.py energyray --idle-s 0 --warmup-new-tokens 16 --workload 7b --json-out "$OUT/busy_7b_w16.json" > "$OUT/busy_7b_w16.log" 2>&1; tail -5 "$OUT/busy_7b_w16.log"
   ;;
 perproc)
-  python benchmarks/busy.py per-process --idle-s 0 --workload 7b --limit "${LIMIT:-6}" --progress-out "$OUT/perproc_7b.jsonl" \
+  python benchmarks/busy.py per-process --idle-s 0 --full-warmup --workload 7b --limit "${LIMIT:-6}" --progress-out "$OUT/perproc_7b.jsonl" \
     --json-out "$OUT/perproc_7b.json" > "$OUT/perproc_7b.log" 2>&1; tail -6 "$OUT/perproc_7b.log"
   ;;
 esac

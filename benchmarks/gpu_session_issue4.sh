@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Issues 3-5 on the device machine (carry [".carry"]):  bash benchmarks/gpu_session_issue4.sh PART
+# busy.py calls carry --full-warmup: they ran when warmups defaulted to the trial's length (16 tokens since session 4)
 #   measure : tests/gpu, fidelity part c (counter-anchored short windows), overhead (ops loop)
 #   sweeps  : every transformers precision on random-init Gemma 3 1B
 #   rest    : a real CUDA OOM, backend=server on the GPU (wheels for openai/fastapi/uvicorn
@@ -48,7 +49,7 @@ cols = [c for c in ("batch_size", "status", "device", "load_label", "load_s", "l
                     "energy_j", "energy_source", "ttft_s", "tokens_per_s", "output_tokens", "server_exit_code", "error") if c in t]
 print(t[cols].to_string(max_colwidth=80))
 PY
-  python benchmarks/busy.py energyray --idle-s 0 --json-out "$OUT/busy_energyray_idle0.json" 2>&1 | grep -E "RESULT|^  " | tail
+  python benchmarks/busy.py energyray --idle-s 0 --full-warmup --json-out "$OUT/busy_energyray_idle0.json" 2>&1 | grep -E "RESULT|^  " | tail
   tar czf "$OUT/stores.tgz" -C /tmp oom srv
   ;;
 busy)
@@ -57,12 +58,12 @@ busy)
   ;;
 gpus2)  # on the two-GPU kind: (a)'s per-process baseline on GPU 1 while (b)'s 1-GPU run uses GPU 0
   nvidia-smi -L
-  CUDA_VISIBLE_DEVICES=1 timeout 330 python benchmarks/busy.py per-process --idle-s 0 \
+  CUDA_VISIBLE_DEVICES=1 timeout 330 python benchmarks/busy.py per-process --idle-s 0 --full-warmup \
     --progress-out "$OUT/per_process_rows.jsonl" --json-out "$OUT/busy_per_process.json" > "$OUT/per_process.log" 2>&1 &
-  CUDA_VISIBLE_DEVICES=0 python benchmarks/busy.py energyray --idle-s 0 --groups4 --gpus 1 --json-out "$OUT/gpus1.json" 2>&1 | grep -E "RESULT|^  " | tail
+  CUDA_VISIBLE_DEVICES=0 python benchmarks/busy.py energyray --idle-s 0 --full-warmup --groups4 --gpus 1 --json-out "$OUT/gpus1.json" 2>&1 | grep -E "RESULT|^  " | tail
   wait
   grep -E "RESULT|^  " "$OUT/per_process.log"; wc -l "$OUT/per_process_rows.jsonl"; tail -1 "$OUT/per_process_rows.jsonl" | cut -c1-300
-  python benchmarks/busy.py energyray --idle-s 0 --groups4 --gpus 2 --json-out "$OUT/gpus2.json" 2>&1 | grep -E "RESULT|^  " | tail
+  python benchmarks/busy.py energyray --idle-s 0 --full-warmup --groups4 --gpus 2 --json-out "$OUT/gpus2.json" 2>&1 | grep -E "RESULT|^  " | tail
   python -m ray.scripts.scripts start --head --port=6390 --num-gpus=2 --resources='{"hw_h200": 2}' --include-dashboard=false --disable-usage-stats > "$OUT/raystart.log" 2>&1 || tail -20 "$OUT/raystart.log"
   python -m energyray sweep=smoke hardware=h200 ray.address=auto store.path=/tmp/hw sweep.repeats=2 \
     'sweep.grid.precision=[baseline,nf4]' > "$OUT/hw.log" 2>&1; tail -3 "$OUT/hw.log"; show /tmp/hw
