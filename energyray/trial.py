@@ -386,7 +386,8 @@ class TrialRunner:
         it, 16 tokens are enough (benchmarks/README.md). Returns the row fields of the warmup
         that ran just before this trial (none: 0 runs, 0 J).
         """
-        shape = (spec.batch_size, spec.task, spec.prompt_variant, self.max_new_tokens(spec))
+        length = self.max_new_tokens(spec)
+        shape = (spec.batch_size, spec.task, spec.prompt_variant, length)
         own = getattr(self.backend, "warmup_runs", None)  # a paid API's own setting
         runs = max(0, int(self.generation.warmup_runs if own is None else own))
         if shape in self._warmed or not runs:
@@ -397,7 +398,7 @@ class TrialRunner:
                     "warmup_energy_reason": None}
         self._warmed.add(shape)
         prompts = [p.text for p in tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)]
-        new_tokens = min(int(self.generation.warmup_new_tokens or self.max_new_tokens(spec)), self.max_new_tokens(spec))
+        new_tokens = min(int(self.generation.warmup_new_tokens or length), length)
 
         def go() -> None:
             for _ in range(runs):
