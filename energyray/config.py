@@ -127,6 +127,9 @@ class RayConfig:
     # a new worker imports its first group's backend module (torch, transformers: seconds) in a
     # background thread while it starts CUDA and binds its sampler; load waits for that import
     preload_backend: bool = True
+    # a slot with nothing queued takes part of a running group's trials and loads that model
+    # itself (one model on two GPUs uses both; the last group does not leave the others idle)
+    steal_work: bool = True
 
 
 @dataclass

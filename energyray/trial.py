@@ -35,9 +35,11 @@ from energyray.samplers.base import WindowReading, now_ns
 GROUP_RULE = (
     "idle_*: measured once per device, before its first group, and reused by its later groups "
     "(measurement.idle_scope=slot; idle_reused says which) or before every group (idle_scope=group); "
-    "load_*: measured once per group, before its first trial; idle_* and load_* are repeated on "
-    "each of the group's trials (divide load_* by group_trials to share it); unload_*: measured once, after the "
-    "group's last trial, on that trial's row only; warmup_*: the uncounted warmup run just "
+    "load_*: measured once per load, before its first trial; idle_* and load_* are repeated on "
+    "each row of that load, which share a load_id (divide load_* by their count to share it; group_trials "
+    "is that count as planned when the row was written: ray.steal_work can later move trials of a group "
+    "to another worker, which loads the model itself); unload_*: measured once, after the "
+    "load's last trial, on that trial's row only; warmup_*: the uncounted warmup run just "
     "before this trial (the first of its shape). None of these is in energy_j. backend=server: "
     "load_* is the local server's startup (launch until it answers) and unload_* its shutdown "
     "(signal until the process exits), as load_label/unload_label say. backend=openai: the "
@@ -275,7 +277,8 @@ class TrialRunner:
                 self.node_info[role] = {"error": f"{type(e).__name__}: {e}"}
         self._pending = []
         # import_s: how long load waited for the backend's module (0 once imported in this process)
-        self.group = {"worker_group_index": self._groups, "import_s": import_s}  # index 0: the process's first group
+        # index 0: the process's first group; load_id: unique per load, shared by the rows it served
+        self.group = {"worker_group_index": self._groups, "import_s": import_s, "load_id": uuid.uuid4().hex[:16]}
         self._groups += 1
         m = self.measurement
         cached = self._recall_idle() if m.idle_s > 0 and self._local() and m.idle_scope == "slot" else None

@@ -22,6 +22,16 @@ Faults (each leaves exactly one row per trial, and the sweep goes on):
   retired, and its hardware's groups run on the remaining slots, or fail with the reason
   when none is left.
 
+Work stealing (`ray.steal_work`, default true): a slot with nothing queued for its hardware
+takes the back part of a running group's queue (same hardware; the victim keeps the trial in
+flight and at least one more) and loads that model itself. It takes 1/(w+1) of it, w being
+the slots then waiting for work, so a group shared at the start splits evenly; later it steals
+only where that pays: its measured start (a fresh process, or a load in a kept one) shorter than
+what the victim keeps (trials × the victim's measured seconds a trial). So one model on two GPUs
+uses both, and the last group of a sweep does not leave the other GPUs idle. The cut falls
+between grid points where one is near (a point's repeats stay on one GPU). Each load's rows
+share a `load_id`; `group_trials` is the count planned for that load when the row was written.
+
 Node-level samplers (`sampler.pdu`, `sampler.node_cpu`): one node sampler host per node that
 runs workers, started when a slot is first placed there and pinned to it; every worker on the
 node opens its windows on it, so overlapping trials share the node's energy by a stated rule
@@ -49,7 +59,7 @@ from ray.util.scheduling_strategies import (
 
 from energyray.config import reuse_mode
 from energyray.errors import ConfigError
-from energyray.grid import TrialSpec
+from energyray.grid import AXES, TrialSpec
 from energyray.orchestrator.actors import NodeSamplerHost, SamplerHost, WorkerHost
 from energyray.registry import BACKEND_SETTINGS
 from energyray.trial import TrialResult
@@ -169,6 +179,10 @@ class _Slot:
     done_in_group: int = 0
     group_size: int = 0
     place_tries: int = 0
+    group_started_at: float = 0.0  # monotonic, when its current group (or piece) was started
+    trial_s: list[float] = field(default_factory=list)  # its current group's trials, submit to result
+    trial_sent_at: float = 0.0
+    fresh: bool = True  # its current group started a new worker process
     node_id: str | None = None  # the Ray node its placement group is on
     node_host: Any = None  # the NodeSamplerHost its current worker uses (None: no node samplers)
     workers: int = 0  # workers started on this slot, for their tags
@@ -220,6 +234,9 @@ class Scheduler:
         self.node_wait_s = float(getattr(self.cfg.ray, "node_wait_s", 120.0))
         self.reuse = reuse_mode(getattr(self.cfg.ray, "reuse_workers", "auto"))
         self.reuse_max_left_mb = float(getattr(self.cfg.ray, "reuse_max_left_mb", 256.0))
+        self.steal = bool(getattr(self.cfg.ray, "steal_work", True))
+        # seconds from a group's start to its model loaded: in a fresh process, in a kept one
+        self.start_s: dict[str, list[float]] = {"fresh": [], "kept": []}
 
     # -- setup --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -229,7 +246,9 @@ class Scheduler:
             self.work[g[0].hardware].append(list(g))
             self.group_size.update({s.trial_id: len(g) for s in g})
         for hw, (count, bundle) in shapes.items():
-            for _ in range(min(count, len(self.work[hw]))):
+            # with stealing, a group of n trials can keep n - 1 slots busy (each victim keeps 2)
+            wanted = sum(max(1, len(g) - 1) for g in self.work[hw]) if self.steal else len(self.work[hw])
+            for _ in range(min(count, wanted)):
                 slot = _Slot(len(self.slots), placement_group([bundle], strategy="STRICT_PACK"), bundle, hw)
                 self.slots.append(slot)
                 self._place(slot)
@@ -290,6 +309,7 @@ class Scheduler:
         else:
             assert spec is not None
             ref = w.run.remote(spec, self.plan.models[spec.model], self.plan.configs[spec.trial_id], len(slot.queue) == 1)
+            slot.trial_sent_at = time.monotonic()
             self._submit(slot, kind, spec, ref, self.cfg.ray.trial_timeout_s)
             self._show(slot, f"{spec.model} {spec.precision} b={spec.batch_size} {spec.task}",
                        slot.done_in_group, slot.group_size)
@@ -297,6 +317,7 @@ class Scheduler:
     def _start_group(self, slot: _Slot, group: list[TrialSpec]) -> None:
         slot.queue = deque(group)
         slot.state, slot.done_in_group, slot.group_size = "busy", 0, len(group)
+        slot.group_started_at, slot.trial_s, slot.fresh = time.monotonic(), [], slot.worker is None
         if slot.worker is not None:  # ray.reuse_workers: the last group's process, its model unloaded
             self._call(slot, "load")
             self._show(slot, f"loading {group[0].model} {group[0].precision} (same process)", 0, len(group))
@@ -444,12 +465,14 @@ class Scheduler:
                 self.on_system(slot.system)
             self._call(slot, "load")
         elif kind == "load":
+            self.start_s["fresh" if slot.fresh else "kept"].append(time.monotonic() - slot.group_started_at)
             self._call(slot, "trial")
         elif kind == "ping":  # the sampler answered: go on with the group
             self._next(slot)
         else:
             slot.queue.popleft()
             slot.done_in_group += 1
+            slot.trial_s.append(time.monotonic() - slot.trial_sent_at)
             self._emit(value)
             reason = str(value.row.get("energy_reason") or "")
             if any(str(value.row.get(f"{role}_energy_reason") or "").startswith("node sampler failed")
@@ -477,7 +500,7 @@ class Scheduler:
     def _next(self, slot: _Slot, last: dict[str, Any] | None = None) -> None:
         if slot.queue:
             self._call(slot, "trial")
-        elif self.work[slot.hardware] and self._keep(slot, last):
+        elif (self.work[slot.hardware] or self._victim(slot)) and self._keep(slot, last):
             slot.state = "idle"  # keep the process (imports, CUDA context) for the next group
             self._show(slot, "idle (worker kept)")
         else:
@@ -495,6 +518,67 @@ class Scheduler:
             return True
         left = last.get("unload_memory_left_mb")
         return bool(last.get("process_reusable")) and (left is None or left <= self.reuse_max_left_mb)
+
+    # -- work stealing ----------------------------------------------------------------------------
+    def _victim(self, thief: _Slot) -> tuple[_Slot, int] | None:
+        """The running group `thief` should take part of, and where to cut its queue (the victim
+        keeps queue[:cut]); None where stealing is off or would not pay (module docstring)."""
+        if not self.steal:
+            return None
+        waiting = 1 + sum(1 for s in self.slots if s is not thief and s.hardware == thief.hardware
+                          and s.state == "idle" and not s.queue)
+        cost = self._start_cost(fresh=thief.worker is None)
+        best: tuple[float, _Slot, int] | None = None
+        for v in self.slots:
+            n = len(v.queue)
+            if v is thief or v.hardware != thief.hardware or v.state != "busy" or n < 3:
+                continue  # the victim keeps the trial in flight (queue[0]) and at least one more
+            keep = max(2, n - n // (waiting + 1))
+            per_trial = sum(v.trial_s) / len(v.trial_s) if v.trial_s else None
+            if per_trial is not None and cost is not None and cost >= keep * per_trial:
+                continue  # the victim would finish what it keeps before the thief got going
+            left = n * (per_trial if per_trial is not None else 1.0)
+            if best is None or left > best[0]:
+                best = (left, v, keep)
+        return None if best is None else (best[1], self._cut(list(best[1].queue), best[2]))
+
+    @staticmethod
+    def _cut(queue: list[TrialSpec], at: int) -> int:
+        """`at`, or the nearest boundary between grid points (a point's repeats stay on one GPU)
+        within a quarter of the queue of it; never before index 2 nor at the end."""
+        def point(s: TrialSpec) -> tuple[Any, ...]:
+            return tuple(getattr(s, a) for a in AXES)
+
+        n = len(queue)
+        bounds = [i for i in range(2, n) if point(queue[i]) != point(queue[i - 1])]
+        near = min(bounds, key=lambda i: (abs(i - at), i), default=None)
+        return near if near is not None and abs(near - at) <= n / 4 else at
+
+    def _start_cost(self, fresh: bool) -> float | None:
+        seen = sorted(self.start_s["fresh" if fresh else "kept"])
+        return seen[len(seen) // 2] if seen else None
+
+    def _take(self, thief: _Slot) -> list[TrialSpec] | None:
+        """Cut the back part off a running group's queue for `thief` (None: nothing worth taking)."""
+        found = self._victim(thief)
+        if found is None:
+            return None
+        victim, cut = found
+        rest = list(victim.queue)
+        victim.queue, piece = deque(rest[:cut]), rest[cut:]
+        victim.group_size = victim.done_in_group + cut
+        self.group_size.update({s.trial_id: victim.group_size for s in rest[:cut]})
+        self.group_size.update({s.trial_id: len(piece) for s in piece})
+        self._show(victim, f"{len(piece)} of its trials taken by slot {thief.index}", victim.done_in_group,
+                   victim.group_size)
+        return piece
+
+    def _steal(self, thief: _Slot) -> bool:
+        """Start `thief` on part of a running group; whether it got any."""
+        piece = self._take(thief)
+        if piece is not None:
+            self._start_group(thief, piece)
+        return piece is not None
 
     def _sampler_lost(self, slot: _Slot, why: str) -> None:
         """The rest of the group goes to a fresh worker beside a new sampler."""
@@ -532,6 +616,8 @@ class Scheduler:
                 for slot in self.slots:
                     if slot.state == "idle" and self.work[slot.hardware]:
                         self._start_group(slot, self.work[slot.hardware].popleft())
+                    elif slot.state == "idle" and not self._steal(slot) and slot.worker is not None:
+                        self._release(slot)  # kept for work that is no longer there
                 ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.5)
                 now = time.monotonic()
                 for ref in list(self.pending):

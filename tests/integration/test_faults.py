@@ -131,3 +131,39 @@ def test_reuse_workers_keeps_one_process_across_groups(local_ray, shared_cache, 
     assert len(last) == 2 and all(r["process_reusable"] == (backend != "faulty_backend:NotReusable") for r in last)
     assert sorted(r["precision"] for r in rows) == ["bf16", "bf16", "fp32", "fp32"]
     assert sum(r["unload_j"] is not None or r.get("unload_s") is not None for r in rows) == 2  # each group unloads
+
+
+@pytest.mark.parametrize("steal", [True, False])
+def test_one_group_on_two_slots_is_shared_by_work_stealing(local_ray, shared_cache, steal):
+    """ray.steal_work: with one model and two slots, the idle slot takes half of the group (cut
+    between grid points) and loads the model itself; each load's rows share a load_id and say
+    how many shared it. Off: one slot runs the whole group."""
+    specs, rows, systems = _sweep(cpu_config(shared_cache, cpu_workers=2, steal_work=steal), {"batch_size": [1, 2]},
+                                  repeats=3)
+    by_id = _once_each(specs, rows)
+    assert all(r["status"] == "ok" for r in by_id.values()), [r["error"] for r in rows]
+    loads = Counter(r["load_id"] for r in rows)
+    assert len({r["worker_pid"] for r in rows}) == len(loads) == (2 if steal else 1)
+    for load_id, n in loads.items():
+        mine = [r for r in rows if r["load_id"] == load_id]
+        assert {r["group_trials"] for r in mine} == {n}  # the count to share the load's energy by
+        if steal:  # a grid point's repeats on one worker
+            assert n == 3 and len({r["batch_size"] for r in mine}) == 1
+
+
+def test_a_worker_killed_in_a_shared_group_is_retried_and_nothing_is_lost(local_ray, shared_cache):
+    killed: list[int] = []
+
+    def on_result(row, systems):  # the first worker to finish a trial is killed while it runs its next
+        if not killed:
+            killed.append(row["worker_pid"])
+            _kill_later(killed[0], 0.4)
+
+    specs, rows, systems = _sweep(cpu_config(shared_cache, cpu_workers=2), {"batch_size": [1, 2]}, repeats=3,
+                                  new_tokens=400, on_result=on_result)
+    by_id = _once_each(specs, rows)
+    assert all(r["status"] == "ok" for r in by_id.values()), [r["error"] for r in rows]
+    retried = [r for r in rows if r["attempts"] == 2]
+    assert len(retried) == 1 and "Actor" in retried[0]["retried_errors"]
+    assert killed[0] not in {r["worker_pid"] for r in retried}
+    assert killed[0] in {s["pid"] for s in systems} and len({r["worker_pid"] for r in rows}) >= 2  # both shared it

@@ -1,0 +1,106 @@
+"""Work stealing (ray.steal_work): which running group an idle slot takes part of, where the
+queue is cut, and when stealing would not pay. The scheduler's decisions alone, without Ray
+(tests/integration/test_faults.py runs it through Ray)."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import pytest
+
+from energyray.config import RunConfig
+from energyray.grid import TrialSpec, expand
+from energyray.orchestrator import Plan
+from energyray.orchestrator.scheduler import Scheduler, _Slot
+
+
+def _specs(batches: list[int], repeats: int) -> list[TrialSpec]:
+    return expand("steal", {"batch_size": batches}, {
+        "model": "m", "backend": "transformers", "weights": "real", "precision": "baseline", "batch_size": 1,
+        "task": "qa", "prompt_variant": "default", "hardware": "cpu", "max_new_tokens": 8}, repeats=repeats)
+
+
+def _scheduler(tmp_path: Path, steal: bool = True) -> Scheduler:
+    cfg = RunConfig(device="cpu", cache_dir=str(tmp_path))
+    cfg.ray.steal_work = steal
+    return Scheduler(Plan(groups=[], models={}, configs={}, cfg=cfg), lambda r: None)
+
+
+def _slots(sched: Scheduler, queues: list[list[TrialSpec]]) -> list[_Slot]:
+    sched.slots = []
+    for i, q in enumerate(queues):
+        slot = _Slot(i, pg=None, bundle={"CPU": 1}, hardware="cpu", queue=deque(q), state="busy" if q else "idle")
+        slot.group_size = len(q)
+        sched.slots.append(slot)
+    return sched.slots
+
+
+def test_an_idle_slot_takes_half_of_a_group_cut_between_grid_points(tmp_path):
+    sched = _scheduler(tmp_path)
+    specs = _specs([1, 2, 4, 8], repeats=3)  # 12 trials, 4 grid points of 3 repeats
+    victim, thief = _slots(sched, [specs, []])
+    assert sched._victim(thief) == (victim, 6)
+    piece = sched._take(thief)  # what _steal starts the thief's worker on
+    assert piece is not None
+    assert [s.batch_size for s in victim.queue] == [1, 1, 1, 2, 2, 2]
+    assert [s.batch_size for s in piece] == [4, 4, 4, 8, 8, 8]
+    assert victim.group_size == 6
+    assert {sched.group_size[s.trial_id] for s in specs} == {6}  # group_trials on the rows to come
+
+
+def test_repeats_of_one_point_stay_together_where_a_boundary_is_near(tmp_path):
+    sched = _scheduler(tmp_path)
+    specs = _specs([1, 2], repeats=5)  # 10 trials: the middle cut (5) is a boundary
+    assert sched._cut(specs, 5) == 5
+    specs = _specs([1, 2, 4], repeats=4)  # 12 trials: a cut at 6 moves to the boundary at 4 or 8
+    assert sched._cut(specs, 6) in (4, 8)
+    one = _specs([1], repeats=8)  # no boundary: cut where asked
+    assert sched._cut(one, 4) == 4
+
+
+def test_slots_waiting_at_the_start_split_a_group_evenly(tmp_path):
+    sched = _scheduler(tmp_path)
+    specs = _specs([1], repeats=24)
+    a, b, c = _slots(sched, [specs, [], []])
+    for thief in (b, c):  # b and c are waiting: b takes a third; then c, alone, half of what a has left
+        piece = sched._take(thief)
+        assert piece is not None
+        thief.queue, thief.state = deque(piece), "busy"
+    assert [len(s.queue) for s in (a, b, c)] == [8, 8, 8]
+    assert sorted(t.trial_id for s in (a, b, c) for t in s.queue) == sorted(t.trial_id for t in specs)
+
+
+def test_no_steal_where_the_thiefs_start_outlasts_what_the_victim_keeps(tmp_path):
+    sched = _scheduler(tmp_path)
+    victim, thief = _slots(sched, [_specs([1], repeats=8), []])
+    victim.trial_s = [3.6] * 4  # 3.6 s a trial: it keeps 4, i.e. 14.4 s
+    sched.start_s["fresh"] = [15.0]  # a fresh worker took 15 s to load
+    assert sched._victim(thief) is None
+    sched.start_s["kept"] = [1.5]  # a kept process loads in 1.5 s
+    thief.worker = object()
+    assert sched._victim(thief) == (victim, 4)
+
+
+def test_the_victim_with_the_most_work_left_is_chosen(tmp_path):
+    sched = _scheduler(tmp_path)
+    short, long_, thief = _slots(sched, [_specs([1], repeats=10), _specs([2], repeats=6), []])
+    short.trial_s, long_.trial_s = [1.0], [5.0]  # 10 s left against 30 s
+    assert sched._victim(thief) == (long_, 3)
+
+
+@pytest.mark.parametrize("queue_len", [0, 1, 2])
+def test_a_victim_keeps_its_trial_in_flight_and_one_more(tmp_path, queue_len):
+    sched = _scheduler(tmp_path)
+    _, thief = _slots(sched, [_specs([1], repeats=3)[:queue_len], []])
+    assert sched._victim(thief) is None
+
+
+def test_other_hardware_and_steal_work_false_are_never_robbed(tmp_path):
+    sched = _scheduler(tmp_path)
+    victim, thief = _slots(sched, [_specs([1], repeats=8), []])
+    victim.hardware = "h100"
+    assert sched._victim(thief) is None
+    off = _scheduler(tmp_path, steal=False)
+    _, thief = _slots(off, [_specs([1], repeats=8), []])
+    assert off._victim(thief) is None
