@@ -6,7 +6,8 @@
 The sweep: 3 models × batch 1 and 4 × 4 repeats = 24 trials, 128 new tokens each (`--new-tokens`),
 the thesis' long-form prompt, random-init weights (no download) of real architectures:
 `--workload small` (default) Qwen2.5-0.5B, Llama-3.2-1B, Gemma-3-1B; `--workload 7b` the
-practicum's class of model, from conf/model: Mistral-7B, Qwen2-7B, Llama-3-8B.
+practicum's class of model, from conf/model: Mistral-7B, Qwen2-7B, Llama-3-8B; `--workload one`
+a single model (Llama-3.2-1B) × batch 1 and 4 × 12 repeats, the 24 trials as one group.
 
 GPU-busy fraction = the sum of the measured trial windows ÷ (wall time × GPUs), the issue's
 definition. Two more figures say where the rest goes: the protocol fraction (trial windows plus
@@ -25,7 +26,9 @@ the first worker (when it was placed, started, imported, loaded) says where the 
   No Ray in it at all (which flatters it: no actor start-up).
 
 (b) is `energyray --gpus 1` against `energyray --gpus 2` on a two-GPU machine, with
-`--groups4` (4 models × 6 trials: 4 equal groups, so that two GPUs can split them evenly).
+`--groups4` (4 models × 6 trials: 4 equal groups, so that two GPUs can split them evenly), or
+`--workload one` (one group, which only work stealing, `ray.steal_work`, spreads over two GPUs;
+`--no-steal` turns it off).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ MODELS: dict[str, dict[str, Any]] = {
 KEEP = ("trial_id", "import_s", "model", "batch_size", "repeat", "status", "error", "window_s", "duration_s", "energy_j",
         "prepare_s", "load_s", "warmup_s", "warmup_runs", "idle_s", "idle_reused", "unload_s", "j_per_token",
         "tokens_per_s", "started_at", "finished_at", "worker_pid", "worker_group_index", "unload_memory_left_mb",
-        "energy_source")
+        "energy_source", "load_id", "group_trials")
 LARGE = ("mistral-7b", "qwen2-7b", "llama3-8b")  # --workload 7b, from conf/model
 
 
@@ -91,8 +94,10 @@ def _cfg(args: argparse.Namespace) -> Any:
     elif args.warmup_new_tokens is not None:
         cfg.generation.warmup_new_tokens = args.warmup_new_tokens
     cfg.ray.num_gpus = args.gpus
+    cfg.ray.cpu_workers = max(1, args.gpus)  # --device cpu: as many CPU slots (a functional check)
     cfg.ray.reuse_workers = args.reuse_workers
     cfg.ray.preload_backend = not args.no_preload
+    cfg.ray.steal_work = not args.no_steal
     return cfg
 
 
@@ -100,12 +105,13 @@ def _specs(args: argparse.Namespace, hardware: str) -> list[Any]:
     from energyray.grid import expand
 
     names = (args.models.split(",") if args.models else list(LARGE) if args.workload == "7b"
-             else list(MODELS)[:4] if args.groups4 else list(MODELS)[:3])
+             else ["llama-3.2-1b"] if args.workload == "one" else list(MODELS)[:4] if args.groups4
+             else list(MODELS)[:3])
     grid = {"model": names, "batch_size": [4] if args.groups4 else [1, 4]}
     return expand("busy", grid, {
         "model": names[0], "backend": "transformers", "weights": "dummy", "precision": "baseline", "batch_size": 1,
         "task": "longform", "prompt_variant": "default", "hardware": hardware, "max_new_tokens": None},
-        repeats=6 if args.groups4 else 4)
+        repeats=6 if args.groups4 else 12 if args.workload == "one" else 4)
 
 
 def run_energyray(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,6 +254,11 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
     warm = out["breakdown_s"]["warmups"]
     out["busy_bound_from_warmups"] = busy / (busy + warm) if busy + warm else None
     out["processes"] = len({r.get("worker_pid") for r in rows})
+    out["loads"] = len({r.get("load_id") for r in ok}) if mode == "energyray" else len(ok)
+    per_worker: dict[Any, int] = {}
+    for r in ok:
+        per_worker[r.get("worker_pid")] = per_worker.get(r.get("worker_pid"), 0) + 1
+    out["trials_per_worker"] = sorted(per_worker.values(), reverse=True)
     out["breakdown_s"]["rest (process start, imports, scheduling)"] = wall * max(1, gpus) - sum(
         out["breakdown_s"].values())
     first = [r for r in ok if r.get("repeat") == 0]
@@ -264,7 +275,8 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
     print("  breakdown (s): " + ", ".join(f"{k} {v:.1f}" for k, v in out["breakdown_s"].items()))
     print(f"  protocol fraction (trial windows, warmups, loads, unloads, idle ÷ wall × GPUs) "
           f"{out['protocol_fraction']:.3f}; busy bound from warmups {out['busy_bound_from_warmups']:.3f}; "
-          f"{out['processes']} worker process(es)")
+          f"{out['processes']} worker process(es), {out['loads']} model loads, trials per worker "
+          f"{out['trials_per_worker'] if mode == 'energyray' else '1 each'}")
     if mode == "energyray" and outside > 0:  # what the 0.90 goal asks of this sweep (benchmarks/README.md)
         print(f"  outside trial windows F = {outside:.1f} s: GPU-busy >= 0.90 needs trial windows >= 9 F = "
               f"{9 * outside:.0f} s (these took {busy:.0f} s); >= 3x over a process per trial with S s of "
@@ -288,7 +300,8 @@ def main() -> None:
     ap.add_argument("--reuse-workers", default="auto", choices=["auto", "true", "false"],
                     help="ray.reuse_workers (auto: the default, keep a slot's process where the model frees in-process)")
     ap.add_argument("--no-preload", action="store_true", help="ray.preload_backend=false (import at load, not meanwhile)")
-    ap.add_argument("--workload", default="small", choices=["small", "7b"])
+    ap.add_argument("--no-steal", action="store_true", help="ray.steal_work=false (groups are never shared)")
+    ap.add_argument("--workload", default="small", choices=["small", "7b", "one"])
     ap.add_argument("--limit", type=int, help="per-process: run only the first N trials (the rest take as long)")
     ap.add_argument("--warmup-new-tokens", type=int, default=None,
                     help="generation.warmup_new_tokens (default: the config's, 16)")
