@@ -28,14 +28,19 @@ def _busy(seconds: float) -> None:
         sum(i * i for i in range(1000))
 
 
-def test_overlapping_windows_each_get_an_estimate(cc):
-    cc.begin("a")
+def _overlapping(begin, end):
+    """a opens; 0.3 s later b; 0.4 s later a closes; 0.3 s later b: the CPU busy throughout."""
+    begin("a")
     _busy(0.3)
-    cc.begin("b")
+    begin("b")
     _busy(0.4)
-    ra = cc.end("a")
+    ra = end("a")
     _busy(0.3)
-    rb = cc.end("b")
+    return ra, end("b")
+
+
+def test_overlapping_windows_each_get_an_estimate(cc):
+    ra, rb = _overlapping(cc.begin, cc.end)
     for r in (ra, rb):
         assert r.energy_j is not None and r.energy_j > 0, r.reason
         assert r.source == "estimated" and r.scope == "cpu+ram"
@@ -73,14 +78,8 @@ def test_two_gpus_windows_on_one_node_share_its_cpu_energy_by_gpu_energy(cc):
             return self.watts * (b - a) / 1e9
 
     node = SharedNodeSampler(cc, role="cpu")
-    a, b = Gpu(100.0), Gpu(300.0)
-    node.begin("w1:trial", gpu=a)
-    _busy(0.3)
-    node.begin("w2:trial", gpu=b)
-    _busy(0.4)
-    ra = node.end("w1:trial")
-    _busy(0.3)
-    rb = node.end("w2:trial")
+    gpus = {"a": Gpu(100.0), "b": Gpu(300.0)}
+    ra, rb = _overlapping(lambda w: node.begin(w, gpu=gpus[w]), node.end)
     for r in (ra, rb):
         assert r.energy_j is not None and r.energy_j > 0, r.reason
         assert r.source == "estimated; shared with 1 other window on the node, split by GPU-energy share"
