@@ -63,7 +63,7 @@ MODELS: dict[str, dict[str, Any]] = {
 KEEP = ("trial_id", "import_s", "model", "batch_size", "repeat", "status", "error", "window_s", "duration_s", "energy_j",
         "prepare_s", "load_s", "warmup_s", "warmup_runs", "idle_s", "idle_reused", "unload_s", "j_per_token",
         "tokens_per_s", "started_at", "finished_at", "worker_pid", "worker_group_index", "unload_memory_left_mb",
-        "energy_source", "load_id", "group_trials")
+        "energy_source", "load_id", "group_trials", "process_reusable")
 LARGE = ("mistral-7b", "qwen2-7b", "llama3-8b")  # --workload 7b, from conf/model
 
 
@@ -139,6 +139,14 @@ def run_energyray(args: argparse.Namespace) -> dict[str, Any]:
     ray.shutdown()
     out = _summary("energyray", rows, wall, args.gpus, extra={"ray_init_s": t_ray, "groups": len(plan.groups)})
     out["first_worker"] = first_worker(events, systems, rows)
+    out["steals"] = [(round(t, 2), slot, text) for t, slot, text in events.log if "taken by" in text or "unloading" in text]
+    for t, slot, text in out["steals"]:
+        print(f"  steal at {t:.2f} s: slot {slot} {text}")
+    loads: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        loads.setdefault(r.get("load_id"), []).append(r)
+    once = sum(1 for g in loads.values() if sum(x.get("process_reusable") is not None for x in g) == 1)
+    print(f"  loads with their unload on exactly one row: {once} of {len(loads)}")
     return out
 
 

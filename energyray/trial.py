@@ -381,6 +381,21 @@ class TrialRunner:
         self.backend = None
         return fields
 
+    def unload_after(self, result: TrialResult) -> TrialResult:
+        """Measure `unload` after a trial that ran without `last` (its group's next trial was
+        taken by another worker meanwhile, ray.steal_work): its fields and samples join that
+        trial's result, as `run(last=True)` would have put them."""
+        try:
+            fields = self.unload()
+        except Exception as e:
+            fields = {"unload_j": None, "unload_energy_reason": f"unload failed: {type(e).__name__}: {e}"}
+        tid = result.row.get("trial_id")
+        source = self.sampler_info.get("sampler")
+        result.row.update(fields)
+        result.samples += [{"trial_id": tid, "source": source, **s} for s in self._pending]
+        self._pending = []
+        return result
+
     def warmup(self, spec: TrialSpec) -> dict[str, Any]:
         """Before the first trial of each shape (batch, prompts, length): `warmup_runs`
         generations of that shape, not counted in the trial's energy, each of

@@ -353,3 +353,7 @@ class WorkerHost:
 
     def unload(self) -> None:
         self.runner.unload()
+
+    def unload_after(self, result: Any) -> Any:
+        """The group's unload, measured after `result`'s trial and recorded on its row."""
+        return self.runner.unload_after(result)

@@ -23,8 +23,10 @@ Faults (each leaves exactly one row per trial, and the sweep goes on):
   when none is left.
 
 Work stealing (`ray.steal_work`, default true): a slot with nothing queued for its hardware
-takes the back part of a running group's queue (same hardware; the victim keeps the trial in
-flight and at least one more) and loads that model itself. It takes 1/(w+1) of it, w being
+takes the back part of a running group's queue (same hardware; the victim keeps at least the
+trial in flight, and where that one was sent as not the group's last, the scheduler asks for
+the group's unload after it and records it on that trial's row, as usual) and loads that model
+itself. It takes 1/(w+1) of it, w being
 the slots then waiting for work, so a group shared at the start splits evenly; later it steals
 only where that pays: its measured start (a fresh process, or a load in a kept one) shorter than
 what the victim keeps (trials × the victim's measured seconds a trial). So one model on two GPUs
@@ -183,6 +185,8 @@ class _Slot:
     trial_s: list[float] = field(default_factory=list)  # its current group's trials, submit to result
     trial_sent_at: float = 0.0
     fresh: bool = True  # its current group started a new worker process
+    unload_late: bool = False  # its trial in flight became the group's last after it was sent (stolen)
+    held: Any = None  # that trial's result, until its late unload returns
     node_id: str | None = None  # the Ray node its placement group is on
     node_host: Any = None  # the NodeSamplerHost its current worker uses (None: no node samplers)
     workers: int = 0  # workers started on this slot, for their tags
@@ -318,6 +322,7 @@ class Scheduler:
         slot.queue = deque(group)
         slot.state, slot.done_in_group, slot.group_size = "busy", 0, len(group)
         slot.group_started_at, slot.trial_s, slot.fresh = time.monotonic(), [], slot.worker is None
+        slot.unload_late = False
         if slot.worker is not None:  # ray.reuse_workers: the last group's process, its model unloaded
             self._call(slot, "load")
             self._show(slot, f"loading {group[0].model} {group[0].precision} (same process)", 0, len(group))
@@ -426,7 +431,9 @@ class Scheduler:
         if not ready:  # over its deadline
             timeout = self.cfg.ray.trial_timeout_s if kind == "trial" else self.cfg.ray.load_timeout_s
             msg = f"timed out after {timeout:.0f} s ({kind})"
-            if kind == "ping":
+            if kind == "unload":
+                self._unload_failed(slot, msg)
+            elif kind == "ping":
                 self._sampler_lost(slot, "the sampler stopped answering")
             elif kind == "describe":  # the worker never started (its node gone, or no room): a fresh one
                 self._worker_lost(slot, call, f"the worker did not start within {GET_TIMEOUT_S:.0f} s")
@@ -441,6 +448,15 @@ class Scheduler:
                     self._fail(slot, call, msg)
             else:
                 self._fail(slot, call, msg, load_msg=f"load {msg}")
+            return
+        if kind == "unload":  # the late unload (see _take): the held trial's row gets its fields
+            try:
+                value = ray.get(ref, timeout=GET_TIMEOUT_S)
+            except Exception as e:
+                cause = _cause(e)
+                self._unload_failed(slot, f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}")
+                return
+            self._trial_done(slot, value)
             return
         try:
             value = ray.get(ref, timeout=GET_TIMEOUT_S)
@@ -473,15 +489,37 @@ class Scheduler:
             slot.queue.popleft()
             slot.done_in_group += 1
             slot.trial_s.append(time.monotonic() - slot.trial_sent_at)
-            self._emit(value)
-            reason = str(value.row.get("energy_reason") or "")
-            if any(str(value.row.get(f"{role}_energy_reason") or "").startswith("node sampler failed")
-                   for role in ("wall", "cpu")):
-                self._check_node(slot)
-            if reason.startswith("sampler failed") and slot.queue:
-                self._call(slot, "ping")  # is the sampler gone? then the rest deserve a new one
-            else:
-                self._next(slot, value.row)
+            if slot.unload_late and not slot.queue:
+                slot.unload_late = False
+                self._submit(slot, "unload", spec, slot.worker.unload_after.remote(value), self.cfg.ray.load_timeout_s)
+                slot.held = value
+                self._show(slot, "unloading (its last queued trial went to another slot)",
+                           slot.done_in_group, slot.group_size)
+                return
+            self._trial_done(slot, value)
+
+    def _trial_done(self, slot: _Slot, value: TrialResult) -> None:
+        """A trial's result (with its group's unload where it was the last): emit it, go on."""
+        slot.held = None
+        self._emit(value)
+        reason = str(value.row.get("energy_reason") or "")
+        if any(str(value.row.get(f"{role}_energy_reason") or "").startswith("node sampler failed")
+               for role in ("wall", "cpu")):
+            self._check_node(slot)
+        if reason.startswith("sampler failed") and slot.queue:
+            self._call(slot, "ping")  # is the sampler gone? then the rest deserve a new one
+        else:
+            self._next(slot, value.row)
+
+    def _unload_failed(self, slot: _Slot, msg: str) -> None:
+        """The late unload failed (the worker died, or it timed out): the held trial's row is
+        kept, without unload figures and saying why; the worker is not kept."""
+        held: TrialResult = slot.held
+        slot.held = None
+        held.row.update(unload_j=None, unload_energy_reason=f"unload failed: {msg}")
+        self._emit(held)
+        self._release(slot)
+        self._check_slot(slot)
 
     def _fail(self, slot: _Slot, call: _Call, msg: str, status: str = "failed", load_msg: str | None = None) -> None:
         """A call that ended in failure. A trial: its own row, and the rest of its group goes to
@@ -531,9 +569,9 @@ class Scheduler:
         best: tuple[float, _Slot, int] | None = None
         for v in self.slots:
             n = len(v.queue)
-            if v is thief or v.hardware != thief.hardware or v.state != "busy" or n < 3:
-                continue  # the victim keeps the trial in flight (queue[0]) and at least one more
-            keep = max(2, n - n // (waiting + 1))
+            if v is thief or v.hardware != thief.hardware or v.state != "busy" or n < 2:
+                continue  # the victim keeps at least its trial in flight (queue[0])
+            keep = max(1, n - n // (waiting + 1))
             per_trial = sum(v.trial_s) / len(v.trial_s) if v.trial_s else None
             if per_trial is not None and cost is not None and cost >= keep * per_trial:
                 continue  # the victim would finish what it keeps before the thief got going
@@ -545,12 +583,12 @@ class Scheduler:
     @staticmethod
     def _cut(queue: list[TrialSpec], at: int) -> int:
         """`at`, or the nearest boundary between grid points (a point's repeats stay on one GPU)
-        within a quarter of the queue of it; never before index 2 nor at the end."""
+        within a quarter of the queue of it; never before index 1 nor at the end."""
         def point(s: TrialSpec) -> tuple[Any, ...]:
             return tuple(getattr(s, a) for a in AXES)
 
         n = len(queue)
-        bounds = [i for i in range(2, n) if point(queue[i]) != point(queue[i - 1])]
+        bounds = [i for i in range(1, n) if point(queue[i]) != point(queue[i - 1])]
         near = min(bounds, key=lambda i: (abs(i - at), i), default=None)
         return near if near is not None and abs(near - at) <= n / 4 else at
 
@@ -566,6 +604,8 @@ class Scheduler:
         victim, cut = found
         rest = list(victim.queue)
         victim.queue, piece = deque(rest[:cut]), rest[cut:]
+        if cut == 1 and any(c.slot is victim and c.kind == "trial" for c in self.pending.values()):
+            victim.unload_late = True  # its trial in flight was sent as not the last: unload after it
         victim.group_size = victim.done_in_group + cut
         self.group_size.update({s.trial_id: victim.group_size for s in rest[:cut]})
         self.group_size.update({s.trial_id: len(piece) for s in piece})

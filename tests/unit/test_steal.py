@@ -90,10 +90,10 @@ def test_the_victim_with_the_most_work_left_is_chosen(tmp_path):
 
 
 @pytest.mark.parametrize("queue_len", [0, 1, 2])
-def test_a_victim_keeps_its_trial_in_flight_and_one_more(tmp_path, queue_len):
+def test_a_victim_keeps_its_trial_in_flight(tmp_path, queue_len):
     sched = _scheduler(tmp_path)
-    _, thief = _slots(sched, [_specs([1], repeats=3)[:queue_len], []])
-    assert sched._victim(thief) is None
+    victim, thief = _slots(sched, [_specs([1], repeats=3)[:queue_len], []])
+    assert sched._victim(thief) == (None if queue_len < 2 else (victim, 1))
 
 
 def test_other_hardware_and_steal_work_false_are_never_robbed(tmp_path):
@@ -104,3 +104,17 @@ def test_other_hardware_and_steal_work_false_are_never_robbed(tmp_path):
     off = _scheduler(tmp_path, steal=False)
     _, thief = _slots(off, [_specs([1], repeats=8), []])
     assert off._victim(thief) is None
+
+
+def test_taking_the_last_queued_trial_of_a_running_trial_asks_for_a_late_unload(tmp_path):
+    """The victim's trial in flight was sent as not its group's last: once the rest is taken,
+    the scheduler must measure the group's unload after it (Scheduler._handle)."""
+    from energyray.orchestrator.scheduler import _Call
+
+    sched = _scheduler(tmp_path)
+    victim, thief = _slots(sched, [_specs([1], repeats=2), []])
+    sched.pending = {}
+    assert sched._take(thief) is not None and not victim.unload_late  # still loading: its trial will be the last
+    victim.queue = deque(_specs([1], repeats=2))
+    sched.pending = {"ref": _Call(victim, "trial", victim.queue[0], 0.0)}
+    assert sched._take(thief) is not None and victim.unload_late and len(victim.queue) == 1
