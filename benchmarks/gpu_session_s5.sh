@@ -6,6 +6,8 @@
 #   scale2 : --groups4 at 256 new tokens, 1 GPU and 2; the issue's 24-trial, 3-model sweep on 2 GPUs
 #            with work stealing and without
 #   scale3 : --groups4 at 512 new tokens, 1 GPU and 2 (a sweep with ~4x the trial time of scale1)
+#   scale4 : --groups4 at 256 new tokens after stealing could take a group's last queued trial:
+#            2 GPUs first, then 1
 #   cc     : CARRY=.carry_cc (make_carry.sh .carry_cc codecarbon): sampler.node_cpu=codecarbon beside
 #            the NVML samplers in a CLI sweep on both GPUs; the rows' CPU/RAM figures and their reasons
 set -uo pipefail
@@ -34,6 +36,11 @@ scale3)
   export BUSY_TIMEOUT=340
   busy groups4_512_1gpu --groups4 --gpus 1 --new-tokens 512
   busy groups4_512_2gpu --groups4 --gpus 2 --new-tokens 512
+  ;;
+scale4)
+  BUSY_TIMEOUT=120 busy groups4_256_2gpu_late --groups4 --gpus 2 --new-tokens 256
+  grep -E 'steal|loads with' "$OUT/groups4_256_2gpu_late.log"
+  BUSY_TIMEOUT=190 busy groups4_256_1gpu_late --groups4 --gpus 1 --new-tokens 256
   ;;
 cc)
   ls /sys/class/powercap 2>&1 | head -3; lscpu | grep -E 'Model name|^CPU\(s\)' | tee "$OUT/cpu.txt"
