@@ -25,7 +25,7 @@ Faults (each leaves exactly one row per trial, and the sweep goes on):
 Work stealing (`ray.steal_work`, default true): a slot with nothing queued for its hardware
 takes the back part of a running group's queue and loads that model itself. It takes 1/(w+1)
 of it, w being the slots then waiting for work, so a group shared at the start splits evenly;
-later it steals only where that pays: its measured start (a fresh process, or a load in a kept
+later it steals only where that pays: its measured start (a fresh process, or a load and warmup in a kept
 one) shorter than what the victim keeps (trials × the victim's measured seconds a trial). So one
 model on two GPUs uses both, and the last group of a sweep does not leave the other GPUs idle.
 The cut falls between grid points where one is near (a point's repeats stay on one GPU). The
@@ -239,7 +239,8 @@ class Scheduler:
         self.reuse = reuse_mode(getattr(self.cfg.ray, "reuse_workers", "auto"))
         self.reuse_max_left_mb = float(getattr(self.cfg.ray, "reuse_max_left_mb", 256.0))
         self.steal = bool(getattr(self.cfg.ray, "steal_work", True))
-        # seconds from a group's start to its model loaded: in a fresh process, in a kept one
+        # seconds from a group's start to its first trial's window (start, load, the warmup before
+        # it): in a fresh process, in a kept one
         self.start_s: dict[str, list[float]] = {"fresh": [], "kept": []}
 
     # -- setup --------------------------------------------------------------------------------
@@ -481,7 +482,6 @@ class Scheduler:
                 self.on_system(slot.system)
             self._call(slot, "load")
         elif kind == "load":
-            self.start_s["fresh" if slot.fresh else "kept"].append(time.monotonic() - slot.group_started_at)
             self._call(slot, "trial")
         elif kind == "ping":  # the sampler answered: go on with the group
             self._next(slot)
@@ -489,6 +489,10 @@ class Scheduler:
             slot.queue.popleft()
             slot.done_in_group += 1
             slot.trial_s.append(time.monotonic() - slot.trial_sent_at)
+            if slot.done_in_group == 1 and value.row.get("status") == "ok":
+                window = float(value.row.get("window_s") or 0.0)
+                self.start_s["fresh" if slot.fresh else "kept"].append(
+                    time.monotonic() - slot.group_started_at - window)
             if slot.unload_late and not slot.queue:
                 slot.unload_late = False
                 self._submit(slot, "unload", spec, slot.worker.unload_after.remote(value), self.cfg.ray.load_timeout_s)
