@@ -2,6 +2,8 @@
 
     python benchmarks/busy.py energyray [--gpus N] [--json-out F]   # the work queue, Ray actors
     python benchmarks/busy.py per-process [--json-out F]            # each trial in its own process
+    python benchmarks/busy.py both --limit 5 [...]                   # (a) side by side in one VM, warmed
+    python benchmarks/busy.py scaling --groups4 [--order 1,2,2,1]    # (b) 1 GPU vs 2 in ABBA order, warmed
 
 The sweep: 3 models × batch 1 and 4 × 4 repeats = 24 trials, 128 new tokens each (`--new-tokens`),
 the thesis' long-form prompt, random-init weights (no download) of real architectures:
@@ -24,6 +26,12 @@ the first worker (when it was placed, started, imported, loaded) says where the 
   plugin): each trial is a fresh Python process that imports torch, loads its model,
   warms up once, runs the one trial with the same TrialRunner and NVML sampler, and exits.
   No Ray in it at all (which flatters it: no actor start-up).
+
+`both` and `scaling` first run a one-trial sweep on every GPU and discard it: the first sweep in a
+fresh VM imports torch and transformers from a cold page cache, 3-8 s slower (benchmarks/README.md,
+session 5), which flattered whichever arm ran second. `both` then runs `energyray` and
+`per-process --limit N` and prints both goals of (a); `scaling` runs the GPU counts of `--order`
+(default 1,2,2,1, so that drift over the call falls on both arms) and prints the ratio of mean walls.
 
 (b) is `energyray --gpus 1` against `energyray --gpus 2` on a two-GPU machine, with
 `--groups4` (4 models × 6 trials: 4 equal groups, so that two GPUs can split them evenly), or
@@ -111,7 +119,7 @@ def _specs(args: argparse.Namespace, hardware: str) -> list[Any]:
     return expand("busy", grid, {
         "model": names[0], "backend": "transformers", "weights": "dummy", "precision": "baseline", "batch_size": 1,
         "task": "longform", "prompt_variant": "default", "hardware": hardware, "max_new_tokens": None},
-        repeats=6 if args.groups4 else 12 if args.workload == "one" else 4)
+        repeats=getattr(args, "repeats", None) or (6 if args.groups4 else 12 if args.workload == "one" else 4))
 
 
 def run_energyray(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,6 +221,51 @@ def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
     return _summary("per-process", rows, wall, 1)
 
 
+def warm_up(args: argparse.Namespace) -> None:
+    """A one-trial sweep on every GPU, discarded: imports from a warm page cache afterwards."""
+    quick = argparse.Namespace(**{**vars(args), "models": "qwen2.5-0.5b", "workload": "one", "groups4": False,
+                                  "repeats": args.gpus_max, "gpus": args.gpus_max, "new_tokens": 16})
+    print(f"warm-up: {quick.repeats} trial(s) on {quick.gpus} GPU(s), discarded", flush=True)
+    run_energyray(quick)
+
+
+def run_both(args: argparse.Namespace) -> dict[str, Any]:
+    """(a) side by side: energyray's sweep, then a process per trial for the first --limit trials."""
+    warm_up(args)
+    ours = run_energyray(args)
+    theirs = run_per_process(args)
+    outside = ours["wall_s"] * max(1, args.gpus) - ours["trial_windows_s"]  # F
+    per_trial = theirs["overhead_per_trial_s"]  # S
+    n = ours["trials"]
+    est = n * per_trial + ours["trial_windows_s"]  # a process per trial for all n trials
+    speedup = est / ours["wall_s"]
+    print(f"RESULT both: GPU-busy {ours['busy_fraction']:.3f} (goal >= 0.90: {'PASS' if ours['busy_fraction'] >= 0.9 else 'MISS'}); "
+          f"a process per trial: {per_trial:.2f} s outside its window each (S), {est:.0f} s for {n} (est.); "
+          f"speed-up {speedup:.2f}x (goal >= 3: {'PASS' if speedup >= 3 else 'MISS'}); F = {outside:.1f} s, F/S = "
+          f"{outside / per_trial:.2f} (both goals need <= 1.14)")
+    return {"energyray": ours, "per_process": theirs, "speedup_est": speedup, "F_s": outside, "S_s": per_trial}
+
+
+def run_scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """(b) 1 GPU vs 2 in the order of --order, after a warm-up; the ratio of the mean walls."""
+    warm_up(args)
+    runs = []
+    for g in (int(x) for x in args.order.split(",")):
+        r = run_energyray(argparse.Namespace(**{**vars(args), "gpus": g}))
+        runs.append({"gpus": g, "wall_s": r["wall_s"], "trial_windows_s": r["trial_windows_s"],
+                     "trials_per_worker": r["trials_per_worker"], "steals": r["steals"]})
+    walls: dict[int, list[float]] = {}
+    for r in runs:
+        walls.setdefault(r["gpus"], []).append(r["wall_s"])
+    mean = {g: sum(w) / len(w) for g, w in walls.items()}
+    lo, hi = min(mean), max(mean)
+    ratio = mean[hi] / mean[lo] if lo != hi else None
+    print("RESULT scaling: " + "; ".join(f"{g} GPU(s) {', '.join(f'{w:.1f}' for w in walls[g])} s" for g in sorted(walls))
+          + (f"; ratio of mean walls {ratio:.3f} (goal <= 0.53: {'PASS' if ratio <= 0.53 else 'MISS'})"
+             if ratio is not None else ""))
+    return {"runs": runs, "ratio": ratio}
+
+
 def run_one(args: argparse.Namespace) -> None:
     """One trial in this process (the per-process baseline's child)."""
     from energyray import env
@@ -299,7 +352,7 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["energyray", "per-process", "one"])
+    ap.add_argument("mode", choices=["energyray", "per-process", "both", "scaling", "one"])
     ap.add_argument("spec", nargs="?")
     ap.add_argument("--gpus", type=int, default=1)
     ap.add_argument("--idle-s", type=float, default=3.0)
@@ -318,11 +371,14 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", help="cpu: a functional check only, no energy")
     ap.add_argument("--json-out")
     ap.add_argument("--progress-out", help="per-process: append each trial's row (and elapsed_s) here")
+    ap.add_argument("--order", default="1,2,2,1", help="scaling: the GPU counts to run, in this order")
     args = ap.parse_args()
+    args.gpus_max = max([args.gpus, *(int(x) for x in args.order.split(","))] if args.mode == "scaling" else [args.gpus])
     if args.mode == "one":
         run_one(args)
         return
-    result = run_energyray(args) if args.mode == "energyray" else run_per_process(args)
+    modes = {"energyray": run_energyray, "per-process": run_per_process, "both": run_both, "scaling": run_scaling}
+    result = modes[args.mode](args)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(result, f, indent=2, default=str)

@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import dataclasses
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -45,7 +46,9 @@ from typing import Any
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
 from energyray.backends.base import Generation, LoadInfo
 from energyray.backends.openai_api import OpenAIBackend, with_base_url
-from energyray.errors import BackendError, ConfigError
+from energyray.errors import BackendError, ConfigError, TrialFailed
+
+RE_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b: ")  # a traceback's last line
 
 
 def _server_default() -> Any:
@@ -182,9 +185,21 @@ class ServerBackend:
             raise BackendError("generate() before load()")
         if self.proc.poll() is not None:
             raise BackendError(f"the server exited (code {self.proc.returncode}); see {self.log_path}")
-        gen = self.client.generate(prompts, max_new_tokens, ignore_eos)
+        try:
+            gen = self.client.generate(prompts, max_new_tokens, ignore_eos)
+        except TrialFailed as e:  # the client saw a status or a dropped connection: the log says why
+            why = self._log_error()
+            raise TrialFailed(f"{e}; the server's log ({self.log_path}) ends with: {why}" if why else str(e),
+                              e.status) from e
         gen.extras.update(cost_reason="a local server: no API price")
         return gen
+
+    def _log_error(self) -> str | None:
+        """The last exception line of the server's log (an error inside a streamed response
+        reaches the client as a 500 or, once streaming began, as a dropped connection)."""
+        _, tail = self._log_tail(200)
+        lines = [x for x in tail.splitlines() if RE_ERROR.match(x)]
+        return lines[-1].strip()[:500] if lines else None
 
     def decode(self, gen: Generation) -> list[str | None]:
         return self.client.decode(gen) if self.client is not None else [None] * len(gen.lengths)
