@@ -223,7 +223,8 @@ def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
 
 def warm_up(args: argparse.Namespace) -> None:
     """A one-trial sweep on every GPU, discarded: imports from a warm page cache afterwards."""
-    quick = argparse.Namespace(**{**vars(args), "models": "qwen2.5-0.5b", "workload": "one", "groups4": False,
+    model = args.models.split(",")[0] if args.models else "qwen2.5-0.5b"
+    quick = argparse.Namespace(**{**vars(args), "models": model, "workload": "small", "groups4": True,  # batch 4 only
                                   "repeats": args.gpus_max, "gpus": args.gpus_max, "new_tokens": 16})
     print(f"warm-up: {quick.repeats} trial(s) on {quick.gpus} GPU(s), discarded", flush=True)
     run_energyray(quick)
