@@ -25,14 +25,14 @@ Faults (each leaves exactly one row per trial, and the sweep goes on):
 Work stealing (`ray.steal_work`, default true): a slot with nothing queued for its hardware
 takes the back part of a running group's queue and loads that model itself. It takes 1/(w+1)
 of it, w being the slots then waiting for work, so a group shared at the start splits evenly;
-later it steals only where that pays: its measured start (a fresh process, or a load and warmup in a kept
-one) shorter than what the victim keeps (trials × the victim's measured seconds a trial). So one
-model on two GPUs uses both, and the last group of a sweep does not leave the other GPUs idle.
-The cut falls between grid points where one is near (a point's repeats stay on one GPU). The
-victim keeps at least its trial in flight; where that one was sent as not the group's last, the
-scheduler asks for the group's unload after it and puts it on that trial's row, as usual. Each
-load's rows share a `load_id`; `group_trials` is the count planned for that load when the row
-was written (the load's last row has the final count).
+later it steals only where that pays: its measured start (a fresh process, or a load and
+warmup in a kept one) shorter than what the victim keeps (trials × the victim's measured
+seconds a trial). So one model on two GPUs uses both, and the last group of a sweep does not
+leave the other GPUs idle. The cut falls between grid points where one is near (a point's
+repeats stay on one GPU). The victim keeps at least its trial in flight; where that one was
+sent as not the group's last, the scheduler asks for the group's unload after it and puts it
+on that trial's row, as usual. Each load's rows share a `load_id`; `group_trials` is the count
+planned for that load when the row was written (the load's last row has the final count).
 
 Node-level samplers (`sampler.pdu`, `sampler.node_cpu`): one node sampler host per node that
 runs workers, started when a slot is first placed there and pinned to it; every worker on the
