@@ -251,8 +251,8 @@ class Scheduler:
             self.work[g[0].hardware].append(list(g))
             self.group_size.update({s.trial_id: len(g) for s in g})
         for hw, (count, bundle) in shapes.items():
-            # with stealing, a group of n trials can keep n - 1 slots busy (each victim keeps 2)
-            wanted = sum(max(1, len(g) - 1) for g in self.work[hw]) if self.steal else len(self.work[hw])
+            # with stealing, a group of n trials can keep n slots busy (a victim keeps one)
+            wanted = sum(len(g) for g in self.work[hw]) if self.steal else len(self.work[hw])
             for _ in range(min(count, wanted)):
                 slot = _Slot(len(self.slots), placement_group([bundle], strategy="STRICT_PACK"), bundle, hw)
                 self.slots.append(slot)
