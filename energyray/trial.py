@@ -385,16 +385,24 @@ class TrialRunner:
         """Measure `unload` after a trial that ran without `last` (its group's next trial was
         taken by another worker meanwhile, ray.steal_work): its fields and samples join that
         trial's result, as `run(last=True)` would have put them."""
-        try:
-            fields = self.unload()
-        except Exception as e:
-            fields = {"unload_j": None, "unload_energy_reason": f"unload failed: {type(e).__name__}: {e}"}
-        tid = result.row.get("trial_id")
-        source = self.sampler_info.get("sampler")
-        result.row.update(fields)
-        result.samples += [{"trial_id": tid, "source": source, **s} for s in self._pending]
-        self._pending = []
+        result.row.update(self._unload_fields())
+        result.samples += self._with_pending(str(result.row.get("trial_id")), [])
         return result
+
+    def _unload_fields(self) -> dict[str, Any]:
+        """`unload`'s row fields, or null with the reason where it raised."""
+        try:
+            return self.unload()
+        except Exception as e:
+            return {"unload_j": None, "unload_energy_reason": f"unload failed: {type(e).__name__}: {e}"}
+
+    def _with_pending(self, trial_id: str, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The group's samples not yet stored (idle, load, warmup, unload), then `samples`, each
+        tagged with the trial they are stored with and the sampler's name."""
+        pending = [{**s, "trial_id": trial_id} for s in self._pending]
+        self._pending = []
+        source = self.sampler_info.get("sampler")
+        return [{"trial_id": trial_id, "source": source, **s} for s in [*pending, *samples]]
 
     def warmup(self, spec: TrialSpec) -> dict[str, Any]:
         """Before the first trial of each shape (batch, prompts, length): `warmup_runs`
@@ -502,18 +510,11 @@ class TrialRunner:
                        failed_window_j=reading.energy_j if isinstance(reading, WindowReading) else None)
         self._node_readings.pop(f"trial:{spec.trial_id}", None)  # a trial that failed before its fields
         if last:
-            try:
-                row.update(self.unload())
-            except Exception as e:
-                row.update(unload_j=None, unload_energy_reason=f"unload failed: {type(e).__name__}: {e}")
+            row.update(self._unload_fields())
         else:
             row.update(unload_j=None, unload_energy_reason="measured once per group, on its last trial")
         row["finished_at"] = _utc()
-        group_samples = [{**s, "trial_id": spec.trial_id} for s in self._pending]
-        self._pending = []
-        source = self.sampler_info.get("sampler")
-        samples = [{"trial_id": spec.trial_id, "source": source, **s} for s in [*group_samples, *samples]]
-        return TrialResult(row=row, samples=samples)
+        return TrialResult(row=row, samples=self._with_pending(spec.trial_id, samples))
 
     def _node_trial_readings(self, label: str) -> list[tuple[str, WindowReading]]:
         """(source name, reading) of the trial's node windows that were measured."""
