@@ -54,6 +54,11 @@ class TrialSpec:
     def load_key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, k) for k in LOAD_KEY)
 
+    @property
+    def point(self) -> tuple[Any, ...]:
+        """The grid point: every axis, not the repeat."""
+        return tuple(getattr(self, k) for k in AXES)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

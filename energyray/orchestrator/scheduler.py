@@ -61,7 +61,7 @@ from ray.util.scheduling_strategies import (
 
 from energyray.config import reuse_mode
 from energyray.errors import ConfigError
-from energyray.grid import AXES, TrialSpec
+from energyray.grid import TrialSpec
 from energyray.orchestrator.actors import NodeSamplerHost, SamplerHost, WorkerHost
 from energyray.registry import BACKEND_SETTINGS
 from energyray.trial import TrialResult
@@ -588,11 +588,8 @@ class Scheduler:
     def _cut(queue: list[TrialSpec], at: int) -> int:
         """`at`, or the nearest boundary between grid points (a point's repeats stay on one GPU)
         within a quarter of the queue of it; never before index 1 nor at the end."""
-        def point(s: TrialSpec) -> tuple[Any, ...]:
-            return tuple(getattr(s, a) for a in AXES)
-
         n = len(queue)
-        bounds = [i for i in range(1, n) if point(queue[i]) != point(queue[i - 1])]
+        bounds = [i for i in range(1, n) if queue[i].point != queue[i - 1].point]
         near = min(bounds, key=lambda i: (abs(i - at), i), default=None)
         return near if near is not None and abs(near - at) <= n / 4 else at
 
