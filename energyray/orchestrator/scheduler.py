@@ -186,7 +186,6 @@ class _Slot:
     trial_sent_at: float = 0.0
     fresh: bool = True  # its current group started a new worker process
     unload_late: bool = False  # its trial in flight became the group's last after it was sent (stolen)
-    held: Any = None  # that trial's result, until its late unload returns
     node_id: str | None = None  # the Ray node its placement group is on
     node_host: Any = None  # the NodeSamplerHost its current worker uses (None: no node samplers)
     workers: int = 0  # workers started on this slot, for their tags
@@ -196,9 +195,10 @@ class _Slot:
 @dataclass
 class _Call:
     slot: _Slot
-    kind: str  # ready | describe | load | trial | ping | discard
+    kind: str  # ready | describe | load | trial | ping | unload | discard
     spec: TrialSpec | None
     deadline: float
+    held: TrialResult | None = None  # unload: the trial's result that waits for it (see _take)
 
 
 def _failed(spec: TrialSpec, error: str, status: str = "failed", **extra: Any) -> TrialResult:
@@ -299,8 +299,9 @@ class Scheduler:
             self.node_hosts.pop(slot.node_id or "", None)
 
     # -- calls ----------------------------------------------------------------------------------
-    def _submit(self, slot: _Slot, kind: str, spec: TrialSpec | None, ref: Any, timeout: float) -> None:
-        self.pending[ref] = _Call(slot, kind, spec, time.monotonic() + timeout)
+    def _submit(self, slot: _Slot, kind: str, spec: TrialSpec | None, ref: Any, timeout: float,
+                held: TrialResult | None = None) -> None:
+        self.pending[ref] = _Call(slot, kind, spec, time.monotonic() + timeout, held)
 
     def _call(self, slot: _Slot, kind: str) -> None:
         w, spec = slot.worker, (slot.queue[0] if slot.queue else None)
@@ -433,7 +434,7 @@ class Scheduler:
             timeout = self.cfg.ray.trial_timeout_s if kind == "trial" else self.cfg.ray.load_timeout_s
             msg = f"timed out after {timeout:.0f} s ({kind})"
             if kind == "unload":
-                self._unload_failed(slot, msg)
+                self._unload_failed(call, msg)
             elif kind == "ping":
                 self._sampler_lost(slot, "the sampler stopped answering")
             elif kind == "describe":  # the worker never started (its node gone, or no room): a fresh one
@@ -455,7 +456,7 @@ class Scheduler:
                 value = ray.get(ref, timeout=GET_TIMEOUT_S)
             except Exception as e:
                 cause = _cause(e)
-                self._unload_failed(slot, f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}")
+                self._unload_failed(call, f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}")
                 return
             self._trial_done(slot, value)
             return
@@ -495,8 +496,8 @@ class Scheduler:
                     time.monotonic() - slot.group_started_at - window)
             if slot.unload_late and not slot.queue:
                 slot.unload_late = False
-                self._submit(slot, "unload", spec, slot.worker.unload_after.remote(value), self.cfg.ray.load_timeout_s)
-                slot.held = value
+                self._submit(slot, "unload", spec, slot.worker.unload_after.remote(value), self.cfg.ray.load_timeout_s,
+                             value)
                 self._show(slot, "unloading (its last queued trial went to another slot)",
                            slot.done_in_group, slot.group_size)
                 return
@@ -504,7 +505,6 @@ class Scheduler:
 
     def _trial_done(self, slot: _Slot, value: TrialResult) -> None:
         """A trial's result (with its group's unload where it was the last): emit it, go on."""
-        slot.held = None
         self._emit(value)
         reason = str(value.row.get("energy_reason") or "")
         if any(str(value.row.get(f"{role}_energy_reason") or "").startswith("node sampler failed")
@@ -515,11 +515,11 @@ class Scheduler:
         else:
             self._next(slot, value.row)
 
-    def _unload_failed(self, slot: _Slot, msg: str) -> None:
+    def _unload_failed(self, call: _Call, msg: str) -> None:
         """The late unload failed (the worker died, or it timed out): the held trial's row is
         kept, without unload figures and saying why; the worker is not kept."""
-        held: TrialResult = slot.held
-        slot.held = None
+        slot, held = call.slot, call.held
+        assert held is not None
         held.row.update(unload_j=None, unload_energy_reason=f"unload failed: {msg}")
         self._emit(held)
         self._release(slot)
