@@ -235,7 +235,7 @@ def run_both(args: argparse.Namespace) -> dict[str, Any]:
     warm_up(args)
     ours = run_energyray(args)
     theirs = run_per_process(args)
-    outside = ours["wall_s"] * max(1, args.gpus) - ours["trial_windows_s"]  # F
+    outside = ours["outside_s"]  # F
     per_trial = theirs["overhead_per_trial_s"]  # S
     n = ours["trials"]
     est = n * per_trial + ours["trial_windows_s"]  # a process per trial for all n trials
@@ -329,6 +329,7 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
         out["first_vs_later_tokens_per_s"] = (sum(r["tokens_per_s"] for r in first) / len(first)) / (
             sum(r["tokens_per_s"] for r in later) / len(later))
     outside = wall * max(1, gpus) - busy  # F: everything the sweep spent outside trial windows
+    out["outside_s"] = outside
     out["overhead_per_trial_s"] = outside / len(rows) if rows else None
     print(f"RESULT {mode}: {len(ok)}/{len(rows)} ok, wall {wall:.1f} s on {gpus} GPU(s), trial windows "
           f"{busy:.1f} s, GPU-busy fraction {out['busy_fraction']:.3f}; wall × GPUs − trial windows per trial "
