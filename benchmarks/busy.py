@@ -106,6 +106,7 @@ def _cfg(args: argparse.Namespace) -> Any:
     cfg.ray.reuse_workers = args.reuse_workers
     cfg.ray.preload_backend = not args.no_preload
     cfg.ray.steal_work = not args.no_steal
+    cfg.ray.bytecode_cache = args.bytecode_cache
     return cfg
 
 
@@ -196,6 +197,14 @@ def first_worker(events: Events, systems: list[dict[str, Any]], rows: list[dict[
     return out
 
 
+def spread(items: list[Any], n: int) -> list[Any]:
+    """`n` of `items` evenly spaced from the first: a sample with every model of the sweep in it (the
+    first n would all be the first model's, whose process start and load need not be the others')."""
+    if n >= len(items):
+        return list(items)
+    return [items[round(i * len(items) / n)] for i in range(n)]
+
+
 def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
     from energyray.cli import detect_hardware
 
@@ -203,12 +212,13 @@ def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
     specs = _specs(args, detect_hardware(cfg))
     rows = []
     t0 = time.monotonic()
-    for s in specs[:args.limit] if args.limit else specs:
+    for s in spread(specs, args.limit) if args.limit else specs:
         out = subprocess.run([sys.executable, __file__, "one", json.dumps(s.to_dict()),
                               "--idle-s", str(args.idle_s), "--new-tokens", str(args.new_tokens),
                               "--device", args.device, "--workload", args.workload]
                              + (["--warmup-new-tokens", str(args.warmup_new_tokens)] if args.warmup_new_tokens else [])
-                             + (["--full-warmup"] if args.full_warmup else []),
+                             + (["--full-warmup"] if args.full_warmup else [])
+                             + (["--bytecode-cache", "true"] if args.per_process_bytecode else []),
                              capture_output=True, text=True, cwd=ROOT, timeout=600)
         line = next((x for x in out.stdout.splitlines() if x.startswith("ROW ")), None)
         if line is None:
@@ -231,7 +241,7 @@ def warm_up(args: argparse.Namespace) -> None:
 
 
 def run_both(args: argparse.Namespace) -> dict[str, Any]:
-    """(a) side by side: energyray's sweep, then a process per trial for the first --limit trials."""
+    """(a) side by side: energyray's sweep, then a process per trial for --limit trials spread over it."""
     warm_up(args)
     ours = run_energyray(args)
     theirs = run_per_process(args)
@@ -275,6 +285,8 @@ def run_one(args: argparse.Namespace) -> None:
     from energyray.trial import TrialRunner
 
     cfg = _cfg(args)
+    if args.bytecode_cache == "true":  # --per-process-bytecode: as energyray's workers would (env.bytecode_cache)
+        env.bytecode_cache("true", cfg.cache_dir or "/tmp/erc")
     spec = TrialSpec(**json.loads(args.spec))
     model = _models([spec.model])[spec.model]
     sampler = make_device_sampler("gpu", env.visible_gpu_uuid(), cfg.sampler) if args.device == "cuda" else None
@@ -364,8 +376,13 @@ def main() -> None:
                     help="ray.reuse_workers (auto: the default, keep a slot's process where the model frees in-process)")
     ap.add_argument("--no-preload", action="store_true", help="ray.preload_backend=false (import at load, not meanwhile)")
     ap.add_argument("--no-steal", action="store_true", help="ray.steal_work=false (groups are never shared)")
+    ap.add_argument("--bytecode-cache", default="auto", choices=["auto", "true", "false"],
+                    help="ray.bytecode_cache for energyray's workers")
+    ap.add_argument("--per-process-bytecode", action="store_true",
+                    help="per-process: each trial's process keeps bytecode as energyray's workers do (not what a "
+                         "launcher does: without it, the baseline compiles what this Python compiles)")
     ap.add_argument("--workload", default="small", choices=["small", "7b", "one"])
-    ap.add_argument("--limit", type=int, help="per-process: run only the first N trials (the rest take as long)")
+    ap.add_argument("--limit", type=int, help="per-process: run only N trials, evenly spread over the sweep (every model in the sample)")
     ap.add_argument("--warmup-new-tokens", type=int, default=None,
                     help="generation.warmup_new_tokens (default: the config's, 16)")
     ap.add_argument("--full-warmup", action="store_true", help="warmups of the trial's own length")

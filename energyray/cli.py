@@ -31,6 +31,7 @@ from energyray.config import (
     SweepConfig,
     TransformersConfig,
     VllmConfig,
+    bytecode_mode,
     reuse_mode,
 )
 from energyray.errors import ConfigError, EnergyRayError
@@ -269,6 +270,7 @@ def run(cfg_node: DictConfig) -> int:
         raise ConfigError(f"measurement.idle_scope={cfg.measurement.idle_scope!r}: use slot (the idle baseline "
                           "once per GPU, before its first group) or group (before every group).")
     cfg.ray.reuse_workers = reuse_mode(cfg.ray.reuse_workers)
+    cfg.ray.bytecode_cache = bytecode_mode(cfg.ray.bytecode_cache)
     console = _console()
     pinned = pinned_axes(cfg_node)
     defaults = {a: getattr(cfg, a, None) for a in AXES if a not in ("model", "max_new_tokens")}

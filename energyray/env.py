@@ -10,6 +10,7 @@ import platform
 import re
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,27 @@ def snapshot() -> dict[str, Any]:
         "versions": versions(),
         "git_sha": git_sha(),
     }
+
+
+def bytecode_cache(mode: str, cache_dir: str) -> str:
+    """ray.bytecode_cache, in a worker before it imports torch and its backend: where this process
+    now keeps compiled bytecode, or why it keeps none.
+
+    Where Python is told not to write bytecode (PYTHONDONTWRITEBYTECODE=1, `python -B`: common in
+    container images) and the installed packages carry none, every process compiles torch and
+    transformers from source: a worker started 4-5 s later on an H200 VM (benchmarks/README.md,
+    session 6). auto: in that case only, write and read bytecode under `cache_dir`/pycache
+    (sys.pycache_prefix: the installed packages' directories stay untouched), so that every later
+    worker on this node reads it; true: always (a PYTHONPYCACHEPREFIX already set is kept);
+    false: leave the interpreter as it is. Modules this process imported already are unaffected."""
+    if mode == "false":
+        return "off (ray.bytecode_cache=false)"
+    if mode == "auto" and not sys.dont_write_bytecode:
+        return f"off (not needed: this Python writes bytecode{' under ' + sys.pycache_prefix if sys.pycache_prefix else ''})"
+    if sys.pycache_prefix is None:
+        sys.pycache_prefix = str(Path(cache_dir).expanduser() / "pycache")
+    sys.dont_write_bytecode = False
+    return sys.pycache_prefix
 
 
 def visible_gpu_uuid() -> str | None:

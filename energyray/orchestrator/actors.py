@@ -295,8 +295,9 @@ class WorkerHost:
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str, seed: int,
                  measurement: Any = None, backend_settings: dict[str, Any] | None = None,
                  node_host: Any = None, node_tag: str | None = None, sampler_cfg: Any = None,
-                 preload: str | None = None) -> None:
+                 preload: str | None = None, bytecode_cache: str = "auto") -> None:
         entered_at, t0 = time.time(), time.monotonic()
+        bytecode = env.bytecode_cache(bytecode_cache, cache_dir)  # before torch and the backend are imported
         # CUDA reads this when it starts (below, or in the backend), so this process counts
         # GPUs in NVML's (PCI) order, as Ray does. Set here rather than in a runtime_env: a
         # runtime_env makes Ray start a new process for the actor instead of taking one it has
@@ -333,7 +334,8 @@ class WorkerHost:
                        # where a worker's start goes (the first group of a sweep waits for all of it)
                        "worker_init_entered_at": entered_at, "worker_process_age_s": _process_age_s(),
                        "worker_device_s": t_device - t0, "worker_bind_s": t_bind - t_device,
-                       "worker_init_s": time.monotonic() - t0, "worker_preload": preload or "off"}
+                       "worker_init_s": time.monotonic() - t0, "worker_preload": preload or "off",
+                       "worker_bytecode_cache": bytecode}
         if node_samplers:
             nodes = {role: ns.describe() for role, ns in node_samplers.items()}
             self.system.update(node_tag=self.runner.node_tag, node_samplers=json.dumps(nodes, sort_keys=True, default=str),

@@ -59,7 +59,7 @@ from ray.util.scheduling_strategies import (
     PlacementGroupSchedulingStrategy,
 )
 
-from energyray.config import reuse_mode
+from energyray.config import bytecode_mode, reuse_mode
 from energyray.errors import ConfigError
 from energyray.grid import TrialSpec
 from energyray.orchestrator.actors import NodeSamplerHost, SamplerHost, WorkerHost
@@ -237,6 +237,7 @@ class Scheduler:
         self.retry_timeouts = bool(getattr(self.cfg.ray, "retry_timeouts", False))
         self.node_wait_s = float(getattr(self.cfg.ray, "node_wait_s", 120.0))
         self.reuse = reuse_mode(getattr(self.cfg.ray, "reuse_workers", "auto"))
+        self.bytecode = bytecode_mode(getattr(self.cfg.ray, "bytecode_cache", "auto"))
         self.reuse_max_left_mb = float(getattr(self.cfg.ray, "reuse_max_left_mb", 256.0))
         self.steal = bool(getattr(self.cfg.ray, "steal_work", True))
         # seconds from a group's start to its first trial's window (start, load, the warmup before
@@ -341,7 +342,8 @@ class Scheduler:
         slot.worker = self.Worker.options(**opts).remote(slot.sampler, c.generation, c.cache_dir, c.device, c.seed,
                                                          c.measurement, backend_settings(c),
                                                          slot.node_host, slot.tag, c.sampler,
-                                                         group[0].backend if c.ray.preload_backend else None)
+                                                         group[0].backend if c.ray.preload_backend else None,
+                                                         self.bytecode)
         self._call(slot, "describe")
         self._show(slot, f"loading {group[0].model} {group[0].precision}", 0, len(group))
 

@@ -28,7 +28,10 @@ def smoke(tmp_path_factory, shared_cache, cli):
     store = root / "store"
     # The tiny model's trials can take ~20 ms, shorter than the default 0.1 s polling period,
     # and a window with no sample inside stores no samples: poll at 100 Hz so that some land.
-    args = ["sweep=smoke", f"store.path={store}", f"cache_dir={shared_cache}", "sampler.interval_s=0.01"]
+    # ray.bytecode_cache=true: the worker keeps the bytecode it compiles under the cache whatever
+    # this machine's PYTHONDONTWRITEBYTECODE (auto would, only where it is set)
+    args = ["sweep=smoke", f"store.path={store}", f"cache_dir={shared_cache}", "sampler.interval_s=0.01",
+            "ray.bytecode_cache=true"]
     first = cli(args, root / "hydra-1")
     return {"args": args, "store": store, "root": root, "first": first, "cli": cli}
 
@@ -109,6 +112,17 @@ def test_smoke_sweep_records_where_the_worker_start_went(smoke):
     assert trials["import_s"].notna().all() and (trials["import_s"] >= 0).all()
 
 
+def test_smoke_sweep_worker_kept_its_bytecode_under_the_cache(smoke, shared_cache):
+    """ray.bytecode_cache=true: the worker wrote what it compiled (transformers, its backend) under
+    <cache_dir>/pycache, before it imported them."""
+    systems = Store(smoke["store"]).read("systems")
+    worker = systems[systems["kind"].isin(["cpu", "gpu"])]
+    assert set(worker["worker_bytecode_cache"]) == {str(shared_cache / "pycache")}
+    kept = list((shared_cache / "pycache").rglob("*.pyc"))
+    assert any("transformers" in p.parts for p in kept), kept[:5]
+    assert any(p.name.startswith("transformers.") and "backends" in p.parts for p in kept), kept[:5]
+
+
 def test_smoke_sweep_prints_the_summary(smoke):
     r = smoke["first"]
     assert r.returncode == 0, r.explain()
@@ -187,6 +201,7 @@ def test_explicit_hardware_auto_is_the_default(energyray, tmp_path):
     (["task=nope"], ["nope", "longform", "qa"]),
     (["sweep=smoke", "sweep.grid.batch_size=[0]"], ["batch_size", "at least 1"]),
     (["sweep=smoke", "sweep.grid.model=[tiny-llama,nope]"], ["nope", "tiny-llama", "gemma3-270m"]),
+    (["sweep=smoke", "ray.bytecode_cache=sometimes"], ["ray.bytecode_cache", "sometimes", "auto", "true", "false"]),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) and v and "=" in v[0] else None)
 def test_bad_input_is_refused_with_choices(energyray, tmp_path, shared_cache, overrides, must_name):
     store = tmp_path / "store"
