@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import ROOT
 
@@ -74,7 +75,8 @@ def overhead(trials: int, groups: int) -> dict[str, float]:
     from energyray.orchestrator import Plan, run_sweep
     from energyray.trial import TrialRunner
 
-    cfg = RunConfig(device="cpu", cache_dir=tempfile.mkdtemp(), measurement=MeasurementConfig(idle_s=0.0))
+    cache = tempfile.mkdtemp()
+    cfg = RunConfig(device="cpu", cache_dir=cache, measurement=MeasurementConfig(idle_s=0.0))
     cfg.sampler.cpu = "none"
     cfg.generation.warmup_runs = 0
     model = ModelConfig(name="null", builtin="null")
@@ -98,16 +100,16 @@ def overhead(trials: int, groups: int) -> dict[str, float]:
             specs = specs_for(n_groups)
             plan = Plan(groups=group(specs), models={"null": model}, configs={s.trial_id: {} for s in specs},
                         cfg=cfg, local_hardware="cpu")
-            rows: list = []
+            rows: list[Any] = []
             t0 = time.perf_counter()
-            run_sweep(plan, lambda r, rows=rows: rows.append(r))
+            run_sweep(plan, rows.append)
             wall = time.perf_counter() - t0
             assert len(rows) == len(specs) and all(r.row["status"] == "ok" for r in rows), rows[:1]
             out[f"ray_{n_groups}g_s_per_trial"] = wall / len(specs)
             # the same trials through a bare TrialRunner, in this process
             t0 = time.perf_counter()
             for g in group(specs):
-                runner = TrialRunner(None, cfg.generation, cfg.cache_dir, device="cpu", measurement=cfg.measurement)
+                runner = TrialRunner(None, cfg.generation, cache, device="cpu", measurement=cfg.measurement)
                 runner.load(g[0], model)
                 for i, s in enumerate(g):
                     runner.run(s, model, {}, last=i == len(g) - 1)
