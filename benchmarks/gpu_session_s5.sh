@@ -8,11 +8,7 @@
 #   scale3 : --groups4 at 512 new tokens, 1 GPU and 2 (a sweep with ~4x the trial time of scale1)
 #   scale4 : --groups4 at 256 new tokens after stealing could take a group's last queued trial:
 #            2 GPUs first, then 1
-#   fair_a : (not run yet: session 5's device time was spent) item 8a side by side in one VM after a
-#            discarded warm-up sweep: the issue's 3-model sweep at 256 tokens, then a process per trial
-#            for 5 of its trials (nvidia-h100-x1 or nvidia-h200; ~5 min)
-#   fair_b : (not run yet) item 8b in ABBA order after a warm-up: --groups4 at 256 tokens, 1,2,2,1 GPUs
-#            (nvidia-h200-x2; ~8.5 min)
+#   (fair_a and fair_b, prepared here but not run in session 5, are gpu_session_s6.sh's: they ran there)
 #   cc     : CARRY=.carry_cc (make_carry.sh .carry_cc codecarbon): sampler.node_cpu=codecarbon beside
 #            the NVML samplers in a CLI sweep on both GPUs; the rows' CPU/RAM figures and their reasons
 set -uo pipefail
@@ -46,14 +42,6 @@ scale4)
   BUSY_TIMEOUT=120 busy groups4_256_2gpu_late --groups4 --gpus 2 --new-tokens 256
   grep -E 'steal|loads with' "$OUT/groups4_256_2gpu_late.log"
   BUSY_TIMEOUT=190 busy groups4_256_1gpu_late --groups4 --gpus 1 --new-tokens 256
-  ;;
-fair_a)
-  timeout 560 python benchmarks/busy.py both --idle-s 0 --new-tokens 256 --limit 5 --json-out "$OUT/fair_a.json" \
-    > "$OUT/fair_a.log" 2>&1; grep -E '^RESULT|warm-up|steal' "$OUT/fair_a.log" | cut -c1-400
-  ;;
-fair_b)
-  timeout 580 python benchmarks/busy.py scaling --groups4 --idle-s 0 --new-tokens 256 --order 1,2,2,1 \
-    --json-out "$OUT/fair_b.json" > "$OUT/fair_b.log" 2>&1; grep -E '^RESULT|warm-up|steal' "$OUT/fair_b.log" | cut -c1-400
   ;;
 cc)
   ls /sys/class/powercap 2>&1 | head -3; lscpu | grep -E 'Model name|^CPU\(s\)' | tee "$OUT/cpu.txt"
