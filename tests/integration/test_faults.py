@@ -175,16 +175,24 @@ def test_a_group_whose_last_queued_trial_is_stolen_still_measures_its_unload(loc
     """Slot A runs a group of two long trials, slot B a one-trial group: B, done first, takes A's
     second trial while A's first is running (sent as not the last). The scheduler then asks A's
     worker for the group's unload after that trial: every load has exactly one row with its
-    unload, as without stealing."""
+    unload, as without stealing. On two cores A's worker can start seconds after B's, and B would
+    then take A's second trial before A sent its first (the ordinary path, no late unload): a
+    victim here is one with a trial in flight, so that the test always takes the late path."""
     from support.plans import TINY
 
     from energyray.grid import expand, group
     from energyray.orchestrator import Plan, scheduler
 
     kinds: list[str] = []
-    submit = scheduler.Scheduler._submit
+    submit, victim = scheduler.Scheduler._submit, scheduler.Scheduler._victim
     monkeypatch.setattr(scheduler.Scheduler, "_submit", lambda self, slot, kind, *a: (kinds.append(kind),
                                                                                       submit(self, slot, kind, *a)))
+
+    def running(self, thief):
+        found = victim(self, thief)
+        return found if found and any(c.slot is found[0] and c.kind == "trial" for c in self.pending.values()) else None
+
+    monkeypatch.setattr(scheduler.Scheduler, "_victim", running)
     base = {"model": "tiny-llama", "backend": "transformers", "weights": "real", "batch_size": 1, "task": "qa",
             "prompt_variant": "default", "hardware": "cpu"}
     long_ = expand("late", {}, {**base, "precision": "baseline", "max_new_tokens": 1500}, repeats=2)

@@ -25,8 +25,9 @@ print(probe_mod.__cached__)
 
 def _run(tmp_path: Path, mode: str, no_bytecode: bool, prefix: str | None = None) -> list[str]:
     src = tmp_path / "src"
-    src.mkdir(exist_ok=True)
-    (src / "probe_mod.py").write_text("VALUE = 42\n")
+    if not src.exists():  # written once: a rewrite in a later second would make the bytecode stale
+        src.mkdir()
+        (src / "probe_mod.py").write_text("VALUE = 42\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
     env["PYTHONPATH"] = os.pathsep.join([str(src), str(REPO)])
     if no_bytecode:
