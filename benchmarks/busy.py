@@ -1,4 +1,4 @@
-"""Issue 4, benchmarks (a) and (b): how busy energyray keeps the GPUs.
+"""How busy energyray keeps the GPUs: (a) against a process per trial, (b) on 2 GPUs against 1.
 
     python benchmarks/busy.py energyray [--gpus N] [--json-out F]   # the work queue, Ray actors
     python benchmarks/busy.py per-process [--json-out F]            # each trial in its own process
@@ -16,7 +16,7 @@ definition. Two more figures say where the rest goes: the protocol fraction (tri
 everything else the measurement protocol runs on the GPU: warmups, loads, unloads, idle
 baselines, ÷ wall × GPUs), i.e. 1 − the time lost to orchestration; and the bound the protocol
 puts on the busy fraction, trial windows ÷ (trial windows + warmups): with `--full-warmup`
-(a warmup per shape as long as the trial, the default before session 4) a group of n trials of
+(a warmup per shape as long as the trial) a group of n trials of
 one shape is capped at n / (n + 1), 0.80 for this sweep's 4 repeats per shape. The timeline of
 the first worker (when it was placed, started, imported, loaded) says where the fixed start goes.
 
@@ -28,8 +28,8 @@ the first worker (when it was placed, started, imported, loaded) says where the 
   No Ray in it at all (which flatters it: no actor start-up).
 
 `both` and `scaling` first run a one-trial sweep on every GPU and discard it: the first sweep in a
-fresh VM imports torch and transformers from a cold page cache, 3-8 s slower (benchmarks/README.md,
-session 5), which flattered whichever arm ran second. `both` then runs `energyray` and
+fresh VM imports torch and transformers from a cold page cache, 3-8 s slower on the GPU VMs
+measured, which would flatter whichever arm ran second. `both` then runs `energyray` and
 `per-process --limit N` and prints both goals of (a); `scaling` runs the GPU counts of `--order`
 (default 1,2,2,1, so that drift over the call falls on both arms) and prints the ratio of mean walls.
 
@@ -98,7 +98,7 @@ def _cfg(args: argparse.Namespace) -> Any:
                                                   idle_settle_max_s=10.0 if args.idle_s else 0.0))
     cfg.generation.max_new_tokens = cfg.generation.cpu_max_new_tokens = args.new_tokens
     if args.full_warmup:
-        cfg.generation.warmup_new_tokens = None  # the trial's own length (the default before session 4)
+        cfg.generation.warmup_new_tokens = None  # the trial's own length
     elif args.warmup_new_tokens is not None:
         cfg.generation.warmup_new_tokens = args.warmup_new_tokens
     cfg.ray.num_gpus = args.gpus
@@ -352,7 +352,8 @@ def _summary(mode: str, rows: list[dict[str, Any]], wall: float, gpus: int, extr
           f"{out['protocol_fraction']:.3f}; busy bound from warmups {out['busy_bound_from_warmups']:.3f}; "
           f"{out['processes']} worker process(es), {out['loads']} model loads, trials per worker "
           f"{out['trials_per_worker'] if mode == 'energyray' else '1 each'}")
-    if mode == "energyray" and outside > 0:  # what the 0.90 goal asks of this sweep (benchmarks/README.md)
+    # the trial windows a 0.90 busy fraction needs, given this sweep's fixed cost F
+    if mode == "energyray" and outside > 0:
         print(f"  outside trial windows F = {outside:.1f} s: GPU-busy >= 0.90 needs trial windows >= 9 F = "
               f"{9 * outside:.0f} s (these took {busy:.0f} s); >= 3x over a process per trial with S s of "
               f"overhead each needs trial windows <= 12 S - 1.5 F")

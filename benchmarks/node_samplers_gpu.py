@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Node-level samplers on a GPU machine (issue 4 item 4): a PDU's wall power over real SNMP and
+"""Node-level samplers on a GPU machine: a PDU's wall power over real SNMP and
 sampler.node_cpu, beside the NVML device samplers, in a CLI sweep on every GPU of the machine.
 
     PATH=<dir with snmpd>:$PATH python benchmarks/node_samplers_gpu.py [--out DIR]

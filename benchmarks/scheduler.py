@@ -1,4 +1,4 @@
-"""Issue 4, benchmark (c): how long a 1,000-trial dry run takes, and what the scheduler costs
+"""How long a 1,000-trial dry run takes, and what the scheduler costs
 per trial and per group, measured side by side in one run.
 
     python benchmarks/scheduler.py [--trials 200] [--groups 20]

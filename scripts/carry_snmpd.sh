@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Put Debian's snmpd and the libraries it links (glibc's own left out) into .carry/snmpd, for the
-# device machine, which has no snmpd and no apt: `bash benchmarks/carry_snmpd.sh` after
+# device machine, which has no snmpd and no apt: `bash scripts/carry_snmpd.sh` after
 # `bash ../shared/device/make_carry.sh .carry`; then `export PATH=$PWD/.carry/snmpd/bin:$PATH`
-# there (gpu_session_s4.sh nodes does). bin/snmpd is a wrapper that sets LD_LIBRARY_PATH for
+# there (benchmarks/node_samplers_gpu.py needs it). bin/snmpd is a wrapper that sets LD_LIBRARY_PATH for
 # snmpd alone, so that these libraries never reach Python. ~15 MB.
 set -euo pipefail
 src=$(command -v snmpd || echo /usr/sbin/snmpd)
