@@ -114,8 +114,9 @@ def energy_label(good: pd.DataFrame) -> str:
     return " + ".join(parts) or "-"
 
 
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
-    return pd.to_numeric(frame[name], errors="coerce") if name in frame else pd.Series(dtype=float)
+# the columns summarize reads
+_READ = ("status", "error", "j_per_token", "tokens_per_s", "output_tokens", "energy_source", "energy_scope",
+         "energy_estimated_j")
 
 
 def summarize(trials: pd.DataFrame) -> pd.DataFrame:
@@ -127,20 +128,18 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for key, g in configurations(trials):
-        status = g["status"] if "status" in g else pd.Series([None] * len(g), index=g.index)
-        good = g[status == "ok"]
-        jpt = _column(good, "j_per_token").dropna()
-        if jpt.empty and "energy_estimated_j" in good and "output_tokens" in good:
-            jpt = (_column(good, "energy_estimated_j") / _column(good, "output_tokens")).dropna()
-        tps = _column(good, "tokens_per_s").dropna()
+        # columns an older store or an API row lacks read as null
+        g = g.reindex(columns=list(dict.fromkeys([*g.columns, *_READ])))
+        good, bad = g[g["status"] == "ok"], g[g["status"] != "ok"]
+        jpt = pd.to_numeric(good["j_per_token"], errors="coerce").dropna()
+        if jpt.empty:
+            est = pd.to_numeric(good["energy_estimated_j"], errors="coerce")
+            jpt = (est / pd.to_numeric(good["output_tokens"], errors="coerce")).dropna()
+        tps = pd.to_numeric(good["tokens_per_s"], errors="coerce").dropna()
         sources = sorted({f"{s} ({_scope(c)})" if _scope(c) else str(s)
-                          for s, c in zip(good.get("energy_source", pd.Series(dtype=object)),
-                                          good.get("energy_scope", pd.Series([None] * len(good))), strict=False)
+                          for s, c in zip(good["energy_source"], good["energy_scope"], strict=True)
                           if _norm(s) is not None})
-        bad = g[status != "ok"]
-        errors = Counter(_first_line(e, s) for e, s in zip(bad.get("error", pd.Series([None] * len(bad))),
-                                                           bad.get("status", pd.Series([None] * len(bad))),
-                                                           strict=False))
+        errors = Counter(_first_line(e, s) for e, s in zip(bad["error"], bad["status"], strict=True))
         rows.append({
             **key, "trials": len(g), "ok": len(good), "failed": len(bad),
             "j_per_token": jpt.mean() if len(jpt) else math.nan,
@@ -155,8 +154,9 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def _first_line(error: Any, status: Any) -> str:
-    text = str(error).strip().splitlines()[0] if _norm(error) is not None and str(error).strip() else "no error recorded"
-    return f"{_norm(status) or 'failed'}: {text}"
+    """'failed: ValueError: ...': the status and the error's first line (a traceback follows it)."""
+    text = str(error).strip() if _norm(error) is not None else ""
+    return f"{_norm(status) or 'failed'}: {text.splitlines()[0] if text else 'no error recorded'}"
 
 
 def _num(v: Any) -> str:
@@ -307,13 +307,15 @@ def report_main(argv: list[str] | None = None) -> int:
 
 
 def write_dashboard(trials: pd.DataFrame, out: Path) -> None:
-    """A self-contained HTML page: J/token and tokens/s per configuration, energy vs tokens."""
+    """A self-contained HTML page: J/token and tokens/s per configuration (labelled by the axes
+    that vary), energy vs tokens."""
     try:
         import plotly.express as px
     except ImportError as e:
         raise SystemExit("The dashboard needs plotly: pip install 'energyray[report]'") from e
-    ok = trials[trials["status"] == "ok"].copy()
-    ok["config"] = ok["model"].astype(str) + " " + ok["precision"].astype(str) + " b=" + ok["batch_size"].astype(str)
+    ok = trials[trials["status"] == "ok"].reindex(columns=list(dict.fromkeys([*trials.columns, *CONFIG_KEYS])))
+    varying = [k for k in CONFIG_KEYS if len({_norm(v) for v in ok[k]}) > 1] or ["model"]
+    ok["config"] = [" · ".join(map(_value, values)) for values in ok[varying].itertuples(index=False, name=None)]
     figs = [
         px.box(ok, x="config", y="j_per_token", color="hardware", points="all", title="Energy per output token (J)"),
         px.box(ok, x="config", y="tokens_per_s", color="hardware", points="all", title="Throughput (tokens/s)"),

@@ -20,6 +20,7 @@ from energyray.report import (
     print_sweep_summary,
     report_main,
     summarize,
+    write_dashboard,
 )
 from energyray.store import Store
 
@@ -169,3 +170,11 @@ def test_print_sweep_summary_reads_the_whole_sweep_after_a_resume(tmp_path):
     console = Console(width=100, record=True)
     print_sweep_summary(store, "never-ran", console)
     assert "No trials of sweep 'never-ran'" in console.export_text()
+
+
+@pytest.mark.extra("report")
+def test_the_dashboard_labels_configurations_by_the_axes_that_vary(tmp_path):
+    df = pd.DataFrame([row(0, output_tokens=4, energy_j=4.0), row(1, backend="vllm", output_tokens=4, energy_j=12.0)])
+    write_dashboard(df, tmp_path / "d.html")
+    html = (tmp_path / "d.html").read_text()
+    assert "transformers" in html and "vllm" in html
