@@ -1,7 +1,8 @@
 """Summaries of a store: the end-of-sweep table and `python -m energyray report`.
 
-Reads the store only. Per configuration (model, precision, batch size, task, hardware): trials
-ok of run, mean J/token and tokens/s with their spread, the energy source and what it covers.
+Reads the store only. A configuration is a grid point: its sweep and every axis of
+`energyray.grid.AXES`. Per configuration: trials ok of stored, mean J/token and tokens/s with
+their spread, and whether the energy was measured or estimated, and over what.
 """
 
 from __future__ import annotations
@@ -9,77 +10,279 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
-from energyray.store import Store
+from energyray.grid import AXES
+from energyray.store import Store, _safe
 
-CONFIG_COLUMNS = ["model", "precision", "batch_size", "task", "hardware"]
+# The sweep is part of a configuration: a sweep also sets what its axes do not (generation and
+# measurement settings, the tasks' prompts), and trial ids hash it, so one grid point measured
+# in two sweeps is two configurations. Within one sweep it is constant and goes to the title.
+CONFIG_KEYS: tuple[str, ...] = ("sweep", *AXES)
+
+# energy_source values read from a device (the rest are a model's estimate or nothing)
+MEASURED_SOURCES = frozenset({"counter", "counter_apportioned", "polled", "pdu", "pdu_counter_apportioned"})
+
+_HEADERS = {"sweep": "sweep", "model": "model", "backend": "backend", "weights": "weights",
+            "precision": "precision", "batch_size": "batch", "task": "task", "prompt_variant": "prompt",
+            "hardware": "hw", "max_new_tokens": "max tok"}
+# what each energy label means, keyed by a text the label contains
+_FOOTNOTES = {
+    "measured": "measured: read from the device over the trial's window, by an energy counter or "
+                "polled power (NVML for a GPU, RAPL for a CPU, a PDU at the wall).",
+    "estimated (cpu+ram": "estimated (cpu+ram): not measured; CodeCarbon's model of CPU and RAM "
+                          "power from their load.",
+    "flops": "estimated (flops): not measured; an API model's output tokens x FLOPs per token "
+             "at an assumed GPU utilisation and power.",
+    "not measured": "not measured: no energy for these trials; the energy_reason column says why.",
+}
+
+
+def _norm(v: Any) -> Any:
+    """A key value with every kind of null as None and whole floats as ints (64.0 -> 64)."""
+    if v is None:
+        return None
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()  # numpy scalar
+    if isinstance(v, float):
+        if math.isnan(v):
+            return None
+        if v.is_integer():
+            return int(v)
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return v
+
+
+def _order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    # nulls last, numbers before text, numbers by value (batch 2 before 16)
+    return tuple((v is None, not isinstance(v, (int, float)), v if isinstance(v, (int, float)) else str(v))
+                 for v in key)
+
+
+def configurations(trials: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """The trials grouped by configuration (CONFIG_KEYS), sorted; each key as a dict.
+
+    A key column the rows lack (stores written before an axis existed) counts as null, and all
+    nulls of a column group together: None, NaN and a missing column are the same value.
+    """
+    if trials.empty:
+        return []
+    keys = [tuple(_norm(v) for v in row)
+            for row in trials.reindex(columns=list(CONFIG_KEYS)).itertuples(index=False, name=None)]
+    positions: dict[tuple[Any, ...], list[int]] = {}
+    for i, k in enumerate(keys):
+        positions.setdefault(k, []).append(i)
+    return [(dict(zip(CONFIG_KEYS, k, strict=True)), trials.iloc[positions[k]])
+            for k in sorted(positions, key=_order)]
+
+
+def _scope(scope: Any) -> str | None:
+    if _norm(scope) is None:
+        return None
+    s = str(scope).split(":")[0]  # wall:<host>:<outlets> -> wall
+    return {"cpu_package+dram": "cpu+dram"}.get(s, s)
+
+
+def energy_label(good: pd.DataFrame) -> str:
+    """'measured (gpu)', 'estimated (cpu+ram)', 'not measured', or several joined by ' + '."""
+    seen: dict[str, set[str]] = {}
+    for _, r in good.iterrows():
+        source, scope = _norm(r.get("energy_source")), _scope(r.get("energy_scope"))
+        if source in MEASURED_SOURCES:
+            kind = "measured"
+        elif source == "estimated":
+            kind = "estimated"
+        elif _norm(r.get("energy_estimated_j")) is not None:
+            kind, scope = "estimated", "flops"
+        else:
+            kind, scope = "not measured", None
+        seen.setdefault(kind, set()).update({scope} if scope else set())
+    parts = [f"{k} ({', '.join(sorted(seen[k]))})" if seen[k] else k
+             for k in ("measured", "estimated", "not measured") if k in seen]
+    return " + ".join(parts) or "-"
+
+
+# the columns summarize reads
+_READ = ("status", "error", "j_per_token", "tokens_per_s", "output_tokens", "energy_source", "energy_scope",
+         "energy_estimated_j")
 
 
 def summarize(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: counts, mean/std of J/token and tokens/s, sources."""
-    if trials.empty:
-        return pd.DataFrame()
-    df = trials.copy()
-    for col in CONFIG_COLUMNS + ["status", "energy_source", "energy_scope", "j_per_token", "tokens_per_s", "energy_j"]:
-        if col not in df:
-            df[col] = None
-    keys = [c for c in CONFIG_COLUMNS if df[c].notna().any()]
+    """One row per configuration: CONFIG_KEYS, counts, mean/std of J/token and tokens/s, energy.
 
-    def agg(g: pd.DataFrame) -> pd.Series:
-        good = g[g["status"] == "ok"]
+    `energy` is the label (measured/estimated and over what); `energy_source` the raw sources
+    with their scopes. Where no trial has a measured or CodeCarbon J/token but an API model has
+    a FLOPs estimate, J/token is that estimate (and `energy` says so).
+    """
+    rows = []
+    for key, g in configurations(trials):
+        # columns an older store or an API row lacks read as null
+        g = g.reindex(columns=list(dict.fromkeys([*g.columns, *_READ])))
+        good, bad = g[g["status"] == "ok"], g[g["status"] != "ok"]
         jpt = pd.to_numeric(good["j_per_token"], errors="coerce").dropna()
+        if jpt.empty:
+            est = pd.to_numeric(good["energy_estimated_j"], errors="coerce")
+            jpt = (est / pd.to_numeric(good["output_tokens"], errors="coerce")).dropna()
         tps = pd.to_numeric(good["tokens_per_s"], errors="coerce").dropna()
-        sources = sorted({f"{s} ({c})" if c else str(s) for s, c in zip(good["energy_source"], good["energy_scope"], strict=True) if s})
-        return pd.Series({
-            "trials": len(g), "ok": int((g["status"] == "ok").sum()),
-            "failed": int((g["status"] != "ok").sum()),
+        sources = sorted({f"{s} ({_scope(c)})" if _scope(c) else str(s)
+                          for s, c in zip(good["energy_source"], good["energy_scope"], strict=True)
+                          if _norm(s) is not None})
+        errors = Counter(_first_line(e, s) for e, s in zip(bad["error"], bad["status"], strict=True))
+        rows.append({
+            **key, "trials": len(g), "ok": len(good), "failed": len(bad),
             "j_per_token": jpt.mean() if len(jpt) else math.nan,
             "j_per_token_std": jpt.std() if len(jpt) > 1 else math.nan,
             "tokens_per_s": tps.mean() if len(tps) else math.nan,
             "tokens_per_s_std": tps.std() if len(tps) > 1 else math.nan,
+            "energy": energy_label(good) if len(good) else "-",
             "energy_source": ", ".join(sources) or "-",
-            "errors": "; ".join(sorted({str(e).splitlines()[0][:80] for e in g.loc[g["status"] != "ok", "error"].dropna()})) if "error" in g else "",
+            "errors": dict(errors),
         })
-
-    out = df.groupby(keys, dropna=False, sort=True).apply(agg, include_groups=False).reset_index()
-    return out
+    return pd.DataFrame(rows)
 
 
-def _fmt(v: Any, spec: str) -> str:
-    try:
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
-    except (TypeError, ValueError):
+def _first_line(error: Any, status: Any) -> str:
+    """'failed: ValueError: ...': the status and the error's first line (a traceback follows it)."""
+    text = str(error).strip() if _norm(error) is not None else ""
+    return f"{_norm(status) or 'failed'}: {text.splitlines()[0] if text else 'no error recorded'}"
+
+
+def _num(v: Any) -> str:
+    if _norm(v) is None:
+        return "-"
+    v = float(v)
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def _with_spread(mean: Any, std: Any) -> str:
+    """'0.0682 ±4%': the mean and the standard deviation over repeats relative to it."""
+    text = _num(mean)
+    if _norm(std) is None or _norm(mean) is None:
+        return text
+    return f"{text} ±{100 * std / mean:.0f}%" if mean else f"{text} ±{_num(std)}"
+
+
+def _value(v: Any) -> str:
+    v = _norm(v)
+    return "-" if v is None else str(v)
+
+
+def _constant(axis: str, v: Any) -> str:
+    """How a value all rows share reads in the title: bare for the identity axes, named otherwise."""
+    if axis in ("model", "backend", "hardware", "precision"):
         return str(v)
+    if axis == "sweep":
+        return f"sweep {v}"
+    if axis == "max_new_tokens":
+        return f"max {v} new tokens"
+    return f"{_HEADERS[axis]} {v}"
 
 
-def print_summary(trials: pd.DataFrame, console: Console | None = None, title: str = "energyray summary") -> None:
-    if console is None:
-        console = Console()
-        console = console if console.is_terminal else Console(width=200)
+def _table(summary: pd.DataFrame, axes: list[str], spread_cols: bool, energy_col: bool, stacked: bool) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    if stacked:  # every varying axis in one wrapping column: nothing cut, however many there are
+        table.add_column(" · ".join(_HEADERS[a] for a in axes), overflow="fold", ratio=2)
+    rows = []
+    for _, r in summary.iterrows():
+        cells = [] if stacked else [_value(r[a]) for a in axes]
+        cells += [f"{r['ok']}/{r['trials']}",
+                  _with_spread(r["j_per_token"], r["j_per_token_std"]) if spread_cols else _num(r["j_per_token"]),
+                  _with_spread(r["tokens_per_s"], r["tokens_per_s_std"]) if spread_cols else _num(r["tokens_per_s"])]
+        rows.append(cells)
+    fixed = ([] if stacked else [_HEADERS[a] for a in axes]) + ["ok", "J/token", "tokens/s"]
+    for i, header in enumerate(fixed):
+        # a fixed width: rich never shrinks (and so never cuts) these; the rest wraps
+        width = max(len(header), *(len(c[i]) for c in rows))
+        right = i >= len(fixed) - 3 or (not stacked and axes[i] in ("batch_size", "max_new_tokens"))
+        table.add_column(header, width=width, no_wrap=True, justify="right" if right else "left")
+    if energy_col:
+        table.add_column("energy")
+    for (_, r), cells in zip(summary.iterrows(), rows, strict=True):
+        if stacked:
+            cells = [" · ".join(_value(r[a]) for a in axes), *cells]
+        if energy_col:
+            cells.append(str(r["energy"]))
+        table.add_row(*cells)
+    return table
+
+
+def print_summary(trials: pd.DataFrame, console: Console | None = None, title: str | None = None) -> None:
+    """The table of configurations, fitted to the console's width.
+
+    Columns are the axes that vary among these rows; the constant ones (and the energy label
+    when all rows share it) go to the title. Failures follow the table, one line per distinct
+    error with its count, then a footnote on measured and estimated energy.
+    """
+    console = console or _default_console()
     summary = summarize(trials)
     if summary.empty:
         console.print("No trials.")
         return
-    table = Table(title=title)
-    keys = [c for c in CONFIG_COLUMNS if c in summary]
-    for k in keys:
-        table.add_column(k)
-    for col in ("ok/run", "J/token", "±", "tokens/s", "±", "energy source", "failures"):
-        table.add_column(col, justify="right" if col in ("ok/run", "J/token", "±", "tokens/s") else "left")
-    for _, r in summary.iterrows():
-        table.add_row(
-            *[str(r[k]) for k in keys], f"{r['ok']}/{r['trials']}",
-            _fmt(r["j_per_token"], ".4g"), _fmt(r["j_per_token_std"], ".2g"),
-            _fmt(r["tokens_per_s"], ".3g"), _fmt(r["tokens_per_s_std"], ".2g"),
-            r["energy_source"], (r["errors"] or "")[:120] if r["failed"] else "",
-        )
+    varying = [k for k in CONFIG_KEYS if len({_norm(v) for v in summary[k]}) > 1]
+    title_order = ["sweep", "model", "backend", "hardware", "precision"]
+    title_order += [k for k in CONFIG_KEYS if k not in title_order]
+    constant = [_constant(k, _norm(summary[k].iloc[0])) for k in title_order
+                if k not in varying and _norm(summary[k].iloc[0]) is not None]
+    labels = sorted(set(summary["energy"]) - {"-"})
+    energy_col = len(set(summary["energy"])) > 1
+    head = [title] if title else []
+    if not energy_col and labels:
+        constant.append(f"energy {labels[0]}")
+    full_title = " · ".join(head + constant) or "energyray summary"
+    spread = bool(summary["j_per_token_std"].notna().any() or summary["tokens_per_s_std"].notna().any())
+
+    # the axes as columns if they fit beside the numbers and the energy label wrapped at its
+    # longest word; else stacked in one column
+    need = Measurement.get(console, console.options, _table(summary, varying, spread, False, False)).maximum
+    if energy_col:
+        need += 3 + max(len(word) for label in summary["energy"] for word in str(label).split())
+    table = _table(summary, varying, spread, energy_col, stacked=need > console.width)
+    console.print(full_title, style="bold", markup=False, highlight=False)
     console.print(table)
+
+    errors: Counter[str] = Counter()
+    for e in summary["errors"]:
+        errors.update(e)
+    for text, n in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0])):
+        line = f"{n} x {text}"
+        limit = console.width - 2
+        console.print(line if len(line) <= limit else line[: limit - 1] + "…", markup=False, highlight=False)
+    notes = []
+    if spread:
+        notes.append("±: standard deviation over the repeats, relative to the mean.")
+    notes += [note for key, note in _FOOTNOTES.items() if any(key in label for label in labels)]
+    for note in notes:
+        console.print(note, style="dim", markup=False, highlight=False)
+
+
+def print_sweep_summary(store: Store, sweep: str, console: Console | None = None) -> None:
+    """The table of every trial of `sweep` in the store: the whole sweep, not only this run,
+    so a resumed sweep counts the repeats that earlier runs stored."""
+    console = console or _default_console()
+    trials = store.read("trials")
+    if not trials.empty and "sweep" in trials:
+        trials = trials[trials["sweep"].astype(str).isin({sweep, _safe(sweep)})]
+    if trials.empty:
+        console.print(f"No trials of sweep {sweep!r} in {store.path}.")
+        return
+    print_summary(trials, console)
+
+
+def _default_console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=100)
 
 
 def report_main(argv: list[str] | None = None) -> int:
@@ -95,7 +298,7 @@ def report_main(argv: list[str] | None = None) -> int:
         print(f"No trials in {args.store}. Run a sweep first: python -m energyray sweep=quantization", file=sys.stderr)
         return 1
     if args.sweep:
-        trials = trials[trials["sweep"] == args.sweep]
+        trials = trials[trials["sweep"].astype(str).isin({args.sweep, _safe(args.sweep)})]
     print_summary(trials, title=f"{args.store}: {len(trials)} trials")
     if args.out:
         write_dashboard(trials, Path(args.out))
@@ -104,13 +307,15 @@ def report_main(argv: list[str] | None = None) -> int:
 
 
 def write_dashboard(trials: pd.DataFrame, out: Path) -> None:
-    """A self-contained HTML page: J/token and tokens/s per configuration, energy vs tokens."""
+    """A self-contained HTML page: J/token and tokens/s per configuration (labelled by the axes
+    that vary), energy vs tokens."""
     try:
         import plotly.express as px
     except ImportError as e:
         raise SystemExit("The dashboard needs plotly: pip install 'energyray[report]'") from e
-    ok = trials[trials["status"] == "ok"].copy()
-    ok["config"] = ok["model"].astype(str) + " " + ok["precision"].astype(str) + " b=" + ok["batch_size"].astype(str)
+    ok = trials[trials["status"] == "ok"].reindex(columns=list(dict.fromkeys([*trials.columns, *CONFIG_KEYS])))
+    varying = [k for k in CONFIG_KEYS if len({_norm(v) for v in ok[k]}) > 1] or ["model"]
+    ok["config"] = [" · ".join(map(_value, values)) for values in ok[varying].itertuples(index=False, name=None)]
     figs = [
         px.box(ok, x="config", y="j_per_token", color="hardware", points="all", title="Energy per output token (J)"),
         px.box(ok, x="config", y="tokens_per_s", color="hardware", points="all", title="Throughput (tokens/s)"),

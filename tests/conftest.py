@@ -1,8 +1,10 @@
-"""Shared pytest setup: tests marked `gpu` run only where NVML sees an NVIDIA GPU; fixtures
-that unit and integration tests both use."""
+"""Shared pytest setup: tests marked `gpu` run only where NVML sees an NVIDIA GPU; tests marked
+`extra(name)` only where that optional extra is installed; fixtures that unit and integration
+tests both use."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Callable
@@ -19,7 +21,36 @@ def _have_gpu() -> bool:
         return False
 
 
+# The optional extras of pyproject.toml and the modules each one installs.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "api": ("openai",),
+    "quant": ("bitsandbytes",),
+    "pdu": ("pysnmp",),
+    "report": ("plotly", "duckdb"),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"extra(name): needs an optional extra ({', '.join(EXTRAS)}); "
+                                       "skipped where it is not installed")
+
+
+def _missing_extra(name: str) -> str | None:
+    """Why a test needing extra `name` cannot run here, or None when it can."""
+    if name not in EXTRAS:
+        raise pytest.UsageError(f"unknown extra {name!r} in @pytest.mark.extra; known: {', '.join(EXTRAS)}")
+    missing = [m for m in EXTRAS[name] if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return f"needs the {name} extra ({', '.join(missing)} not installed): pip install 'energyray[{name}]'"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in item.iter_markers("extra"):
+            why = next(filter(None, map(_missing_extra, mark.args)), None)
+            if why:
+                item.add_marker(pytest.mark.skip(reason=why))
     if _have_gpu():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU (run on the device machine: see benchmarks/README.md)")

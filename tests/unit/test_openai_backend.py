@@ -51,6 +51,7 @@ def n_tokens(text: str = DEFAULT_TEXT, cap: int | None = None) -> int:
 
 
 # -- the three endpoints ----------------------------------------------------------------------
+@pytest.mark.extra("api")
 @pytest.mark.parametrize("endpoint", ["chat", "completions", "responses"])
 def test_endpoint_streams_text_usage_cost_and_timings(endpoint):
     delay = 0.02
@@ -79,6 +80,7 @@ def test_endpoint_streams_text_usage_cost_and_timings(endpoint):
     assert x["price_table_date"] == price.as_of and x["price_table_date"]
 
 
+@pytest.mark.extra("api")
 def test_request_fields_per_endpoint():
     with FakeOpenAI() as fake:
         for endpoint in ("chat", "completions", "responses"):
@@ -91,6 +93,7 @@ def test_request_fields_per_endpoint():
     assert chat["temperature"] == 0.0
 
 
+@pytest.mark.extra("api")
 def test_model_params_override_and_null_drops_a_field():
     model = replace(GPT, api_endpoint="responses", api_max_output_tokens=99,
                     api_params={"temperature": None, "reasoning": {"effort": "high"}})
@@ -104,6 +107,7 @@ def test_model_params_override_and_null_drops_a_field():
     assert gen.extras["api_max_output_tokens"] == 99
 
 
+@pytest.mark.extra("api")
 def test_length_cap_and_finish_reason():
     with FakeOpenAI() as fake:
         gen = backend(fake).generate(["hi"], 3, False)
@@ -117,6 +121,7 @@ def test_lockstep_steps_take_the_slowest_stream():
 
 
 # -- concurrency --------------------------------------------------------------------------------
+@pytest.mark.extra("api")
 @pytest.mark.parametrize("limit", [1, 3])
 def test_concurrency_limit_holds(limit):
     with FakeOpenAI(default=Reply(token_delay_s=0.02)) as fake:
@@ -127,6 +132,7 @@ def test_concurrency_limit_holds(limit):
 
 
 # -- retries ------------------------------------------------------------------------------------
+@pytest.mark.extra("api")
 def test_429_then_ok_honours_retry_after():
     with FakeOpenAI([Reply(status=429, retry_after_s=0.3), Reply(status=429, retry_after_s=0.3)]) as fake:
         gen = backend(fake).generate(["hi"], 16, False)
@@ -138,6 +144,7 @@ def test_429_then_ok_honours_retry_after():
     assert gen.duration_s >= 0.6  # the batch's latency includes the waits
 
 
+@pytest.mark.extra("api")
 def test_500_is_retried_with_backoff():
     with FakeOpenAI([Reply(status=500), Reply(status=503)]) as fake:
         gen = backend(fake).generate(["hi"], 16, False)
@@ -145,6 +152,7 @@ def test_500_is_retried_with_backoff():
     assert gen.extras["api_retries"] == 2 and gen.extras["api_failed_requests"] == 0
 
 
+@pytest.mark.extra("api")
 def test_persistent_500_fails_after_max_retries():
     with FakeOpenAI(default=Reply(status=500)) as fake:
         b = backend(fake, max_retries=2)
@@ -153,6 +161,7 @@ def test_persistent_500_fails_after_max_retries():
         assert len(fake.requests) == 3
 
 
+@pytest.mark.extra("api")
 @pytest.mark.parametrize("status", [400, 404, 422])
 def test_client_errors_are_not_retried(status):
     with FakeOpenAI(default=Reply(status=status)) as fake:
@@ -161,6 +170,7 @@ def test_client_errors_are_not_retried(status):
         assert len(fake.requests) == 1
 
 
+@pytest.mark.extra("api")
 def test_hang_past_the_timeout_is_retried_then_fails():
     with FakeOpenAI(default=Reply(hang_s=30)) as fake:
         b = backend(fake, timeout_s=0.3, max_retries=1)
@@ -171,6 +181,7 @@ def test_hang_past_the_timeout_is_retried_then_fails():
         assert len(fake.requests) == 2
 
 
+@pytest.mark.extra("api")
 def test_stall_mid_stream_times_out_and_the_retry_starts_afresh():
     with FakeOpenAI([Reply(stall_after_tokens=2, stall_s=30)]) as fake:
         gen = backend(fake, timeout_s=0.3).generate(["hi"], 16, False)
@@ -179,6 +190,7 @@ def test_stall_mid_stream_times_out_and_the_retry_starts_afresh():
     assert gen.lengths == [n_tokens()]
 
 
+@pytest.mark.extra("api")
 def test_dropped_stream_is_retried():
     with FakeOpenAI([Reply(drop_after_tokens=3)]) as fake:
         gen = backend(fake).generate(["hi"], 16, False)
@@ -186,6 +198,7 @@ def test_dropped_stream_is_retried():
     assert gen.extras["api_retries"] == 1 and gen.new_ids == [DEFAULT_TEXT]
 
 
+@pytest.mark.extra("api")
 def test_raw_transport_errors_of_older_sdks_count_as_retryable():
     from energyray.backends.openai_api import _transport_error
 
@@ -198,6 +211,7 @@ def test_raw_transport_errors_of_older_sdks_count_as_retryable():
     (Reply(malformed_after_tokens=2), "JSON|Expecting|decode"),
     (Reply(error_after_tokens=2), "fake error mid-stream"),
 ])
+@pytest.mark.extra("api")
 def test_broken_streams_fail_without_retry(reply, pattern):
     with FakeOpenAI(default=reply) as fake:
         with pytest.raises(TrialFailed, match=pattern):
@@ -205,12 +219,14 @@ def test_broken_streams_fail_without_retry(reply, pattern):
         assert len(fake.requests) == 1
 
 
+@pytest.mark.extra("api")
 def test_one_failed_request_fails_the_batch_and_says_so():
     with FakeOpenAI([Reply(status=400)]) as fake, pytest.raises(TrialFailed, match=r"1 of 3 API requests failed"):
         backend(fake, concurrency=1).generate(["a", "b", "c"], 8, False)
 
 
 # -- usage, cost, energy ----------------------------------------------------------------------------
+@pytest.mark.extra("api")
 def test_no_usage_gives_null_tokens_and_cost_with_reasons():
     with FakeOpenAI(default=Reply(usage=False)) as fake:
         gen = backend(fake, energy_estimate="flops").generate(["hi", "ho"], 16, False)
@@ -222,6 +238,7 @@ def test_no_usage_gives_null_tokens_and_cost_with_reasons():
     assert gen.lengths == [n_tokens()] * 2  # the deltas still arrived: timings stay
 
 
+@pytest.mark.extra("api")
 def test_unpriced_model_has_null_cost_with_reason():
     with FakeOpenAI() as fake:
         gen = backend(fake, OPEN).generate(["hi"], 16, False)
@@ -229,6 +246,7 @@ def test_unpriced_model_has_null_cost_with_reason():
     assert fake.requests[-1]["body"]["model"] == "org/model"
 
 
+@pytest.mark.extra("api")
 def test_flops_estimate_follows_the_documented_formula():
     with FakeOpenAI() as fake:
         b = backend(fake, energy_estimate="flops")
@@ -241,6 +259,7 @@ def test_flops_estimate_follows_the_documented_formula():
     assert "Epoch AI" in x["energy_estimate_method"] and "test assumption" in x["energy_estimate_method"]
 
 
+@pytest.mark.extra("api")
 def test_estimate_is_never_zero():
     with FakeOpenAI(default=Reply(text="")) as fake:
         gen = backend(fake, energy_estimate="flops").generate(["hi"], 16, False)
@@ -249,6 +268,7 @@ def test_estimate_is_never_zero():
     assert gen.step_ns == [] and gen.ttft_s is None
 
 
+@pytest.mark.extra("api")
 def test_estimate_without_an_assumed_size_says_why():
     with FakeOpenAI() as fake:
         gen = backend(fake, replace(GPT, estimate_active_params_b=None), energy_estimate="flops").generate(["hi"], 8, False)
@@ -257,6 +277,7 @@ def test_estimate_without_an_assumed_size_says_why():
 
 
 # -- the key ---------------------------------------------------------------------------------------
+@pytest.mark.extra("api")
 def test_missing_key_for_openai_names_the_variable(monkeypatch):
     monkeypatch.delenv("MY_OPENAI_KEY", raising=False)
     api = ApiConfig(api_key_env="MY_OPENAI_KEY")
@@ -266,6 +287,7 @@ def test_missing_key_for_openai_names_the_variable(monkeypatch):
         read_key(api, required=True)
 
 
+@pytest.mark.extra("api")
 def test_compatible_server_without_key_gets_a_placeholder(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with FakeOpenAI() as fake:
@@ -273,6 +295,7 @@ def test_compatible_server_without_key_gets_a_placeholder(monkeypatch):
         assert fake.requests[-1]["headers"]["authorization"] == "Bearer unused"
 
 
+@pytest.mark.extra("api")
 def test_key_is_sent_and_never_recorded(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     caplog.set_level(logging.DEBUG)
@@ -290,6 +313,7 @@ def test_key_is_sent_and_never_recorded(monkeypatch, caplog, tmp_path):
     assert KEY not in caplog.text
 
 
+@pytest.mark.extra("api")
 def test_key_is_scrubbed_from_errors_a_server_echoes(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     with FakeOpenAI(default=Reply(status=401, echo_auth=True)) as fake, pytest.raises(TrialFailed) as e:
@@ -371,6 +395,7 @@ def run_group(fake: FakeOpenAI, tmp_path, n: int = 2, batch_size: int = 2,
     return sampler, rows
 
 
+@pytest.mark.extra("api")
 def test_runner_rows_have_null_energy_with_reason_and_never_touch_the_sampler(tmp_path):
     with FakeOpenAI() as fake:
         sampler, rows = run_group(fake, tmp_path)
@@ -391,6 +416,7 @@ def test_runner_rows_have_null_energy_with_reason_and_never_touch_the_sampler(tm
     assert "api" in rows[0]["env_json"]
 
 
+@pytest.mark.extra("api")
 def test_runner_failed_request_is_a_failed_row_and_the_group_goes_on(tmp_path):
     with FakeOpenAI([Reply(status=500)] * 3) as fake:
         _, rows = run_group(fake, tmp_path, batch_size=1, max_retries=2)
@@ -398,6 +424,7 @@ def test_runner_failed_request_is_a_failed_row_and_the_group_goes_on(tmp_path):
     assert rows[1]["status"] == "ok"
 
 
+@pytest.mark.extra("api")
 def test_runner_uses_the_gpu_token_budget_for_a_remote_model(tmp_path):
     with FakeOpenAI() as fake:
         runner = TrialRunner(None, GenerationConfig(max_new_tokens=50, cpu_max_new_tokens=4, warmup_runs=0),

@@ -57,6 +57,7 @@ def started(tmp_path: Path, model: ModelConfig, **kw: Any) -> ServerBackend:
     return b
 
 
+@pytest.mark.extra("api")
 def test_launch_generate_and_shut_down(tmp_path, model, gone):
     b = started(tmp_path, model)
     assert b.proc is not None
@@ -72,6 +73,7 @@ def test_launch_generate_and_shut_down(tmp_path, model, gone):
     assert b.unload_extras["server_exit_code"] is not None and b.unload_extras["server_shutdown_s"] < 10
 
 
+@pytest.mark.extra("api")
 def test_the_command_gets_its_placeholders_and_precision_args(tmp_path, model):
     cfg = server_cfg(tmp_path, command=["{python}", "-m", "x", "{model_dir}", "{host}", "{port}", "{device}", "{served_model}"],
                      precision_args={"baseline": ["--dtype", "{baseline_dtype}"], "nf4": ["--quantization", "bnb-4bit"]})
@@ -90,12 +92,14 @@ def test_the_command_gets_its_placeholders_and_precision_args(tmp_path, model):
         b.prepare(model, "dummy", "baseline", "cpu", str(tmp_path), 0)
 
 
+@pytest.mark.extra("api")
 def test_hf_home_gets_a_hub_folder(tmp_path, model):
     b = started(tmp_path, model)
     b.unload()
     assert (tmp_path / "hf" / "hub").is_dir()
 
 
+@pytest.mark.extra("api")
 def test_the_server_never_sees_the_users_key(tmp_path, model, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     dump = tmp_path / "env.json"
@@ -110,12 +114,14 @@ def test_the_server_never_sees_the_users_key(tmp_path, model, monkeypatch):
     assert env["HF_HOME"] == str(tmp_path / "hf") and env["HF_HUB_DISABLE_UPDATE_CHECK"] == "1"
 
 
+@pytest.mark.extra("api")
 def test_a_server_that_exits_during_startup_says_why(tmp_path, model):
     cmd = ["{python}", "-c", "import sys; print('cannot load the model: bad dir'); sys.exit(3)"]
     with pytest.raises(BackendError, match=r"(?s)exited during startup \(code 3\).*cannot load the model"):
         started(tmp_path, model, command=cmd)
 
 
+@pytest.mark.extra("api")
 def test_startup_timeout_kills_the_server(tmp_path, model):
     cmd = ["{python}", "-c", "import time; time.sleep(60)"]
     b = ServerBackend(ApiConfig(), server_cfg(tmp_path, command=cmd, startup_timeout_s=1.0))
@@ -127,6 +133,7 @@ def test_startup_timeout_kills_the_server(tmp_path, model):
     assert b.proc is not None and b.proc.poll() is not None
 
 
+@pytest.mark.extra("api")
 def test_a_server_ignoring_sigterm_is_killed_after_the_timeout(tmp_path, model, gone):
     script = ("import signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
               "from energyray.testing.fake_openai import main; main(['--port', sys.argv[1]])")
@@ -138,6 +145,7 @@ def test_a_server_ignoring_sigterm_is_killed_after_the_timeout(tmp_path, model, 
     assert gone(pid)
 
 
+@pytest.mark.extra("api")
 def test_a_crashed_server_fails_the_trial_not_the_worker(tmp_path, model):
     b = started(tmp_path, model)
     assert b.proc is not None
@@ -199,6 +207,7 @@ class ConstantSampler:
                                                   for n in (parts or {})})
 
 
+@pytest.mark.extra("api")
 def test_runner_measures_startup_generation_and_shutdown(tmp_path, model, monkeypatch):
     from energyray import roofline
 
@@ -222,6 +231,7 @@ def test_runner_measures_startup_generation_and_shutdown(tmp_path, model, monkey
     assert "backend=server" in GROUP_RULE and rows[0]["group_rule"] == GROUP_RULE
 
 
+@pytest.mark.extra("api")
 def test_a_hub_model_is_fetched_in_prepare_not_in_the_measured_startup(tmp_path, monkeypatch):
     import huggingface_hub
 

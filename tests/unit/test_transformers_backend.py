@@ -129,6 +129,7 @@ def test_load_baseline_resolves_to_fp32_on_cpu(fp32_backend, tiny_llama_dir):
     assert info.details["tokenizer"] != "none: random token ids"
 
 
+@pytest.mark.extra("quant")
 def test_load_nf4_on_cpu_with_bitsandbytes(nf4_backend):
     b, info = nf4_backend
     assert info.precision == "nf4"
@@ -138,6 +139,7 @@ def test_load_nf4_on_cpu_with_bitsandbytes(nf4_backend):
     assert (weight.quant_state.quant_type, weight.quant_state.nested) == ("nf4", False)
 
 
+@pytest.mark.extra("quant")
 @pytest.mark.parametrize(
     ("precision", "quant_type", "nested"),
     [("fp4", "fp4", False), ("nf4-dq", "nf4", True), ("fp4-dq", "fp4", True)],
@@ -190,6 +192,7 @@ def test_generate_batch_ignore_eos_fp32(fp32_backend):
     assert all(isinstance(t, str) for t in b.decode(gen))
 
 
+@pytest.mark.extra("quant")
 def test_generate_batch_ignore_eos_nf4(nf4_backend):
     b, _ = nf4_backend
     gen = b.generate(PROMPTS, MAX_NEW, ignore_eos=True)
@@ -263,6 +266,7 @@ def test_dummy_weights_have_no_tokenizer_but_right_counts(tiny_arch, tmp_path):
         b.unload()
 
 
+@pytest.mark.extra("quant")
 def test_dummy_weights_nf4_saves_random_checkpoint_once(tiny_arch, tmp_path):
     model = ModelConfig(name="tiny-llama", architecture=tiny_arch, hub_id=None)
     b = TransformersBackend()
@@ -278,6 +282,7 @@ def test_dummy_weights_nf4_saves_random_checkpoint_once(tiny_arch, tmp_path):
         b.unload()
 
 
+@pytest.mark.extra("quant")
 def test_dummy_nf4_dq_reuses_the_same_random_checkpoint(tiny_arch, tmp_path):
     """Double quantisation is a load option: nf4 and nf4-dq quantise one saved checkpoint."""
     model = ModelConfig(name="tiny-llama", architecture=tiny_arch, hub_id=None)

@@ -260,6 +260,7 @@ def test_cpu_max_new_tokens_applies_when_the_spec_has_none(model, tmp_path):
     assert row["output_tokens"] == 2 * 3
 
 
+@pytest.mark.extra("quant")
 def test_nf4_precision_is_resolved(model, tmp_path):
     row = run_one(make_runner(FakeSampler(), tmp_path), make_spec(precision="nf4"), model).row
     assert row["status"] == "ok", row.get("error")
@@ -268,6 +269,7 @@ def test_nf4_precision_is_resolved(model, tmp_path):
     assert (row["quant_method"], row["quant_type"], row["double_quant"]) == ("bitsandbytes", "nf4", False)
 
 
+@pytest.mark.extra("quant")
 def test_double_quantisation_is_its_own_trial_and_recorded_on_the_row(model, tmp_path):
     plain, dq = make_spec(precision="nf4"), make_spec(precision="nf4-dq")
     assert plain.trial_id != dq.trial_id and plain.load_key != dq.load_key

@@ -1,0 +1,180 @@
+"""energyray/report.py and analysis/compare.py: one definition of a configuration (the sweep and
+every grid axis), the end-of-sweep table at 100 columns, the whole sweep after a resume."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from energyray.grid import AXES
+from energyray.report import (
+    CONFIG_KEYS,
+    configurations,
+    print_summary,
+    print_sweep_summary,
+    report_main,
+    summarize,
+    write_dashboard,
+)
+from energyray.store import Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analysis"))
+from compare import by_config  # noqa: E402
+
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "store-0.1.0"
+BASE: dict[str, Any] = {"sweep": "s", "model": "gemma3-270m", "backend": "transformers", "weights": "real",
+                        "precision": "fp32", "batch_size": 1, "task": "qa", "prompt_variant": "default",
+                        "hardware": "cpu", "max_new_tokens": None}
+# for each key, a value other than BASE's
+OTHER: dict[str, Any] = {"sweep": "s2", "model": "qwen2.5-72b", "backend": "vllm", "weights": "dummy",
+                         "precision": "nf4", "batch_size": 8, "task": "longform", "prompt_variant": "brief",
+                         "hardware": "h200", "max_new_tokens": 64}
+
+
+def row(n: int = 0, **kw: Any) -> dict[str, Any]:
+    return {**BASE, "trial_id": f"t{n}", "repeat": 0, "status": "ok", "j_per_token": 1.0, "tokens_per_s": 100.0,
+            "energy_source": "counter", "energy_scope": "gpu", "error": None, **kw}
+
+
+def render(trials: pd.DataFrame, width: int = 100) -> list[str]:
+    console = Console(width=width, record=True)
+    print_summary(trials, console)
+    return console.export_text().splitlines()
+
+
+def test_the_configuration_is_the_sweep_and_every_grid_axis():
+    assert ("sweep", *AXES) == CONFIG_KEYS
+    assert set(OTHER) == set(BASE) == set(CONFIG_KEYS)
+
+
+@pytest.mark.parametrize("axis", CONFIG_KEYS)
+def test_rows_that_differ_in_one_axis_are_separate_lines(axis):
+    """A transformers row at 1.0 J/token and a vLLM one at 3.0 are two lines, not '2.0 ± 1.41';
+    likewise for every other axis, in the summary, the printed table and analysis/compare."""
+    df = pd.DataFrame([row(0, j_per_token=1.0), row(1, j_per_token=3.0, **{axis: OTHER[axis]})])
+    summary = summarize(df)
+    assert len(summary) == 2
+    assert sorted(summary["j_per_token"]) == [1.0, 3.0] and summary["j_per_token_std"].isna().all()
+    analysis = by_config(df, "j_per_token")
+    assert len(analysis) == 2 and sorted(analysis["mean"]) == [1.0, 3.0]
+    lines = render(df)
+    assert sum("1/1" in line for line in lines) == 2
+    shown = "-" if BASE[axis] is None else str(BASE[axis])
+    assert any(str(OTHER[axis]) in line and "3" in line for line in lines if "1/1" in line)
+    assert any(f" {shown} " in f" {line} " for line in lines if "1/1" in line)
+
+
+def test_nulls_group_together_and_a_missing_axis_counts_as_null():
+    """max_new_tokens is None where the sweep does not set it: None and NaN are one value, and a
+    store written before an axis existed (no column) still groups; no row is dropped."""
+    df = pd.DataFrame([row(0, max_new_tokens=None, j_per_token=1.0), row(1, max_new_tokens=math.nan, j_per_token=3.0),
+                       row(2, max_new_tokens=64.0, j_per_token=5.0)])
+    summary = summarize(df)
+    assert len(summary) == 2 and summary["trials"].sum() == 3
+    assert sorted(summary["j_per_token"]) == [2.0, 5.0]
+    assert len(by_config(df, "j_per_token")) == 2
+    old = df.drop(columns=["prompt_variant", "weights"])
+    assert [len(g) for _, g in configurations(old)] == [1, 2]  # 64 first, nulls last
+
+
+def test_the_store_written_by_0_1_0_summarises(capsys):
+    trials = Store(FIXTURE).read("trials")
+    summary = summarize(trials)
+    assert summary["trials"].sum() == len(trials) == 3
+    assert set(summary["sweep"]) == {"smoke", "smoke_failed"}
+    assert len(by_config(trials, "j_per_token")) == 2  # the failed trial's configuration has no ok row
+    assert report_main(["--store", str(FIXTURE)]) == 0
+    out = capsys.readouterr().out
+    assert "smoke_failed" in out and "0/1" in out and "estimated (cpu+ram)" in out
+    assert "1 x failed: ValueError: `max_new_tokens` must be greater than 0" in out
+    assert max(map(len, out.splitlines())) <= 100
+
+
+LONG = ["mamba-codestral-7b-instruct-v0.1", "deepseek-r1-distill-llama-70b", "gemma3-270m-it-qat-q4_0-unquantized"]
+
+
+def test_the_table_fits_100_columns_and_cuts_no_name():
+    rows, n = [], 0
+    for model in LONG:
+        for precision, source, scope in (("bf16", "counter", "gpu"), ("nf4", "estimated", "cpu+ram")):
+            for batch in (1, 16):
+                for task in ("qa", "longform"):
+                    for rep in range(2):
+                        n += 1
+                        rows.append(row(n, model=model, precision=precision, batch_size=batch, task=task,
+                                        repeat=rep, j_per_token=0.0123 * (1 + rep / 10), tokens_per_s=1234.5 + rep,
+                                        energy_source=source, energy_scope=scope, hardware="h200", sweep="quantization"))
+    rows.append(row(n + 1, model=LONG[0], precision="bf16", batch_size=16, task="qa", repeat=2, status="failed",
+                    hardware="h200", sweep="quantization", j_per_token=None,
+                    error="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total "
+                          "capacity of 139.80 GiB of which 1.2 GiB is free.\nTraceback ..."))
+    lines = render(pd.DataFrame(rows))
+    text = "\n".join(lines)
+    assert max(map(len, lines)) <= 100, text
+    table_lines = [line for line in lines if "/2" in line or "/3" in line]
+    assert len(table_lines) == len(LONG) * 2 * 2 * 2
+    for model in LONG:
+        assert sum(model in line for line in table_lines) == 8, text
+    assert "…" not in "\n".join(table_lines)
+    assert lines[0].startswith("sweep quantization") and "transformers" in lines[0] and "h200" in lines[0]
+    assert "measured (gpu)" in text and "estimated (cpu+ram)" in text
+    assert any(line.startswith("measured:") for line in lines) and any(line.startswith("estimated (cpu+ram):") for line in lines)
+    assert any(line.startswith("1 x failed: torch.OutOfMemoryError") for line in lines)
+    assert "Traceback" not in text and "2/3" in text
+
+
+def test_energy_labels_say_measured_or_estimated():
+    df = pd.DataFrame([row(0, energy_source="counter_apportioned", energy_scope="gpu"),
+                       row(1, energy_source="polled", energy_scope="gpu"),
+                       row(2, model="m2", energy_source="estimated", energy_scope="cpu+ram"),
+                       row(3, model="m3", energy_source="pdu", energy_scope="wall:pdu1:1,2"),
+                       row(4, model="m4", backend="openai", energy_source="not_measurable", energy_scope=None,
+                           j_per_token=None, energy_estimated_j=2.0, output_tokens=4),
+                       row(5, model="m5", energy_source="not_measurable", energy_scope=None, j_per_token=None)])
+    s = summarize(df).set_index("model")["energy"].to_dict()
+    assert s == {"gemma3-270m": "measured (gpu)", "m2": "estimated (cpu+ram)", "m3": "measured (wall)",
+                 "m4": "estimated (flops)", "m5": "not measured"}
+    assert summarize(df).set_index("model").loc["m4", "j_per_token"] == 0.5
+    text = "\n".join(render(df))
+    for note in ("measured:", "estimated (cpu+ram):", "estimated (flops):", "not measured:"):
+        assert note in text
+
+
+def test_a_constant_energy_label_goes_to_the_title():
+    lines = render(pd.DataFrame([row(0), row(1, precision="nf4")]))
+    title = " ".join(lines[:2])
+    assert "energy measured (gpu)" in title and "energy" not in lines[3]  # not a column
+    assert title.startswith("sweep s · gemma3-270m · transformers · cpu")
+
+
+def test_print_sweep_summary_reads_the_whole_sweep_after_a_resume(tmp_path):
+    """A 2-repeat configuration whose repeats two runs stored reads 2/2, not the last run's 1/1;
+    other sweeps in the store are left out."""
+    store = Store(tmp_path / "store")
+    for rep in (0, 1):  # run 1 stored repeat 0; the resumed run 2 stored repeat 1
+        r = row(rep, repeat=rep, j_per_token=1.0 + rep)
+        store.write("trials", [r], "s", "cpu", r["trial_id"])
+    other = row(9, sweep="elsewhere", model="qwen2.5-72b")
+    store.write("trials", [other], "elsewhere", "cpu", "t9")
+    console = Console(width=100, record=True)
+    print_sweep_summary(store, "s", console)
+    text = console.export_text()
+    assert "2/2" in text and "1/1" not in text and "qwen2.5-72b" not in text
+    assert text.startswith("sweep s · gemma3-270m")
+    console = Console(width=100, record=True)
+    print_sweep_summary(store, "never-ran", console)
+    assert "No trials of sweep 'never-ran'" in console.export_text()
+
+
+@pytest.mark.extra("report")
+def test_the_dashboard_labels_configurations_by_the_axes_that_vary(tmp_path):
+    df = pd.DataFrame([row(0, output_tokens=4, energy_j=4.0), row(1, backend="vllm", output_tokens=4, energy_j=12.0)])
+    write_dashboard(df, tmp_path / "d.html")
+    html = (tmp_path / "d.html").read_text()
+    assert "transformers" in html and "vllm" in html
