@@ -1,5 +1,6 @@
 """Shared pytest setup: tests marked `gpu` run only where NVML sees an NVIDIA GPU; fixtures
-that unit and integration tests both use."""
+that unit and integration tests both use. The whole suite, and the CLI subprocesses it starts,
+write stores in strict mode: a column not declared in energyray/schema.py is an error."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+
+os.environ["ENERGYRAY_STRICT_SCHEMA"] = "1"  # energyray.store.STRICT_ENV; inherited by subprocesses
 
 
 def _have_gpu() -> bool:
