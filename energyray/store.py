@@ -73,7 +73,9 @@ def _coerce(value: Any, type_: pa.DataType) -> Any:
     if pa.types.is_string(type_) or pa.types.is_large_string(type_):
         if isinstance(value, str):
             return value
-        return json.dumps(value, sort_keys=True, default=str)  # dicts, lists, flags: JSON text
+        if isinstance(value, (dict, list, tuple, bool)):  # a sampler's settings, a flag: JSON text
+            return json.dumps(value, sort_keys=True, default=str)
+        return str(value)  # a date, a path, a number
     if pa.types.is_boolean(type_):
         return value if isinstance(value, bool) else _MISMATCH
     if pa.types.is_integer(type_):
@@ -132,7 +134,7 @@ def to_arrow(table: str, rows: list[dict[str, Any]], strict: bool | None = None)
             parts.append(f"values not of the declared type: {'; '.join(wrong[k] for k in sorted(wrong))}")
         raise SchemaError(f"table {table!r}: {'; '.join(parts)}. Declare each column (name, Arrow type, unit, "
                           f"meaning, filled by) in energyray/schema.py, then run `{schema.REGENERATE}` "
-                          f"(strict because {STRICT_ENV}=1)")
+                          f"(strict: {STRICT_ENV}=1 or Store(strict=True))")
     if undeclared or wrong:
         _warn_once(f"extra:{table}:{','.join(sorted(undeclared | set(wrong)))}",
                    f"energyray.store: table {table!r}: {', '.join(sorted(undeclared | set(wrong)))} not declared in "

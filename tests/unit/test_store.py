@@ -322,3 +322,11 @@ def test_store_main(old_store, tmp_path, capsys):
     assert store_main(["upgrade", "--store", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("energyray: error: no energyray store at") and "\n" not in err
+
+
+def test_text_columns_take_dates_and_numbers_as_plain_text(store):
+    import datetime
+
+    p = store.write("trials", [_row("t1", price_table_date=datetime.date(2026, 1, 2), node=7)], "s", "h", "t1")
+    got = pq.read_table(p).to_pylist()[0]
+    assert got["price_table_date"] == "2026-01-02" and got["node"] == "7"
