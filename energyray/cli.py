@@ -367,6 +367,10 @@ def main(argv: list[str] | None = None) -> None:
         from energyray.report import report_main
 
         sys.exit(report_main(argv[1:]))
+    if argv and argv[0] == "store":
+        from energyray.store import store_main
+
+        sys.exit(store_main(argv[1:]))
     import hydra
 
     try:

@@ -1,6 +1,7 @@
 """Shared pytest setup: tests marked `gpu` run only where NVML sees an NVIDIA GPU; tests marked
 `extra(name)` only where that optional extra is installed; fixtures that unit and integration
-tests both use."""
+tests both use. The whole suite, and the CLI subprocesses it starts, write stores in strict
+mode: a column not declared in energyray/schema.py is an error."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+
+os.environ["ENERGYRAY_STRICT_SCHEMA"] = "1"  # energyray.store.STRICT_ENV; inherited by subprocesses
 
 
 def _have_gpu() -> bool:

@@ -30,3 +30,23 @@ def tiny_model(tmp_path_factory) -> ModelConfig:
 
     path = build_tiny_llama(tmp_path_factory.getbasetemp() / "shared-tiny-llama")
     return ModelConfig(name="tiny-llama", path=str(path), params_b=0.0002)
+
+
+@pytest.fixture(autouse=True)
+def rows_follow_the_schema(monkeypatch):
+    """Every row a TrialRunner returns in these tests must fit energyray/schema.py: each column
+    declared, each value of its declared type (the store's strict check, without a store)."""
+    from energyray.store import to_arrow
+    from energyray.trial import TrialRunner
+
+    def checked(method):
+        def wrapper(self, *args, **kwargs):
+            result = method(self, *args, **kwargs)
+            if getattr(result, "row", None) is not None:
+                to_arrow("trials", [result.row], strict=True)
+                to_arrow("samples", result.samples, strict=True)
+            return result
+        return wrapper
+
+    monkeypatch.setattr(TrialRunner, "run", checked(TrialRunner.run))
+    monkeypatch.setattr(TrialRunner, "unload_after", checked(TrialRunner.unload_after))

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from energyray.store import Store
+from energyray import schema
+from energyray import store as store_mod
+from energyray.store import STRICT_ENV, TABLES, SchemaError, Store, store_main, upgrade
 
 
 def _row(tid: str, status: str = "ok", **extra):
@@ -35,15 +43,9 @@ def test_same_partition_union_of_columns(store):
     store.write("trials", [_row("t2", co2_kg=0.25)], "s1", "h1", "t2")
     df = store.read()
     assert len(df) == 2
-    assert set(df.columns) == {
-        "trial_id",
-        "status",
-        "energy_j",
-        "batch_size",
-        "co2_kg",
-        "sweep",
-        "hardware",
-    }
+    # every file carries the whole declared schema, so the union is exactly the declared columns
+    assert set(df.columns) == set(schema.names("trials"))
+    assert {"trial_id", "status", "energy_j", "batch_size", "co2_kg", "sweep", "hardware"} <= set(df.columns)
     by_id = df.set_index("trial_id")
     assert by_id.loc["t2", "co2_kg"] == 0.25
     assert pd.isna(by_id.loc["t1", "co2_kg"])
@@ -163,3 +165,168 @@ def test_clean_partial_removes_only_temp_files_of_dead_writers(store):
         f.write_bytes(b"PAR1 partial")
     assert store.clean_partial() == [dead]
     assert not dead.exists() and alive.exists() and p.exists()
+
+
+# -- the declared schema ---------------------------------------------------------------------
+OLD_STORE = Path(__file__).resolve().parents[1] / "data" / "store-0.1.0"
+
+
+@pytest.fixture
+def old_store(tmp_path):
+    """A copy of tests/data/store-0.1.0 (written by energyray 0.1.0, before the declared schema)."""
+    dst = tmp_path / "old"
+    shutil.copytree(OLD_STORE, dst)
+    return dst
+
+
+def test_every_file_has_the_full_declared_schema(store):
+    for table, rows in (("trials", [_row("t1")]), ("samples", [{"t_ns": 1, "power_w": 2.0}]),
+                        ("systems", [{"node": "n", "pid": 7}])):
+        p = store.write(table, rows, "s", "h", "x")
+        assert pq.read_schema(p).remove_metadata().equals(schema.arrow_schema(table)), table
+        t = pq.read_table(p)
+        assert t.column("schema_version").to_pylist() == [schema.SCHEMA_VERSION]
+        assert t.column("extra_json").to_pylist() == [None]
+
+
+def test_values_are_cast_to_the_declared_types(store):
+    row = _row("t1", energy_j=np.float32(1.5), output_tokens=np.int64(8), duration_s=2,
+               max_new_tokens=16.0, accuracy=float("nan"), double_quant=np.bool_(True), error=None,
+               sample_output={"not": "text"})
+    p = store.write("trials", [row], "s", "h", "t1")
+    got = pq.read_table(p).to_pylist()[0]
+    assert got["energy_j"] == 1.5 and got["output_tokens"] == 8 and got["duration_s"] == 2.0
+    assert got["max_new_tokens"] == 16 and got["accuracy"] is None and got["double_quant"] is True
+    assert json.loads(got["sample_output"]) == {"not": "text"}  # a dict in a text column: JSON
+    assert got["batch_size"] == 2 and got["extra_json"] is None
+
+
+def test_systems_describe_values_become_json_text(store):
+    p = store.write("systems", [{"node": "n", "energy_counter": True, "rapl_zones": ["package-0", "dram"]}],
+                    "s", "h", "n")
+    got = pq.read_table(p).to_pylist()[0]
+    assert got["energy_counter"] == "true" and json.loads(got["rapl_zones"]) == ["package-0", "dram"]
+
+
+def test_undeclared_columns_without_strict_go_to_extra_json_and_warn_once(tmp_path, caplog, monkeypatch):
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    monkeypatch.setattr(store_mod, "_warned", set())
+    s = Store(tmp_path / "s")
+    with caplog.at_level(logging.WARNING, logger="energyray.store"):
+        s.write("trials", [_row("t1", mystery_j=2.0, batch_size="two")], "s", "h", "t1")
+        s.write("trials", [_row("t2", mystery_j=3.0, batch_size="two")], "s", "h", "t2")
+    warnings = [r.getMessage() for r in caplog.records if "extra_json" in r.getMessage()]
+    assert len(warnings) == 1 and "mystery_j" in warnings[0] and "energyray/schema.py" in warnings[0]
+    df = s.read().set_index("trial_id")
+    assert json.loads(df.loc["t2", "extra_json"]) == {"mystery_j": 3.0, "batch_size": "two"}
+    assert pd.isna(df.loc["t2", "batch_size"])
+    assert pd.read_parquet(s.path / "trials").shape[0] == 2
+
+
+def test_strict_mode_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(STRICT_ENV, "1")
+    with pytest.raises(SchemaError, match="mystery"):
+        Store(tmp_path / "a").write("trials", [_row("t", mystery=1)], "s", "h", "t")
+    monkeypatch.setenv(STRICT_ENV, "0")
+    assert Store(tmp_path / "b").write("trials", [_row("t", mystery=1)], "s", "h", "t") is not None
+    assert Store(tmp_path / "c", strict=True).strict is True
+
+
+def test_legacy_columns_are_not_written_even_in_strict_mode(store, caplog, monkeypatch):
+    monkeypatch.setattr(store_mod, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="energyray.store"):
+        p = store.write("trials", [_row("t1", duration_s=1.0, latency_s=1.0, ttft_s=0.1, prefill_s=0.1,
+                                        group_rule="prose")], "s", "h", "t1")
+    names = pq.read_schema(p).names
+    assert not {"latency_s", "prefill_s", "group_rule"} & set(names)
+    assert pq.read_table(p).column("extra_json").to_pylist() == [None]
+    text = caplog.text
+    assert "latency_s" in text and "duration_s" in text and "group_rule" in text
+
+
+def test_read_old_store(old_store):
+    s = Store(old_store)
+    trials = s.read()
+    assert len(trials) == 3 and set(trials["sweep"]) == {"smoke", "smoke_failed"}
+    assert {"latency_s", "group_rule"} <= set(trials.columns)  # old names stay readable
+    assert sorted(trials["status"]) == ["failed", "ok", "ok"]
+    assert len(s.read("samples")) > 0 and len(s.read("systems")) == 2
+    with pytest.raises(Exception, match="(?i)cast"):
+        pd.read_parquet(old_store / "trials")  # what `upgrade` is for
+
+
+def test_read_mixed_old_and_new_store(old_store):
+    s = Store(old_store)
+    s.write("trials", [_row("new1", sweep="smoke", hardware="cpu", duration_s=1.0)], "smoke", "cpu", "new1")
+    s.write("systems", [{"node": "n", "energy_counter": True}], "smoke", "cpu", "n-gpu")
+    df = s.read().set_index("trial_id")
+    assert len(df) == 4 and df.loc["new1", "schema_version"] == schema.SCHEMA_VERSION
+    assert pd.isna(df.loc["13a761f867acc1fc", "schema_version"])
+    assert df.loc["13a761f867acc1fc", "latency_s"] == df.loc["13a761f867acc1fc", "duration_s"]
+    assert len(s.read("systems")) == 3
+    assert list(s.read(columns=["trial_id", "hardware"]).columns) == ["trial_id", "hardware"]
+
+
+def _comparable(df: pd.DataFrame) -> pd.DataFrame:
+    cols = sorted(set(df.columns) - {"schema_version", "extra_json"})
+    return df[cols].sort_values(sorted({"trial_id", "t_ns", "node"} & set(cols))).reset_index(drop=True)
+
+
+def test_upgrade_makes_pandas_read_and_keeps_rows_and_values(old_store):
+    s = Store(old_store)
+    before = {t: s.read(t) for t in TABLES}
+    summary = upgrade(old_store)
+    assert summary.files == 8 and summary.rewritten == 8
+    assert summary.dropped["trials"] == {"latency_s", "prefill_s", "group_rule"}
+    for t in TABLES:
+        df = pd.read_parquet(old_store / t)
+        after = s.read(t)
+        assert len(df) == len(after) == len(before[t]), t
+        assert set(after.columns) == set(schema.names(t)), t
+        old = before[t].drop(columns=[c for c in schema.LEGACY[t] if c in before[t].columns])
+        new = _comparable(after)[sorted(set(old.columns) - {"schema_version", "extra_json"})]
+        pd.testing.assert_frame_equal(_comparable(old), new, check_dtype=False)
+        assert (after["schema_version"] == schema.SCHEMA_VERSION).all()
+    for p in old_store.rglob("*.parquet"):
+        table = p.relative_to(old_store).parts[0]
+        assert pq.read_schema(p).remove_metadata().equals(schema.arrow_schema(table)), p
+    assert not [p for p in old_store.rglob("*") if p.name.startswith(".")]  # no temp file left
+
+
+def test_upgrade_is_idempotent(old_store):
+    upgrade(old_store)
+    stamps = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in old_store.rglob("*.parquet")}
+    again = upgrade(old_store)
+    assert again.files == 8 and again.rewritten == 0 and again.rows == 1082
+    assert stamps == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in old_store.rglob("*.parquet")}
+
+
+def test_upgrade_renames_a_legacy_column_whose_replacement_is_missing(tmp_path):
+    p = tmp_path / "s" / "trials" / "sweep=a" / "hardware=b" / "t.parquet"
+    p.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"trial_id": ["t"], "latency_s": [1.25], "prefill_s": [None], "odd_col": [7]}), p)
+    summary = upgrade(tmp_path / "s")
+    assert summary.renamed["trials"] == {"latency_s -> duration_s", "prefill_s -> ttft_s"}
+    row = pq.read_table(p).to_pylist()[0]
+    assert row["duration_s"] == 1.25 and row["ttft_s"] is None and "latency_s" not in row
+    assert json.loads(row["extra_json"]) == {"odd_col": 7}  # undeclared: kept, never lost
+    assert any("odd_col" in line for line in summary.lines())
+
+
+def test_store_main(old_store, tmp_path, capsys):
+    assert store_main(["upgrade", "--store", str(old_store)]) == 0
+    out = capsys.readouterr().out
+    assert "8 rewritten" in out and "latency_s" in out
+    assert store_main(["upgrade", "--store", str(old_store)]) == 0
+    assert "0 rewritten" in capsys.readouterr().out
+    assert store_main(["upgrade", "--store", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("energyray: error: no energyray store at") and "\n" not in err
+
+
+def test_text_columns_take_dates_and_numbers_as_plain_text(store):
+    import datetime
+
+    p = store.write("trials", [_row("t1", price_table_date=datetime.date(2026, 1, 2), node=7)], "s", "h", "t1")
+    got = pq.read_table(p).to_pylist()[0]
+    assert got["price_table_date"] == "2026-01-02" and got["node"] == "7"

@@ -1,0 +1,550 @@
+"""The result contract: every column of the `trials`, `samples` and `systems` tables.
+
+Each column has a name (its unit in the name: `_j`, `_s`, `_w`, ...), an Arrow type, a
+unit, a one-line meaning and the part of energyray that fills it. The store writes every
+file with exactly these columns (typed nulls where a row has no value); `docs/columns.md`
+is generated from here: `python -m energyray.schema --write`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+# Bump when a column is added, removed, renamed or retyped. Files written before the declared
+# schema (energyray 0.1.0) have no `schema_version` column: it reads as null there.
+SCHEMA_VERSION = 1
+
+# Who fills a column (the `filled_by` vocabulary).
+FILLERS = {
+    "grid": "the trial's grid point (grid.TrialSpec)",
+    "trial.record": "the trial runner's row (trial.TrialRunner)",
+    "trial.phase": "a measured phase of the trial runner (idle, load, warmup, response, unload)",
+    "backend": "the inference backend (energyray/backends/)",
+    "sampler": "the device's energy sampler (energyray/samplers/)",
+    "node sampler": "a node-level sampler shared by the node's workers (samplers/node.py)",
+    "worker": "the Ray worker that ran the trial (orchestrator/actors.py)",
+    "orchestrator": "the scheduler (orchestrator/scheduler.py)",
+    "driver": "the sweep's driver process (cli.py)",
+    "store": "the Parquet store, on write (store.py)",
+}
+
+# Unit implied by a name's last part(s): a column whose name ends in `_<suffix>` (or is the
+# suffix) has this unit; a column with a unit has a name that says it (tests check both).
+UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("j_per_output_token_decode", "J/token"),
+    ("j_per_token", "J/token"),
+    ("j_per_word", "J/word"),
+    ("j_per_request", "J/request"),
+    ("j_per_correct", "J/correct answer"),
+    ("s_per_token", "s/token"),
+    ("s_per_step", "s/step"),
+    ("bytes_per_step", "B/step"),
+    ("tokens_per_s", "tokens/s"),
+    ("g_per_kwh", "gCO2e/kWh"),
+    ("usd_per_1m", "USD/1M tokens"),
+    ("j", "J"),
+    ("s", "s"),
+    ("ns", "ns"),
+    ("w", "W"),
+    ("c", "°C"),
+    ("mb", "MiB"),
+    ("kg", "kg CO2e"),
+    ("usd", "USD"),
+    ("gbs", "GB/s"),
+    ("pct", "%"),
+    ("mhz", "MHz"),
+    ("b", "1e9 parameters"),
+)
+
+# Columns whose unit their name does not end with (named before the rule; to rename).
+UNIT_NOT_IN_NAME = {"ttft_request_s_mean", "ttft_request_s_max", "latency_request_s_mean",
+                    "worker_init_entered_at"}
+
+TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+
+
+def unit_of_name(name: str) -> str | None:
+    """The unit a column's name implies (its suffix), or None."""
+    for suffix, unit in UNIT_SUFFIXES:
+        if name == suffix or name.endswith("_" + suffix):
+            return unit
+    return None
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    unit: str | None
+    meaning: str
+    filled_by: str
+    partition: bool = False  # a hive partition: in the path, never inside the files
+
+
+def _col(name: str, type_: str, meaning: str, filled_by: str, unit: str | None = "auto",
+         partition: bool = False) -> Column:
+    return Column(name, TYPES[type_], unit_of_name(name) if unit == "auto" else unit, meaning, filled_by, partition)
+
+
+# -- patterned columns, generated from these lists --------------------------------------------
+# Phases the runner measures in their own window: each gets the six columns of `_phase_columns`.
+GROUP_PHASES = {
+    "idle": "idle baseline: the device with no model loaded, settled, once per device (idle_scope=slot) "
+            "or per load (idle_scope=group); repeated on every row of the load (see load_id)",
+    "load": "loading the model (backend=server: the server's startup until it answers); once per load, "
+            "repeated on every row of the load (divide by the load's row count to share it)",
+    "warmup": "the uncounted warmup run(s) just before this trial (the first of its shape; 0 J otherwise)",
+    "response": "decoding the generated ids to text and scoring them, after the trial's window",
+    "unload": "freeing the model (backend=server: its shutdown until the process exits); once per load, "
+              "on the load's last trial row only (null with the reason on the others)",
+}
+# Parts of the trial's own window (split at the first token), from the same power series.
+TRIAL_PARTS = {
+    "prefill": "the trial's window up to the first token",
+    "decode": "the trial's window from the first token to the end",
+    "steady": "the part of the decode in which every sequence of the batch is decoding (batches only)",
+}
+# Node-level sampler roles (samplers.node): a PDU for the whole node, RAPL/CodeCarbon for CPU+RAM.
+NODE_ROLES = {
+    "wall": "the node's wall power (a PDU), shared among the node's overlapping windows",
+    "cpu": "the node's CPU and RAM (RAPL or CodeCarbon) on a GPU node, shared among overlapping windows",
+}
+
+_SOURCE = ("how the energy was obtained: counter, polled, counter_apportioned, estimated, not_measurable, "
+           "...; not_measurable when there is no figure")
+
+
+def _phase_columns(phase: str, what: str) -> list[Column]:
+    return [
+        _col(f"{phase}_j", "float", f"{phase} energy: {what}", "trial.phase"),
+        _col(f"{phase}_s", "float", f"{phase} duration", "trial.phase"),
+        _col(f"{phase}_source", "str", f"{phase}: {_SOURCE}", "trial.phase"),
+        _col(f"{phase}_energy_reason", "str", f"why {phase}_j is null or how it is qualified", "trial.phase"),
+        _col(f"{phase}_avg_power_w", "float", f"{phase} mean power (energy / window)", "trial.phase"),
+        _col(f"{phase}_peak_power_w", "float", f"{phase} highest polled power", "trial.phase"),
+    ] + [_col(f"{phase}_{role}_j", "float", f"{phase} energy of the node role {role!r} (this window's share)",
+              "node sampler") for role in NODE_ROLES]
+
+
+def _part_columns(part: str, what: str) -> list[Column]:
+    return [
+        _col(f"{part}_j", "float", f"energy of {what}", "trial.record"),
+        _col(f"{part}_source", "str", f"{part}: {_SOURCE}", "trial.record"),
+        _col(f"{part}_energy_reason", "str", f"why {part}_j is null or how it is qualified", "trial.record"),
+    ]
+
+
+def _role_columns(role: str, what: str) -> list[Column]:
+    p = f"{role}_energy"
+    return [
+        _col(f"{p}_j", "float", f"trial-window energy of {what}"
+             + ("; the CPU part alone where RAPL/CodeCarbon split CPU and RAM (cpu_energy_total_j: both); "
+                "on a CPU-only node, the device sampler's CPU part" if role == "cpu" else ""),
+             "node sampler"),
+        _col(f"{p}_source", "str", f"{role}: {_SOURCE}", "node sampler"),
+        _col(f"{p}_scope", "str", f"what {p}_j covers (node, package, ...)", "node sampler"),
+        _col(f"{p}_reason", "str", f"why {p}_j is null or how it is qualified", "node sampler"),
+        _col(f"{p}_attribution", "str", "how the node's energy over the window was shared among overlapping windows",
+             "node sampler"),
+        _col(f"{p}_node_j", "float", f"the whole node's {role} energy over the trial's window, before sharing",
+             "node sampler"),
+        _col(f"{p}_share", "float", f"this trial's fraction of {p}_node_j (0-1)", "node sampler"),
+        _col(f"{p}_idle_subtracted_j", "float", f"{p}_j minus the node's idle power over the window",
+             "node sampler"),
+        _col(f"{role}_idle_power_w", "float", f"the node's {role} idle power, measured with no window open",
+             "node sampler"),
+        _col(f"{role}_avg_power_w", "float", f"{p}_j over the trial's window", "node sampler"),
+    ]
+
+
+SCHEMA_VERSION_COLUMN = _col("schema_version", "int", "version of this contract the file was written with "
+                             "(energyray.schema.SCHEMA_VERSION); null: written by energyray 0.1.0", "store")
+EXTRA_JSON_COLUMN = _col("extra_json", "str", "fields a row carried that this schema does not declare, as a "
+                         "JSON object (null: none); a developer declares them in energyray/schema.py", "store")
+PARTITION_COLUMNS = (
+    _col("sweep", "str", "the sweep's name (hive partition `sweep=`)", "driver", partition=True),
+    _col("hardware", "str", "the hardware class the trial ran on (hive partition `hardware=`)", "driver",
+         partition=True),
+)
+
+_TRIALS: list[Column] = [
+    # -- the grid point
+    _col("trial_id", "str", "stable id of the trial (grid point + repeat): a rerun overwrites its file", "grid"),
+    _col("repeat", "int", "repetition index of the grid point (0-based)", "grid"),
+    _col("model", "str", "model name (conf/model/)", "grid"),
+    _col("backend", "str", "inference backend: transformers, vllm, openai, server, ...", "grid"),
+    _col("weights", "str", "real (downloaded) or dummy (random-init) weights", "grid"),
+    _col("precision", "str", "precision the backend actually loaded (may differ from precision_requested)",
+         "trial.record"),
+    _col("batch_size", "int", "prompts generated together", "grid"),
+    _col("task", "str", "prompt set (energyray/tasks/)", "grid"),
+    _col("prompt_variant", "str", "variant of the task's prompts (e.g. brief)", "grid"),
+    _col("max_new_tokens", "int", "new-token limit set by the grid (null: the generation config's default)",
+         "grid"),
+    # -- outcome and placement
+    _col("status", "str", "ok, failed or oom", "trial.record"),
+    _col("error", "str", "the error and its traceback where status is not ok", "trial.record"),
+    _col("precision_requested", "str", "precision the grid asked for", "trial.record"),
+    _col("device", "str", "where the model ran: cuda, cpu, remote", "trial.record"),
+    _col("params_b", "float", "model parameters", "trial.record"),
+    _col("node", "str", "host name of the node that ran the trial", "trial.record"),
+    _col("gpu_name", "str", "GPU name from NVML (null on CPU)", "sampler"),
+    _col("gpu_uuid", "str", "GPU UUID from NVML (null on CPU)", "sampler"),
+    _col("started_at", "str", "trial start, ISO 8601 UTC", "trial.record"),
+    _col("finished_at", "str", "trial end, ISO 8601 UTC", "trial.record"),
+    _col("worker_pid", "int", "process id of the Ray worker", "worker"),
+    _col("ray_node_id", "str", "Ray node id of the worker", "worker"),
+    _col("group_trials", "int", "trials in this row's load (as planned when written; work stealing can move some "
+         "to another worker, which loads the model itself): divide load_* and idle_* by it to share them",
+         "orchestrator"),
+    _col("attempts", "int", "attempts this trial took (a worker that died is retried)", "orchestrator"),
+    _col("retried_errors", "str", "errors of earlier attempts whose worker died, one per line", "orchestrator"),
+    _col("config_json", "str", "the trial's resolved configuration, JSON", "driver"),
+    _col("env_json", "str", "the worker's environment: versions, sampler, architecture, load details, JSON",
+         "trial.record"),
+    _col("driver_env_json", "str", "the driver's environment snapshot, JSON", "driver"),
+    # -- what the backend loaded
+    _col("quant_method", "str", "quantisation library or method (bitsandbytes, fp8, awq, ...; null: none)",
+         "backend"),
+    _col("quant_type", "str", "quantised type (int8, nf4, fp4, fp8; null: none)", "backend"),
+    _col("double_quant", "bool", "bitsandbytes double quantisation", "backend"),
+    _col("attention_implementation", "str", "transformers attention implementation (sdpa, eager, ...)",
+         "backend"),
+    _col("cudnn_attention", "bool", "whether cuDNN scaled-dot-product attention was enabled (null on CPU)",
+         "backend"),
+    _col("vllm_max_num_seqs", "int", "vLLM max_num_seqs the engine ran with", "backend"),
+    _col("load_label", "str", "what load_* measured where it is not a model load (server_startup)", "backend"),
+    _col("unload_label", "str", "what unload_* measured where it is not a model unload (server_shutdown)",
+         "backend"),
+    # -- the load group
+    _col("worker_group_index", "int", "index of this load among the worker process's loads (0: its first)",
+         "trial.record"),
+    _col("import_s", "float", "time the load waited for the backend's module import (0 once imported)",
+         "trial.record"),
+    _col("load_id", "str", "id of the load that served this row: rows of one load share idle_* and load_*",
+         "trial.record"),
+    _col("prepare_s", "float", "unmeasured preparation before load (download, conversion, random weights)",
+         "trial.record"),
+    _col("idle_power_w", "float", "the idle baseline's mean power (idle_j / idle_s)", "trial.record"),
+    _col("idle_temperature_c", "float", "lowest device temperature during the idle window", "trial.record"),
+    _col("idle_settle_s", "float", "time waited for the device's power to settle before the idle window",
+         "trial.record"),
+    _col("idle_settled", "bool", "whether power stopped falling before the idle window (null: no series)",
+         "trial.record"),
+    _col("idle_method", "str", "how the idle baseline was taken, in words", "trial.record"),
+    _col("idle_reused", "bool", "whether idle_* was measured before an earlier load on this device and reused",
+         "trial.record"),
+    _col("idle_measured_at", "str", "when the idle baseline was measured, ISO 8601 UTC", "trial.record"),
+    *[c for phase, what in GROUP_PHASES.items() for c in _phase_columns(phase, what)],
+    _col("cooldown_s", "float", "pause before the trial (measurement.cooldown_s and the wait for temperature)",
+         "trial.record"),
+    _col("cooldown_reached", "bool", "whether the device got within cooldown_to_idle_c of its idle temperature "
+         "(null: not asked)", "trial.record"),
+    _col("warmup_runs", "int", "warmup generations run just before this trial (0: shape already warm)",
+         "trial.record"),
+    _col("warmup_new_tokens", "int", "new tokens per warmup generation", "trial.record"),
+    _col("temperature_start_c", "float", "device temperature at the trial's start", "sampler"),
+    _col("unload_memory_left_mb", "float", "device memory still allocated after unload", "backend"),
+    _col("process_reusable", "bool", "whether the worker process can take the slot's next load", "backend"),
+    _col("server_shutdown_s", "float", "backend=server: time from the signal until the server exited", "backend"),
+    _col("server_shutdown_forced", "bool", "backend=server: whether the server had to be killed", "backend"),
+    _col("server_exit_code", "int", "backend=server: the server's exit code", "backend"),
+    # -- generation
+    _col("input_tokens", "int", "prompt tokens of the batch", "backend"),
+    _col("output_tokens", "int", "generated tokens of the batch", "backend"),
+    _col("output_words", "int", "words of the generated text", "trial.record"),
+    _col("max_new_tokens_used", "int", "new-token limit the trial ran with", "trial.record"),
+    _col("decode_steps", "int", "decoding steps (tokens of the longest sequence)", "backend"),
+    _col("duration_s", "float", "generation time of the batch (first call to last token)", "trial.record"),
+    _col("ttft_s", "float", "time to first token: the prefill time", "trial.record"),
+    _col("tpot_s", "float", "time per output token after the first (per decoding step)", "trial.record"),
+    _col("decode_s", "float", "duration_s minus ttft_s", "trial.record"),
+    _col("tokens_per_s", "float", "output_tokens / duration_s", "trial.record"),
+    _col("peak_memory_mb", "float", "peak device memory allocated during generation", "backend"),
+    _col("accuracy", "float", "fraction of the batch's answers scored correct (null: task not scored)",
+         "trial.record"),
+    _col("sample_output", "str", "first 500 characters of the first sequence's text", "trial.record"),
+    _col("steady_s", "float", "duration of the steady window (every sequence decoding)", "trial.record"),
+    _col("steady_tokens", "int", "tokens generated in the steady window", "trial.record"),
+    _col("ttft_source", "str", "where ttft_s comes from where not the client's clock (vllm_request_metrics)",
+         "backend"),
+    _col("ttft_mean_s", "float", "mean time to first token over the batch's sequences", "backend"),
+    _col("timing_reason", "str", "why per-request timings are missing", "backend"),
+    _col("cached_prompt_tokens", "int", "prompt tokens served from the prefix cache (prefill skipped)", "backend"),
+    # -- roofline
+    _col("roofline_bandwidth_gbs", "float", "memory bandwidth the roofline assumes", "trial.record"),
+    _col("roofline_bandwidth_source", "str", "where roofline_bandwidth_gbs comes from", "trial.record"),
+    _col("roofline_bytes_per_step", "float", "bytes one decode step must read (weights + KV cache)",
+         "trial.record"),
+    _col("roofline_kv_bytes_per_step", "float", "KV-cache bytes one decode step reads", "trial.record"),
+    _col("roofline_s_per_step", "float", "memory-bound floor of one decode step", "trial.record"),
+    _col("roofline_s_per_token", "float", "memory-bound floor per output token", "trial.record"),
+    _col("roofline_efficiency", "float", "roofline_s_per_step / tpot_s (1: at the floor)", "trial.record"),
+    _col("roofline_j_per_token", "float", "energy per token at the floor, at the decode's power", "trial.record"),
+    # -- the trial's energy
+    _col("energy_j", "float", "device energy of the trial's window (the batch's generation); not idle-subtracted; "
+         "no load, warmup or unload", "trial.record"),
+    _col("energy_source", "str", f"energy_j: {_SOURCE}", "trial.record"),
+    _col("energy_scope", "str", "what energy_j covers (gpu board, cpu package, ...)", "sampler"),
+    _col("energy_reason", "str", "why energy_j is null or how it is qualified", "trial.record"),
+    _col("short_window", "bool", "whether the window was too short for the counter alone", "sampler"),
+    _col("window_s", "float", "the sampler's duration of the trial's window", "sampler"),
+    _col("avg_power_w", "float", "energy_j / window_s", "sampler"),
+    _col("peak_power_w", "float", "highest polled power in the window", "sampler"),
+    _col("energy_idle_subtracted_j", "float", "energy_j minus idle_power_w over the window", "trial.record"),
+    _col("j_per_token", "float", "energy_j / output_tokens", "trial.record"),
+    _col("j_per_word", "float", "energy_j / output_words", "trial.record"),
+    _col("j_per_request", "float", "energy_j / batch_size", "trial.record"),
+    _col("j_per_correct", "float", "energy_j per correct answer", "trial.record"),
+    _col("temperature_max_c", "float", "highest device temperature in the window", "sampler"),
+    _col("samples_n", "int", "power samples in the window", "sampler"),
+    _col("energy_polled_j", "float", "the window's energy from polled power, before counter anchoring", "sampler"),
+    _col("energy_anchor_scale", "float", "counter / polled energy over the anchoring span", "sampler"),
+    _col("energy_anchor_span_s", "float", "span of the counter reading a short window was anchored to", "sampler"),
+    _col("cpu_energy_total_j", "float", "node role cpu: CPU + RAM energy of the trial's window", "node sampler"),
+    _col("ram_energy_j", "float", "RAM energy of the trial's window (CodeCarbon: an estimate; RAPL: dram zone)",
+         "sampler"),
+    _col("co2_kg", "float", "emissions of the window's energy (CodeCarbon)", "sampler"),
+    _col("carbon_intensity_g_per_kwh", "float", "grid carbon intensity CodeCarbon used", "sampler"),
+    _col("failed_window_j", "float", "a trial that did not complete: what its window used up to the failure",
+         "trial.record"),
+    *[c for part, what in TRIAL_PARTS.items() for c in _part_columns(part, what)],
+    _col("steady_j_per_token", "float", "steady_j / steady_tokens", "trial.record"),
+    _col("decode_avg_power_w", "float", "decode_j / decode_s", "trial.record"),
+    _col("j_per_output_token_decode", "float", "decode_j per token generated after the first", "trial.record"),
+    *[c for role, what in NODE_ROLES.items() for c in _role_columns(role, what)],
+    # -- remote APIs (backend=openai, server)
+    _col("api_base_url", "str", "API base URL", "backend"),
+    _col("api_model", "str", "model name sent to the API", "backend"),
+    _col("api_endpoint", "str", "chat or completions", "backend"),
+    _col("api_requests", "int", "requests sent (one per prompt)", "backend"),
+    _col("api_concurrency", "int", "requests in flight at once", "backend"),
+    _col("api_max_output_tokens", "int", "output-token limit sent to the API", "backend"),
+    _col("api_retries", "int", "retries over all requests", "backend"),
+    _col("api_retry_wait_s", "float", "time spent waiting before retries", "backend"),
+    _col("api_failed_requests", "int", "requests that failed after their retries", "backend"),
+    _col("api_finish_reasons", "str", "distinct finish reasons, comma-separated", "backend"),
+    _col("ttft_request_s_mean", "float", "mean time to first streamed delta per request", "backend", unit="s"),
+    _col("ttft_request_s_max", "float", "longest time to first streamed delta", "backend", unit="s"),
+    _col("latency_request_s_mean", "float", "mean request latency", "backend", unit="s"),
+    _col("output_deltas", "int", "streamed text deltas received", "backend"),
+    _col("step_ns_meaning", "str", "what the per-step times mean for this backend", "backend"),
+    _col("tokens_source", "str", "where the token counts come from (server usage report)", "backend"),
+    _col("tokens_reason", "str", "why token counts are missing", "backend"),
+    _col("cached_input_tokens", "int", "input tokens the API served from its cache", "backend"),
+    _col("reasoning_tokens", "int", "reasoning tokens the API reported", "backend"),
+    _col("cost_usd", "float", "price of the trial's requests", "backend"),
+    _col("cost_input_usd", "float", "price of the input tokens", "backend"),
+    _col("cost_output_usd", "float", "price of the output tokens", "backend"),
+    _col("cost_reason", "str", "why cost_usd is null", "backend"),
+    _col("price_table_date", "str", "date of the price table used", "backend"),
+    _col("price_source", "str", "where the price comes from", "backend"),
+    _col("price_verified", "bool", "whether the price was checked against the provider's page", "backend"),
+    _col("price_input_usd_per_1m", "float", "input price", "backend"),
+    _col("price_output_usd_per_1m", "float", "output price", "backend"),
+    _col("energy_estimated_j", "float", "estimated energy of a remote model's generation (not measured)", "backend"),
+    _col("energy_estimated_source", "str", "estimated, or null", "backend"),
+    _col("energy_estimate_method", "str", "how energy_estimated_j was computed, with its assumptions", "backend"),
+    _col("energy_estimate_reason", "str", "why energy_estimated_j is null", "backend"),
+    EXTRA_JSON_COLUMN,
+    SCHEMA_VERSION_COLUMN,
+]
+
+# The sampler's name and settings, in both samples-table provenance and systems rows.
+_SAMPLER_DESCRIBE: list[Column] = [
+    _col("sampler", "str", "the sampler's name (nvml, rapl, codecarbon, snmp_pdu, replay; null: none)", "sampler"),
+    _col("scope", "str", "what the sampler measures (gpu board, cpu package, node, ...)", "sampler"),
+    _col("interval_s", "float", "the sampler's polling period", "sampler"),
+    _col("gpu_name", "str", "GPU name from NVML", "sampler"),
+    _col("energy_counter", "str", "whether the sampler reads an energy counter (true/false), or a PDU's energy "
+         "meter settings as JSON", "sampler"),
+    _col("instant_power", "bool", "whether NVML's instant power field is read", "sampler"),
+    _col("power_limit_w", "float", "the GPU's enforced power limit", "sampler"),
+    _col("rapl_zones", "str", "RAPL zones read, JSON list", "sampler"),
+    _col("country_iso_code", "str", "country CodeCarbon takes the carbon intensity of", "sampler"),
+    _col("method", "str", "how the sampler estimates energy, in words", "sampler"),
+    _col("trace_rows", "int", "replay sampler: rows in the trace", "sampler"),
+    _col("trace_start_ns", "int", "replay sampler: first timestamp of the trace", "sampler"),
+    _col("trace_end_ns", "int", "replay sampler: last timestamp of the trace", "sampler"),
+    _col("realtime", "bool", "replay sampler: whether the trace is replayed at its own pace", "sampler"),
+    _col("snmp_version", "str", "PDU: SNMP version (2c or 3)", "sampler"),
+    _col("user", "str", "PDU: SNMPv3 user", "sampler"),
+    _col("auth_password", "str", "PDU: where the SNMPv3 auth password is read from (never the password)",
+         "sampler"),
+    _col("priv_password", "str", "PDU: where the SNMPv3 privacy password is read from (never the password)",
+         "sampler"),
+    _col("community", "str", "PDU: where the SNMP community is read from (never the community)", "sampler"),
+    _col("host", "str", "PDU: host", "sampler"),
+    _col("port", "int", "PDU: UDP port", "sampler"),
+    _col("oids", "str", "PDU: the OIDs read and how they become watts, JSON", "sampler"),
+    _col("derived_watts", "bool", "PDU: whether watts are derived from amps (volts x power factor)", "sampler"),
+    _col("max_gap_s", "float", "PDU: longest gap between readings allowed in a window", "sampler"),
+    _col("reads", "int", "PDU: readings taken", "sampler"),
+    _col("failed_reads", "int", "PDU: readings that failed", "sampler"),
+    _col("note", "str", "the sampler's caveat, in words", "sampler"),
+]
+
+_SYSTEMS: list[Column] = [
+    _col("system_id", "str", "node sampler rows: <node>-node-<role> (also the file's name)", "orchestrator"),
+    _col("node", "str", "host name", "worker"),
+    _col("ray_node_id", "str", "Ray node id", "worker"),
+    _col("kind", "str", "gpu or cpu (a worker's device), or node_sampler", "worker"),
+    _col("role", "str", "node sampler rows: wall or cpu", "orchestrator"),
+    _col("gpu_uuid", "str", "the worker's GPU UUID (null on CPU)", "worker"),
+    _col("pid", "int", "the worker's process id", "worker"),
+    *_SAMPLER_DESCRIBE,
+    _col("sampler_pid", "int", "process id of the device's sampler actor", "worker"),
+    _col("sampler_error", "str", "why the device has no sampler", "worker"),
+    _col("cpu_model", "str", "CPU model name", "worker"),
+    _col("cpu_count", "int", "logical CPUs of the node", "worker"),
+    _col("cpu_affinity", "int", "CPUs the worker may run on", "worker"),
+    _col("ray_assigned_resources", "str", "Ray resources assigned to the worker, JSON", "worker"),
+    _col("worker_init_entered_at", "float", "when the worker's __init__ began, Unix time", "worker", unit="s"),
+    _col("worker_process_age_s", "float", "age of the worker's process when __init__ began", "worker"),
+    _col("worker_device_s", "float", "worker start: time to find its device", "worker"),
+    _col("worker_bind_s", "float", "worker start: time to bind the sampler to the device", "worker"),
+    _col("worker_init_s", "float", "worker start: the whole __init__", "worker"),
+    _col("worker_preload", "str", "the backend module preloaded in the worker (off: none)", "worker"),
+    _col("worker_bytecode_cache", "str", "where the worker's bytecode cache is (ray.bytecode_cache)", "worker"),
+    _col("node_tag", "str", "the worker's tag on its node sampler windows", "worker"),
+    _col("node_samplers", "str", "the node samplers the worker used, described, JSON", "worker"),
+    _col("node_sampler_pid", "int", "process id of the node's sampler actor", "node sampler"),
+    _col("slot", "int", "the scheduler's slot index of the worker", "orchestrator"),
+    _col("seen_at", "str", "host name of the driver that wrote the row", "driver"),
+    _col("error", "str", "node sampler rows: why the role's sampler could not start", "node sampler"),
+    _col("shared_by_node", "bool", "node sampler rows: whether the node's workers share the sampler", "node sampler"),
+    _col("attribution_rule", "str", "node sampler rows: how overlapping windows share the node's energy",
+         "node sampler"),
+    _col("node_idle_power_w", "float", "node sampler rows: the node's idle power", "node sampler"),
+    _col("unattributed_j", "float", "node sampler rows: node energy while no window was open", "node sampler"),
+    _col("unattributed_s", "float", "node sampler rows: time no window was open", "node sampler"),
+    _col("attributed_j", "float", "node sampler rows: node energy shared among windows", "node sampler"),
+    _col("windows_closed", "int", "node sampler rows: windows measured", "node sampler"),
+    _col("ledger_span_s", "float", "node sampler rows: first window's start to last window's end", "node sampler"),
+    EXTRA_JSON_COLUMN,
+    SCHEMA_VERSION_COLUMN,
+]
+
+_SAMPLES: list[Column] = [
+    _col("trial_id", "str", "the trial whose row these samples are stored with", "trial.record"),
+    _col("source", "str", "the sampler that took the sample (its name; a node sampler's for node samples)",
+         "trial.record"),
+    _col("phase", "str", "phase the sample belongs to: idle, load, warmup, prefill, decode, generate, "
+         "trial_edge, response, unload", "trial.record"),
+    _col("t_ns", "int", "monotonic clock of the sampler's node (compare within a trial, not across nodes)",
+         "sampler"),
+    _col("power_w", "float", "power", "sampler"),
+    _col("energy_j", "float", "the energy counter's reading (cumulative; null: no counter)", "sampler"),
+    _col("temperature_c", "float", "device temperature", "sampler"),
+    _col("sm_clock_mhz", "float", "GPU SM clock", "sampler"),
+    _col("utilization_pct", "float", "device (or CPU) utilization", "sampler"),
+    _col("memory_used_mb", "float", "device (or host) memory in use", "sampler"),
+    EXTRA_JSON_COLUMN,
+    SCHEMA_VERSION_COLUMN,
+]
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    "trials": (*_TRIALS, *PARTITION_COLUMNS),
+    "samples": (*_SAMPLES, *PARTITION_COLUMNS),
+    "systems": (*_SYSTEMS, *PARTITION_COLUMNS),
+}
+
+# Columns older versions wrote: old name -> (replacement or None, why). Store.read keeps them
+# readable on old files; `energyray store upgrade` renames or drops them.
+LEGACY: dict[str, dict[str, tuple[str | None, str]]] = {
+    "trials": {
+        "latency_s": ("duration_s", "a copy of duration_s"),
+        "prefill_s": ("ttft_s", "a copy of ttft_s"),
+        "group_rule": (None, "the same prose on every row; the meaning of idle_*, load_*, unload_*, warmup_*, "
+                             "load_id and group_trials is in docs/columns.md"),
+    },
+    "samples": {},
+    "systems": {},
+}
+
+
+def columns(table: str, partitions: bool = True) -> tuple[Column, ...]:
+    """The declared columns of `table` (with its hive partition columns unless `partitions=False`)."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    return tuple(c for c in TABLES[table] if partitions or not c.partition)
+
+
+def names(table: str, partitions: bool = True) -> tuple[str, ...]:
+    return tuple(c.name for c in columns(table, partitions))
+
+
+def arrow_schema(table: str, partitions: bool = False) -> pa.Schema:
+    """The Arrow schema of one file of `table` (partition columns live in the path: left out)."""
+    return pa.schema([pa.field(c.name, c.type) for c in columns(table, partitions)])
+
+
+# -- docs/columns.md -------------------------------------------------------------------------
+DOCS_PATH = Path(__file__).resolve().parents[1] / "docs" / "columns.md"
+REGENERATE = "python -m energyray.schema --write"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown() -> str:
+    """docs/columns.md: one table per store table."""
+    out = [
+        "# Columns",
+        "",
+        f"<!-- generated from energyray/schema.py by `{REGENERATE}`; do not edit -->",
+        "",
+        "A store holds three tables, each a folder of Parquet files partitioned by `sweep=` and "
+        "`hardware=` (hive style): `trials` (one row per trial repetition), `samples` (the power "
+        f"time series) and `systems` (one row per worker and node sampler). Schema version {SCHEMA_VERSION}.",
+        "",
+        "Columns ending in `_j` are joules, `_s` seconds, `_w` watts, `_c` degrees Celsius, `_mb` MiB. "
+        "Phases: `idle_*` and `load_*` are measured once per load and repeated on every row of that load "
+        "(they share `load_id`; divide by `group_trials` to share them), `unload_*` once, on the load's last "
+        "row, `warmup_*` just before the first trial of each shape. None of these is in `energy_j`. "
+        "backend=server: `load_*` is the local server's startup and `unload_*` its shutdown (`load_label`, "
+        "`unload_label`). backend=openai: the model runs remotely, so every measured energy column is null "
+        "(not_measurable); `energy_estimated_j` is an estimate.",
+        "",
+        "Filled by: " + "; ".join(f"**{k}**: {v}" for k, v in FILLERS.items()) + ".",
+        "",
+    ]
+    for table in TABLES:
+        out += [f"## {table}", "", "| column | type | unit | meaning | filled by |", "| --- | --- | --- | --- | --- |"]
+        for c in TABLES[table]:
+            out.append(f"| `{c.name}` | {c.type} | {_cell(c.unit or '')} | {_cell(c.meaning)} | {c.filled_by} |")
+        out.append("")
+        legacy = LEGACY.get(table) or {}
+        if legacy:
+            out += ["Written by older versions (`Store.read` still reads them; `python -m energyray store upgrade "
+                    "--store PATH` renames or drops them):", "",
+                    "| old column | now | why |", "| --- | --- | --- |"]
+            out += [f"| `{old}` | {f'`{new}`' if new else 'dropped'} | {_cell(why)} |"
+                    for old, (new, why) in legacy.items()]
+            out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m energyray.schema",
+                                 description="Print docs/columns.md (generated from the declared schema).")
+    ap.add_argument("--write", action="store_true", help=f"write it to {DOCS_PATH}")
+    args = ap.parse_args(argv)
+    text = markdown()
+    if args.write:
+        DOCS_PATH.parent.mkdir(parents=True, exist_ok=True)
+        DOCS_PATH.write_text(text)
+        print(f"wrote {DOCS_PATH}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
