@@ -295,7 +295,7 @@ class RunConfig:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     device: str = "auto"  # auto | cuda | cpu
     seed: int = 0
-    dry_run: bool = False
+    dry_run: Any = False  # false | true (the plan: counts by axis; every trial when short) | list (every trial)
     cache_dir: str | None = None  # None: $ENERGYRAY_CACHE or ~/.cache/energyray
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     measurement: MeasurementConfig = field(default_factory=MeasurementConfig)
@@ -326,3 +326,12 @@ def bytecode_mode(value: Any) -> str:
     """ray.bytecode_cache as "auto" | "true" | "false"."""
     return tristate("ray.bytecode_cache", value, "auto (keep compiled bytecode under the cache directory where "
                     "Python writes none), true (always) or false (leave the interpreter as it is)")
+
+
+def dry_run_mode(value: Any) -> str:
+    """dry_run as "false" | "true" | "list" (YAML may give a bool)."""
+    text = str(value).strip().lower()
+    if text in ("false", "true", "list"):
+        return text
+    raise ConfigError(f"dry_run={value!r}: use false (run the sweep), true (print the plan: trials per value "
+                      "of each axis, and every trial when there are few) or list (print every trial).")

@@ -82,6 +82,15 @@ def print_summary(trials: pd.DataFrame, console: Console | None = None, title: s
     console.print(table)
 
 
+def print_sweep_summary(store: Store, sweep: str, console: Console | None = None) -> None:
+    """The end-of-sweep table: every trial of `sweep` in the store, earlier runs' included (a
+    resumed sweep shows the whole sweep). Minimal: print_summary over the store's rows."""
+    trials = store.read("trials")
+    if not trials.empty and "sweep" in trials:
+        trials = trials[trials["sweep"] == sweep]
+    print_summary(trials, console, title=f"sweep {sweep}: all {len(trials)} trials in the store")
+
+
 def report_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m energyray report",
                                      description="Summarise a store; optionally write a Plotly dashboard.")

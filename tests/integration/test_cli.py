@@ -126,7 +126,7 @@ def test_smoke_sweep_worker_kept_its_bytecode_under_the_cache(smoke, shared_cach
 def test_smoke_sweep_prints_the_summary(smoke):
     r = smoke["first"]
     assert r.returncode == 0, r.explain()
-    assert "sweep smoke: this run" in r.stdout, r.explain()
+    assert "sweep smoke: all 4 trials in the store" in r.stdout, r.explain()
     assert "J/token" in r.stdout and "tokens/s" in r.stdout
     assert "tiny-llama" in r.stdout
     assert "4 ok, 0 failed" in r.stdout
