@@ -3,8 +3,8 @@
 Every default lives here, once: `conf/config.yaml` only picks the default catalogue entries
 (model, hardware, sweep). Hydra composes these schemas (`base_config` in the ConfigStore) with
 `conf/`, `sweeps/<name>.yaml` and the shell's overrides, so a misspelt key or a wrong type is
-refused before anything runs; `python -m energyray --cfg job` prints the result. `OmegaConf.to_object` turns the result into these classes
-once, in the CLI.
+refused before anything runs; `python -m energyray --cfg job` prints the result.
+`OmegaConf.to_object` turns it into these classes once, in plan.make_plan.
 """
 
 from __future__ import annotations
