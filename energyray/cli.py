@@ -153,13 +153,13 @@ def _hydra_entry(cfg_node: DictConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("--help", "-h", "help"):
-        print(HELP, end="")
-        sys.exit(0)
     if argv and argv[0] == "report":
         from energyray.report import report_main
 
         sys.exit(report_main(argv[1:]))
+    if (argv and argv[0] == "help") or any(a in ("--help", "-h") for a in argv):
+        print(HELP, end="")
+        sys.exit(0)
     import hydra
 
     try:
