@@ -21,14 +21,14 @@ from energyray.plan import Plan, axis_counts, check_override_keys, make_plan, re
 # A dry run lists every trial up to this many; beyond, the counts by axis only (dry_run=list: all).
 LIST_AT_MOST = 100
 
-HELP = """\
+HELP = f"""\
 energyray: measure the energy (and time, CO2, cost) of LLM inference over a grid of models,
 precisions, batch sizes, tasks and hardware; one Parquet row per trial in a store.
 
 usage: python -m energyray [KEY=VALUE ...]          run a sweep (Hydra overrides)
        python -m energyray report [--store DIR]     summarise a store (--help for its options)
-       python -m energyray store upgrade [DIR]      bring an older store up to this version's schema
-       python -m energyray --cfg job [KEY=VALUE ...]  print every knob and its value, then exit
+       python -m energyray store upgrade ...        bring a store an older version wrote up to date
+       python -m energyray --cfg job [KEY=VALUE ...]  print every knob and its value; run nothing
 
 common overrides:
   sweep=NAME                 a sweep in sweeps/ (quantization, smoke, batching, backends, ...)
@@ -41,7 +41,8 @@ common overrides:
   device=cpu|cuda|auto       where trials run
   ray.address=auto           join a running Ray cluster instead of starting one
   sampler/pdu=apc-rpdu       also read a PDU's wall power over SNMP (conf/sampler/pdu/)
-  dry_run=true               print the plan (trials per value of each axis) and run nothing
+  dry_run=true               print the plan and run nothing: trials per value of each axis
+                             (and every trial, up to {LIST_AT_MOST})
   dry_run=list               ... and every trial, however many
 
 examples:
@@ -49,7 +50,7 @@ examples:
   python -m energyray sweep=batching model=mistral-7b weights=dummy 'sweep.grid.batch_size=[1,8]'
 
 every knob, with its default: python -m energyray --cfg job
-docs: docs/guide.md (sweeps, overrides, models, backends, clusters); README.md
+docs: docs/guide.md (sweeps, overrides, models, backends, clusters); Hydra's own: --hydra-help
 """
 
 
