@@ -7,7 +7,7 @@ trials: five catalogue models x five precisions x ten batch sizes x two tasks x 
 variants x ten repeats, weights=dummy. `--root` times another checkout (e.g. an older one).
 
     python benchmarks/plan_scale.py --runs 5
-    python benchmarks/plan_scale.py --root /tmp/energyray-before --runs 5
+    python benchmarks/plan_scale.py --root /tmp/energyray-before --root . --runs 5
 """
 
 from __future__ import annotations
@@ -52,22 +52,31 @@ def dry_run_s(root: Path, args: list[str], count: int, work: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=ROOT, help="the energyray checkout to time (default: this one)")
+    parser.add_argument("--root", type=Path, action="append",
+                        help="an energyray checkout to time; repeat it to compare checkouts in one run, "
+                             "interleaved (default: this one)")
     parser.add_argument("--runs", type=int, default=5, help="runs of each dry run (default 5)")
     args = parser.parse_args(argv)
-    times: dict[str, list[float]] = {name: [] for name in CASES}
+    roots = [r.resolve() for r in args.root or [ROOT]]
+    times: dict[tuple[Path, str], list[float]] = {(r, name): [] for r in roots for name in CASES}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         (work / "sweeps").mkdir()
         (work / "sweeps" / "plan_scale.yaml").write_text(BIG)
         for _ in range(args.runs):
-            for name, (overrides, count) in CASES.items():
-                times[name].append(dry_run_s(args.root.resolve(), overrides, count, work))
-    print(f"root: {args.root.resolve()}; {args.runs} runs each, alternating; {os.cpu_count()} CPUs")
-    med = {name: statistics.median(t) for name, t in times.items()}
-    for name, t in times.items():
-        print(f"{name:>14}: median {med[name]:.2f} s  (runs: {', '.join(f'{x:.2f}' for x in t)})")
-    print(f"ratio 10,000 / 4: {med['10,000 trials'] / med['4 trials']:.2f}")
+            for root in roots:
+                for name, (overrides, count) in CASES.items():
+                    times[root, name].append(dry_run_s(root, overrides, count, work))
+    print(f"{args.runs} runs of each, interleaved; {os.cpu_count()} CPUs; 1-min load average "
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    for root in roots:
+        med = {name: statistics.median(times[root, name]) for name in CASES}
+        print(f"{root}:")
+        for name in CASES:
+            runs = ", ".join(f"{x:.2f}" for x in times[root, name])
+            print(f"  {name:>14}: median {med[name]:.2f} s  (runs: {runs})")
+        print(f"  ratio 10,000 / 4: {med['10,000 trials'] / med['4 trials']:.2f}")
     return 0
 
 
