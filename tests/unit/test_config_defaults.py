@@ -43,3 +43,18 @@ def test_config_yaml_sets_no_value_of_its_own():
     """Only the defaults list and Hydra's section: a value here would be a second source."""
     raw = OmegaConf.load(paths.conf_dir() / "config.yaml")
     assert set(raw) == {"defaults", "hydra"}
+
+
+def test_catalogue_entries_load_as_hydra_composes_them():
+    """plan.load_group reads conf/<group>/<name>.yaml onto its schema instead of composing the
+    whole config once per name: the same result, for every entry of the catalogue."""
+    plan.register_configs()
+    with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base="1.3"):
+        for group_name in ("model", "hardware"):
+            names = paths.group_names(group_name)
+            current = OmegaConf.to_object(compose(config_name="config")[group_name])
+            loaded = plan.load_group(group_name, set(names), current)
+            assert sorted(loaded) == names
+            for name in names:
+                hydra = OmegaConf.to_object(compose(config_name="config", overrides=[f"{group_name}={name}"])[group_name])
+                assert loaded[name] == hydra, name
