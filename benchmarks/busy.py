@@ -126,9 +126,9 @@ def _specs(args: argparse.Namespace, hardware: str) -> list[Any]:
 def run_energyray(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
-    from energyray.cli import detect_hardware
     from energyray.grid import group
     from energyray.orchestrator import Plan, run_sweep
+    from energyray.plan import detect_hardware
 
     cfg = _cfg(args)
     hw = detect_hardware(cfg)
@@ -206,7 +206,7 @@ def spread(items: list[Any], n: int) -> list[Any]:
 
 
 def run_per_process(args: argparse.Namespace) -> dict[str, Any]:
-    from energyray.cli import detect_hardware
+    from energyray.plan import detect_hardware
 
     cfg = _cfg(args)
     specs = _specs(args, detect_hardware(cfg))

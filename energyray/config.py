@@ -1,9 +1,10 @@
 """Typed schemas of energyray's configuration: inert dataclasses, no I/O, no env changes.
 
-Hydra composes `conf/` + `sweeps/<name>.yaml` + the shell's overrides against these
-schemas (registered in the ConfigStore by the CLI), so a misspelt key or a wrong type is
-refused before anything runs. `OmegaConf.to_object` turns the result into these classes
-once, in the CLI.
+Every default lives here, once: `conf/config.yaml` only picks the default catalogue entries
+(model, hardware, sweep). Hydra composes these schemas (`base_config` in the ConfigStore) with
+`conf/`, `sweeps/<name>.yaml` and the shell's overrides, so a misspelt key or a wrong type is
+refused before anything runs; `python -m energyray --cfg job` prints the result.
+`OmegaConf.to_object` turns it into these classes once, in plan.make_plan.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ class SweepConfig:
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = 64  # on a GPU
+    """How many tokens each request generates, and the warmups before a new shape."""
+
+    max_new_tokens: int = 128  # per request, on a GPU (the sweep's max_new_tokens axis overrides it)
     cpu_max_new_tokens: int = 16  # on a CPU-only worker: short, so a sweep finishes in minutes
     ignore_eos: bool | None = None  # None: True for dummy weights (fixed lengths), False for real
     warmup_runs: int = 1  # uncounted generations before the first trial of each new shape
@@ -85,7 +88,7 @@ class MeasurementConfig:
 
     idle_s: float = 3.0  # idle baseline window per group, model not loaded (0: none)
     idle_settle_s: float = 2.0  # wait at least this long before the idle window
-    idle_settle_max_s: float = 30.0  # then until power stops falling, at most this long in all
+    idle_settle_max_s: float = 30.0  # then until power stops falling (within 2 % over 1 s), at most this long
     idle_scope: str = "slot"  # slot: once per device, before its first group; group: before every group
     cooldown_s: float = 0.0  # fixed pause before each trial
     cooldown_to_idle_c: float | None = None  # or: wait until within N °C of the idle temperature
@@ -99,13 +102,17 @@ class MeasurementConfig:
 
 @dataclass
 class StoreConfig:
+    """Where results go: a directory of Parquet files (store.py)."""
+
     path: str = "outputs/store"
     resume: bool = True  # skip trial ids already in the store with status ok or oom
 
 
 @dataclass
 class RayConfig:
-    address: str | None = None  # None: start a local Ray; "auto": join a running cluster
+    """The Ray cluster the trials run on, and how workers are started and retried."""
+
+    address: str | None = None  # None: start a local Ray, on loopback only; "auto": join a running cluster
     num_cpus: int | None = None  # for a local Ray; None: all cores
     num_gpus: int | None = None  # for a local Ray; None: Ray detects them
     cpu_workers: int = 1  # workers on a cluster with no GPU
@@ -189,11 +196,13 @@ class PduConfig:
 
 @dataclass
 class SamplerConfig:
+    """Power and energy readers: the GPU's, the CPU's, and optionally a PDU's wall power."""
+
     interval_s: float = 0.1  # power polling period (10 Hz: FACTS shows 1 Hz is 16 % off)
     gpu: str = "nvml"
     cpu: str = "auto"  # auto: rapl where readable, else codecarbon (an estimate); none
     country_iso_code: str = "USA"  # grid carbon intensity for CodeCarbon's CO2 figure
-    pdu: PduConfig | None = None  # wall power of the node (null: off); e.g. sampler/pdu=apc-rpdu
+    pdu: PduConfig | None = None  # wall power of the node (null: off); set by the group: sampler/pdu=apc-rpdu
     # CPU/RAM energy as a node-level sampler beside a GPU's (one per node, shared by its
     # workers): none | auto | rapl | codecarbon. CPU-only workers measure the CPU already.
     node_cpu: str = "none"
@@ -214,7 +223,8 @@ class TransformersConfig:
 
 @dataclass
 class VllmConfig:
-    """Options of the vLLM backend (`backend=vllm`), passed to `vllm.LLM(...)`."""
+    """Options of the vLLM backend (`backend=vllm`: pip install 'energyray[vllm]', a CUDA GPU),
+    passed to `vllm.LLM(...)`."""
 
     gpu_memory_utilization: float = 0.9  # share of the GPU's memory vLLM takes (weights + KV cache)
     max_model_len: int | None = None  # None: the model's context, at most 4096 (the prompts here are short)
@@ -224,7 +234,7 @@ class VllmConfig:
     enable_prefix_caching: bool = False  # off: a repeated prompt would skip its prefill, and its energy
     kv_cache_dtype: str = "auto"  # auto: the model's dtype; fp8 halves the KV cache
     tensor_parallel_size: int = 1  # energyray gives each worker one GPU: only 1 runs for now
-    engine_args: dict[str, Any] = field(default_factory=dict)  # any other vllm.LLM keyword
+    engine_args: dict[str, Any] = field(default_factory=dict)  # any other vllm.LLM keyword: '+vllm.engine_args.swap_space=0'
 
 
 @dataclass
@@ -233,20 +243,21 @@ class ApiConfig:
     client side of backend=server. The API key is never configured here: only the name of
     the environment variable that holds it."""
 
-    base_url: str | None = None  # None: OpenAI's endpoint; or e.g. http://127.0.0.1:11434/v1 (Ollama)
+    # None: OpenAI's endpoint; or e.g. http://127.0.0.1:11434/v1 (Ollama), http://HOST:8000/v1 (vLLM)
+    base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"  # read by the backend, in the worker, and nowhere else
     endpoint: str | None = None  # chat | responses | completions; None: the model's api_endpoint
     max_tokens_param: str = "max_completion_tokens"  # chat only; older servers want max_tokens
     concurrency: int = 8  # requests in flight at once; a batch of prompts = concurrent requests
     timeout_s: float = 120.0  # seconds without a byte from the server before a request is retried
     connect_timeout_s: float = 10.0
-    max_retries: int = 4  # on 429, 5xx, timeouts and connection errors
+    max_retries: int = 4  # on 429, 5xx, timeouts and connection errors (Retry-After honoured)
     backoff_s: float = 1.0  # first retry's wait (doubles each time, with jitter; Retry-After wins)
     backoff_max_s: float = 60.0
     temperature: float | None = 0.0  # null: not sent (reasoning models accept only their default)
     warmup_runs: int = 0  # paid requests: no warmup unless asked (the first trial pays the handshake)
     price_table: str | None = None  # a YAML file; None: conf/prices/<provider>.yaml
-    energy_estimate: str = "none"  # none | flops: an estimate, labelled, of the provider's energy
+    energy_estimate: str = "none"  # none | flops: a labelled estimate of the provider's energy (energy_estimated_j)
     estimate_gpu_peak_flops: float = 9.89e14  # H100 dense bf16 (Epoch AI's assumption)
     estimate_utilization: float = 0.10
     estimate_gpu_power_w: float = 1071.0  # 1275 W per GPU x 0.7 average load x 1.2 PUE
@@ -262,7 +273,8 @@ class ServerConfig:
     command: list[str] = field(default_factory=lambda: [
         "{python}", "-m", "transformers.cli.transformers", "serve", "{model_dir}",
         "--host", "{host}", "--port", "{port}", "--device", "{device}"])
-    # extra arguments per precision (the keys are the precisions backend=server accepts);
+    # extra arguments per precision (the keys are the precisions backend=server accepts; these are
+    # `transformers serve`'s flags, vLLM's server wants --dtype ..., --quantization ...);
     # {baseline_dtype} is bfloat16 on a GPU and float32 on a CPU, as the transformers backend's
     # `baseline`
     precision_args: dict[str, list[str]] = field(default_factory=lambda: {
@@ -270,13 +282,13 @@ class ServerConfig:
         "bf16": ["--dtype", "bfloat16"], "int8": ["--quantization", "bnb-8bit"],
         "nf4": ["--quantization", "bnb-4bit"]})
     served_model: str | None = None  # the model name requests carry; None: {model_dir}
-    endpoint: str = "completions"  # raw prompts, as the transformers backend feeds them
+    endpoint: str = "completions"  # raw prompts, as the transformers backend feeds them (the default model has no chat template)
     host: str = "127.0.0.1"
     port: int = 0  # 0: a free port
     ready_path: str = "/v1/models"  # startup ends when this answers 200
     startup_timeout_s: float = 900.0
     shutdown_timeout_s: float = 60.0  # then SIGKILL
-    hf_home: str | None = None  # None: $HF_HOME or ~/.cache/huggingface (its hub/ is created)
+    hf_home: str | None = None  # None: $HF_HOME or ~/.cache/huggingface (its hub/ is created: transformers serve needs it)
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -286,17 +298,20 @@ class RunConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
-    backend: str = "transformers"
-    weights: str = "real"  # real | dummy (random init of the model's architecture)
-    precision: str = "baseline"  # used when the sweep has no precision axis
+    # The grid's axes, where the sweep does not list them (model and hardware are config groups).
+    backend: str = "transformers"  # transformers | vllm | openai | server
+    weights: str = "real"  # real | dummy (random init of the model's architecture; nothing downloaded)
+    # baseline: bf16 on a GPU, fp32 on a CPU; or fp32 fp16 bf16 int8 nf4 fp4 nf4-dq fp4-dq
+    # (vllm: fp32 fp16 bf16 fp8 awq gptq nf4-dq)
+    precision: str = "baseline"
     batch_size: int = 1
-    task: str = "longform"
+    task: str = "longform"  # longform (the thesis prompt) | qa (short questions, scored)
     prompt_variant: str = "default"
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     device: str = "auto"  # auto | cuda | cpu
     seed: int = 0
-    dry_run: bool = False
-    cache_dir: str | None = None  # None: $ENERGYRAY_CACHE or ~/.cache/energyray
+    dry_run: Any = False  # false | true (the plan: counts by axis; every trial when short) | list (every trial)
+    cache_dir: str | None = None  # converted and dummy models; None: $ENERGYRAY_CACHE or ~/.cache/energyray
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     measurement: MeasurementConfig = field(default_factory=MeasurementConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -326,3 +341,12 @@ def bytecode_mode(value: Any) -> str:
     """ray.bytecode_cache as "auto" | "true" | "false"."""
     return tristate("ray.bytecode_cache", value, "auto (keep compiled bytecode under the cache directory where "
                     "Python writes none), true (always) or false (leave the interpreter as it is)")
+
+
+def dry_run_mode(value: Any) -> str:
+    """dry_run as "false" | "true" | "list" (YAML may give a bool)."""
+    text = str(value).strip().lower()
+    if text in ("false", "true", "list"):
+        return text
+    raise ConfigError(f"dry_run={value!r}: use false (run the sweep), true (print the plan: trials per value "
+                      "of each axis, and every trial when there are few) or list (print every trial).")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from energyray import paths
 from energyray.errors import ConfigError
 
 
@@ -31,9 +32,7 @@ def table_path(provider: str, override: str | None = None) -> Path:
     """`override`, else conf/prices/<provider>.yaml of energyray's conf directory."""
     if override:
         return Path(override).expanduser()
-    from energyray.cli import conf_dir
-
-    return conf_dir() / "prices" / f"{provider}.yaml"
+    return paths.conf_dir() / "prices" / f"{provider}.yaml"
 
 
 def load_table(path: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 
 from energyray.store import Store
 
-TRIAL_ID = re.compile(r"│ ([0-9a-f]{16}) │")
+TRIAL_ID = re.compile(r"^([0-9a-f]{16}) ", re.MULTILINE)  # a line of the dry run's list
 
 
 def _no_traceback(r) -> None:
@@ -126,7 +126,7 @@ def test_smoke_sweep_worker_kept_its_bytecode_under_the_cache(smoke, shared_cach
 def test_smoke_sweep_prints_the_summary(smoke):
     r = smoke["first"]
     assert r.returncode == 0, r.explain()
-    assert "sweep smoke: this run" in r.stdout, r.explain()
+    assert "sweep smoke · tiny-llama" in r.stdout, r.explain()  # the whole sweep, from the store
     assert "J/token" in r.stdout and "tokens/s" in r.stdout
     assert "tiny-llama" in r.stdout
     assert "4 ok, 0 failed" in r.stdout
@@ -165,6 +165,70 @@ def test_dry_run_counts_trials(energyray, tmp_path, overrides, count):
     assert len(set(TRIAL_ID.findall(r.stdout))) == count  # every trial listed, ids unique
     assert not store.exists(), "a dry run must not create the store"
     assert "Ray" not in r.output  # no cluster was started
+
+
+BIG = ["sweep=smoke", "weights=dummy", "sweep.repeats=3", "sweep.grid.model=[tiny-llama,mistral-7b]",
+       "sweep.grid.precision=[baseline,fp16,nf4]", "sweep.grid.batch_size=[1,2,4,8,16]", "sweep.grid.task=[qa,longform]"]
+
+
+def test_large_dry_run_prints_counts_by_axis_not_every_trial(energyray, tmp_path):
+    r = energyray("dry_run=true", f"store.path={tmp_path / 'store'}", *BIG)  # 2*3*5*2 points x 3 repeats
+    assert r.returncode == 0, r.explain()
+    _no_traceback(r)
+    assert "180 trials to run in 6 groups" in r.stdout and "trials: 180" in r.stdout, r.explain()
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.startswith("  ")}
+    assert lines["model"].split(None, 1)[1] == "tiny-llama (90), mistral-7b (90)", r.explain()
+    assert lines["precision"].split(None, 1)[1] == "baseline (60), fp16 (60), nf4 (60)"
+    assert lines["batch_size"].split(None, 1)[1] == "1 (36), 2 (36), 4 (36), 8 (36), 16 (36)"
+    assert lines["task"].split(None, 1)[1] == "qa (90), longform (90)"
+    assert lines["weights"].split(None, 1)[1] == "dummy (180)"
+    assert lines["repeat"].split(None, 1)[1] == "0 (60), 1 (60), 2 (60)"
+    assert not TRIAL_ID.findall(r.stdout), "more than 100 trials: the list only with dry_run=list"
+    assert "dry_run=list" in r.stdout  # says how to see them
+    listed = energyray("dry_run=list", f"store.path={tmp_path / 'store'}", *BIG)
+    assert listed.returncode == 0, listed.explain()
+    assert len(set(TRIAL_ID.findall(listed.stdout))) == 180
+    assert "model          tiny-llama (90), mistral-7b (90)" in listed.stdout
+
+
+def test_dry_run_summary_counts_what_the_store_already_has(smoke, energyray):
+    """After the smoke run, a grid twice as long: the 4 stored trials are counted apart."""
+    assert smoke["first"].returncode == 0, smoke["first"].explain()
+    r = energyray("dry_run=true", *smoke["args"], "sweep.repeats=4")
+    assert r.returncode == 0, r.explain()
+    assert "4 trials to run in 2 groups (4 already in the store)" in r.stdout, r.explain()
+    assert "repeat         2 (2), 3 (2)" in r.stdout
+
+
+def test_dry_run_refuses_an_unknown_mode(energyray, tmp_path):
+    r = energyray("dry_run=maybe", f"store.path={tmp_path / 'store'}", "sweep=smoke")
+    assert r.returncode == 2, r.explain()
+    _no_traceback(r)
+    assert "dry_run='maybe'" in r.output and "list" in r.output
+
+
+def test_help_names_subcommands_overrides_and_dry_run(cli_process):
+    import subprocess
+
+    argv, cwd, env = cli_process
+    for flag in ("--help", "-h"):
+        r = subprocess.run([*argv, flag], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout
+        assert len(out.splitlines()) <= 40
+        for text in ("report", "store upgrade", "sweep=", "model=", "precision=", "weights=dummy",
+                     "sweep.grid.batch_size=[1,8]", "sweep.repeats=", "store.path=", "device=", "ray.address=",
+                     "sampler/pdu=", "dry_run=true", "dry_run=list", "--cfg job", "docs/guide.md"):
+            assert text in out, text
+        assert "Powered by Hydra" not in out  # energyray's own help, not Hydra's
+
+
+def test_cfg_job_prints_every_knob(energyray):
+    r = energyray("--cfg", "job")
+    assert r.returncode == 0, r.explain()
+    for key in ("max_new_tokens: 128", "idle_scope: slot", "reuse_workers: auto", "api_key_env: OPENAI_API_KEY",
+                "name: gemma3-270m", "name: quantization"):
+        assert key in r.stdout, key
 
 
 def test_dry_run_names_the_pinned_model(energyray, tmp_path):

@@ -16,7 +16,7 @@ from energyray.store import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = sorted(p.stem for p in (REPO_ROOT / "sweeps").glob("*.yaml"))
-TRIAL_ID = re.compile(r"│ ([0-9a-f]{16}) │")
+TRIAL_ID = re.compile(r"^([0-9a-f]{16}) ", re.MULTILINE)  # a line of the dry run's list
 # What a CPU run keeps small: the built-in tiny model, no idle baseline, short answers,
 # 100 Hz polling (the tiny model's trials are shorter than the default 0.1 s period).
 CPU_RUN = ["model=tiny-llama", "measurement.idle_s=0", "generation.cpu_max_new_tokens=4",

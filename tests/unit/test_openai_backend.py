@@ -439,7 +439,7 @@ def test_runner_uses_the_gpu_token_budget_for_a_remote_model(tmp_path):
 
 # -- configuration ---------------------------------------------------------------------------------
 def test_api_and_server_override_keys_are_checked():
-    from energyray.cli import check_override_keys
+    from energyray.plan import check_override_keys
 
     check_override_keys(["api.timeout_s=3", "api.extra_body.ignore_eos=true", "server.env.CUDA_LAUNCH_BLOCKING=1",
                          "model.api_params.reasoning={effort:low}", "server.startup_timeout_s=60"])
@@ -452,11 +452,12 @@ def test_api_and_server_override_keys_are_checked():
 def test_the_schema_composes_with_conf():
     from omegaconf import OmegaConf
 
-    from energyray.cli import conf_dir
     from energyray.config import RunConfig
+    from energyray.paths import conf_dir
 
+    # the defaults live in the schema (config.yaml only picks catalogue entries): compose them
     raw = OmegaConf.load(conf_dir() / "config.yaml")
-    merged = OmegaConf.merge(OmegaConf.structured(RunConfig), {"api": raw.api, "server": raw.server})
+    merged = OmegaConf.merge(OmegaConf.structured(RunConfig), {k: v for k, v in raw.items() if k not in ("defaults", "hydra")})
     cfg = RunConfig(api=OmegaConf.to_object(merged.api), server=OmegaConf.to_object(merged.server))  # type: ignore[arg-type]
     assert cfg.api.api_key_env == "OPENAI_API_KEY" and cfg.api.base_url is None and cfg.api.energy_estimate == "none"
     assert cfg.server.precision_args["nf4"] == ["--quantization", "bnb-4bit"] and "{device}" in cfg.server.command
@@ -470,7 +471,7 @@ def test_the_schema_composes_with_conf():
 def test_closed_models_in_the_catalogue_have_an_api_id_and_a_dated_price(name):
     from omegaconf import OmegaConf
 
-    from energyray.cli import conf_dir
+    from energyray.paths import conf_dir
 
     m = OmegaConf.structured(ModelConfig)
     m = OmegaConf.to_object(OmegaConf.merge(m, OmegaConf.load(conf_dir() / "model" / f"{name}.yaml")))
@@ -484,7 +485,7 @@ def test_closed_models_in_the_catalogue_have_an_api_id_and_a_dated_price(name):
 def test_gpt_5_pro_goes_through_the_responses_api_without_temperature():
     from omegaconf import OmegaConf
 
-    from energyray.cli import conf_dir
+    from energyray.paths import conf_dir
 
     spec = OmegaConf.to_container(OmegaConf.load(conf_dir() / "model" / "gpt-5-pro.yaml"))
     assert isinstance(spec, dict)

@@ -1,0 +1,316 @@
+"""Planning: from a composed config to the trials a sweep will run, before anything runs.
+
+Checks every knob (naming the valid choices), resolves `hardware=auto`, loads the models and
+hardware targets the grid names, expands the grid, runs the preflight checks (API keys,
+prices), and leaves out trials already in the store. The result, a `Plan`, is plain data;
+no Ray here, and nothing here imports the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from energyray import env, paths
+from energyray.config import (
+    ApiConfig,
+    GenerationConfig,
+    HardwareConfig,
+    MeasurementConfig,
+    ModelConfig,
+    RayConfig,
+    RunConfig,
+    SamplerConfig,
+    ServerConfig,
+    StoreConfig,
+    SweepConfig,
+    TransformersConfig,
+    VllmConfig,
+    bytecode_mode,
+    dry_run_mode,
+    reuse_mode,
+)
+from energyray.errors import ConfigError
+from energyray.grid import AXES, TrialSpec, expand, group
+
+_SECTIONS = {c.__name__: c for c in (ModelConfig, HardwareConfig, GenerationConfig, MeasurementConfig, RayConfig,
+                                      SamplerConfig, StoreConfig, SweepConfig, TransformersConfig, VllmConfig,
+                                      ApiConfig, ServerConfig)}
+# Mappings whose keys are the user's own (grid: only the axes; the others: anything).
+_OPEN_MAPS: dict[tuple[str, str], list[str] | None] = {
+    ("sweep", "grid"): list(AXES), ("model", "architecture"): None, ("model", "api_params"): None,
+    ("api", "extra_body"): None, ("server", "env"): None, ("server", "precision_args"): None,
+    ("vllm", "engine_args"): None}
+
+
+@dataclass
+class Plan:
+    """What a sweep will run, decided before anything runs."""
+
+    cfg: RunConfig  # every knob checked and normalised; cache_dir resolved
+    specs: list[TrialSpec]  # the whole grid
+    todo: list[TrialSpec]  # what is not in the store yet, in run order
+    groups: list[list[TrialSpec]]  # `todo` by load key: one model load each
+    models: dict[str, ModelConfig]  # name -> model, every model the grid names
+    hardware: dict[str, HardwareConfig]  # name -> target, every target the grid names
+    local_hardware: str  # this machine's family (what hardware=auto means here)
+    # trial_id -> the resolved configuration saved with its row (config_json); empty in a dry run
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> int:
+        """Trials of the grid already in the store."""
+        return len(self.specs) - len(self.todo)
+
+
+# -- Hydra: the schema and the sweeps ---------------------------------------------------------------
+def register_configs() -> None:
+    """Put the schema and every sweep file into Hydra's ConfigStore (group `sweep`)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=RunConfig)
+    for d in paths.sweep_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            node = OmegaConf.load(path)
+            if "name" not in node:
+                node.name = path.stem
+            cs.store(group="sweep", name=path.stem, node=node)
+
+
+def check_override_keys(overrides: list[str]) -> None:
+    """Refuse an override whose key energyray does not know, naming the valid keys.
+
+    Hydra refuses most unknown keys itself, but without listing the choices, and accepts
+    `+misspelt=...` (its own error message suggests it), which nothing would then read.
+    """
+    for override in overrides:
+        if "=" not in override:
+            continue
+        key = override.split("=", 1)[0].lstrip("+~")
+        parts = key.split(".")
+        if parts[0] == "hydra" or key in ("sweep", "model", "hardware", "sampler/pdu"):
+            continue
+        cls: Any = RunConfig
+        for depth, part in enumerate(parts):
+            known = {f.name: f for f in dataclasses.fields(cls)}
+            if part not in known:
+                close = difflib.get_close_matches(part, known, n=1)
+                where = ".".join(parts[:depth]) or "the top level"
+                hint = f" Did you mean {'.'.join([*parts[:depth], close[0]])!r}?" if close else ""
+                raise ConfigError(f"Unknown key {key!r} in override {override!r}.{hint} "
+                                  f"Valid keys at {where}: {', '.join(sorted(known))}.")
+            sub = tuple(parts[depth:depth + 2])
+            if sub in _OPEN_MAPS:
+                axes = _OPEN_MAPS[sub]  # type: ignore[index]
+                if axes is not None and len(parts) > depth + 2 and parts[depth + 2] not in axes:
+                    raise ConfigError(f"Unknown grid axis {parts[depth + 2]!r} in {override!r}. "
+                                      f"Valid axes: {', '.join(axes)}.")
+                break
+            cls = _SECTIONS.get(str(known[part].type))
+            if cls is None:
+                break
+
+
+def pinned_axes(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """Axes set on the command line (`model=qwen2-7b`, `precision=int8`): they pin the grid."""
+    pinned: dict[str, Any] = {}
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in ("model", "hardware"):
+            pinned[key] = cfg[key].name
+        elif key in AXES:
+            value = OmegaConf.select(cfg, key)
+            pinned[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    return pinned
+
+
+def load_group(group_name: str, names: set[str], current: Any) -> dict[str, Any]:
+    """`<group>=<name>` (model, hardware) for each name the grid uses; the current one is reused.
+
+    A catalogue file without a defaults list is merged onto its schema directly (what Hydra's
+    compose would give, without composing the whole config once per name)."""
+    schema = {"model": ModelConfig, "hardware": HardwareConfig}[group_name]
+    found = {current.name: current}
+    for name in sorted(names - {current.name}):
+        path = paths.conf_dir() / group_name / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"Unknown {group_name} {name!r} in the sweep's grid. Choices in conf/{group_name}/: "
+                              f"{', '.join(paths.group_names(group_name))}.")
+        node = OmegaConf.load(path)
+        if "defaults" in node:
+            from hydra import compose
+
+            node = compose(config_name="config", overrides=[f"{group_name}={name}"])[group_name]
+        try:
+            found[name] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+        except Exception as e:  # a wrong key or type in the catalogue file
+            raise ConfigError(f"conf/{group_name}/{name}.yaml does not fit the schema: {e}") from e
+    return found
+
+
+def load_hardware(names: set[str], current: HardwareConfig, local: str) -> dict[str, HardwareConfig]:
+    """The hardware targets the trials name. The locally detected family needs no catalogue
+    entry (an unlisted GPU runs here as itself, with no node resource)."""
+    known = set(paths.group_names("hardware"))
+    extra = {n: HardwareConfig(name=n, description="detected on this machine") for n in names
+             if n == local and n not in known}
+    return {**load_group("hardware", names - set(extra), current), **extra}
+
+
+def detect_hardware(cfg: RunConfig) -> str:
+    """hardware=auto: the local GPU's family (nvml), or cpu."""
+    if cfg.device == "cpu":
+        return "cpu"
+    try:
+        from energyray.samplers.nvml import gpus
+
+        found = gpus()
+    except Exception:
+        found = []
+    return env.hardware_name(found[0]["name"]) if found else "cpu"
+
+
+# -- checks -----------------------------------------------------------------------------------------
+def check_knobs(cfg: RunConfig) -> None:
+    """The settings outside the grid that can be known wrong before anything runs; normalised in place."""
+    if cfg.sampler.pdu is not None:  # a PDU config that cannot work is refused before anything runs
+        from energyray.samplers.snmp_pdu import check_config
+
+        check_config(cfg.sampler.pdu)
+    if cfg.measurement.idle_scope not in ("slot", "group"):
+        raise ConfigError(f"measurement.idle_scope={cfg.measurement.idle_scope!r}: use slot (the idle baseline "
+                          "once per GPU, before its first group) or group (before every group).")
+    cfg.ray.reuse_workers = reuse_mode(cfg.ray.reuse_workers)
+    cfg.ray.bytecode_cache = bytecode_mode(cfg.ray.bytecode_cache)
+    cfg.dry_run = dry_run_mode(cfg.dry_run)
+
+
+def validate(specs: list[TrialSpec], models: dict[str, ModelConfig]) -> None:
+    """Everything that can be known wrong before a trial runs, each with the valid choices."""
+    from energyray.backends import PRECISIONS
+    from energyray.registry import BACKENDS
+    from energyray.tasks import TASKS
+
+    seen: set[tuple[Any, ...]] = set()
+    for s in specs:
+        if s.point in seen:  # repeats of one grid point: checked once
+            continue
+        seen.add(s.point)
+        if s.backend not in BACKENDS:
+            raise ConfigError(f"Unknown backend {s.backend!r}. Valid choices: {', '.join(sorted(BACKENDS))}.")
+        valid = PRECISIONS.get(s.backend, ())
+        if s.precision not in valid:
+            raise ConfigError(f"Backend {s.backend!r} does not support precision {s.precision!r}. "
+                              f"Valid choices: {', '.join(valid)}.")
+        if s.weights not in ("real", "dummy"):
+            raise ConfigError(f"weights={s.weights!r}: valid choices are real, dummy.")
+        if s.task not in TASKS:
+            raise ConfigError(f"Unknown task {s.task!r}. Valid choices: {', '.join(sorted(TASKS))}.")
+        if s.prompt_variant not in TASKS[s.task]:
+            raise ConfigError(f"Task {s.task!r} has no prompt_variant {s.prompt_variant!r}. "
+                              f"Valid choices: {', '.join(TASKS[s.task])}.")
+        if s.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {s.batch_size}.")
+        m = models[s.model]
+        if s.weights == "dummy" and not m.architecture:
+            raise ConfigError(f"Model {s.model!r} has no `architecture` in conf/model/{s.model}.yaml, "
+                              "so weights=dummy cannot build it.")
+        if s.backend == "openai":
+            continue  # a served model: checked by openai_api.preflight
+        if s.weights == "real" and not (m.path or m.gguf_package or m.builtin or m.hub_id or m.gguf_file):
+            raise ConfigError(f"Model {s.model!r} has no source for weights=real (path, gguf_package, "
+                              "builtin or hub_id). Add one, or use weights=dummy.")
+
+
+# -- the resolved configuration of each trial -------------------------------------------------------
+def trial_configs(specs: list[TrialSpec], cfg: RunConfig, models: dict[str, ModelConfig]) -> dict[str, dict[str, Any]]:
+    """trial_id -> the resolved configuration saved with the trial's row (config_json).
+
+    Everything but the trial itself depends on the model and backend only: built once per pair."""
+    shared: dict[tuple[str, str], dict[str, Any]] = {}
+    common = {"generation": asdict(cfg.generation), "measurement": asdict(cfg.measurement),
+              "sampler": asdict(cfg.sampler), "device": cfg.device, "seed": cfg.seed,
+              "sweep": {"name": cfg.sweep.name, "repeats": cfg.sweep.repeats, "grid": cfg.sweep.grid}}
+    out = {}
+    for s in specs:
+        key = (s.model, s.backend)
+        if key not in shared:
+            shared[key] = _backend_config(s.backend, cfg, models[s.model], common)
+        out[s.trial_id] = {"trial": s.to_dict(), **shared[key]}
+    return out
+
+
+def trial_config(spec: TrialSpec, cfg: RunConfig, model: ModelConfig) -> dict[str, Any]:
+    """The resolved configuration of one trial (see trial_configs)."""
+    return trial_configs([spec], cfg, {spec.model: model})[spec.trial_id]
+
+
+def _backend_config(backend: str, cfg: RunConfig, model: ModelConfig, common: dict[str, Any]) -> dict[str, Any]:
+    out = {"model": asdict(model), **common}
+    options = getattr(cfg, backend, None)  # the backend's own section (vllm), where it has one
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        out[backend] = asdict(options)
+    if backend in ("openai", "server"):  # the key's variable name only, never the key
+        out["api"] = asdict(cfg.api)
+    if backend == "server":
+        out["server"] = asdict(cfg.server)
+    return out
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+def _values(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def make_plan(cfg_node: DictConfig, overrides: list[str]) -> Plan:
+    """The composed config (and the command line's overrides, which pin axes) -> a Plan."""
+    cfg: RunConfig = OmegaConf.to_object(cfg_node)  # type: ignore[assignment]
+    cfg.cache_dir = paths.cache_dir(cfg.cache_dir)
+    check_knobs(cfg)
+    pinned = pinned_axes(cfg_node, overrides)
+    defaults = {a: getattr(cfg, a, None) for a in AXES if a not in ("model", "max_new_tokens")}
+    defaults.update(model=cfg.model.name, hardware=cfg.hardware.name, max_new_tokens=None)
+    grid = dict(cfg.sweep.grid)
+    local_hw = detect_hardware(cfg)
+    if any(v == "auto" for v in _values(pinned.get("hardware", grid.get("hardware", defaults["hardware"])))):
+        # `auto` wherever it is given: the same trial ids as when left out
+        defaults["hardware"] = local_hw if defaults["hardware"] == "auto" else defaults["hardware"]
+        for axes in (pinned, grid):
+            if "hardware" in axes:
+                axes["hardware"] = [local_hw if v == "auto" else v for v in _values(axes["hardware"])]
+    specs = expand(cfg.sweep.name, grid, defaults, cfg.sweep.repeats, pinned, cfg.sweep.exclude)
+    vllm_batches = [s.batch_size for s in specs if s.backend == "vllm"]
+    if vllm_batches and cfg.vllm.max_num_seqs is None:  # one engine per group runs each batch as one
+        cfg.vllm.max_num_seqs = max(vllm_batches)
+    models = load_group("model", {s.model for s in specs}, cfg.model)
+    if any(s.backend == "openai" or models[s.model].provider for s in specs):
+        from energyray.backends.openai_api import preflight
+
+        preflight(specs, models, cfg.api, running=cfg.dry_run == "false")  # a missing API key stops it here
+    validate(specs, models)
+    hardware = load_hardware({s.hardware for s in specs}, cfg.hardware, local_hw)
+    done = _done_ids(cfg) if cfg.store.resume else set()
+    todo = [s for s in specs if s.trial_id not in done]
+    configs = trial_configs(todo, cfg, models) if cfg.dry_run == "false" else {}
+    return Plan(cfg=cfg, specs=specs, todo=todo, groups=group(todo), models=models, hardware=hardware,
+                local_hardware=local_hw, configs=configs)
+
+
+def _done_ids(cfg: RunConfig) -> set[str]:
+    if not Path(cfg.store.path).exists():  # nothing done (and no need to import the store's pyarrow)
+        return set()
+    from energyray.store import Store
+
+    return Store(cfg.store.path).done_ids(cfg.sweep.name)
+
+
+def axis_counts(specs: list[TrialSpec]) -> dict[str, Counter[Any]]:
+    """Each axis (and the repeat): its values, with the number of trials of each, in first-seen order."""
+    return {axis: Counter(getattr(s, axis) for s in specs) for axis in (*AXES, "repeat")}
