@@ -1,6 +1,6 @@
 """Ray lives here and only here: starting or joining a cluster (cluster.py), the scheduler's
-decisions (policy.py, pure), its event loop (scheduler.py) and the actors it runs (actors.py);
-`Plan` (plan.py) is what the driver hands over.
+decisions (policy.py, pure), its event loop (scheduler.py) over typed calls (calls.py), and
+the actors it runs (actors.py); `Plan` (plan.py) is what the driver hands over.
 
 `run_sweep` takes the driver's plan (groups of TrialSpecs) and calls back with each trial's
 result as it arrives; the driver writes it to the store.

@@ -2,7 +2,8 @@
 
 The orchestrator's modules: `plan.py` (what the driver hands over), `cluster.py` (starting or
 joining Ray, the slots each hardware target gets), `policy.py` (the decisions: stealing,
-keeping a worker, retries; no Ray), this loop, and `actors.py` (what runs inside the actors).
+keeping a worker, retries; no Ray), `calls.py` (the slots, the calls in flight and their
+outcomes), this loop, and `actors.py` (what runs inside the actors).
 
 One slot per GPU (or `ray.cpu_workers` slots on a cluster without GPUs), each a STRICT_PACK
 placement group holding a long-lived sampler actor and, one group at a time, a fresh worker
@@ -57,8 +58,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -71,9 +71,24 @@ from energyray.config import bytecode_mode, reuse_mode
 from energyray.grid import TrialSpec
 from energyray.orchestrator import policy
 from energyray.orchestrator.actors import NodeSamplerHost, SamplerHost, WorkerHost
+from energyray.orchestrator.calls import (
+    Call,
+    Describe,
+    Discard,
+    Done,
+    Failed,
+    Load,
+    Outcome,
+    Ping,
+    Ready,
+    Slot,
+    TimedOut,
+    Trial,
+    Unload,
+)
 from energyray.orchestrator.cluster import init_ray, pools
 from energyray.orchestrator.plan import Plan
-from energyray.orchestrator.policy import Retries, SlotState, StartTimes
+from energyray.orchestrator.policy import Retries, StartTimes
 from energyray.registry import BACKEND_SETTINGS
 from energyray.trial import TrialResult
 
@@ -84,107 +99,6 @@ PING_TIMEOUT_S = 15.0
 def backend_settings(cfg: Any) -> dict[str, Any]:
     """The RunConfig sections backends may ask for (their `settings`), by name."""
     return {name: getattr(cfg, name) for name in BACKEND_SETTINGS if hasattr(cfg, name)}
-
-
-@dataclass(kw_only=True)
-class _Slot(SlotState):
-    """A slot as the loop holds it: the policy's view plus its Ray handles and bookkeeping."""
-
-    pg: Any
-    bundle: dict[str, float]
-    sampler: Any = None
-    worker: Any = None
-    system: dict[str, Any] | None = None
-    place_tries: int = 0
-    group_started_at: float = 0.0  # monotonic, when its current group (or piece) was started
-    trial_sent_at: float = 0.0
-    fresh: bool = True  # its current group started a new worker process
-    unload_late: bool = False  # its trial in flight became the group's last after it was sent (stolen)
-    node_id: str | None = None  # the Ray node its placement group is on
-    node_host: Any = None  # the NodeSamplerHost its current worker uses (None: no node samplers)
-    workers: int = 0  # workers started on this slot, for their tags
-    tag: str = ""  # the current worker's name on its node's samplers: slot<index>-<n>
-
-
-# -- the calls in flight: one class per kind ------------------------------------------------------
-@dataclass
-class Call:
-    """A Ray call the loop waits for on behalf of a slot; `deadline` is set when it is sent."""
-
-    kind: ClassVar[str]
-    slot: _Slot
-    deadline: float = field(default=0.0, kw_only=True)
-
-
-@dataclass
-class Ready(Call):
-    """The slot's placement group is placed (within ray.node_wait_s)."""
-
-    kind: ClassVar[str] = "ready"
-
-
-@dataclass
-class Describe(Call):
-    """A new worker's describe(): its process has started and bound its sampler."""
-
-    kind: ClassVar[str] = "describe"
-
-
-@dataclass
-class Load(Call):
-    """The worker loads the model of the trial at the head of its queue."""
-
-    kind: ClassVar[str] = "load"
-    spec: TrialSpec
-
-
-@dataclass
-class Trial(Call):
-    """The worker runs one trial (the head of the slot's queue)."""
-
-    kind: ClassVar[str] = "trial"
-    spec: TrialSpec
-
-
-@dataclass
-class Ping(Call):
-    """Is the slot's sampler still there (after a trial whose sampler failed)?"""
-
-    kind: ClassVar[str] = "ping"
-
-
-@dataclass
-class Unload(Call):
-    """The group's unload, measured after `held`'s trial, which became the last once stolen from."""
-
-    kind: ClassVar[str] = "unload"
-    held: TrialResult
-
-
-@dataclass
-class Discard(Call):
-    """A gone worker's open node windows, discarded (best effort)."""
-
-    kind: ClassVar[str] = "discard"
-
-
-# -- how a call ended -----------------------------------------------------------------------------
-@dataclass
-class Done:
-    value: Any
-
-
-@dataclass
-class Failed:
-    error: Exception
-
-
-@dataclass
-class TimedOut:
-    pass
-
-
-Outcome = Done | Failed | TimedOut
 
 
 def _failed(spec: TrialSpec, error: str, status: str = "failed", **extra: Any) -> TrialResult:
@@ -218,7 +132,7 @@ class Scheduler:
         self.node_hosts: dict[str, Any] = {}  # Ray node id -> its NodeSamplerHost
         self.node_hardware: dict[str, str] = {}
         self.work: dict[str, deque[list[TrialSpec]]] = {}
-        self.slots: list[_Slot] = []
+        self.slots: list[Slot] = []
         self.pending: dict[Any, Call] = {}
         self.emitted: set[str] = set()
         self.group_size: dict[str, int] = {}  # trial_id -> trials in its load group (GROUP_RULE)
@@ -242,26 +156,26 @@ class Scheduler:
             # with stealing, a group of n trials can keep n slots busy (a victim keeps one)
             wanted = sum(len(g) for g in self.work[hw]) if self.steal else len(self.work[hw])
             for _ in range(min(count, wanted)):
-                slot = _Slot(index=len(self.slots), hardware=hw, bundle=bundle,
+                slot = Slot(index=len(self.slots), hardware=hw, bundle=bundle,
                              pg=placement_group([bundle], strategy="STRICT_PACK"))
                 self.slots.append(slot)
                 self._place(slot)
 
-    def _strategy(self, slot: _Slot) -> PlacementGroupSchedulingStrategy:
+    def _strategy(self, slot: Slot) -> PlacementGroupSchedulingStrategy:
         return PlacementGroupSchedulingStrategy(slot.pg, placement_group_bundle_index=0)
 
-    def _place(self, slot: _Slot) -> None:
+    def _place(self, slot: Slot) -> None:
         """Wait (in the loop, not blocking) for the slot's placement group, then start its sampler."""
         slot.state = "placing"
         self._submit(Ready(slot), slot.pg.ready())
         self._show(slot, "waiting for a node")
 
-    def _new_sampler(self, slot: _Slot) -> None:
+    def _new_sampler(self, slot: Slot) -> None:
         if slot.sampler is not None:
             ray.kill(slot.sampler, no_restart=True)
         slot.sampler = self.Sampler.options(num_cpus=0, scheduling_strategy=self._strategy(slot)).remote(self.cfg.sampler)
 
-    def _node_host(self, slot: _Slot) -> Any:
+    def _node_host(self, slot: Slot) -> Any:
         """The node sampler host of the slot's node, started on first use; None where no
         node-level sampler is configured for this slot (node_cpu counts beside a GPU only)."""
         s, gpu = self.cfg.sampler, bool(slot.bundle.get("GPU"))
@@ -275,7 +189,7 @@ class Scheduler:
             self.node_hardware[slot.node_id] = slot.hardware
         return self.node_hosts[slot.node_id]
 
-    def _check_node(self, slot: _Slot) -> None:
+    def _check_node(self, slot: Slot) -> None:
         """A node sampler call failed: if its host is gone (or hangs), the node's next worker
         gets a new one; the rest of this group goes on, its rows saying why they lack the figure."""
         host: Any = self.node_hosts.get(slot.node_id or "")
@@ -298,17 +212,17 @@ class Scheduler:
         call.deadline = time.monotonic() + self._timeout_s(call)
         self.pending[ref] = call
 
-    def _describe(self, slot: _Slot) -> None:
+    def _describe(self, slot: Slot) -> None:
         self._submit(Describe(slot), slot.worker.describe.remote())
 
-    def _ping(self, slot: _Slot) -> None:
+    def _ping(self, slot: Slot) -> None:
         self._submit(Ping(slot), slot.sampler.describe.remote())
 
-    def _load(self, slot: _Slot) -> None:
+    def _load(self, slot: Slot) -> None:
         spec = slot.queue[0]
         self._submit(Load(slot, spec), slot.worker.load.remote(spec, self.plan.models[spec.model]))
 
-    def _send_trial(self, slot: _Slot) -> None:
+    def _send_trial(self, slot: Slot) -> None:
         spec = slot.queue[0]
         ref = slot.worker.run.remote(spec, self.plan.models[spec.model], self.plan.configs[spec.trial_id],
                                      len(slot.queue) == 1)
@@ -317,10 +231,10 @@ class Scheduler:
         self._show(slot, f"{spec.model} {spec.precision} b={spec.batch_size} {spec.task}",
                    slot.done_in_group, slot.group_size)
 
-    def _trial_in_flight(self, slot: _Slot) -> bool:
+    def _trial_in_flight(self, slot: Slot) -> bool:
         return any(isinstance(c, Trial) and c.slot is slot for c in self.pending.values())
 
-    def _start_group(self, slot: _Slot, group: list[TrialSpec]) -> None:
+    def _start_group(self, slot: Slot, group: list[TrialSpec]) -> None:
         slot.queue = deque(group)
         slot.state, slot.done_in_group, slot.group_size = "busy", 0, len(group)
         slot.group_started_at, slot.trial_s, slot.fresh = time.monotonic(), [], slot.worker is None
@@ -346,7 +260,7 @@ class Scheduler:
         self._describe(slot)
         self._show(slot, f"loading {group[0].model} {group[0].precision}", 0, len(group))
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         if slot.worker is not None:
             ray.kill(slot.worker, no_restart=True)
             if slot.node_host is not None:  # its open node windows would take shares for ever
@@ -372,7 +286,7 @@ class Scheduler:
         if self.progress is not None:
             self.progress.advance(result.row)
 
-    def _requeue(self, slot: _Slot, rest: list[TrialSpec]) -> None:
+    def _requeue(self, slot: Slot, rest: list[TrialSpec]) -> None:
         if rest:
             self.work[slot.hardware].appendleft(rest)
 
@@ -390,7 +304,7 @@ class Scheduler:
         self._requeue(slot, [s for s in rest if s not in gave_up])
         self._check_slot(slot)
 
-    def _check_slot(self, slot: _Slot) -> None:
+    def _check_slot(self, slot: Slot) -> None:
         """After a death: is the slot's sampler still there? If not, wait for the placement
         group (Ray moves it off a dead node where it can) and start a new sampler."""
         try:
@@ -542,7 +456,7 @@ class Scheduler:
             return
         self._trial_done(slot, result)
 
-    def _trial_done(self, slot: _Slot, value: TrialResult) -> None:
+    def _trial_done(self, slot: Slot, value: TrialResult) -> None:
         """A trial's result (with its group's unload where it was the last): emit it, go on."""
         self._emit(value)
         reason = str(value.row.get("energy_reason") or "")
@@ -578,7 +492,7 @@ class Scheduler:
         self._release(slot)
         self._requeue(slot, rest)
 
-    def _next(self, slot: _Slot, last: dict[str, Any] | None = None) -> None:
+    def _next(self, slot: Slot, last: dict[str, Any] | None = None) -> None:
         if slot.queue:
             self._send_trial(slot)
         elif (self.work[slot.hardware] or self._victim(slot)) and self._keep(slot, last):
@@ -587,20 +501,20 @@ class Scheduler:
         else:
             self._release(slot)
 
-    def _keep(self, slot: _Slot, last: dict[str, Any] | None) -> bool:
+    def _keep(self, slot: Slot, last: dict[str, Any] | None) -> bool:
         """policy.keep_worker for the group that just ended; a node sampler host replaced since
         the worker started means it holds the dead one's handle."""
         replaced = slot.node_host is not None and slot.node_host is not self.node_hosts.get(slot.node_id or "")
         return policy.keep_worker(self.reuse, last, self.reuse_max_left_mb, host_replaced=replaced)
 
     # -- work stealing ----------------------------------------------------------------------------
-    def _victim(self, thief: _Slot) -> tuple[_Slot, int] | None:
+    def _victim(self, thief: Slot) -> tuple[Slot, int] | None:
         """policy.victim over this sweep's slots; None where stealing is off."""
         if not self.steal:
             return None
         return policy.victim(thief, self.slots, self.start_times.cost(fresh=thief.worker is None))
 
-    def _take(self, thief: _Slot) -> list[TrialSpec] | None:
+    def _take(self, thief: Slot) -> list[TrialSpec] | None:
         """Cut the back part off a running group's queue for `thief` (None: nothing worth taking)."""
         found = self._victim(thief)
         if found is None:
@@ -617,14 +531,14 @@ class Scheduler:
                    victim.group_size)
         return piece
 
-    def _steal(self, thief: _Slot) -> bool:
+    def _steal(self, thief: Slot) -> bool:
         """Start `thief` on part of a running group; whether it got any."""
         piece = self._take(thief)
         if piece is not None:
             self._start_group(thief, piece)
         return piece is not None
 
-    def _sampler_lost(self, slot: _Slot, why: str) -> None:
+    def _sampler_lost(self, slot: Slot, why: str) -> None:
         """The rest of the group goes to a fresh worker beside a new sampler."""
         rest = list(slot.queue)
         self._release(slot)
@@ -635,7 +549,7 @@ class Scheduler:
         self._place(slot)
         self._show(slot, f"replacing its sampler ({why})")
 
-    def _retire(self, slot: _Slot, why: str) -> None:
+    def _retire(self, slot: Slot, why: str) -> None:
         slot.state = "retired"
         self._show(slot, f"retired: {why}")
         try:
@@ -647,7 +561,7 @@ class Scheduler:
                 for s in self.work[slot.hardware].popleft():
                     self._emit(_failed(s, f"no slot left for hardware {slot.hardware!r}: {why}"))
 
-    def _show(self, slot: _Slot, text: str, done: int | None = None, total: int | None = None) -> None:
+    def _show(self, slot: Slot, text: str, done: int | None = None, total: int | None = None) -> None:
         if self.progress is not None and hasattr(self.progress, "worker"):
             self.progress.worker(slot.index, slot.hardware, text, done, total)
 

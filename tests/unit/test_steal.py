@@ -10,7 +10,7 @@ from pathlib import Path
 from energyray.config import RunConfig
 from energyray.grid import TrialSpec, expand
 from energyray.orchestrator import Plan
-from energyray.orchestrator.scheduler import Scheduler, Trial, _Slot
+from energyray.orchestrator.scheduler import Scheduler, Slot, Trial
 
 
 def _specs(batches: list[int], repeats: int) -> list[TrialSpec]:
@@ -25,10 +25,10 @@ def _scheduler(tmp_path: Path, steal: bool = True) -> Scheduler:
     return Scheduler(Plan(groups=[], models={}, configs={}, cfg=cfg), lambda r: None)
 
 
-def _slots(sched: Scheduler, queues: list[list[TrialSpec]]) -> list[_Slot]:
+def _slots(sched: Scheduler, queues: list[list[TrialSpec]]) -> list[Slot]:
     sched.slots = []
     for i, q in enumerate(queues):
-        slot = _Slot(index=i, pg=None, bundle={"CPU": 1}, hardware="cpu", queue=deque(q),
+        slot = Slot(index=i, pg=None, bundle={"CPU": 1}, hardware="cpu", queue=deque(q),
                      state="busy" if q else "idle")
         slot.group_size = len(q)
         sched.slots.append(slot)
