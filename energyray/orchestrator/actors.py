@@ -298,11 +298,9 @@ class WorkerHost:
                  preload: str | None = None, bytecode_cache: str = "auto") -> None:
         entered_at, t0 = time.time(), time.monotonic()
         bytecode = env.bytecode_cache(bytecode_cache, cache_dir)  # before torch and the backend are imported
-        # CUDA reads this when it starts (below, or in the backend), so this process counts
-        # GPUs in NVML's (PCI) order, as Ray does. Set here rather than in a runtime_env: a
-        # runtime_env makes Ray start a new process for the actor instead of taking one it has
-        # ready (__init__ began 2.7 s after the actor was asked for on an H200 VM with one,
-        # 0.4-0.5 s without on an H100 VM: benchmarks/README.md)
+        # CUDA reads this when it starts, so this process counts GPUs in NVML's (PCI) order, as
+        # Ray does. Set here, not in a runtime_env: that makes Ray start a new process for the
+        # actor instead of taking one it has ready (its __init__ began ~2 s later).
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         preload_backend(preload)
         gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None

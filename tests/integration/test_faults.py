@@ -185,12 +185,12 @@ def test_a_group_whose_last_queued_trial_is_stolen_still_measures_its_unload(loc
 
     kinds: list[str] = []
     submit, victim = scheduler.Scheduler._submit, scheduler.Scheduler._victim
-    monkeypatch.setattr(scheduler.Scheduler, "_submit", lambda self, slot, kind, *a: (kinds.append(kind),
-                                                                                      submit(self, slot, kind, *a)))
+    monkeypatch.setattr(scheduler.Scheduler, "_submit", lambda self, call, ref: (kinds.append(call.kind),
+                                                                                 submit(self, call, ref)))
 
     def running(self, thief):
         found = victim(self, thief)
-        return found if found and any(c.slot is found[0] and c.kind == "trial" for c in self.pending.values()) else None
+        return found if found and self._trial_in_flight(found[0]) else None
 
     monkeypatch.setattr(scheduler.Scheduler, "_victim", running)
     base = {"model": "tiny-llama", "backend": "transformers", "weights": "real", "batch_size": 1, "task": "qa",

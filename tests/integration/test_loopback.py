@@ -8,7 +8,7 @@ import psutil
 import ray
 
 from energyray.config import RunConfig
-from energyray.orchestrator.scheduler import init_ray
+from energyray.orchestrator.cluster import init_ray
 
 
 def test_a_local_ray_listens_on_loopback_only():

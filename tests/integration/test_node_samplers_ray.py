@@ -237,13 +237,13 @@ def test_node_energy_is_split_by_each_workers_device_energy_through_ray(local_ra
 
 
 def test_without_node_samplers_configured_no_node_host_is_started():
-    from energyray.orchestrator.scheduler import Scheduler, _Slot
+    from energyray.orchestrator.scheduler import Scheduler, Slot
 
     cfg = RunConfig(device="cpu")
     empty = Plan(groups=[], models={}, configs={}, cfg=cfg)
     sched = Scheduler(empty, lambda r: None)
-    cpu_slot = _Slot(0, None, {"CPU": 1.0}, "cpu", node_id="n1")
-    gpu_slot = _Slot(1, None, {"GPU": 1.0, "CPU": 1.0}, "h200", node_id="n1")
+    cpu_slot = Slot(index=0, pg=None, bundle={"CPU": 1.0}, hardware="cpu", node_id="n1")
+    gpu_slot = Slot(index=1, pg=None, bundle={"GPU": 1.0, "CPU": 1.0}, hardware="h200", node_id="n1")
     assert sched._node_host(cpu_slot) is None and sched._node_host(gpu_slot) is None
     cfg.sampler.node_cpu = "codecarbon"  # CPU/RAM beside a GPU only: a CPU worker measures its CPU already
     assert sched._node_host(cpu_slot) is None

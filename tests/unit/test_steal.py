@@ -1,18 +1,16 @@
-"""Work stealing (ray.steal_work): which running group an idle slot takes part of, where the
-queue is cut, and when stealing would not pay. The scheduler's decisions alone, without Ray
-(tests/integration/test_faults.py runs it through Ray)."""
+"""Work stealing (ray.steal_work) as the scheduler applies it: cutting the victim's queue, the
+load sizes its rows will carry, the late unload, and steal_work=false. The decisions themselves
+are tested on plain data in test_policy.py; tests/integration/test_faults.py runs it through Ray."""
 
 from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
 
-import pytest
-
 from energyray.config import RunConfig
 from energyray.grid import TrialSpec, expand
 from energyray.orchestrator import Plan
-from energyray.orchestrator.scheduler import Scheduler, _Slot
+from energyray.orchestrator.scheduler import Scheduler, Slot, Trial
 
 
 def _specs(batches: list[int], repeats: int) -> list[TrialSpec]:
@@ -27,10 +25,11 @@ def _scheduler(tmp_path: Path, steal: bool = True) -> Scheduler:
     return Scheduler(Plan(groups=[], models={}, configs={}, cfg=cfg), lambda r: None)
 
 
-def _slots(sched: Scheduler, queues: list[list[TrialSpec]]) -> list[_Slot]:
+def _slots(sched: Scheduler, queues: list[list[TrialSpec]]) -> list[Slot]:
     sched.slots = []
     for i, q in enumerate(queues):
-        slot = _Slot(i, pg=None, bundle={"CPU": 1}, hardware="cpu", queue=deque(q), state="busy" if q else "idle")
+        slot = Slot(index=i, pg=None, bundle={"CPU": 1}, hardware="cpu", queue=deque(q),
+                     state="busy" if q else "idle")
         slot.group_size = len(q)
         sched.slots.append(slot)
     return sched.slots
@@ -49,16 +48,6 @@ def test_an_idle_slot_takes_half_of_a_group_cut_between_grid_points(tmp_path):
     assert {sched.group_size[s.trial_id] for s in specs} == {6}  # group_trials on the rows to come
 
 
-def test_repeats_of_one_point_stay_together_where_a_boundary_is_near(tmp_path):
-    sched = _scheduler(tmp_path)
-    specs = _specs([1, 2], repeats=5)  # 10 trials: the middle cut (5) is a boundary
-    assert sched._cut(specs, 5) == 5
-    specs = _specs([1, 2, 4], repeats=4)  # 12 trials: a cut at 6 moves to the boundary at 4 or 8
-    assert sched._cut(specs, 6) in (4, 8)
-    one = _specs([1], repeats=8)  # no boundary: cut where asked
-    assert sched._cut(one, 4) == 4
-
-
 def test_slots_waiting_at_the_start_split_a_group_evenly(tmp_path):
     sched = _scheduler(tmp_path)
     specs = _specs([1], repeats=24)
@@ -71,36 +60,18 @@ def test_slots_waiting_at_the_start_split_a_group_evenly(tmp_path):
     assert sorted(t.trial_id for s in (a, b, c) for t in s.queue) == sorted(t.trial_id for t in specs)
 
 
-def test_no_steal_where_the_thiefs_start_outlasts_what_the_victim_keeps(tmp_path):
+def test_the_thiefs_start_cost_is_the_median_start_of_its_kind(tmp_path):
     sched = _scheduler(tmp_path)
     victim, thief = _slots(sched, [_specs([1], repeats=8), []])
     victim.trial_s = [3.6] * 4  # 3.6 s a trial: it keeps 4, i.e. 14.4 s
-    sched.start_s["fresh"] = [15.0]  # a fresh worker took 15 s to load
+    sched.start_times.fresh = [15.0]  # a fresh worker took 15 s to load
     assert sched._victim(thief) is None
-    sched.start_s["kept"] = [1.5]  # a kept process loads in 1.5 s
+    sched.start_times.kept = [1.5]  # a kept process loads in 1.5 s
     thief.worker = object()
     assert sched._victim(thief) == (victim, 4)
 
 
-def test_the_victim_with_the_most_work_left_is_chosen(tmp_path):
-    sched = _scheduler(tmp_path)
-    short, long_, thief = _slots(sched, [_specs([1], repeats=10), _specs([2], repeats=6), []])
-    short.trial_s, long_.trial_s = [1.0], [5.0]  # 10 s left against 30 s
-    assert sched._victim(thief) == (long_, 3)
-
-
-@pytest.mark.parametrize("queue_len", [0, 1, 2])
-def test_a_victim_keeps_its_trial_in_flight(tmp_path, queue_len):
-    sched = _scheduler(tmp_path)
-    victim, thief = _slots(sched, [_specs([1], repeats=3)[:queue_len], []])
-    assert sched._victim(thief) == (None if queue_len < 2 else (victim, 1))
-
-
-def test_other_hardware_and_steal_work_false_are_never_robbed(tmp_path):
-    sched = _scheduler(tmp_path)
-    victim, thief = _slots(sched, [_specs([1], repeats=8), []])
-    victim.hardware = "h100"
-    assert sched._victim(thief) is None
+def test_steal_work_false_never_robs(tmp_path):
     off = _scheduler(tmp_path, steal=False)
     _, thief = _slots(off, [_specs([1], repeats=8), []])
     assert off._victim(thief) is None
@@ -108,13 +79,11 @@ def test_other_hardware_and_steal_work_false_are_never_robbed(tmp_path):
 
 def test_taking_the_last_queued_trial_of_a_running_trial_asks_for_a_late_unload(tmp_path):
     """The victim's trial in flight was sent as not its group's last: once the rest is taken,
-    the scheduler must measure the group's unload after it (Scheduler._handle)."""
-    from energyray.orchestrator.scheduler import _Call
-
+    the scheduler must measure the group's unload after it (an Unload call, Scheduler._on_trial)."""
     sched = _scheduler(tmp_path)
     victim, thief = _slots(sched, [_specs([1], repeats=2), []])
     sched.pending = {}
     assert sched._take(thief) is not None and not victim.unload_late  # still loading: its trial will be the last
     victim.queue = deque(_specs([1], repeats=2))
-    sched.pending = {"ref": _Call(victim, "trial", victim.queue[0], 0.0)}
+    sched.pending = {"ref": Trial(victim, victim.queue[0])}
     assert sched._take(thief) is not None and victim.unload_late and len(victim.queue) == 1
