@@ -127,8 +127,8 @@ def run_energyray(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
     from energyray.grid import group
-    from energyray.orchestrator import Plan, run_sweep
-    from energyray.plan import detect_hardware
+    from energyray.orchestrator import run_sweep
+    from energyray.plan import Plan, detect_hardware
 
     cfg = _cfg(args)
     hw = detect_hardware(cfg)

@@ -72,7 +72,8 @@ def overhead(trials: int, groups: int) -> dict[str, float]:
 
     from energyray.config import MeasurementConfig, ModelConfig, RunConfig
     from energyray.grid import expand, group
-    from energyray.orchestrator import Plan, run_sweep
+    from energyray.orchestrator import run_sweep
+    from energyray.plan import Plan
     from energyray.trial import TrialRunner
 
     cache = tempfile.mkdtemp()

@@ -94,7 +94,7 @@ def run(cfg_node: DictConfig) -> int:
         return 0
     console = _console()
     if not plan.todo:
-        console.print(f"All {len(plan.specs)} trials of sweep {cfg.sweep.name!r} are already in {cfg.store.path} "
+        console.print(f"All {plan.skipped} trials of sweep {cfg.sweep.name!r} are already in {cfg.store.path} "
                       "(store.resume=false reruns them).")
         return 0
 
@@ -106,8 +106,6 @@ def run(cfg_node: DictConfig) -> int:
     store = Store(cfg.store.path)
     todo = plan.todo
     driver_env = env.snapshot()
-    run_plan = orchestrator.Plan(groups=plan.groups, models=plan.models, hardware=plan.hardware,
-                                 local_hardware=plan.local_hardware, configs=plan.configs, cfg=cfg)
     by_id = {s.trial_id: s for s in todo}
     failed = [0, 0]  # trials written by this run, of which not ok
 
@@ -133,9 +131,9 @@ def run(cfg_node: DictConfig) -> int:
         console.print(f"energyray: removed {len(stale)} partial file(s) a killed run left in {store.path}")
     console.print(f"energyray: sweep [bold]{cfg.sweep.name}[/]: {len(todo)} trials in "
                   f"{len(plan.groups)} groups ({plan.skipped} already in the store) -> {store.path}")
-    orchestrator.check_cluster(run_plan)  # before the progress bar: a sweep the cluster cannot run fails here
+    orchestrator.check_cluster(plan)  # before the progress bar: a sweep the cluster cannot run fails here
     with SweepProgress(len(todo), console) as progress:
-        orchestrator.run_sweep(run_plan, on_result, on_system, progress)
+        orchestrator.run_sweep(plan, on_result, on_system, progress)
     report.print_sweep_summary(store, cfg.sweep.name, console)  # the whole sweep, earlier runs' trials too
     written, bad = failed
     console.print(f"{written - bad} ok, {bad} failed in this run; store: {store.path}")

@@ -51,22 +51,21 @@ _OPEN_MAPS: dict[tuple[str, str], list[str] | None] = {
 
 @dataclass
 class Plan:
-    """What a sweep will run, decided before anything runs."""
+    """What a sweep will run, decided before anything runs; the orchestrator runs `groups`."""
 
     cfg: RunConfig  # every knob checked and normalised; cache_dir resolved
-    specs: list[TrialSpec]  # the whole grid
-    todo: list[TrialSpec]  # what is not in the store yet, in run order
-    groups: list[list[TrialSpec]]  # `todo` by load key: one model load each
+    groups: list[list[TrialSpec]]  # the trials to run by load key (one model load each), in run order
     models: dict[str, ModelConfig]  # name -> model, every model the grid names
-    hardware: dict[str, HardwareConfig]  # name -> target, every target the grid names
-    local_hardware: str  # this machine's family (what hardware=auto means here)
     # trial_id -> the resolved configuration saved with its row (config_json); empty in a dry run
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hardware: dict[str, HardwareConfig] = field(default_factory=dict)  # name -> every target the grid names
+    local_hardware: str = "cpu"  # this machine's family (what hardware=auto means here)
+    skipped: int = 0  # trials of the grid already in the store
 
     @property
-    def skipped(self) -> int:
-        """Trials of the grid already in the store."""
-        return len(self.specs) - len(self.todo)
+    def todo(self) -> list[TrialSpec]:
+        """Every trial to run, in run order."""
+        return [s for g in self.groups for s in g]
 
 
 # -- Hydra: the schema and the sweeps ---------------------------------------------------------------
@@ -299,8 +298,8 @@ def make_plan(cfg_node: DictConfig, overrides: list[str]) -> Plan:
     done = _done_ids(cfg) if cfg.store.resume else set()
     todo = [s for s in specs if s.trial_id not in done]
     configs = trial_configs(todo, cfg, models) if cfg.dry_run == "false" else {}
-    return Plan(cfg=cfg, specs=specs, todo=todo, groups=group(todo), models=models, hardware=hardware,
-                local_hardware=local_hw, configs=configs)
+    return Plan(cfg=cfg, groups=group(todo), models=models, configs=configs, hardware=hardware,
+                local_hardware=local_hw, skipped=len(specs) - len(todo))
 
 
 def _done_ids(cfg: RunConfig) -> set[str]:

@@ -8,7 +8,7 @@ from typing import Any
 import ray
 
 from energyray.errors import ConfigError
-from energyray.orchestrator.plan import Plan
+from energyray.plan import Plan
 
 
 def _loopback_only() -> None:

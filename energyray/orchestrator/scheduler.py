@@ -87,8 +87,8 @@ from energyray.orchestrator.calls import (
     Unload,
 )
 from energyray.orchestrator.cluster import init_ray, pools
-from energyray.orchestrator.plan import Plan
 from energyray.orchestrator.policy import Retries, StartTimes
+from energyray.plan import Plan
 from energyray.registry import BACKEND_SETTINGS
 from energyray.trial import TrialResult
 

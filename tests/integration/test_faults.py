@@ -181,7 +181,8 @@ def test_a_group_whose_last_queued_trial_is_stolen_still_measures_its_unload(loc
     from support.plans import TINY
 
     from energyray.grid import expand, group
-    from energyray.orchestrator import Plan, scheduler
+    from energyray.orchestrator import scheduler
+    from energyray.plan import Plan
 
     kinds: list[str] = []
     submit, victim = scheduler.Scheduler._submit, scheduler.Scheduler._victim

@@ -10,7 +10,8 @@ import ray
 
 from energyray.config import HardwareConfig, MeasurementConfig, ModelConfig, RunConfig
 from energyray.grid import expand, group
-from energyray.orchestrator import Plan, run_sweep
+from energyray.orchestrator import run_sweep
+from energyray.plan import Plan
 
 
 @pytest.fixture()

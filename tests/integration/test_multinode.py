@@ -16,7 +16,8 @@ import ray
 from ray.cluster_utils import Cluster
 from support.plans import cpu_config, plan
 
-from energyray.orchestrator import Plan, run_sweep
+from energyray.orchestrator import run_sweep
+from energyray.plan import Plan
 
 
 @pytest.fixture()

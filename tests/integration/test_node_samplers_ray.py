@@ -39,7 +39,7 @@ from energyray.config import (
     RunConfig,
     SamplerConfig,
 )
-from energyray.orchestrator import Plan
+from energyray.plan import Plan
 
 pytestmark = SKIP_NO_SNMPD
 

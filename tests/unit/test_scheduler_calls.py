@@ -8,9 +8,9 @@ from pathlib import Path
 
 from energyray.config import RunConfig
 from energyray.grid import expand
-from energyray.orchestrator import Plan
 from energyray.orchestrator.calls import Describe, Discard, Load, Ping, Ready, Slot, Trial, Unload
 from energyray.orchestrator.scheduler import GET_TIMEOUT_S, PING_TIMEOUT_S, Scheduler
+from energyray.plan import Plan
 from energyray.trial import TrialResult
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from energyray.config import RunConfig
 from energyray.grid import TrialSpec, expand
-from energyray.orchestrator import Plan
 from energyray.orchestrator.scheduler import Scheduler, Slot, Trial
+from energyray.plan import Plan
 
 
 def _specs(batches: list[int], repeats: int) -> list[TrialSpec]:

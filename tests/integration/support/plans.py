@@ -9,7 +9,8 @@ from typing import Any
 
 from energyray.config import HardwareConfig, MeasurementConfig, ModelConfig, RunConfig
 from energyray.grid import TrialSpec, expand, group
-from energyray.orchestrator import Plan, run_sweep
+from energyray.orchestrator import run_sweep
+from energyray.plan import Plan
 
 TINY = ModelConfig(name="tiny-llama", builtin="tiny-llama")
 
