@@ -78,7 +78,7 @@ class GenerationConfig:
     # new tokens of each warmup run (at most the trial's length); None: the trial's own length.
     # Short by default: with cuDNN attention off (transformers.cudnn_attention) a new shape's
     # first run is no slower than its later ones beyond the noise, so a full-length warmup
-    # buys nothing and costs a trial per shape (benchmarks/README.md, warmup.py)
+    # buys nothing and costs a trial per shape (measured with benchmarks/warmup.py)
     warmup_new_tokens: int | None = 16
 
 
@@ -217,7 +217,7 @@ class TransformersConfig:
     # step of a shape's first run 3-4x slower (each decode step is a new KV length) and so the
     # warmups longer than the trials. Off (the default): SDPA's flash / memory-efficient kernels,
     # as on GPUs without cuDNN attention, so GPUs compare like for like; the same steady-state
-    # speed on an H200 (benchmarks/README.md). null: PyTorch's own choice.
+    # speed on an H200. null: PyTorch's own choice.
     cudnn_attention: bool | None = False
 
 

@@ -82,8 +82,7 @@ def bytecode_cache(mode: str, cache_dir: str) -> str:
 
     Where Python is told not to write bytecode (PYTHONDONTWRITEBYTECODE=1, `python -B`: common in
     container images) and the installed packages carry none, every process compiles torch and
-    transformers from source: a worker started 4-5 s later on an H200 VM (benchmarks/README.md,
-    session 6). auto: wherever Python writes no bytecode, write and read it under
+    transformers from source: a worker started 4-5 s later on an H200 VM. auto: wherever Python writes no bytecode, write and read it under
     `cache_dir`/pycache (sys.pycache_prefix: the installed packages' directories stay untouched),
     so that every later worker on this node reads it. Python then reads bytecode from there only:
     where the packages did carry theirs, the first worker compiles once more, and later ones are

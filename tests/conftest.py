@@ -56,7 +56,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=why))
     if _have_gpu():
         return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (run on the device machine: see benchmarks/README.md)")
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (run on a GPU machine: benchmarks/README.md says how)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

@@ -2,7 +2,7 @@
 overlap or nest, as a node's CPU sampler sees when the workers of two GPUs share it. CodeCarbon
 measures one task at a time; before the sampler cut one running task at every window edge, the
 second of two overlapping windows got nothing (its stop_task returned None: an AttributeError on
-a two-GPU H200 machine, benchmarks/README.md)."""
+a two-GPU H200 machine)."""
 
 from __future__ import annotations
 
