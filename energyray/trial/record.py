@@ -10,11 +10,14 @@ checked against them.
 from __future__ import annotations
 
 import json
+import traceback
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from energyray import roofline, tasks
+from energyray.errors import TrialFailed
 from energyray.grid import TrialSpec
 from energyray.samplers.base import WindowReading
 
@@ -111,6 +114,20 @@ def patterned_columns() -> set[str]:
     names |= {c for role in NODE_ROLES for c in node_columns(role)}
     names |= {node_phase_column(phase, role) for phase in PHASES for role in NODE_ROLES}
     return names
+
+
+# -- the load group ----------------------------------------------------------------------------
+def group_fields(index: int, import_s: float) -> dict[str, Any]:
+    """A new load's own fields. import_s: how long load waited for the backend's module (0 once
+    imported in this process); index 0: the process's first group; load_id: unique per load,
+    shared by the rows it served."""
+    return {"worker_group_index": index, "import_s": import_s, "load_id": uuid.uuid4().hex[:16]}
+
+
+def label_fields(backend: Any) -> dict[str, Any]:
+    """What a backend's load and unload are, where it says (a server's startup and shutdown)."""
+    return {f"{phase}_label": getattr(backend, f"{phase}_label") for phase in ("load", "unload")
+            if getattr(backend, f"{phase}_label", None)}
 
 
 # -- phases --------------------------------------------------------------------------------------
@@ -278,6 +295,14 @@ def measured_fields(spec: TrialSpec, gen: Any, reading: WindowReading | str, ite
     if out.get("roofline_s_per_token") is not None and decode_w is not None:
         out["roofline_j_per_token"] = out["roofline_s_per_token"] * decode_w
     return out
+
+
+def error_fields(e: BaseException) -> dict[str, Any]:
+    """A trial's failure as data: its status (TrialFailed's own, oom, failed) and the error."""
+    if isinstance(e, TrialFailed):
+        return {"status": e.status, "error": str(e)}
+    return {"status": "oom" if is_oom(e) else "failed",
+            "error": f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"}
 
 
 def incomplete_fields(status: str, reading: WindowReading | str | None) -> dict[str, Any]:

@@ -17,8 +17,6 @@ error; the runner goes on.
 from __future__ import annotations
 
 import time
-import traceback
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -124,9 +122,7 @@ class TrialRunner:
                               f"Valid choices: {', '.join(self.backend.precisions)}.")
         self.windows.describe()
         self._pending = []
-        # import_s: how long load waited for the backend's module (0 once imported in this process)
-        # index 0: the process's first group; load_id: unique per load, shared by the rows it served
-        self.group = {"worker_group_index": self._groups, "import_s": import_s, "load_id": uuid.uuid4().hex[:16]}
+        self.group = record.group_fields(self._groups, import_s)
         self._groups += 1
         self.group.update(self.baseline.idle(self._not_here() is None, self._measure))
         t0 = time.monotonic()
@@ -135,9 +131,7 @@ class TrialRunner:
         self.load_info, fields, _ = self._measure("load", lambda: self.backend.load(
             model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed))
         self.group.update(fields)
-        for phase in ("load", "unload"):
-            if getattr(self.backend, f"{phase}_label", None):
-                self.group[f"{phase}_label"] = getattr(self.backend, f"{phase}_label")
+        self.group.update(record.label_fields(self.backend))
         self._warmed = set()
         self.arch = self.backend.architecture() if hasattr(self.backend, "architecture") else {}
         if (self.load_info.device == "cpu" and self._cpu_bandwidth_gbs is None
@@ -252,11 +246,8 @@ class TrialRunner:
                             for role, r in nodes.items() if isinstance(r, WindowReading) for s in r.samples]
                 row.update(record.node_fields(nodes))
             row["status"] = "ok"
-        except TrialFailed as e:
-            row.update(status=e.status, error=str(e))
         except Exception as e:  # a trial's failure is data: the sweep goes on
-            status = "oom" if record.is_oom(e) else "failed"
-            row.update(status=status, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
+            row.update(record.error_fields(e))
         if row["status"] != "ok":
             row.update(record.incomplete_fields(row["status"], reading))
         self.windows.node_readings(label)  # a trial that failed before its fields
