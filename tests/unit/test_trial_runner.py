@@ -24,7 +24,7 @@ from energyray.config import GenerationConfig, MeasurementConfig, ModelConfig
 from energyray.errors import TrialFailed
 from energyray.grid import TrialSpec, expand
 from energyray.samplers.base import WindowReading
-from energyray.trial import GROUP_RULE, TrialResult, TrialRunner
+from energyray.trial import TrialResult, TrialRunner
 
 ENERGY_J = 12.5
 START_TEMP_C = 40.0  # the fake's temperature at a window's start, and latest()'s default
@@ -188,7 +188,8 @@ def test_known_energy_gives_exact_derived_figures(model, tmp_path):
     # only the known extras are copied into the row
     assert row["co2_kg"] == 1e-6 and row["cpu_energy_j"] == 4.0
     assert "not_a_column" not in row
-    assert row["group_rule"] == GROUP_RULE
+    # no duplicate or prose columns: duration_s and ttft_s say it, the column docs the group rule
+    assert not {"latency_s", "prefill_s", "group_rule"} & set(row)
 
 
 def test_precision_and_device_are_resolved(model, tmp_path):
@@ -526,7 +527,7 @@ def test_group_phases_are_shared_and_unload_is_on_the_last_row(model, tmp_path):
     assert sampler.labels.count("idle") == 1 and sampler.labels.count("load") == 1
     for row in rows:
         assert row["idle_j"] == ENERGY_J and row["load_j"] == ENERGY_J
-        assert row["group_rule"] == GROUP_RULE
+        assert "group_rule" not in row  # the rule is in the column docs, not on every row
     # unload: on the last row only
     assert rows[0]["unload_j"] is None
     assert "last trial" in rows[0]["unload_energy_reason"]
@@ -681,7 +682,7 @@ class _PowerCurve:
 def _settle(tmp_path: Path, power_at: Any, max_s: float) -> tuple[float, bool | None]:
     runner = make_runner(_PowerCurve(power_at), tmp_path,
                          MeasurementConfig(idle_s=1.0, idle_settle_s=0.2, idle_settle_max_s=max_s))
-    return runner._settle()
+    return runner.baseline.settle()
 
 
 def test_settle_waits_while_power_falls_then_stops(tmp_path):

@@ -1,0 +1,282 @@
+"""TrialRunner: runs one load group's trials on one device, measuring every phase's energy.
+
+Plain Python, testable without Ray (the orchestrator wraps it in an actor). The sequence:
+
+- per group: `idle` (model not loaded, device settled: the baseline power), prepare
+  (unmeasured), `load`, and, after its last trial, `unload`;
+- per trial: cooldown, `warmup` (before the first trial of each shape; not counted), the
+  trial's window split at the first token into `prefill` and `decode` (plus `steady` for
+  batches: every sequence decoding, no ramp-up or drain), then `response` (decoding the ids
+  to text, scoring).
+
+Windows are in windows.py, the idle baseline and cooldown in baseline.py, and every column
+of the row in record.py. A failure inside a trial becomes a row with a status and the
+error; the runner goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from energyray import roofline, tasks
+from energyray.errors import TrialFailed
+from energyray.grid import TrialSpec
+from energyray.registry import BACKENDS, resolve
+from energyray.samplers.base import WindowReading
+from energyray.trial import record
+from energyray.trial.baseline import Baseline
+from energyray.trial.record import TrialResult
+from energyray.trial.windows import Windows
+
+
+class TrialRunner:
+    """Runs the trials of one load group. `sampler` follows samplers.base.Sampler, or is None.
+
+    `generation` and `measurement` are the config sections of those names; `cache_dir`,
+    `device` and `seed` go to the backend's prepare/load; `node` and `env` to the row;
+    `backend_settings` are the RunConfig sections a backend asks for by name. `node_samplers`
+    (role -> samplers.node.SharedNodeSampler, shared by the node's workers) add node-level
+    figures (record.NODE_ROLES); their samples go to the samples table under their own source
+    name. `hardware` is the spec's, set again at each load.
+    """
+
+    def __init__(self, sampler: Any, generation: Any, cache_dir: str, *, device: str = "auto",
+                 seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None,
+                 measurement: Any = None, backend_settings: dict[str, Any] | None = None,
+                 node_samplers: dict[str, Any] | None = None, hardware: str = "cpu") -> None:
+        from energyray.config import MeasurementConfig
+
+        self.generation = generation
+        self.measurement = measurement or MeasurementConfig(idle_s=0.0, idle_settle_s=0.0)
+        self.cache_dir, self.device, self.seed = cache_dir, device, seed
+        self.node, self.env = node, env or {}
+        self.backend_settings = backend_settings or {}
+        self.hardware = hardware
+        self.windows = Windows(sampler, node_samplers, self.measurement)
+        self.baseline = Baseline(self.measurement, self.windows)
+        self.backend: Any = None
+        self.load_info: Any = None
+        self.group: dict[str, Any] = {}  # the load's fields, repeated on each of its rows
+        self.arch: dict[str, Any] = {}
+        self._warmed: set[tuple[Any, ...]] = set()  # shapes already warmed up in this group
+        self._pending: list[dict[str, Any]] = []  # samples of group phases, for the next row
+        self._cpu_bandwidth_gbs: float | None = None
+        self._groups = 0  # groups loaded in this process so far
+
+    # the orchestrator names the worker's node windows, and gives the sampler's description
+    # where the device has no sampler here
+    @property
+    def node_tag(self) -> str:
+        return self.windows.node_tag
+
+    @node_tag.setter
+    def node_tag(self, tag: str) -> None:
+        self.windows.node_tag = tag
+
+    @property
+    def sampler_info(self) -> dict[str, Any]:
+        return self.windows.sampler_info
+
+    @sampler_info.setter
+    def sampler_info(self, info: dict[str, Any]) -> None:
+        self.windows.sampler_info = info
+
+    # -- measuring one phase ---------------------------------------------------------------
+    def _not_here(self) -> str | None:
+        """Why this machine's samplers do not measure the model (a hosted API), or None."""
+        if getattr(self.backend, "measures_local_energy", True):
+            return None
+        return str(getattr(self.backend, "energy_reason", "the model does not run on this machine"))
+
+    def _measure(self, phase: str, fn: Callable[[], Any]) -> tuple[Any, dict[str, Any], WindowReading | str]:
+        """Run `fn` in the window `phase`: its value, the phase's fields, the device's reading
+        (its samples queued for the next row)."""
+        not_here = self._not_here()
+        err = self.windows.begin(phase, not_here)
+        t0 = time.monotonic()
+        try:
+            value = fn()
+        finally:
+            elapsed = time.monotonic() - t0
+            reading = self.windows.end(phase, err, local=not_here is None)
+        fields = record.phase_fields(phase, reading, elapsed)
+        if not isinstance(reading, str):
+            self._pending.extend({**s, "phase": phase} for s in reading.samples)
+        if self.windows.node_samplers:
+            fields.update(record.node_phase_fields(phase, self.windows.node_readings(phase)))
+        return value, fields, reading
+
+    # -- group phases ---------------------------------------------------------------------
+    def load(self, spec: TrialSpec, model: Any) -> dict[str, Any]:
+        """Measure `idle`, prepare (unmeasured), then measure `load`. Raises if the model cannot load."""
+        t_import = time.monotonic()
+        cls = resolve("backend", BACKENDS, spec.backend)  # waits for a preload of it (WorkerHost)
+        import_s = time.monotonic() - t_import
+        self.backend = cls(**{k: self.backend_settings[k] for k in getattr(cls, "settings", ())
+                              if k in self.backend_settings})
+        self.hardware = spec.hardware
+        if spec.precision not in self.backend.precisions:
+            raise TrialFailed(f"Backend {spec.backend!r} does not support precision {spec.precision!r}. "
+                              f"Valid choices: {', '.join(self.backend.precisions)}.")
+        self.windows.describe()
+        self._pending = []
+        self.group = record.group_fields(self._groups, import_s)
+        self._groups += 1
+        self.group.update(self.baseline.idle(self._not_here() is None, self._measure))
+        t0 = time.monotonic()
+        self.backend.prepare(model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed)
+        self.group["prepare_s"] = time.monotonic() - t0
+        self.load_info, fields, _ = self._measure("load", lambda: self.backend.load(
+            model, spec.weights, spec.precision, self.device, self.cache_dir, self.seed))
+        self.group.update(fields)
+        self.group.update(record.label_fields(self.backend))
+        self._warmed = set()
+        self.arch = self.backend.architecture() if hasattr(self.backend, "architecture") else {}
+        if (self.load_info.device == "cpu" and self._cpu_bandwidth_gbs is None
+                and not self.measurement.memory_bandwidth_gbs):
+            self._cpu_bandwidth_gbs = roofline.measure_copy_bandwidth_gbs()
+        return {"load_s": self.group.get("load_s"), "precision": self.load_info.precision,
+                "device": self.load_info.device}
+
+    def unload(self) -> dict[str, Any]:
+        """Measure `unload` (freeing the model); returns its row fields."""
+        if self.backend is None:
+            return record.unload_missing("no model was loaded")
+        _, fields, _ = self._measure("unload", self.backend.unload)
+        left = getattr(self.backend, "memory_in_use_mb", None)
+        fields = record.unload_fields(fields, getattr(self.backend, "unload_extras", None) or {},  # e.g. an exit code
+                                      left() if callable(left) else None,
+                                      bool(getattr(self.backend, "reusable_process", True)))
+        self.backend = None
+        return fields
+
+    def unload_after(self, result: TrialResult) -> TrialResult:
+        """Measure `unload` after a trial that ran without `last` (its group's next trial was
+        taken by another worker meanwhile, ray.steal_work): its fields and samples join that
+        trial's result, as `run(last=True)` would have put them."""
+        result.row.update(self._unload_fields())
+        result.samples += self._samples(str(result.row.get("trial_id")), [])
+        return result
+
+    def _unload_fields(self) -> dict[str, Any]:
+        """`unload`'s row fields, or null with the reason where it raised."""
+        try:
+            return self.unload()
+        except Exception as e:
+            return record.unload_missing(f"unload failed: {type(e).__name__}: {e}")
+
+    def _samples(self, trial_id: str, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        pending, self._pending = self._pending, []
+        return record.sample_rows(trial_id, self.sampler_info.get("sampler"), pending, samples)
+
+    # -- per trial ------------------------------------------------------------------------
+    def warmup(self, spec: TrialSpec) -> dict[str, Any]:
+        """Before the first trial of each shape (batch, prompts, length): `warmup_runs`
+        generations of that shape, not counted in the trial's energy, each of
+        `warmup_new_tokens` (at most the trial's length). The first call of a new shape can
+        run 2-3x slower (cuDNN attention builds a plan per shape). Returns the row fields of
+        the warmup that ran just before this trial (none: 0 runs, 0 J).
+        """
+        length = self.max_new_tokens(spec)
+        shape = (spec.batch_size, spec.task, spec.prompt_variant, length)
+        own = getattr(self.backend, "warmup_runs", None)  # a paid API's own setting
+        runs = max(0, int(self.generation.warmup_runs if own is None else own))
+        if shape in self._warmed or not runs:  # where the model is remote, not even a 0 was measured
+            return record.warmup_fields(0, 0, None, local=self._not_here() is None)
+        self._warmed.add(shape)
+        prompts = [p.text for p in tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)]
+        new_tokens = min(int(self.generation.warmup_new_tokens or length), length)
+
+        def go() -> None:
+            for _ in range(runs):
+                self.backend.generate(prompts, new_tokens, ignore_eos=True)
+
+        _, fields, _ = self._measure("warmup", go)
+        return record.warmup_fields(runs, new_tokens, fields, local=True)
+
+    def cooldown(self) -> dict[str, Any]:
+        return self.baseline.cooldown()
+
+    def max_new_tokens(self, spec: TrialSpec) -> int:
+        if spec.max_new_tokens is not None:
+            return spec.max_new_tokens
+        on_cpu = self.load_info is None or self.load_info.device == "cpu"  # a GPU, or a remote API
+        return int(self.generation.cpu_max_new_tokens if on_cpu else self.generation.max_new_tokens)
+
+    def ignore_eos(self, spec: TrialSpec) -> bool:
+        flag = self.generation.ignore_eos
+        return spec.weights == "dummy" if flag is None else bool(flag)
+
+    def run(self, spec: TrialSpec, model: Any, config: dict[str, Any], last: bool = False) -> TrialResult:
+        """One trial: a row whatever happens (status ok | failed | oom). With `last`, the
+        group's `unload` is measured after it and recorded on its row."""
+        row = record.base_row(spec, model, config, info=self.load_info, node=self.node,
+                              sampler_info=self.sampler_info, group=self.group, env=self.env, arch=self.arch,
+                              node_info=self.windows.node_info)
+        row["started_at"] = record.utc()
+        samples: list[dict[str, Any]] = []
+        reading: WindowReading | str | None = None
+        label = f"trial:{spec.trial_id}"
+        try:
+            if self.backend is None or self.load_info is None:
+                raise TrialFailed("model not loaded")
+            row.update(self.cooldown())
+            row.update(self.warmup(spec))
+            row["temperature_start_c"] = self.windows.latest().get("temperature_c")
+            items = tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)
+            new_tokens = self.max_new_tokens(spec)
+            not_here = self._not_here()
+            err = self.windows.begin(label, not_here)
+            gen = None
+            try:
+                gen = self.backend.generate([p.text for p in items], new_tokens, self.ignore_eos(spec))
+            finally:
+                reading = self.windows.end(label, err, _parts(gen), local=not_here is None)
+            texts, response, _ = self._measure("response", lambda: self.backend.decode(gen))
+            row.update(response)
+            row.update(record.measured_fields(spec, gen, reading, items, texts, new_tokens, arch=self.arch,
+                                              bandwidth=self._bandwidth(), idle_power_w=self.group.get("idle_power_w")))
+            if isinstance(reading, WindowReading):
+                samples = [{**s, "phase": _phase_of(s["t_ns"], gen)} for s in reading.samples]
+            if self.windows.node_samplers:
+                nodes = self.windows.node_readings(label)
+                samples += [{**s, "source": self.windows.source_name(role), "phase": _phase_of(s["t_ns"], gen)}
+                            for role, r in nodes.items() if isinstance(r, WindowReading) for s in r.samples]
+                row.update(record.node_fields(nodes))
+            row["status"] = "ok"
+        except Exception as e:  # a trial's failure is data: the sweep goes on
+            row.update(record.error_fields(e))
+        if row["status"] != "ok":
+            row.update(record.incomplete_fields(row["status"], reading))
+        self.windows.node_readings(label)  # a trial that failed before its fields
+        if last:
+            row.update(self._unload_fields())
+        else:
+            row.update(record.unload_missing("measured once per group, on its last trial"))
+        row["finished_at"] = record.utc()
+        return TrialResult(row=row, samples=self._samples(spec.trial_id, samples))
+
+    def _bandwidth(self) -> tuple[float | None, str | None]:
+        return roofline.bandwidth(self.hardware, self.measurement.memory_bandwidth_gbs, self._cpu_bandwidth_gbs)
+
+
+def _parts(gen: Any) -> dict[str, tuple[int, int]] | None:
+    """The trial window's parts (record.WINDOW_PARTS) from the generation's timestamps."""
+    if gen is None or gen.first_token_ns is None:
+        return None
+    parts = {"prefill": (gen.start_ns, gen.first_token_ns), "decode": (gen.first_token_ns, gen.end_ns)}
+    steady = gen.steady_window_ns()
+    if steady is not None:
+        parts["steady"] = steady
+    return parts
+
+
+def _phase_of(t_ns: int, gen: Any) -> str:
+    """A trial sample's phase: prefill or decode by the first token, trial_edge outside generate."""
+    if gen is None or t_ns < gen.start_ns or t_ns > gen.end_ns:
+        return "trial_edge"  # inside the window, outside generate (the sampler calls)
+    if gen.first_token_ns is None:
+        return "generate"
+    return "prefill" if t_ns < gen.first_token_ns else "decode"

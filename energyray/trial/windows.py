@@ -1,0 +1,148 @@
+"""Energy windows around one phase: the device sampler's and, around it, the node samplers'.
+
+A broken sampler never kills a trial: its window gives a string, the reason, where a reading
+would be, and the row gets null energy with that reason. A window too short for the device's
+counter is anchored to the counter over a longer span (`anchored`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+from energyray.samplers.base import WindowReading, now_ns
+
+
+def _reading(r: Any) -> WindowReading:
+    return r if isinstance(r, WindowReading) else WindowReading(**r)
+
+
+class Windows:
+    """The device sampler (samplers.base.Sampler, or None) and the node samplers (role ->
+    samplers.node.SharedNodeSampler, shared by the node's workers) of one worker.
+
+    Node windows are labelled "<node_tag>:<label>", unique on the node; the orchestrator may
+    set its own tag, to drop a dead worker's windows (SharedNodeSampler.discard). Each
+    node window's readings wait, by label, until `node_readings` takes them.
+    """
+
+    def __init__(self, sampler: Any, node_samplers: dict[str, Any] | None = None,
+                 measurement: Any = None) -> None:
+        self.sampler = sampler
+        self.node_samplers: dict[str, Any] = dict(node_samplers or {})
+        self.measurement = measurement  # anchor_short_windows, read at each window
+        self.sampler_info: dict[str, Any] = {}
+        self.node_info: dict[str, Any] = {}
+        self.node_tag = uuid.uuid4().hex[:8]
+        self._node_open: dict[tuple[str, str], str | None] = {}  # (role, label) -> begin error
+        self._node_readings: dict[str, dict[str, WindowReading | str]] = {}  # label -> role -> reading
+
+    def describe(self) -> None:
+        """Ask each sampler what it is (for the row's env_json); an error says why it could not."""
+        if self.sampler is not None:
+            try:
+                self.sampler_info = dict(self.sampler.describe())
+            except Exception as e:
+                self.sampler_info = {"error": f"{type(e).__name__}: {e}"}
+        for role, ns in self.node_samplers.items():
+            try:
+                self.node_info[role] = dict(ns.describe())
+            except Exception as e:
+                self.node_info[role] = {"error": f"{type(e).__name__}: {e}"}
+
+    def latest(self) -> dict[str, Any]:
+        """The device's latest sample (power, temperature), or {} where there is none."""
+        try:
+            return dict(self.sampler.latest() or {}) if self.sampler is not None else {}
+        except Exception:
+            return {}
+
+    # -- one window ------------------------------------------------------------------------
+    def begin(self, label: str, not_here: str | None = None) -> str | None:
+        """Open the window `label`; returns why it cannot be measured, or None. `not_here`:
+        the model does not run on this machine (a hosted API), and why."""
+        if not_here is not None:
+            return not_here
+        if self.node_samplers:  # first, so that the device's window does not hold the node's call
+            self._node_begin(label, now_ns())
+        return self._device_begin(label)
+
+    def end(self, label: str, begin_error: str | None, parts: dict[str, tuple[int, int]] | None = None,
+            local: bool = True) -> WindowReading | str:
+        """Close the window: the device's reading (or why there is none); the node samplers'
+        wait for `node_readings(label)`. `local` as at `begin` (no not_here)."""
+        reading = self._device_end(label, begin_error, parts)
+        if self.node_samplers and local:
+            self._node_end(label, reading)
+        return reading
+
+    def node_readings(self, label: str) -> dict[str, WindowReading | str]:
+        """The node samplers' readings of `label` by role (a string: why it failed), taken."""
+        return self._node_readings.pop(label, {})
+
+    def source_name(self, role: str) -> str:
+        """The name a node sampler's samples are stored under."""
+        return str(self.node_info.get(role, {}).get("sampler") or role)
+
+    # -- the device ----------------------------------------------------------------------------
+    def _device_begin(self, label: str) -> str | None:
+        if self.sampler is None:
+            return "no energy sampler for this device (sampler.cpu=none?)"
+        try:
+            self.sampler.begin(label)
+            return None
+        except Exception as e:
+            return f"sampler failed at window start: {type(e).__name__}: {e}"
+
+    def _device_end(self, label: str, begin_error: str | None,
+                    parts: dict[str, tuple[int, int]] | None = None) -> WindowReading | str:
+        if begin_error is not None:
+            return begin_error
+        try:
+            reading = _reading(self.sampler.end(label, parts) if parts else self.sampler.end(label))
+        except Exception as e:
+            return f"sampler failed at window end: {type(e).__name__}: {e}"
+        return self.anchored(reading)
+
+    def anchored(self, reading: WindowReading) -> WindowReading:
+        """A window too short for the counter (integrated from polled power, flagged short_window)
+        gets the counter's delta over a span of >= 10 counter periods around it, shared by the
+        power series' shape (PollingSampler.anchor; source counter_apportioned): on bursty work
+        polled power alone read well under the counter. The span reaches back into what ran
+        before the window, so this needs no waiting. Where the counter cannot anchor it, the
+        polled figure stays, with the reason."""
+        anchor_short = getattr(self.measurement, "anchor_short_windows", True)
+        if not (reading.short_window and reading.source == "polled" and anchor_short):
+            return reading
+        anchor = getattr(self.sampler, "anchor", None)
+        if anchor is None:
+            return reading
+        try:
+            (out,) = anchor([reading])
+            return _reading(out)
+        except Exception as e:  # the polled figure stands, and says why it was not anchored
+            return dataclasses.replace(reading, reason=reading.reason or f"not counter-anchored: {type(e).__name__}: {e}")
+
+    # -- the node: around the device's window (they end at its end) ----------------------------
+    def _node_begin(self, label: str, at: int) -> None:
+        for role, ns in self.node_samplers.items():
+            try:
+                ns.begin(f"{self.node_tag}:{label}", at_ns=at, gpu=self.sampler, idle=label == "idle")
+                self._node_open[(role, label)] = None
+            except Exception as e:
+                self._node_open[(role, label)] = f"node sampler failed at window start: {type(e).__name__}: {e}"
+
+    def _node_end(self, label: str, device: WindowReading | str) -> None:
+        at = device.end_ns if isinstance(device, WindowReading) else now_ns()
+        out: dict[str, WindowReading | str] = {}
+        for role, ns in self.node_samplers.items():
+            err = self._node_open.pop((role, label), "node window was never begun")
+            if err is not None:
+                out[role] = err
+                continue
+            try:
+                out[role] = _reading(ns.end(f"{self.node_tag}:{label}", at_ns=at))
+            except Exception as e:
+                out[role] = f"node sampler failed at window end: {type(e).__name__}: {e}"
+        self._node_readings[label] = out
