@@ -93,7 +93,8 @@ def _col(name: str, type_: str, meaning: str, filled_by: str, unit: str | None =
 
 # -- patterned columns, generated from these lists --------------------------------------------
 # Phases the runner measures in their own window: each gets the six columns of `_phase_columns`.
-GROUP_PHASES = {
+# Per load (idle, load, unload) and per trial (warmup, response); none of them is in energy_j.
+PHASES = {
     "idle": "idle baseline: the device with no model loaded, settled, once per device (idle_scope=slot) "
             "or per load (idle_scope=group); repeated on every row of the load (see load_id)",
     "load": "loading the model (backend=server: the server's startup until it answers); once per load, "
@@ -104,7 +105,7 @@ GROUP_PHASES = {
               "on the load's last trial row only (null with the reason on the others)",
 }
 # Parts of the trial's own window (split at the first token), from the same power series.
-TRIAL_PARTS = {
+WINDOW_PARTS = {
     "prefill": "the trial's window up to the first token",
     "decode": "the trial's window from the first token to the end",
     "steady": "the part of the decode in which every sequence of the batch is decoding (batches only)",
@@ -240,7 +241,7 @@ _TRIALS: list[Column] = [
     _col("idle_reused", "bool", "whether idle_* was measured before an earlier load on this device and reused",
          "trial.record"),
     _col("idle_measured_at", "str", "when the idle baseline was measured, ISO 8601 UTC", "trial.record"),
-    *[c for phase, what in GROUP_PHASES.items() for c in _phase_columns(phase, what)],
+    *[c for phase, what in PHASES.items() for c in _phase_columns(phase, what)],
     _col("cooldown_s", "float", "pause before the trial (measurement.cooldown_s and the wait for temperature)",
          "trial.record"),
     _col("cooldown_reached", "bool", "whether the device got within cooldown_to_idle_c of its idle temperature "
@@ -313,7 +314,7 @@ _TRIALS: list[Column] = [
     _col("carbon_intensity_g_per_kwh", "float", "grid carbon intensity CodeCarbon used", "sampler"),
     _col("failed_window_j", "float", "a trial that did not complete: what its window used up to the failure",
          "trial.record"),
-    *[c for part, what in TRIAL_PARTS.items() for c in _part_columns(part, what)],
+    *[c for part, what in WINDOW_PARTS.items() for c in _part_columns(part, what)],
     _col("steady_j_per_token", "float", "steady_j / steady_tokens", "trial.record"),
     _col("decode_avg_power_w", "float", "decode_j / decode_s", "trial.record"),
     _col("j_per_output_token_decode", "float", "decode_j per token generated after the first", "trial.record"),

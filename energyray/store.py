@@ -95,8 +95,9 @@ def to_arrow(table: str, rows: list[dict[str, Any]], strict: bool | None = None)
     Values are cast to the declared types; a missing column is a typed null. A column not
     declared (or a value of the wrong type): with `strict` (default: ENERGYRAY_STRICT_SCHEMA=1)
     a SchemaError naming it; without, it is kept, as JSON, in `extra_json`, and a warning is
-    logged once. Columns of older versions (schema.LEGACY) are dropped: their replacement
-    holds the value.
+    logged once. Columns of older versions (schema.LEGACY): with `strict` a SchemaError (no
+    part of energyray writes them any more); without, dropped with a warning (their
+    replacement holds the value).
     """
     strict = strict_default() if strict is None else strict
     target = schema.arrow_schema(table)
@@ -104,6 +105,7 @@ def to_arrow(table: str, rows: list[dict[str, Any]], strict: bool | None = None)
     legacy = schema.LEGACY.get(table, {})
     extras: list[dict[str, Any]] = [{} for _ in rows]
     undeclared: set[str] = set()
+    stale: set[str] = set()
     wrong: dict[str, str] = {}
     data: dict[str, list[Any]] = {name: [None] * len(rows) for name in declared}
     for i, row in enumerate(rows):
@@ -112,6 +114,7 @@ def to_arrow(table: str, rows: list[dict[str, Any]], strict: bool | None = None)
                 continue
             if key in legacy:
                 new, why = legacy[key]
+                stale.add(f"{key} ({why})")
                 _warn_once(f"legacy:{table}:{key}", f"energyray.store: column {key!r} of table {table!r} is legacy "
                            f"({why}): not written{f'; its value is in {new!r}' if new else ''} (energyray/schema.py LEGACY)")
                 continue
@@ -126,8 +129,10 @@ def to_arrow(table: str, rows: list[dict[str, Any]], strict: bool | None = None)
                 extras[i][key] = value
                 continue
             data[key][i] = v
-    if strict and (undeclared or wrong):
+    if strict and (undeclared or wrong or stale):
         parts = []
+        if stale:
+            parts.append(f"legacy columns written: {', '.join(sorted(stale))}")
         if undeclared:
             parts.append(f"columns not declared: {', '.join(sorted(undeclared))}")
         if wrong:

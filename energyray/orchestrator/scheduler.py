@@ -90,7 +90,7 @@ from energyray.orchestrator.cluster import init_ray, pools
 from energyray.orchestrator.policy import Retries, StartTimes
 from energyray.plan import Plan
 from energyray.registry import BACKEND_SETTINGS
-from energyray.trial import TrialResult
+from energyray.trial import TrialResult, record
 
 GET_TIMEOUT_S = 60.0
 PING_TIMEOUT_S = 15.0
@@ -102,10 +102,7 @@ def backend_settings(cfg: Any) -> dict[str, Any]:
 
 
 def _failed(spec: TrialSpec, error: str, status: str = "failed", **extra: Any) -> TrialResult:
-    return TrialResult(row={**spec.to_dict(), "status": status, "error": error,
-                            "precision_requested": spec.precision, "energy_j": None,
-                            "energy_source": "not_measurable", "energy_reason": "trial did not run",
-                            **extra})
+    return TrialResult(row=record.failed_row(spec, error, status, **extra))
 
 
 def _cause(e: BaseException) -> BaseException:
@@ -277,11 +274,9 @@ class Scheduler:
         if tid in self.emitted:  # never twice, whatever a retry raced with
             return
         self.emitted.add(tid)
-        result.row.setdefault("group_trials", self.group_size.get(tid))
         errors = self.retries.of(tid)
-        result.row.setdefault("attempts", len(errors) + 1)
-        if errors:
-            result.row.setdefault("retried_errors", "\n".join(errors))
+        record.finish(result.row, attempts=len(errors) + 1, group_trials=self.group_size.get(tid),
+                      retried_errors=errors)
         self.on_result(result)
         if self.progress is not None:
             self.progress.advance(result.row)

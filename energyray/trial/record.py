@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from energyray import roofline, tasks
+from energyray import roofline, schema, tasks
 from energyray.errors import TrialFailed
 from energyray.grid import TrialSpec
 from energyray.samplers.base import WindowReading
@@ -36,14 +36,11 @@ GROUP_RULE = (
     "model runs remotely, so every energy column is null (not_measurable)."
 )
 
-# Phases measured in their own window: per load group, then per trial (not in energy_j).
-GROUP_PHASES = ("idle", "load", "unload")
-TRIAL_PHASES = ("warmup", "response")
-PHASES = (*GROUP_PHASES, *TRIAL_PHASES)
-# Parts of the trial's own window, split at the first token (steady: batches, every sequence decoding).
-WINDOW_PARTS = ("prefill", "decode", "steady")
-# Node samplers beside the device's: "wall" (a PDU), "cpu" (RAPL/CodeCarbon on a GPU node).
-NODE_ROLES = ("wall", "cpu")
+# The phases measured in their own window, the parts of the trial's window and the node sampler
+# roles: declared once, with their meanings, in the result contract.
+PHASES = tuple(schema.PHASES)
+WINDOW_PARTS = tuple(schema.WINDOW_PARTS)
+NODE_ROLES = tuple(schema.NODE_ROLES)
 # Extras of a CPU sampler's reading that become columns as they are: the CPU package's and
 # the RAM's part of its energy, and CodeCarbon's CO2 figures.
 CPU_EXTRAS = ("cpu_energy_j", "ram_energy_j", "co2_kg", "carbon_intensity_g_per_kwh")

@@ -9,7 +9,6 @@ and pandas reads it once `python -m energyray store upgrade` has rewritten it.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -96,16 +95,14 @@ def test_a_real_sweep_reads_everywhere(smoke_store):
 
 def test_a_real_sweep_writes_only_declared_columns(smoke_store):
     """Strict mode (ENERGYRAY_STRICT_SCHEMA=1) would have failed the sweep on an undeclared
-    column; every file holds exactly the declared schema, and nothing went to extra_json.
-    Tolerated for now: the legacy columns (schema.LEGACY) that the row builder still writes,
-    which the store drops with a warning; once the row no longer has them, assert no warning."""
+    column or a legacy one; every file holds exactly the declared schema, and nothing went to
+    extra_json."""
     store, r = smoke_store
     for table in TABLES:
         for p in (store / table).rglob("*.parquet"):
             assert pq.read_schema(p).remove_metadata().equals(schema.arrow_schema(table)), p
             assert set(pq.read_table(p, columns=["extra_json"]).column(0).to_pylist()) == {None}, p
-    warned = set(re.findall(r"column '(\w+)' of table '\w+' is legacy", r.output))
-    assert warned <= set(schema.LEGACY["trials"]), warned
+    assert "is legacy" not in r.output, r.output
 
 
 # -- a store written by energyray 0.1.0 --------------------------------------------------------

@@ -61,12 +61,12 @@ def test_partitions_schema_version_and_extra_json():
 
 def test_patterned_columns_are_declared():
     names = set(schema.names("trials"))
-    for phase in schema.GROUP_PHASES:
+    for phase in schema.PHASES:
         for suffix in ("j", "s", "source", "energy_reason", "avg_power_w", "peak_power_w"):
             assert f"{phase}_{suffix}" in names
         for role in schema.NODE_ROLES:
             assert f"{phase}_{role}_j" in names
-    for part in schema.TRIAL_PARTS:
+    for part in schema.WINDOW_PARTS:
         assert {f"{part}_j", f"{part}_source", f"{part}_energy_reason"} <= names
     for role in schema.NODE_ROLES:
         assert {f"{role}_energy_j", f"{role}_energy_share", f"{role}_idle_power_w"} <= names
@@ -118,3 +118,12 @@ def test_main_prints_and_writes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(schema, "DOCS_PATH", target)
     assert schema.main(["--write"]) == 0
     assert target.read_text() == schema.markdown()
+
+
+def test_every_name_the_record_builder_patterns_is_declared():
+    """trial.record builds the phase, part and node columns from the contract's lists: every
+    name it can build is a declared column."""
+    from energyray.trial import record
+
+    missing = record.patterned_columns() - set(schema.names("trials"))
+    assert not missing, f"declare in energyray/schema.py: {sorted(missing)}"

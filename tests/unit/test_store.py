@@ -232,8 +232,14 @@ def test_strict_mode_comes_from_the_environment(tmp_path, monkeypatch):
     assert Store(tmp_path / "c", strict=True).strict is True
 
 
-def test_legacy_columns_are_not_written_even_in_strict_mode(store, caplog, monkeypatch):
+def test_legacy_columns_are_refused_in_strict_mode(store):
+    with pytest.raises(SchemaError, match="legacy columns written: latency_s"):
+        store.write("trials", [_row("t1", duration_s=1.0, latency_s=1.0)], "s", "h", "t1")
+
+
+def test_legacy_columns_are_not_written_outside_strict_mode(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(store_mod, "_warned", set())
+    store = Store(tmp_path / "lax", strict=False)
     with caplog.at_level(logging.WARNING, logger="energyray.store"):
         p = store.write("trials", [_row("t1", duration_s=1.0, latency_s=1.0, ttft_s=0.1, prefill_s=0.1,
                                         group_rule="prose")], "s", "h", "t1")
