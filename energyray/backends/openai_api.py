@@ -185,6 +185,18 @@ def _retry_after_s(headers: Any) -> float | None:
         return None
 
 
+def _error_text(e: Exception) -> str:
+    """`e` in one line; for an HTTP status error, with the server's own reason from the body,
+    which the SDK's message leaves out for some servers ("Error code: 400")."""
+    text = f"{type(e).__name__}: {e}"
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):  # {"detail": ...} (FastAPI) or {"error": {"message": ...}} (OpenAI)
+        inner = body.get("error")
+        body = body.get("detail") or body.get("message") or (inner.get("message") if isinstance(inner, dict) else inner)
+    reason = str(body).strip() if body else ""
+    return f"{text}: {reason[:500]}" if reason and reason not in text else text
+
+
 def _transport_error(e: Exception) -> bool:
     """A timeout or broken connection raised by the HTTP library itself: older SDKs (openai
     1.x) let these through unwrapped when they happen mid-stream."""
@@ -377,7 +389,7 @@ class OpenAIBackend:
                 wait = self._retry_wait(e, attempt)
                 if wait is None or attempt >= self.api.max_retries:
                     tried = f" (after {attempt} retries)" if attempt else ""
-                    r.error = self._scrub(f"{type(e).__name__}: {e}{tried}")
+                    r.error = self._scrub(f"{_error_text(e)}{tried}")
                     return
                 attempt += 1
                 r.retries, r.retry_wait_s = attempt, r.retry_wait_s + wait

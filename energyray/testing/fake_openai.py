@@ -51,6 +51,7 @@ class Reply:
     error_after_tokens: int | None = None  # after this many tokens, an error event
     drop_after_tokens: int | None = None  # after this many tokens, close the connection
     echo_auth: bool = False  # put the request's Authorization header in the error message (a leaky server)
+    detail: str | None = None  # an error status's body as FastAPI servers send it: {"detail": ...}
 
 
 def tokens_of(text: str) -> list[str]:
@@ -175,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"fake {reply.status}"
             if reply.echo_auth:
                 message += f" (you sent {self.headers.get('Authorization')})"
-            self._json(reply.status, {"error": {"message": message, "type": kind_name}}, headers)
+            body = {"detail": reply.detail} if reply.detail else {"error": {"message": message, "type": kind_name}}
+            self._json(reply.status, body, headers)
             return
         try:
             self._answer(kind, body, reply)

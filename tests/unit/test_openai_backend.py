@@ -165,9 +165,19 @@ def test_persistent_500_fails_after_max_retries():
 @pytest.mark.parametrize("status", [400, 404, 422])
 def test_client_errors_are_not_retried(status):
     with FakeOpenAI(default=Reply(status=status)) as fake:
-        with pytest.raises(TrialFailed, match=str(status)):
+        with pytest.raises(TrialFailed, match=str(status)) as e:
             backend(fake).generate(["hi"], 16, False)
         assert len(fake.requests) == 1
+    assert f"fake {status}" in str(e.value)  # the server's reason, from the error's body
+
+
+@pytest.mark.extra("api")
+def test_a_servers_reason_in_a_detail_body_reaches_the_error():
+    """FastAPI servers (transformers serve) put the reason in {"detail": ...}, which the SDK's
+    message leaves out."""
+    with (FakeOpenAI(default=Reply(status=400, detail="chat_template is not set")) as fake,
+          pytest.raises(TrialFailed, match="BadRequestError: Error code: 400.*chat_template is not set")):
+        backend(fake).generate(["hi"], 16, False)
 
 
 @pytest.mark.extra("api")
