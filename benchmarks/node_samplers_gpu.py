@@ -112,7 +112,7 @@ def main() -> int:
         rows.append({k: t.get(k) for k in (
             "precision", "batch_size", "repeat", "status", "gpu_uuid", "window_s", "energy_j", "wall_energy_j",
             "wall_energy_node_j", "wall_energy_share", "wall_energy_source", "wall_energy_attribution",
-            "wall_energy_reason", "cpu_energy_j", "cpu_energy_source", "cpu_energy_reason")} | {"served_j": truth})
+            "wall_energy_reason", "cpu_energy_total_j", "cpu_energy_source", "cpu_energy_reason")} | {"served_j": truth})
         x = rows[-1]
         node = x["wall_energy_node_j"]
         print(f"{x['precision']} b={x['batch_size']} r={x['repeat']} {str(x['gpu_uuid'])[-6:]} window "
