@@ -119,7 +119,7 @@ def main() -> int:
               f"{x['window_s']:.2f} s  device {x['energy_j']:.0f} J  node {node if node is None else round(node)} J "
               f"(served {truth:.0f} J, {(node / truth - 1) * 100 if node and truth else float('nan'):+.1f} %)  "
               f"share {x['wall_energy_share']}  wall {x['wall_energy_j']}  [{x['wall_energy_source']}]  "
-              f"cpu {x['cpu_energy_j']} [{x['cpu_energy_source']}: {x['cpu_energy_reason']}]")
+              f"cpu+ram {x['cpu_energy_total_j']} [{x['cpu_energy_source']}: {x['cpu_energy_reason']}]")
     nodes = systems[systems["kind"] == "node_sampler"] if "kind" in systems else systems.iloc[0:0]
     for _, n in nodes.iterrows():
         print("node sampler: " + ", ".join(f"{k}={n.get(k)}" for k in (
