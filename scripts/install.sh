@@ -4,12 +4,23 @@
 #   - an NVIDIA GPU here (nvidia-smi lists one): torch from PyPI, a CUDA build;
 #   - no GPU: torch==2.13.0, the CPU build (set TORCH_INDEX_URL to the PyTorch CPU index
 #     where plain PyPI would give you a CUDA build; not needed where pip finds a +cpu wheel).
-# Usage: bash scripts/install.sh [--dev]    (--dev adds pytest, ruff, mypy, and Debian's
-#   snmpd where it is missing and apt-get can be run as root: the PDU tests' real SNMP agent)
+# Every other package is installed at the exact version in constraints.txt (the versions the
+# tests last passed with), so a new release cannot break a fresh install unseen.
+# Usage: bash scripts/install.sh [--dev] [--latest]
+#   --dev     adds pytest, ruff, mypy, and Debian's snmpd where it is missing and apt-get can
+#             be run as root (the PDU tests' real SNMP agent)
+#   --latest  ignores constraints.txt: the newest releases (to test them; scripts/lock.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="quant,report,pdu,api,serve"
-[ "${1:-}" = "--dev" ] && extras="$extras,dev"
+dev=""; pins=(-c constraints.txt)
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1; extras="$extras,dev" ;;
+    --latest) pins=() ;;
+    *) echo "install.sh: unknown option $arg (use --dev, --latest)" >&2; exit 2 ;;
+  esac
+done
 py=${PYTHON:-python}
 command -v "$py" >/dev/null || py=python3
 pipi() { "$py" -m pip install -q --disable-pip-version-check "$@"; }
@@ -23,12 +34,13 @@ else
   echo "install.sh: no GPU: installing torch==2.13.0 (CPU build)"
   pipi ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.13.0
 fi
-pipi -e ".[$extras]"
+[ ${#pins[@]} -eq 0 ] && echo "install.sh: --latest: newest releases, constraints.txt not used"
+pipi -e ".[$extras]" "${pins[@]}"
 "$py" -c "import energyray, torch; print('install.sh: energyray', energyray.__version__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"
 
 # tests/integration/test_snmp_pdu.py runs a real SNMP agent (snmpd) on loopback; without it
 # those tests are skipped, saying so.
-if [ "${1:-}" = "--dev" ] && ! command -v snmpd >/dev/null 2>&1 && [ ! -x /usr/sbin/snmpd ]; then
+if [ -n "$dev" ] && ! command -v snmpd >/dev/null 2>&1 && [ ! -x /usr/sbin/snmpd ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "install.sh: no snmpd and no apt-get: install net-snmp's snmpd yourself, or the PDU tests are skipped"
   elif [ "$(id -u)" = 0 ] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
