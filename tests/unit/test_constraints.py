@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[2]
 # Installed by install.sh: the core dependencies and these extras (vllm needs a CUDA GPU).
