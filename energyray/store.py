@@ -66,10 +66,12 @@ class Damaged:
     path: Path
     reason: str
     moved_to: Path | None = None
+    moved_with: tuple[str, ...] = ()  # the tables of its trial's other files, moved along
 
     def line(self) -> str:
         where = f"; moved to {self.moved_to}" if self.moved_to else ""
-        return f"{self.path}: {self.reason}{where}"
+        with_ = f" with its {', '.join(self.moved_with)} file" if self.moved_with else ""
+        return f"{self.path}: {self.reason}{where}{with_}"
 
 
 # What reading a damaged file raises: ArrowInvalid (a ValueError: no magic bytes, 0 bytes, a bad
@@ -371,7 +373,7 @@ class Store:
             return prior  # reported once
         reason = _reason(e)
         moved, others = self.quarantine(path) if quarantine else (None, [])
-        damaged = Damaged(path, reason, moved)
+        damaged = Damaged(path, reason, moved, tuple(p.relative_to(self.path).parts[0] for p in others))
         if prior is not None:
             self.damaged[self.damaged.index(prior)] = damaged
             if moved is None:
@@ -381,8 +383,7 @@ class Store:
         if self.log_damaged:
             trial = path.relative_to(self.path).parts[0] in TRIAL_TABLES
             if moved is not None:
-                tables = ", ".join(p.relative_to(self.path).parts[0] for p in others)
-                with_ = f" with its {tables} file" if others else ""
+                with_ = f" with its {', '.join(damaged.moved_with)} file" if damaged.moved_with else ""
                 then = "; its trial runs again" if trial else ""
                 log.warning(f"energyray: damaged file in the store: {path} ({reason}); moved to {moved}{with_}{then}")
             else:

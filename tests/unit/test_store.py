@@ -466,7 +466,8 @@ def test_check_reads_every_file_and_quarantines_on_request(store, capsys):
     assert f"{a['samples']}: Parquet magic bytes not found" in out and "--quarantine" in out
     assert a["samples"].exists()
     assert store_main(["check", "--store", str(store.path), "--quarantine"]) == 0
-    assert "moved to" in capsys.readouterr().out and _moved(store, a["trials"]).is_file()
+    assert f"moved to {_moved(store, a['samples'])} with its trials file" in capsys.readouterr().out
+    assert _moved(store, a["trials"]).is_file()
     assert store_main(["check", "--store", str(store.path)]) == 0
     assert "every file reads" in capsys.readouterr().out
 
