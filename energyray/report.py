@@ -1,6 +1,7 @@
 """Summaries of a store: the end-of-sweep table and `python -m energyray report`.
 
-Reads the store only. A configuration is a grid point: its sweep and every axis of
+Reads the store only, and never changes it: a damaged file is skipped and named (the next run
+of its sweep moves it aside). A configuration is a grid point: its sweep and every axis of
 `energyray.grid.AXES`. Per configuration: trials ok of stored, mean J/token and tokens/s with
 their spread, and whether the energy was measured or estimated, and over what.
 """
@@ -21,7 +22,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from energyray.grid import AXES
-from energyray.store import Store, _safe
+from energyray.store import QUARANTINE, Damaged, Store, _safe
 
 # The sweep is part of a configuration: a sweep also sets what its axes do not (generation and
 # measurement settings, the tasks' prompts), and trial ids hash it, so one grid point measured
@@ -271,7 +272,7 @@ def print_sweep_summary(store: Store, sweep: str, console: Console | None = None
     """The table of every trial of `sweep` in the store: the whole sweep, not only this run,
     so a resumed sweep counts the repeats that earlier runs stored."""
     console = console or _default_console()
-    trials = store.read("trials")
+    trials = store.read("trials", sweep=sweep)  # a damaged file is skipped, and the store logs it
     if not trials.empty and "sweep" in trials:
         trials = trials[trials["sweep"].astype(str).isin({sweep, _safe(sweep)})]
     if trials.empty:
@@ -285,6 +286,15 @@ def _default_console() -> Console:
     return console if console.is_terminal else Console(width=100)
 
 
+def skipped_lines(damaged: list[Damaged], store: Path) -> list[str]:
+    """What a reader skipped: one line per damaged file (path: reason), then what to do."""
+    if not damaged:
+        return []
+    return [f"skipped {len(damaged)} damaged file(s):", *(f"  {d.line()}" for d in damaged),
+            f"a rerun of their sweep moves them to {store / QUARANTINE} and runs their trials again "
+            f"(or: python -m energyray store check --store {store} --quarantine)"]
+
+
 def report_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m energyray report",
                                      description="Summarise a store; optionally write a Plotly dashboard.")
@@ -292,14 +302,19 @@ def report_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", help="only this sweep")
     parser.add_argument("--out", help="write an HTML dashboard here (needs plotly: pip install 'energyray[report]')")
     args = parser.parse_args(argv)
-    store = Store(args.store)
-    trials = store.read("trials")
+    store = Store(args.store, log_damaged=False)  # listed below, with the summary
+    trials = store.read("trials", sweep=args.sweep)
+    skipped = skipped_lines(store.damaged, store.path)
     if trials.empty:
-        print(f"No trials in {args.store}. Run a sweep first: python -m energyray sweep=quantization", file=sys.stderr)
+        print("\n".join([f"No trials in {args.store}{f' for sweep {args.sweep!r}' if args.sweep else ''}. "
+                         "Run a sweep first: python -m energyray sweep=quantization", *skipped]), file=sys.stderr)
         return 1
     if args.sweep:
         trials = trials[trials["sweep"].astype(str).isin({args.sweep, _safe(args.sweep)})]
-    print_summary(trials, title=f"{args.store}: {len(trials)} trials")
+    console = _default_console()
+    print_summary(trials, console, title=f"{args.store}: {len(trials)} trials")
+    for line in skipped:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if args.out:
         write_dashboard(trials, Path(args.out))
         print(f"dashboard: {args.out}")

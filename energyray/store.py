@@ -7,11 +7,17 @@ declares (typed nulls where a row has no value), so any Parquet reader reads the
 partition columns live in the path only. Files are written to a dot-prefixed temp name and
 renamed, so a reader never sees a partial file. `Store.read` also reads stores written
 before the declared schema; `upgrade` rewrites them to it.
+
+A file that cannot be read (truncated, zeroed, not Parquet) never stops a sweep or a reader:
+readers skip it and name it; the resume check (`done_ids`) moves it, with the other files of
+its trial, to `<store>/_quarantine/<same relative path>` and leaves its trial to run again.
+A write that fails (disk full, file too large, no permission) raises StoreWriteError.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import math
@@ -34,6 +40,11 @@ from energyray.errors import EnergyRayError
 
 TABLES = tuple(schema.TABLES)
 PARTITIONS = ("sweep", "hardware")
+# Tables with one file per trial, named by its id: a trial is whole only with each of them readable.
+TRIAL_TABLES = ("trials", "samples")
+# Where damaged files go: beside the tables, so no reader of `<store>/<table>` ever sees them
+# (and `_`-prefixed, which pyarrow's and pandas' dataset discovery skip anyway).
+QUARANTINE = "_quarantine"
 STRICT_ENV = "ENERGYRAY_STRICT_SCHEMA"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 log = logging.getLogger(__name__)
@@ -42,6 +53,38 @@ _warned: set[str] = set()
 
 class SchemaError(EnergyRayError):
     """A row holds a column that energyray/schema.py does not declare, or a value of the wrong type."""
+
+
+class StoreWriteError(EnergyRayError):
+    """A file could not be written to the store (disk full, file too large, no permission)."""
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A store file that cannot be read: where it was, why, and where it went (None: left in place)."""
+
+    path: Path
+    reason: str
+    moved_to: Path | None = None
+    moved_with: tuple[str, ...] = ()  # the tables of its trial's other files, moved along
+
+    def line(self) -> str:
+        where = f"; moved to {self.moved_to}" if self.moved_to else ""
+        with_ = f" with its {', '.join(self.moved_with)} file" if self.moved_with else ""
+        return f"{self.path}: {self.reason}{where}{with_}"
+
+
+# What reading a damaged file raises: ArrowInvalid (a ValueError: no magic bytes, 0 bytes, a bad
+# footer or page), OSError (an I/O error, no permission), KeyError/IndexError (a column missing).
+_UNREADABLE = (pa.ArrowException, OSError, ValueError, KeyError, IndexError)
+
+
+def _reason(e: BaseException) -> str:
+    """The error's first line without pyarrow's 'Could not open Parquet input source <path>:'."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if text.startswith("Could not open Parquet input source") and "': " in text:
+        text = text.split("': ", 1)[1]
+    return text
 
 
 def _safe(value: Any) -> str:
@@ -154,11 +197,45 @@ def to_arrow(table: str, rows: list[dict[str, Any]], strict: bool | None = None)
     return pa.table({name: pa.array(data[name], type=declared[name]) for name in declared}, schema=target)
 
 
-def _write_atomic(t: pa.Table, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+# errno codes of a write that cannot succeed as things are, and what to do about each
+_WRITE_FIXES = {errno.ENOSPC: "free space", errno.EDQUOT: "free space (or raise the quota)",
+                errno.EFBIG: "raise the file size limit (ulimit -f)", errno.EACCES: "make it writable",
+                errno.EPERM: "make it writable", errno.EROFS: "use a writable store.path"}
+
+
+def _errno_of(e: OSError) -> int | None:
+    """An OSError's errno; pyarrow's carry it too, or name it in their text ('[errno 28] ...')."""
+    if e.errno:
+        return e.errno
+    m = re.search(r"\[errno (\d+)\]", str(e), re.IGNORECASE)
+    return int(m.group(1)) if m else None
+
+
+def _write_atomic(t: pa.Table, target: Path, store: Path | None = None) -> None:
+    """Write `t` to a dot-prefixed temp file beside `target`, then rename it to `target`.
+
+    A failed write leaves no temp file and raises StoreWriteError naming the store (`store`,
+    default the target's folder) and the system's reason; files written before are untouched."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    pq.write_table(t, tmp)
-    os.replace(tmp, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(t, tmp)
+        os.replace(tmp, target)
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # clean_partial removes it on the next run
+        raise _write_error(e, store or target.parent, target.name) from e
+
+
+def _write_error(e: OSError, store: Path, name: str) -> StoreWriteError:
+    code = _errno_of(e)
+    why = os.strerror(code) if code else _reason(e)
+    fix = _WRITE_FIXES.get(code or 0)
+    then = f"{fix}, then run the same command again" if fix else "run the same command again once that is fixed"
+    return StoreWriteError(f"cannot write to the store {store}: {why} (writing {name}). "
+                           f"Trials already stored are kept: {then} to resume.")
 
 
 def _partition_values(path: Path, base: Path) -> dict[str, str]:
@@ -187,24 +264,43 @@ def _conform_types(t: pa.Table, table: str) -> pa.Table:
 
 
 class Store:
-    def __init__(self, path: str | Path, strict: bool | None = None) -> None:
+    def __init__(self, path: str | Path, strict: bool | None = None, log_damaged: bool = True) -> None:
         self.path = Path(path)
         self.strict = strict  # None: from ENERGYRAY_STRICT_SCHEMA
+        self.log_damaged = log_damaged  # a warning per damaged file found (off: the caller prints `damaged`)
+        self.damaged: list[Damaged] = []  # the damaged files this object found, each once
 
     def file(self, table: str, sweep: str, hardware: str, name: str) -> Path:
         return self.path / table / f"sweep={_safe(sweep)}" / f"hardware={_safe(hardware)}" / f"{_safe(name)}.parquet"
 
     def write(self, table: str, rows: list[dict[str, Any]], sweep: str, hardware: str, name: str) -> Path | None:
         """Write rows as one file of the declared schema (see `to_arrow`), atomically (temp
-        file + os.replace). Returns the path."""
+        file + os.replace). Returns the path. A failed write (disk full, no permission) raises
+        StoreWriteError and leaves no temp file."""
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}")
         if not rows:
             return None
         t = to_arrow(table, rows, self.strict)  # before the path: a SchemaError leaves nothing behind
         target = self.file(table, sweep, hardware, name)
-        _write_atomic(t, target)
+        _write_atomic(t, target, self.path)
         return target
+
+    def check_writable(self) -> None:
+        """Create the store's folder and write and remove a small file there; StoreWriteError
+        (naming the store and the reason) where that fails. For a check before anything runs."""
+        probe = self.path / f".write-check.{os.getpid()}.tmp"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with open(probe, "wb") as fh:
+                fh.write(b"PAR1" * 1024)
+        except OSError as e:
+            raise _write_error(e, self.path, probe.name) from e
+        finally:
+            try:
+                probe.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def clean_partial(self) -> list[Path]:
         """Remove temp files that a killed writer left (`.<name>.<pid>.tmp` whose pid is gone).
@@ -225,17 +321,87 @@ class Store:
             removed.append(p)
         return removed
 
-    def _files(self, table: str) -> list[str]:
+    def _files(self, table: str, sweep: str | None = None) -> list[str]:
         root = self.path / table
+        if sweep is not None:
+            root = root / f"sweep={_safe(sweep)}"
         if not root.exists():
             return []
         return sorted(str(p) for p in root.rglob("*.parquet") if not p.name.startswith("."))
 
-    def read(self, table: str = "trials", columns: Iterable[str] | None = None) -> pd.DataFrame:
-        """The whole table as a DataFrame, partition columns included. Files of every version
-        are read: columns are cast to their declared types, and the union of columns is kept
-        (an old file's legacy columns too; a column a file lacks is null on its rows)."""
-        files = self._files(table)
+    # -- damaged files ---------------------------------------------------------------------------
+    def quarantine(self, path: str | Path) -> tuple[Path | None, list[Path]]:
+        """Move a file of the store to `<store>/_quarantine/<same relative path>` (a numbered name
+        where one is there already); for a trial's file (TRIAL_TABLES), its trial's files in the
+        other tables too, so the trial is rerun whole. Returns (where it went, the other files
+        moved); where it cannot be moved (a read-only store) (None, [])."""
+        path = Path(path)
+        rel = path.relative_to(self.path)
+        try:
+            moved = self._move_aside(path)
+        except OSError:
+            return None, []
+        others = []
+        if rel.parts[0] in TRIAL_TABLES:
+            for table in TRIAL_TABLES:
+                other = self.path / table / Path(*rel.parts[1:])
+                if table != rel.parts[0] and other.exists():
+                    try:
+                        self._move_aside(other)
+                        others.append(other)
+                    except OSError:
+                        pass  # a readable file left alone: the rerun overwrites it
+        return moved, others
+
+    def _move_aside(self, path: Path) -> Path:
+        dest = self.path / QUARANTINE / path.relative_to(self.path)
+        n = 1
+        while dest.exists():  # the same trial damaged before: keep both
+            dest = dest.with_name(f"{path.stem}~{n}{path.suffix}")
+            n += 1
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        return dest
+
+    def _found(self, path: Path, e: BaseException, quarantine: bool) -> Damaged | None:
+        """Record a file that could not be read (and log it); with `quarantine`, move it aside.
+        None where the file is gone (moved by another process meanwhile): nothing to report."""
+        if not path.exists():
+            return None
+        prior = next((d for d in self.damaged if d.path == path), None)
+        if prior is not None and not quarantine:
+            return prior  # reported once
+        reason = _reason(e)
+        moved, others = self.quarantine(path) if quarantine else (None, [])
+        damaged = Damaged(path, reason, moved, tuple(p.relative_to(self.path).parts[0] for p in others))
+        if prior is not None:
+            self.damaged[self.damaged.index(prior)] = damaged
+            if moved is None:
+                return damaged
+        else:
+            self.damaged.append(damaged)
+        if self.log_damaged:
+            trial = path.relative_to(self.path).parts[0] in TRIAL_TABLES
+            if moved is not None:
+                with_ = f" with its {', '.join(damaged.moved_with)} file" if damaged.moved_with else ""
+                then = "; its trial runs again" if trial else ""
+                log.warning(f"energyray: damaged file in the store: {path} ({reason}); moved to {moved}{with_}{then}")
+            else:
+                then = "a rerun of its sweep moves it to " + str(self.path / QUARANTINE)
+                then += " and runs its trial again" if trial else ""
+                log.warning(f"energyray: skipped a damaged file: {path} ({reason}); {then}")
+        return damaged
+
+    # -- reading -----------------------------------------------------------------------------------
+    def read(self, table: str = "trials", columns: Iterable[str] | None = None, sweep: str | None = None,
+             quarantine: bool = False) -> pd.DataFrame:
+        """The whole table (or one sweep's part of it) as a DataFrame, partition columns included.
+        Files of every version are read: columns are cast to their declared types, and the union
+        of columns is kept (an old file's legacy columns too; a column a file lacks is null on its
+        rows). A file that cannot be read is skipped, logged and added to `damaged`; with
+        `quarantine` it is moved aside too (see `quarantine`). A reader leaves files in place by
+        default: the store may be read-only, or in use by a sweep (whose resume check moves them)."""
+        files = self._files(table, sweep)
         if not files:
             return pd.DataFrame()
         want = None if columns is None else list(dict.fromkeys(columns))
@@ -243,32 +409,73 @@ class Store:
         parts = []
         for f in files:
             path = Path(f)
-            names = pq.read_schema(f).names
-            t = pq.read_table(f, columns=None if want is None else [c for c in want if c in names])
+            try:
+                names = pq.read_schema(f).names
+                t = pq.read_table(f, columns=None if want is None else [c for c in want if c in names])
+            except _UNREADABLE as e:
+                self._found(path, e, quarantine)
+                continue
             t = _conform_types(t, table)
             for key, value in _partition_values(path, base).items():
                 if key not in t.column_names and (want is None or key in want):
                     t = t.append_column(key, pa.array([value] * t.num_rows, pa.string()))
             parts.append(t)
+        if not parts:
+            return pd.DataFrame()
         out = pa.concat_tables(parts, promote_options="permissive")
         if want is not None:
             out = out.select([c for c in want if c in out.column_names])
         return out.to_pandas()
 
-    def done_ids(self, sweep: str, statuses: tuple[str, ...] = ("ok", "oom")) -> set[str]:
-        """Trial ids of this sweep already stored with one of `statuses` (for resume)."""
-        root = self.path / "trials" / f"sweep={_safe(sweep)}"
-        if not root.exists():
-            return set()
-        done = set()
-        for f in root.rglob("*.parquet"):
-            if f.name.startswith("."):
+    def done_ids(self, sweep: str, statuses: tuple[str, ...] = ("ok", "oom"), quarantine: bool = True) -> set[str]:
+        """Trial ids of this sweep already stored with one of `statuses` (for resume).
+
+        Reads the trials files' `trial_id` and `status` and the footers of the sweep's samples
+        and systems files, nothing more. A trial with a file that cannot be read is not done;
+        with `quarantine` (the default: a sweep is about to write here) the damaged file and its
+        trial's other files are moved to `<store>/_quarantine/`. Each is logged and added to
+        `damaged`."""
+        broken: set[Path] = set()  # <sweep>/<hardware>/<trial>.parquet of trials with a damaged file
+        done: dict[Path, set[str]] = {}
+        base = self.path / "trials"
+        for f in map(Path, self._files("trials", sweep)):
+            try:
+                with pq.ParquetFile(f) as pf:
+                    names = pf.schema_arrow.names
+                    if "trial_id" not in names or "status" not in names:
+                        continue  # not a row energyray wrote: not done
+                    t = pf.read(columns=["trial_id", "status"])
+            except _UNREADABLE as e:
+                if self._found(f, e, quarantine) is not None:
+                    broken.add(f.relative_to(base))
                 continue
-            t = pq.read_table(f, columns=["trial_id", "status"])
-            for tid, status in zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist(), strict=True):
-                if status in statuses:
-                    done.add(tid)
-        return done
+            done[f.relative_to(base)] = {tid for tid, status in zip(t.column("trial_id").to_pylist(),
+                                                                     t.column("status").to_pylist(), strict=True)
+                                         if status in statuses}
+        for table in ("samples", "systems"):
+            for f in map(Path, self._files(table, sweep)):  # listed now: after the trials' companions moved
+                try:
+                    pq.read_metadata(f)
+                except _UNREADABLE as e:
+                    if self._found(f, e, quarantine) is not None and table in TRIAL_TABLES:
+                        broken.add(f.relative_to(self.path / table))
+        return {tid for rel, ids in done.items() if rel not in broken for tid in ids}
+
+
+def check(path: str | Path, quarantine: bool = False) -> list[Damaged]:
+    """Read every file of the store at `path` in full; the files that cannot be read (moved aside
+    with `quarantine`, with their trial's other files). Raises FileNotFoundError where `path`
+    holds no store."""
+    store = Store(path, log_damaged=False)
+    if not store.path.is_dir() or not any((store.path / t).is_dir() for t in TABLES):
+        raise FileNotFoundError(f"no energyray store at {store.path} (expected {', '.join(TABLES)} folders)")
+    for table in TABLES:
+        for f in map(Path, store._files(table)):  # listed now: after an earlier table's companions moved
+            try:
+                pq.read_table(f, partitioning=None)
+            except _UNREADABLE as e:
+                store._found(f, e, quarantine)
+    return store.damaged
 
 
 # -- upgrade: an older store to the declared schema ------------------------------------------
@@ -285,6 +492,7 @@ class UpgradeSummary:
     dropped: dict[str, set[str]] = field(default_factory=dict)  # table -> legacy columns dropped
     cast: dict[str, set[str]] = field(default_factory=dict)  # table -> "name: old type -> new type"
     kept_as_json: dict[str, set[str]] = field(default_factory=dict)  # table -> undeclared columns
+    damaged: list[Damaged] = field(default_factory=list)  # files that could not be read: left as they are
 
     def lines(self) -> list[str]:
         out = [f"{self.path}: {self.files} file(s), {self.rewritten} rewritten to schema version "
@@ -304,6 +512,10 @@ class UpgradeSummary:
             if self.added.get(table):
                 notes.append(f"{len(self.added[table])} declared column(s) some file lacked, added as typed nulls")
             out += [f"  {table}: {n}" for n in notes]
+        if self.damaged:
+            out.append(f"{len(self.damaged)} damaged file(s) skipped, left in place "
+                       f"(`python -m energyray store check --store {self.path} --quarantine` moves them aside):")
+            out += [f"  {d.line()}" for d in self.damaged]
         return out
 
 
@@ -329,16 +541,20 @@ def upgrade(path: str | Path) -> UpgradeSummary:
     legacy columns renamed or dropped (schema.LEGACY), missing columns typed nulls, values cast
     to the declared types, undeclared columns kept in extra_json. Idempotent: a current file is
     left alone. Raises FileNotFoundError where `path` holds no store."""
-    store = Store(path, strict=False)
+    store = Store(path, strict=False, log_damaged=False)
     if not store.path.is_dir() or not any((store.path / t).is_dir() for t in TABLES):
         raise FileNotFoundError(f"no energyray store at {store.path} (expected {', '.join(TABLES)} folders)")
-    summary = UpgradeSummary(store.path)
+    summary = UpgradeSummary(store.path, damaged=store.damaged)
     for table in TABLES:
         target = schema.arrow_schema(table)
         declared = {f.name: f.type for f in target}
         for f in store._files(table):
             summary.files += 1
-            t = pq.read_table(f, partitioning=None)
+            try:
+                t = pq.read_table(f, partitioning=None)
+            except _UNREADABLE as e:
+                store._found(Path(f), e, quarantine=False)
+                continue
             summary.rows += t.num_rows
             if t.schema.remove_metadata().equals(target) and \
                     set(t.column("schema_version").to_pylist()) <= {schema.SCHEMA_VERSION}:
@@ -357,23 +573,40 @@ def upgrade(path: str | Path) -> UpgradeSummary:
             new = to_arrow(table, [{k: v for k, v in r.items() if k not in PARTITIONS} for r in rows], strict=False)
             if new.num_rows != t.num_rows:  # never: a guard before replacing a user's file
                 raise RuntimeError(f"upgrade of {f} would change its row count")
-            _write_atomic(new, Path(f))
+            _write_atomic(new, Path(f), store.path)
             summary.rewritten += 1
     return summary
 
 
 def store_main(argv: list[str]) -> int:
-    """`python -m energyray store upgrade --store PATH`."""
+    """`python -m energyray store upgrade|check --store PATH`."""
     ap = argparse.ArgumentParser(prog="python -m energyray store", description="Maintain an energyray store.")
     sub = ap.add_subparsers(dest="command", required=True)
     up = sub.add_parser("upgrade", help="rewrite an older store's files to the declared schema (in place, atomically; "
                                         "safe to run twice)")
     up.add_argument("--store", required=True, help="the store's folder (store.path of the sweep)")
+    ck = sub.add_parser("check", help="read every file in full and list those that cannot be read (exit 1 if any "
+                                      "is left in place)")
+    ck.add_argument("--store", required=True, help="the store's folder (store.path of the sweep)")
+    ck.add_argument("--quarantine", action="store_true", help=f"move damaged files (and their trial's other files) "
+                                                              f"to <store>/{QUARANTINE}/; a rerun of the sweep runs "
+                                                              "their trials again")
     args = ap.parse_args(argv)
     try:
-        summary = upgrade(args.store)
-    except FileNotFoundError as e:
+        if args.command == "check":
+            damaged = check(args.store, args.quarantine)
+        else:
+            summary = upgrade(args.store)
+    except (FileNotFoundError, StoreWriteError) as e:
         print(f"energyray: error: {e}", file=sys.stderr)
         return 2
-    print("\n".join(summary.lines()))
-    return 0
+    if args.command == "upgrade":
+        print("\n".join(summary.lines()))
+        return 0
+    if not damaged:
+        print(f"{args.store}: every file reads")
+        return 0
+    print(f"{args.store}: {len(damaged)} damaged file(s)" + ("" if args.quarantine else
+          f" (`--quarantine` moves them to {Path(args.store) / QUARANTINE}; a rerun of the sweep also does)"))
+    print("\n".join(f"  {d.line()}" for d in damaged))
+    return 0 if all(d.moved_to for d in damaged) else 1

@@ -75,6 +75,29 @@ def test_rows_written_through_store_read_everywhere(tmp_path):
     assert sorted(df["sweep"].astype(str)) == ["s1", "s1", "s2"]
 
 
+def test_every_reader_leaves_out_the_quarantine(tmp_path):
+    """Damaged files moved to <store>/_quarantine/ (beside the tables, under the same relative
+    paths) are read by none of the documented readers; nor is a reader pointed at the store's
+    root by pyarrow.dataset (it skips `_` folders)."""
+    store = Store(tmp_path / "store")
+    for tid in ("a", "b", "c"):
+        store.write("samples", [{"trial_id": tid, "t_ns": i, "power_w": 1.0} for i in range(3)], "s1", "cpu", tid)
+        store.write("trials", [{"trial_id": tid, "status": "ok"}], "s1", "cpu", tid)
+    store.write("systems", [{"node": "n1"}], "s1", "cpu", "n1")
+    store.write("systems", [{"node": "n2"}], "s1", "cpu", "n2")
+    for table, name in (("trials", "a"), ("samples", "b"), ("systems", "n2")):
+        f = store.file(table, "s1", "cpu", name)
+        f.write_bytes(f.read_bytes()[:200])
+    assert store.done_ids("s1") == {"c"}  # a and b moved aside whole, each with its other file
+    quarantine = store.path / "_quarantine"
+    assert len(list(quarantine.rglob("*.parquet"))) == 5
+    expected = {"trials": 1, "samples": 3, "systems": 1}
+    for table in TABLES:
+        assert set(_counts(store.path, table).values()) == {expected[table]}, table
+    root = ds.dataset(store.path, format="parquet", partitioning="hive", exclude_invalid_files=False)
+    assert not [f for f in root.files if "_quarantine" in f]
+
+
 @pytest.fixture(scope="module")
 def smoke_store(tmp_path_factory, shared_cache, cli):
     root = tmp_path_factory.mktemp("readers-smoke")

@@ -172,6 +172,32 @@ def test_print_sweep_summary_reads_the_whole_sweep_after_a_resume(tmp_path):
     assert "No trials of sweep 'never-ran'" in console.export_text()
 
 
+def test_report_skips_a_damaged_file_says_so_and_leaves_the_store_as_it_was(tmp_path, capsys):
+    store = Store(tmp_path / "store")
+    for n in range(3):
+        r = row(n, repeat=n)
+        store.write("trials", [r], "s", "cpu", r["trial_id"])
+    other = row(9, sweep="s2")
+    store.write("trials", [other], "s2", "cpu", "t9")
+    bad = store.file("trials", "s", "cpu", "t1")
+    bad.write_bytes(bad.read_bytes()[:100])
+    files = sorted(p for p in store.path.rglob("*") if p.is_file())
+    assert report_main(["--store", str(store.path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 trials" in out and "2/2" in out and "1/1" in out  # the two sweeps' summary, t1 left out
+    assert "skipped 1 damaged file(s):" in out and f"{bad}: Parquet magic bytes not found" in out
+    assert f"moves them to {store.path / '_quarantine'}" in out
+    assert sorted(p for p in store.path.rglob("*") if p.is_file()) == files  # a reader moves nothing
+    assert report_main(["--store", str(store.path), "--sweep", "s2"]) == 0  # the damaged file is not read
+    assert "skipped" not in capsys.readouterr().out
+    bad.write_bytes(b"")
+    for n in (0, 2):
+        store.file("trials", "s", "cpu", f"t{n}").write_bytes(b"")
+    assert report_main(["--store", str(store.path), "--sweep", "s"]) == 1
+    err = capsys.readouterr().err
+    assert "No trials in" in err and "skipped 3 damaged file(s)" in err and "Parquet file size is 0 bytes" in err
+
+
 @pytest.mark.extra("report")
 def test_the_dashboard_labels_configurations_by_the_axes_that_vary(tmp_path):
     df = pd.DataFrame([row(0, output_tokens=4, energy_j=4.0), row(1, backend="vllm", output_tokens=4, energy_j=12.0)])

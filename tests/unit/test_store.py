@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -336,3 +337,194 @@ def test_text_columns_take_dates_and_numbers_as_plain_text(store):
     p = store.write("trials", [_row("t1", price_table_date=datetime.date(2026, 1, 2), node=7)], "s", "h", "t1")
     got = pq.read_table(p).to_pylist()[0]
     assert got["price_table_date"] == "2026-01-02" and got["node"] == "7"
+
+
+# -- damaged files -----------------------------------------------------------------------------
+def _damage(p: Path, how: str) -> bytes:
+    """Damage a written file as a crash, a full disk or a bad copy would; returns its new bytes."""
+    data = p.read_bytes()
+    new = {"half": data[: len(data) // 2], "zero": b"", "garbage": b"not parquet at all " * 64,
+           "footer": data[:-12] + b"\x00" * 12,
+           "pages": data[:100] + b"\xff" * 200 + data[300:]}[how]  # the footer intact
+    p.write_bytes(new)
+    return new
+
+
+def _trial(store: Store, tid: str, sweep: str = "s1", hardware: str = "h1", status: str = "ok") -> dict[str, Path]:
+    samples = store.write("samples", [{"trial_id": tid, "t_ns": i, "power_w": 1.0} for i in range(4)],
+                          sweep, hardware, tid)
+    trials = store.write("trials", [_row(tid, status)], sweep, hardware, tid)
+    return {"trials": trials, "samples": samples}
+
+
+def _moved(store: Store, p: Path) -> Path:
+    return store.path / store_mod.QUARANTINE / p.relative_to(store.path)
+
+
+@pytest.mark.parametrize("how", ["half", "zero", "garbage", "footer"])
+def test_a_damaged_trials_file_is_moved_aside_with_its_samples_and_its_trial_is_not_done(store, caplog, how):
+    a, b = _trial(store, "a"), _trial(store, "b")
+    content = _damage(a["trials"], how)
+    with caplog.at_level(logging.WARNING, logger="energyray.store"):
+        assert store.done_ids("s1") == {"b"}
+    # the damaged file, byte for byte, and its trial's samples, under the same relative paths
+    assert _moved(store, a["trials"]).read_bytes() == content
+    assert _moved(store, a["samples"]).is_file()
+    assert not a["trials"].exists() and not a["samples"].exists() and b["trials"].exists()
+    [d] = store.damaged
+    assert d.path == a["trials"] and d.moved_to == _moved(store, a["trials"])
+    assert ("magic bytes" in d.reason or "0 bytes" in d.reason), d.reason
+    [line] = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert str(a["trials"]) in line and str(_moved(store, a["trials"])) in line and "runs again" in line
+    # the rerun stores the trial again: once, readable everywhere, the quarantine left out
+    _trial(store, "a")
+    assert store.done_ids("s1") == {"a", "b"}
+    assert sorted(store.read()["trial_id"]) == ["a", "b"]
+    assert sorted(pd.read_parquet(store.path / "trials")["trial_id"]) == ["a", "b"]
+    assert len(store.read("samples")) == 8
+
+
+def test_a_damaged_samples_file_reruns_its_trial_rather_than_keep_it_without_samples(store):
+    a, _ = _trial(store, "a"), _trial(store, "b")
+    _damage(a["samples"], "half")
+    assert store.done_ids("s1") == {"b"}
+    assert _moved(store, a["samples"]).is_file() and _moved(store, a["trials"]).is_file()
+    assert sorted(store.read()["trial_id"]) == ["b"]  # no trial left without its samples
+    assert [d.path for d in store.damaged] == [a["samples"]]
+
+
+def test_a_damaged_systems_file_is_moved_aside_and_reruns_nothing(store):
+    _trial(store, "a")
+    sysfile = store.write("systems", [{"node": "n", "kind": "cpu"}], "s1", "h1", "n-cpu")
+    _damage(sysfile, "garbage")
+    assert store.done_ids("s1") == {"a"}
+    assert _moved(store, sysfile).is_file() and not sysfile.exists()
+    assert store.read("systems").empty and len(store.read()) == 1
+
+
+def test_done_ids_reads_only_its_sweep_and_without_quarantine_moves_nothing(store, caplog):
+    a = _trial(store, "a")
+    other = _trial(store, "x", sweep="other")
+    _damage(other["trials"], "zero")
+    _damage(a["trials"], "half")
+    with caplog.at_level(logging.WARNING, logger="energyray.store"):
+        assert store.done_ids("s1", quarantine=False) == set()
+    assert a["trials"].exists() and other["trials"].exists()  # a dry run changes nothing
+    assert not (store.path / store_mod.QUARANTINE).exists()
+    assert [d.path for d in store.damaged] == [a["trials"]]  # the other sweep's file is not read
+    assert "skipped a damaged file" in caplog.text and str(a["trials"]) in caplog.text
+
+
+def test_a_file_that_cannot_be_moved_is_left_and_still_never_blocks(store, caplog):
+    a, _ = _trial(store, "a"), _trial(store, "b")
+    _damage(a["trials"], "half")
+    (store.path / store_mod.QUARANTINE).write_text("a file where the folder would go")  # every move fails
+    with caplog.at_level(logging.WARNING, logger="energyray.store"):
+        assert store.done_ids("s1") == {"b"}
+    assert a["trials"].exists() and store.damaged[0].moved_to is None
+    assert "skipped a damaged file" in caplog.text
+
+
+def test_a_trial_damaged_twice_keeps_both_copies(store):
+    for _ in range(2):
+        a = _trial(store, "a")
+        _damage(a["trials"], "half")
+        Store(store.path).done_ids("s1")
+    folder = _moved(store, a["trials"]).parent
+    assert sorted(p.name for p in folder.iterdir()) == ["a.parquet", "a~1.parquet"]
+
+
+def test_read_skips_a_damaged_file_names_it_and_moves_it_only_when_asked(store, caplog):
+    a, _ = _trial(store, "a"), _trial(store, "b")
+    _damage(a["trials"], "garbage")
+    with caplog.at_level(logging.WARNING, logger="energyray.store"):
+        assert list(store.read()["trial_id"]) == ["b"]
+        assert list(store.read(columns=["trial_id"])["trial_id"]) == ["b"]
+    lines = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(lines) == 1 and str(a["trials"]) in lines[0] and "magic bytes" in lines[0]  # once per file
+    assert a["trials"].exists()  # a reader leaves it: the store may be read-only, or a sweep's
+    assert list(store.read(quarantine=True)["trial_id"]) == ["b"]
+    assert not a["trials"].exists() and _moved(store, a["trials"]).is_file()
+    assert _moved(store, a["samples"]).is_file()
+    store.write("trials", [_row("c")], "s2", "h1", "c")
+    assert list(store.read(sweep="s2")["trial_id"]) == ["c"] and store.read(sweep="none").empty
+
+
+def test_read_finds_damaged_pages_behind_an_intact_footer(store):
+    a, _ = _trial(store, "a"), _trial(store, "b")
+    _damage(a["samples"], "pages")
+    assert store.done_ids("s1") == {"a", "b"}  # the resume check reads footers only: not seen there
+    assert sorted(store.read("samples")["trial_id"].unique()) == ["b"]
+    assert "Deserializing page header failed" in store.damaged[0].reason or "thrift" in store.damaged[0].reason
+
+
+def test_check_reads_every_file_and_quarantines_on_request(store, capsys):
+    a, _ = _trial(store, "a"), _trial(store, "b")
+    _damage(a["samples"], "half")
+    assert store_main(["check", "--store", str(store.path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{a['samples']}: Parquet magic bytes not found" in out and "--quarantine" in out
+    assert a["samples"].exists()
+    assert store_main(["check", "--store", str(store.path), "--quarantine"]) == 0
+    assert f"moved to {_moved(store, a['samples'])} with its trials file" in capsys.readouterr().out
+    assert _moved(store, a["trials"]).is_file()
+    assert store_main(["check", "--store", str(store.path)]) == 0
+    assert "every file reads" in capsys.readouterr().out
+
+
+def test_upgrade_skips_a_damaged_file_and_names_it(old_store):
+    victim = sorted((old_store / "samples").rglob("*.parquet"))[0]
+    _damage(victim, "half")
+    summary = upgrade(old_store)
+    assert summary.files == 8 and summary.rewritten == 7
+    assert [d.path for d in summary.damaged] == [victim] and victim.exists()
+    assert any(str(victim) in line for line in summary.lines())
+
+
+# -- failed writes -----------------------------------------------------------------------------
+@pytest.fixture
+def file_size_limit():
+    """with file_size_limit(n): files this process writes may not grow past n bytes (RLIMIT_FSIZE;
+    Python ignores SIGXFSZ, so a write past it fails with EFBIG, as on a full disk)."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    @contextlib.contextmanager
+    def limit(n: int):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    return limit
+
+
+def test_a_write_that_fails_raises_a_short_store_error_and_leaves_no_temp_file(store, file_size_limit):
+    kept = _trial(store, "a")
+    with file_size_limit(4096), pytest.raises(store_mod.StoreWriteError) as err:  # a trials file is ~45 kB
+        store.write("trials", [_row("b")], "s1", "h1", "b")
+    text = str(err.value)
+    assert text.startswith(f"cannot write to the store {store.path}: File too large (writing b.parquet)"), text
+    assert "Trials already stored are kept" in text and "run the same command again" in text
+    assert "ulimit -f" in text and "\n" not in text and isinstance(err.value, store_mod.EnergyRayError)
+    assert sorted(p.name for p in kept["trials"].parent.iterdir()) == ["a.parquet"]  # no temp file
+    assert store.done_ids("s1") == {"a"} and store.write("trials", [_row("b")], "s1", "h1", "b")
+
+
+def test_a_store_path_that_cannot_be_a_folder_is_a_store_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(store_mod.StoreWriteError, match="Not a directory .*run the same command again"):
+        Store(tmp_path / "file" / "store").write("trials", [_row("a")], "s", "h", "a")
+
+
+def test_check_writable_leaves_nothing_and_names_the_reason(tmp_path):
+    ok = Store(tmp_path / "new" / "store")
+    ok.check_writable()
+    assert ok.path.is_dir() and not list(ok.path.iterdir())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(store_mod.StoreWriteError, match=f"cannot write to the store {tmp_path / 'file' / 'store'}: "
+                                                        "Not a directory"):
+        Store(tmp_path / "file" / "store").check_writable()
+    if Path("/proc/self").is_dir():  # a folder nobody may create files in, even root
+        with pytest.raises(store_mod.StoreWriteError, match="/proc/energyray: No such file or directory"):
+            Store("/proc/energyray").check_writable()
