@@ -8,7 +8,12 @@ orchestrator (Ray) -> each result written atomically to the store -> the sweep's
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
@@ -16,7 +21,14 @@ from omegaconf import DictConfig
 from energyray import env, paths
 from energyray.errors import EnergyRayError
 from energyray.grid import AXES
-from energyray.plan import Plan, axis_counts, check_override_keys, make_plan, register_configs
+from energyray.plan import (
+    Plan,
+    axis_counts,
+    check_override_keys,
+    make_plan,
+    register_configs,
+    requested_sweep,
+)
 
 # A dry run lists every trial up to this many; beyond, the counts by axis only (dry_run=list: all).
 LIST_AT_MOST = 100
@@ -49,6 +61,10 @@ examples:
   python -m energyray sweep=smoke
   python -m energyray sweep=batching model=mistral-7b weights=dummy 'sweep.grid.batch_size=[1,8]'
 
+exit status: 0 every trial ok (or nothing to do); 1 a trial failed or ran out of memory (stored; the
+  last line says whether rerunning the same command may fix it); 2 input refused or a setup error (the
+  message names the fix); 3 an internal error; 130 interrupted (the same command resumes)
+  ENERGYRAY_DEBUG=1: print the traceback as well as the message
 every knob, with its default: python -m energyray --cfg job
 docs: docs/guide.md (sweeps, overrides, models, backends, clusters); Hydra's own: --hydra-help
 """
@@ -84,30 +100,88 @@ def print_dry_run(plan: Plan) -> None:
     print(f"trials: {len(todo)}")
 
 
-def run(cfg_node: DictConfig) -> int:
+@dataclass
+class Tally:
+    """What this run stored, by outcome; `retryable`: failed trials a rerun may fix."""
+
+    plan: Plan | None = None
+    store_path: str = ""
+    ok: int = 0
+    failed: int = 0
+    oom: int = 0
+    retryable: int = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        status = row.get("status")
+        if status == "ok":
+            self.ok += 1
+        elif status == "oom":
+            self.oom += 1
+        else:
+            self.failed += 1
+            self.retryable += bool(row.get("retryable"))
+
+    @property
+    def stored(self) -> int:
+        return self.ok + self.failed + self.oom
+
+    def exit_code(self) -> int:
+        return EXIT_TRIALS_FAILED if self.failed or self.oom else EXIT_OK
+
+    def last_line(self) -> str:
+        """`sweep smoke: 22 ok, 2 failed, 0 skipped; store outputs/store`, and what a rerun does."""
+        plan = self.plan
+        assert plan is not None
+        oom = f", {self.oom} oom" if self.oom else ""
+        line = (f"sweep {plan.cfg.sweep.name}: {self.ok} ok, {self.failed} failed{oom}, {plan.skipped} skipped; "
+                f"store {self.store_path}")
+        again = self.failed - self.retryable  # failed in a way that repeats
+        if self.retryable:
+            some = f"the {self.retryable}" if not again else f"{self.retryable} of the {self.failed}"
+            line += (f"; rerun the same command to retry {some} failed (a worker died, a timeout, no free slot "
+                     "or an API error: may pass next time)")
+        if again:
+            line += (f"; {'the other' if self.retryable else 'the'} {again} failed will fail again until "
+                     "their error (above) is fixed")
+        return line
+
+    def interrupted(self) -> str:
+        """Ctrl-C: what is stored, and that the same command resumes."""
+        plan = self.plan
+        if plan is None or not self.stored and not plan.skipped:
+            return "energyray: interrupted before any trial was stored; the same command starts the sweep again."
+        done = plan.skipped + self.ok + self.oom  # what a rerun skips
+        total = plan.skipped + len(plan.todo)
+        return (f"energyray: interrupted. This run stored {self.stored} trial(s) ({self.ok} ok); "
+                f"the store {self.store_path} has {done} of the {total} trials of sweep {plan.cfg.sweep.name!r} done. "
+                f"The same command resumes: it skips the {done} done and runs the other {total - done}.")
+
+
+def run(cfg_node: DictConfig, tally: Tally) -> int:
     from hydra.core.hydra_config import HydraConfig
 
     plan = make_plan(cfg_node, list(HydraConfig.get().overrides.task))
     cfg = plan.cfg
     if cfg.dry_run != "false":
         print_dry_run(plan)  # plain text: no rich, fast for 10,000 lines
-        return 0
+        return EXIT_OK
     console = _console()
+    tally.plan, tally.store_path = plan, str(cfg.store.path)
     if not plan.todo:
         console.print(f"All {plan.skipped} trials of sweep {cfg.sweep.name!r} are already in {cfg.store.path} "
                       "(store.resume=false reruns them).")
-        return 0
+        _say(console, tally.last_line())
+        return EXIT_OK
 
     from energyray import orchestrator, report
     from energyray.progress import SweepProgress
-    from energyray.store import Store
+    from energyray.store import TRIAL_TABLES, Store
     from energyray.trial import TrialResult
 
     store = Store(cfg.store.path)
     todo = plan.todo
     driver_env = env.snapshot()
     by_id = {s.trial_id: s for s in todo}
-    failed = [0, 0]  # trials written by this run, of which not ok
 
     def on_result(result: TrialResult) -> None:
         row = dict(result.row)
@@ -117,15 +191,17 @@ def run(cfg_node: DictConfig) -> int:
         # samples first: the trials file is what marks a trial done (resume), so a driver
         # killed between the two writes reruns the trial instead of losing its samples
         store.write("samples", result.samples, spec.sweep, spec.hardware, spec.trial_id)
-        store.write("trials", [row], spec.sweep, spec.hardware, spec.trial_id)
-        failed[0] += 1
-        failed[1] += row.get("status") != "ok"
+        store.write("trials", [row], spec.sweep, spec.hardware, spec.trial_id)  # StoreWriteError: exit 2
+        tally.add(row)
 
     def on_system(system: dict[str, Any]) -> None:
         name = system.get("system_id") or f"{system.get('node')}-{system.get('gpu_uuid') or 'cpu'}"
         hw = system.get("hardware") or todo[0].hardware
         store.write("systems", [{**system, "seen_at": driver_env.get("hostname")}], cfg.sweep.name, hw, name)
 
+    for d in plan.damaged:  # found by the resume check, moved aside
+        rerun = "; its trial runs again" if d.path.relative_to(store.path).parts[0] in TRIAL_TABLES else ""
+        console.print(f"energyray: damaged file {d.line()}{rerun}", soft_wrap=True, markup=False, highlight=False)
     stale = store.clean_partial()
     if stale:
         console.print(f"energyray: removed {len(stale)} partial file(s) a killed run left in {store.path}")
@@ -135,17 +211,56 @@ def run(cfg_node: DictConfig) -> int:
     with SweepProgress(len(todo), console) as progress:
         orchestrator.run_sweep(plan, on_result, on_system, progress)
     report.print_sweep_summary(store, cfg.sweep.name, console)  # the whole sweep, earlier runs' trials too
-    written, bad = failed
-    console.print(f"{written - bad} ok, {bad} failed in this run; store: {store.path}")
-    return 0
+    _say(console, tally.last_line())
+    return tally.exit_code()
+
+
+def _say(console: Any, line: str) -> None:
+    console.print(line, soft_wrap=True, markup=False, highlight=False)  # one line, never wrapped
+
+
+# -- exits: no traceback for what a user can fix ------------------------------------------------
+EXIT_OK, EXIT_TRIALS_FAILED, EXIT_ERROR, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def debug() -> bool:
+    """ENERGYRAY_DEBUG=1 (or Hydra's HYDRA_FULL_ERROR=1): tracebacks as well as the messages."""
+    return any(os.environ.get(v, "") not in ("", "0") for v in ("ENERGYRAY_DEBUG", "HYDRA_FULL_ERROR"))
+
+
+def guarded(body: Callable[[], int], on_interrupt: Callable[[], str] | None = None) -> int:
+    """Run `body`; an error becomes one or two lines on stderr and its exit status."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends it at once
+        if debug():
+            traceback.print_exc()
+        print(on_interrupt() if on_interrupt else "energyray: interrupted.", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except EnergyRayError as e:
+        if debug():
+            traceback.print_exc()
+        print(f"energyray: error: {e}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except Exception as e:
+        if debug():
+            traceback.print_exc()
+        first = (str(e).splitlines() or [""])[0]
+        print(f"energyray: internal error: {type(e).__name__}: {first}\n"
+              "Run again with ENERGYRAY_DEBUG=1 for the traceback, and report it with that.",
+              file=sys.stderr, flush=True)
+        return EXIT_BUG
+
+
+_entered = False  # whether Hydra got as far as calling the task function
 
 
 def _hydra_entry(cfg_node: DictConfig) -> None:
-    try:
-        code = run(cfg_node)
-    except EnergyRayError as e:
-        print(f"energyray: error: {e}", file=sys.stderr)
-        code = 2
+    global _entered
+    _entered = True
+    tally = Tally()
+    code = guarded(lambda: run(cfg_node, tally), tally.interrupted)
     if code:
         sys.exit(code)
 
@@ -155,22 +270,39 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "report":
         from energyray.report import report_main
 
-        sys.exit(report_main(argv[1:]))
+        sys.exit(guarded(lambda: report_main(argv[1:])))
     if argv and argv[0] == "store":
         from energyray.store import store_main
 
-        sys.exit(store_main(argv[1:]))
+        sys.exit(guarded(lambda: store_main(argv[1:])))
     if (argv and argv[0] == "help") or any(a in ("--help", "-h") for a in argv):
         print(HELP, end="")
         sys.exit(0)
+    sys.exit(guarded(lambda: _run_hydra(argv)))
+
+
+def _run_hydra(argv: list[str]) -> int:
     import hydra
 
-    try:
-        check_override_keys(argv)
-        register_configs()
-        path = paths.conf_dir()
-    except EnergyRayError as e:
-        print(f"energyray: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    global _entered
+    _entered = False
+    check_override_keys(argv)
+    for line in register_configs(requested_sweep(argv)):
+        print(f"energyray: skipped {line}", file=sys.stderr)
+    path = paths.conf_dir()
     sys.argv = [sys.argv[0], *argv]
-    hydra.main(config_path=str(path), config_name="config", version_base="1.3")(_hydra_entry)()
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        hydra.main(config_path=str(path), config_name="config", version_base="1.3")(_hydra_entry)()
+    except SystemExit as e:
+        # Hydra's own refusals (a wrong type, a missing sweep) exit 1: bad input is 2 here
+        if not _entered and e.code == 1:
+            return EXIT_ERROR
+        raise
+    except (HydraException, OmegaConfBaseException) as e:  # raised, not printed, under HYDRA_FULL_ERROR=1
+        traceback.print_exc()
+        print(f"energyray: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK

@@ -9,6 +9,8 @@ refused before anything runs; `python -m energyray --cfg job` prints the result.
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -350,3 +352,138 @@ def dry_run_mode(value: Any) -> str:
         return text
     raise ConfigError(f"dry_run={value!r}: use false (run the sweep), true (print the plan: trials per value "
                       "of each axis, and every trial when there are few) or list (print every trial).")
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def device_mode(value: Any) -> str:
+    """`device` as auto | cpu | cuda; anything else is refused with the likely meaning."""
+    text = str(value).strip()
+    if text in DEVICES:
+        return text
+    low = text.lower()
+    guess = low if low in DEVICES else "cuda" if low.startswith(("cuda", "gpu", "nvidia")) else None
+    guess = guess or next(iter(difflib.get_close_matches(low, DEVICES, n=1, cutoff=0.75)), None)
+    hint = f" Did you mean {guess!r}?" if guess else ""
+    if guess == "cuda" and ":" in low:
+        hint += " (each worker gets one GPU of its own, which Ray picks; CUDA_VISIBLE_DEVICES limits the choice)"
+    raise ConfigError(f"device={value!r} is not one of: auto (a GPU where there is one, else the CPU), cpu, cuda."
+                      + hint)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a numeric knob takes: at least `low` (above it where `low_open`), at most
+    `high`, finite, and null only where `none`; `what` says what the knob is."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    none: bool = False
+    what: str = ""
+
+    def allowed(self) -> str:
+        low = None if self.low is None else f"{'greater than' if self.low_open else 'at least'} {self.low:g}"
+        high = None if self.high is None else f"at most {self.high:g}"
+        text = " and ".join(p for p in (low, high) if p) or "a finite number"
+        if self.low == self.high and not self.low_open:
+            text = f"{self.low:g}"
+        return text + (" (or null)" if self.none else "")
+
+    def fits(self, value: Any) -> bool:
+        if value is None:
+            return self.none
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+_POS = Limit(low=0, low_open=True)  # seconds, sizes: > 0
+# Every numeric knob of RunConfig (dotted key) and its range, checked before anything runs.
+# tests/unit/test_plan.py checks that each int or float field has an entry here (or is in
+# LIMITS_ELSEWHERE). `model.*` applies to every model the grid names.
+LIMITS: dict[str, Limit] = {
+    "seed": Limit(0, 2**32 - 1, what="the random seed (numpy and vLLM take 0 to 2^32-1)"),
+    "batch_size": Limit(1, what="prompts generated together"),
+    "sweep.repeats": Limit(1, what="repeats of every grid point"),
+    "generation.max_new_tokens": Limit(1, what="new tokens per request on a GPU"),
+    "generation.cpu_max_new_tokens": Limit(1, what="new tokens per request on a CPU-only worker"),
+    "generation.warmup_runs": Limit(0, what="uncounted generations before a new shape's first trial"),
+    "generation.warmup_new_tokens": Limit(1, none=True, what="new tokens of each warmup run; null: the trial's"),
+    "measurement.idle_s": Limit(0, what="seconds of idle baseline (0: none)"),
+    "measurement.idle_settle_s": Limit(0, what="seconds to wait before the idle window"),
+    "measurement.idle_settle_max_s": Limit(0, what="longest wait for power to settle, seconds"),
+    "measurement.cooldown_s": Limit(0, what="pause before each trial, seconds"),
+    "measurement.cooldown_to_idle_c": Limit(0, low_open=True, none=True,
+                                            what="cool down to within this many °C of idle; null: off"),
+    "measurement.cooldown_max_s": Limit(0, what="longest wait for the temperature, seconds"),
+    "measurement.memory_bandwidth_gbs": Limit(0, low_open=True, none=True, what="roofline bandwidth, GB/s"),
+    "ray.num_cpus": Limit(1, none=True, what="CPUs of a local Ray; null: all"),
+    "ray.num_gpus": Limit(0, none=True, what="GPUs of a local Ray; null: detected"),
+    "ray.cpu_workers": Limit(1, what="workers on a cluster with no GPU"),
+    "ray.trial_timeout_s": Limit(0, low_open=True, what="seconds a trial may run"),
+    "ray.load_timeout_s": Limit(0, low_open=True, what="seconds a model load may take"),
+    "ray.max_retries": Limit(0, what="retries of a trial whose worker died"),
+    "ray.node_wait_s": Limit(0, low_open=True, what="seconds a slot waits for a node"),
+    "ray.reuse_max_left_mb": Limit(0, what="device memory a kept worker may still hold, MB"),
+    "sampler.interval_s": Limit(0.001, 60, what="seconds between power readings"),
+    "sampler.pdu.port": Limit(1, 65535, what="the PDU's SNMP port"),
+    "sampler.pdu.interval_s": Limit(0, 60, low_open=True, what="seconds between PDU readings"),
+    "sampler.pdu.timeout_s": Limit(0, low_open=True, what="seconds per SNMP request"),
+    "sampler.pdu.retries": Limit(0, what="retries per SNMP request"),
+    "sampler.pdu.max_gap_s": Limit(0, low_open=True, what="longest gap between PDU readings in a window, seconds"),
+    "vllm.gpu_memory_utilization": Limit(0, 1, low_open=True, what="share of the GPU's memory vLLM takes"),
+    "vllm.max_model_len": Limit(1, none=True, what="vLLM's context length; null: the model's, at most 4096"),
+    "vllm.max_num_seqs": Limit(1, none=True, what="sequences vLLM runs at once; null: the largest batch_size"),
+    "vllm.max_num_batched_tokens": Limit(1, none=True, what="vLLM's tokens per step; null: its default"),
+    "vllm.tensor_parallel_size": Limit(1, 1, what="energyray gives each worker one GPU"),
+    "api.concurrency": Limit(1, what="API requests in flight at once"),
+    "api.timeout_s": Limit(0, low_open=True, what="seconds without a byte before a request is retried"),
+    "api.connect_timeout_s": Limit(0, low_open=True, what="seconds to connect"),
+    "api.max_retries": Limit(0, what="retries of a failed API request"),
+    "api.backoff_s": Limit(0, what="first retry's wait, seconds"),
+    "api.backoff_max_s": Limit(0, what="longest retry wait, seconds"),
+    "api.temperature": Limit(0, none=True, what="sampling temperature; null: not sent"),
+    "api.warmup_runs": Limit(0, what="uncounted API requests before the first trial"),
+    "api.estimate_gpu_peak_flops": _POS,
+    "api.estimate_utilization": Limit(0, 1, low_open=True, what="assumed GPU utilisation of the estimate"),
+    "api.estimate_gpu_power_w": _POS,
+    "server.port": Limit(0, 65535, what="the local server's port; 0: a free one"),
+    "server.startup_timeout_s": Limit(0, low_open=True, what="seconds the server may take to answer"),
+    "server.shutdown_timeout_s": Limit(0, low_open=True, what="seconds before the server is killed"),
+    "model.params_b": Limit(0, low_open=True, none=True, what="parameters, in billions"),
+    "model.api_max_output_tokens": Limit(1, none=True, what="an API model's output budget"),
+    "model.estimate_active_params_b": Limit(0, low_open=True, none=True, what="assumed active parameters, billions"),
+}
+# Numeric fields checked by their own module: the PDU's readings (samplers/snmp_pdu.check_config).
+LIMITS_ELSEWHERE = ("sampler.pdu.oids", "sampler.pdu.energy_counter")
+
+
+def check_limits(section: Any, prefix: str = "", label: str | None = None) -> None:
+    """Refuse a numeric knob outside its LIMITS, naming the knob, the value and the range.
+
+    `section` is the RunConfig (prefix "") or one of its parts (prefix "model": only the
+    `model.*` knobs); `label` names it in the message (a model of the grid)."""
+    for key, limit in LIMITS.items():
+        rel = key.removeprefix(prefix + ".") if prefix else key
+        if prefix and rel == key:
+            continue
+        value = _lookup(section, rel.split("."))
+        if value is not _UNSET and not limit.fits(value):
+            where = f" ({label})" if label else ""
+            what = f" ({limit.what})" if limit.what else ""
+            raise ConfigError(f"{key}={value!r}{where} is out of range: it must be {limit.allowed()}{what}.")
+
+
+_UNSET = object()
+
+
+def _lookup(obj: Any, parts: list[str]) -> Any:
+    for part in parts[:-1]:
+        obj = getattr(obj, part, None)
+        if obj is None:  # a null section (sampler.pdu: null): its knobs do not apply
+            return _UNSET
+    return getattr(obj, parts[-1], _UNSET)

@@ -7,7 +7,9 @@ sweep; these are for the rest, and each message names the fix.
      ├── ConfigError     a sweep, model or override that cannot be run as written
      ├── BackendError    a backend that cannot load or run a model
      ├── SamplerError    an energy source that cannot be read
-     └── TrialFailed     one trial failed; carries the status to record (failed | oom)
+     ├── StoreError      the store cannot be written (or read)
+     └── TrialFailed     one trial failed; carries the status to record (failed | oom) and
+                         whether running it again may succeed (retryable)
 """
 
 from __future__ import annotations
@@ -29,9 +31,15 @@ class SamplerError(EnergyRayError):
     """An energy or power source cannot be read."""
 
 
-class TrialFailed(EnergyRayError):
-    """One trial failed; `status` is what its row records (``failed`` or ``oom``)."""
+class StoreError(EnergyRayError):
+    """The store cannot be written (or read); the message names the path."""
 
-    def __init__(self, message: str, status: str = "failed") -> None:
+
+class TrialFailed(EnergyRayError):
+    """One trial failed; `status` is what its row records (``failed`` or ``oom``);
+    `retryable`: the cause is transient (a rate limit, a server error), so a rerun may succeed."""
+
+    def __init__(self, message: str, status: str = "failed", retryable: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.retryable = retryable

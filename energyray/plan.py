@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,10 +34,12 @@ from energyray.config import (
     TransformersConfig,
     VllmConfig,
     bytecode_mode,
+    check_limits,
+    device_mode,
     dry_run_mode,
     reuse_mode,
 )
-from energyray.errors import ConfigError
+from energyray.errors import ConfigError, StoreError
 from energyray.grid import AXES, TrialSpec, expand, group
 
 _SECTIONS = {c.__name__: c for c in (ModelConfig, HardwareConfig, GenerationConfig, MeasurementConfig, RayConfig,
@@ -47,6 +50,7 @@ _OPEN_MAPS: dict[tuple[str, str], list[str] | None] = {
     ("sweep", "grid"): list(AXES), ("model", "architecture"): None, ("model", "api_params"): None,
     ("api", "extra_body"): None, ("server", "env"): None, ("server", "precision_args"): None,
     ("vllm", "engine_args"): None}
+CPU_SAMPLERS = ("auto", "rapl", "codecarbon", "none")  # sampler.cpu; node_cpu: none or one of the first three
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Plan:
     hardware: dict[str, HardwareConfig] = field(default_factory=dict)  # name -> every target the grid names
     local_hardware: str = "cpu"  # this machine's family (what hardware=auto means here)
     skipped: int = 0  # trials of the grid already in the store
+    damaged: list[Any] = field(default_factory=list)  # store.Damaged: unreadable files found (moved aside in a real run)
 
     @property
     def todo(self) -> list[TrialSpec]:
@@ -69,18 +74,70 @@ class Plan:
 
 
 # -- Hydra: the schema and the sweeps ---------------------------------------------------------------
-def register_configs() -> None:
-    """Put the schema and every sweep file into Hydra's ConfigStore (group `sweep`)."""
+def register_configs(requested: str | None = None) -> list[str]:
+    """Put the schema and every sweep file into Hydra's ConfigStore (group `sweep`).
+
+    A sweep file that cannot be read (a YAML error) is left out, so the others still run;
+    the return value says which, one line each. Only where it is the `requested` sweep is
+    that an error."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RunConfig)
+    skipped: dict[str, str] = {}
     for d in paths.sweep_dirs():
         for path in sorted(d.glob("*.yaml")):
-            node = OmegaConf.load(path)
+            try:
+                node = load_yaml(path, "a sweep")
+            except ConfigError as e:
+                skipped[path.stem] = str(e)
+                continue
+            skipped.pop(path.stem, None)  # a later directory's good file wins
             if "name" not in node:
                 node.name = path.stem
             cs.store(group="sweep", name=path.stem, node=node)
+    if requested in skipped:
+        raise ConfigError(skipped[requested])
+    return [f"{why.rstrip('.')}; until then sweep {name!r} is left out." for name, why in skipped.items()]
+
+
+def load_yaml(path: Path, what: str) -> DictConfig:
+    """A YAML mapping from `path`; a file that is not one is a ConfigError naming the file,
+    the line and the problem."""
+    import yaml
+
+    try:
+        node = OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: {yaml_problem(e)}. Fix the file, or move it out of {path.parent}.") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e}).") from e
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{path}: {what} file must be a mapping of keys, not a list.")
+    return node
+
+
+def yaml_problem(e: Exception) -> str:
+    """'YAML error at line 4: expected ',' or ']', but got ':' (while parsing a flow sequence)'."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    problem, context = getattr(e, "problem", None), getattr(e, "context", None)
+    text = f"{problem} ({context})" if problem and context else problem or context or str(e)
+    return f"YAML error{where}: {text}"
+
+
+def requested_sweep(overrides: list[str]) -> str | None:
+    """The sweep a command line runs: its last `sweep=NAME`, else conf/config.yaml's default."""
+    for override in reversed(overrides):
+        key, _, value = override.partition("=")
+        if key.lstrip("+") == "sweep":
+            return value
+    try:
+        root: Any = OmegaConf.load(paths.conf_dir() / "config.yaml")
+        defaults = root.get("defaults", [])
+        return next((str(d["sweep"]) for d in defaults if isinstance(d, DictConfig) and "sweep" in d), None)
+    except Exception:  # Hydra reports a broken root config itself
+        return None
 
 
 def check_override_keys(overrides: list[str]) -> None:
@@ -142,7 +199,7 @@ def load_group(group_name: str, names: set[str], current: Any) -> dict[str, Any]
         if not path.is_file():
             raise ConfigError(f"Unknown {group_name} {name!r} in the sweep's grid. Choices in conf/{group_name}/: "
                               f"{', '.join(paths.group_names(group_name))}.")
-        node = OmegaConf.load(path)
+        node = load_yaml(path, f"a {group_name}")
         if "defaults" in node:
             from hydra import compose
 
@@ -179,6 +236,8 @@ def detect_hardware(cfg: RunConfig) -> str:
 # -- checks -----------------------------------------------------------------------------------------
 def check_knobs(cfg: RunConfig) -> None:
     """The settings outside the grid that can be known wrong before anything runs; normalised in place."""
+    cfg.device = device_mode(cfg.device)
+    check_limits(cfg)
     if cfg.sampler.pdu is not None:  # a PDU config that cannot work is refused before anything runs
         from energyray.samplers.snmp_pdu import check_config
 
@@ -186,9 +245,34 @@ def check_knobs(cfg: RunConfig) -> None:
     if cfg.measurement.idle_scope not in ("slot", "group"):
         raise ConfigError(f"measurement.idle_scope={cfg.measurement.idle_scope!r}: use slot (the idle baseline "
                           "once per GPU, before its first group) or group (before every group).")
+    for key, value, choices in (("sampler.cpu", cfg.sampler.cpu, CPU_SAMPLERS),
+                                ("sampler.node_cpu", cfg.sampler.node_cpu, ("none", *CPU_SAMPLERS[:-1]))):
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}.")
+    if not str(cfg.store.path).strip():
+        raise ConfigError("store.path is empty: give the store's directory, e.g. store.path=outputs/store.")
     cfg.ray.reuse_workers = reuse_mode(cfg.ray.reuse_workers)
     cfg.ray.bytecode_cache = bytecode_mode(cfg.ray.bytecode_cache)
     cfg.dry_run = dry_run_mode(cfg.dry_run)
+
+
+# The grid's numeric axes: whole numbers of at least 1 (max_new_tokens: or null, the default).
+_WHOLE_AXES = {"batch_size": "prompts generated together", "max_new_tokens": "new tokens per request"}
+
+
+def check_grid(grid: dict[str, Any], pinned: dict[str, Any]) -> None:
+    """The grid's numeric values, before they become trials (where 1.5 would silently be 1)."""
+    for source, axes in (("sweep.grid", grid), ("", pinned)):
+        for axis, what in _WHOLE_AXES.items():
+            if axis not in axes:
+                continue
+            for v in _values(axes[axis]):
+                if v is None and axis == "max_new_tokens":
+                    continue
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    key = f"{source}.{axis}" if source else axis
+                    raise ConfigError(f"{key}: {v!r} is out of range: each value must be a whole number, "
+                                      f"at least 1 ({what}).")
 
 
 def validate(specs: list[TrialSpec], models: dict[str, ModelConfig]) -> None:
@@ -217,6 +301,8 @@ def validate(specs: list[TrialSpec], models: dict[str, ModelConfig]) -> None:
                               f"Valid choices: {', '.join(TASKS[s.task])}.")
         if s.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {s.batch_size}.")
+        if s.max_new_tokens is not None and s.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1 (new tokens per request), got {s.max_new_tokens}.")
         m = models[s.model]
         if s.weights == "dummy" and not m.architecture:
             raise ConfigError(f"Model {s.model!r} has no `architecture` in conf/model/{s.model}.yaml, "
@@ -284,30 +370,57 @@ def make_plan(cfg_node: DictConfig, overrides: list[str]) -> Plan:
         for axes in (pinned, grid):
             if "hardware" in axes:
                 axes["hardware"] = [local_hw if v == "auto" else v for v in _values(axes["hardware"])]
+    check_grid(grid, pinned)
     specs = expand(cfg.sweep.name, grid, defaults, cfg.sweep.repeats, pinned, cfg.sweep.exclude)
     vllm_batches = [s.batch_size for s in specs if s.backend == "vllm"]
     if vllm_batches and cfg.vllm.max_num_seqs is None:  # one engine per group runs each batch as one
         cfg.vllm.max_num_seqs = max(vllm_batches)
     models = load_group("model", {s.model for s in specs}, cfg.model)
+    for name, m in models.items():
+        check_limits(m, "model", f"conf/model/{name}.yaml")
     if any(s.backend == "openai" or models[s.model].provider for s in specs):
         from energyray.backends.openai_api import preflight
 
         preflight(specs, models, cfg.api, running=cfg.dry_run == "false")  # a missing API key stops it here
     validate(specs, models)
     hardware = load_hardware({s.hardware for s in specs}, cfg.hardware, local_hw)
-    done = _done_ids(cfg) if cfg.store.resume else set()
+    done, damaged = _done_ids(cfg) if cfg.store.resume else (set(), [])
     todo = [s for s in specs if s.trial_id not in done]
+    if todo and cfg.dry_run == "false":  # only a run that writes needs a writable store
+        check_store_writable(cfg.store.path)
     configs = trial_configs(todo, cfg, models) if cfg.dry_run == "false" else {}
     return Plan(cfg=cfg, groups=group(todo), models=models, configs=configs, hardware=hardware,
-                local_hardware=local_hw, skipped=len(specs) - len(todo))
+                local_hardware=local_hw, skipped=len(specs) - len(todo), damaged=damaged)
 
 
-def _done_ids(cfg: RunConfig) -> set[str]:
+def _done_ids(cfg: RunConfig) -> tuple[set[str], list[Any]]:
+    """Trials of the sweep already stored, and the store's damaged files (a real run moves them
+    and their trial's other files to <store>/_quarantine/, so those trials run again)."""
     if not Path(cfg.store.path).exists():  # nothing done (and no need to import the store's pyarrow)
-        return set()
+        return set(), []
     from energyray.store import Store
 
-    return Store(cfg.store.path).done_ids(cfg.sweep.name)
+    store = Store(cfg.store.path, log_damaged=False)  # the CLI prints `damaged`
+    try:
+        done = store.done_ids(cfg.sweep.name, quarantine=cfg.dry_run == "false")
+    except OSError as e:
+        raise StoreError(f"Cannot read the store at {cfg.store.path} ({e.strerror or e}). "
+                         "Check its permissions, or choose another store.path.") from e
+    return done, store.damaged
+
+
+def check_store_writable(path: str) -> None:
+    """Create the store's directory and a file in it (then remove the file), before Ray
+    starts: a store that cannot be written is refused here, not after the first trial ran."""
+    store = Path(path)
+    probe = store / f".write-check.{os.getpid()}.tmp"  # the store's temp-file pattern: swept if left
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"energyray")
+        probe.unlink()
+    except OSError as e:
+        raise StoreError(f"store.path={path}: cannot write there ({e.strerror or e}). "
+                         "Choose a writable directory: store.path=DIR.") from e
 
 
 def axis_counts(specs: list[TrialSpec]) -> dict[str, Counter[Any]]:

@@ -205,6 +205,9 @@ _TRIALS: list[Column] = [
          "orchestrator"),
     _col("attempts", "int", "attempts this trial took (a worker that died is retried)", "orchestrator"),
     _col("retried_errors", "str", "errors of earlier attempts whose worker died, one per line", "orchestrator"),
+    _col("retryable", "bool", "status failed: whether rerunning the same command may fix it (the worker died, a "
+         "timeout, no free slot, a transient API error) or not (the error repeats until its cause is fixed); "
+         "null where status is ok or oom (a rerun skips those)", "orchestrator"),
     _col("config_json", "str", "the trial's resolved configuration, JSON", "driver"),
     _col("env_json", "str", "the worker's environment: versions, sampler, architecture, load details, JSON",
          "trial.record"),

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from energyray import schema
-from energyray.errors import EnergyRayError
+from energyray.errors import EnergyRayError, StoreError
 
 TABLES = tuple(schema.TABLES)
 PARTITIONS = ("sweep", "hardware")
@@ -55,7 +55,7 @@ class SchemaError(EnergyRayError):
     """A row holds a column that energyray/schema.py does not declare, or a value of the wrong type."""
 
 
-class StoreWriteError(EnergyRayError):
+class StoreWriteError(StoreError):
     """A file could not be written to the store (disk full, file too large, no permission)."""
 
 
@@ -285,22 +285,6 @@ class Store:
         target = self.file(table, sweep, hardware, name)
         _write_atomic(t, target, self.path)
         return target
-
-    def check_writable(self) -> None:
-        """Create the store's folder and write and remove a small file there; StoreWriteError
-        (naming the store and the reason) where that fails. For a check before anything runs."""
-        probe = self.path / f".write-check.{os.getpid()}.tmp"
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            with open(probe, "wb") as fh:
-                fh.write(b"PAR1" * 1024)
-        except OSError as e:
-            raise _write_error(e, self.path, probe.name) from e
-        finally:
-            try:
-                probe.unlink(missing_ok=True)
-            except OSError:
-                pass
 
     def clean_partial(self) -> list[Path]:
         """Remove temp files that a killed writer left (`.<name>.<pid>.tmp` whose pid is gone).

@@ -164,6 +164,7 @@ class _Request:
     retries: int = 0
     retry_wait_s: float = 0.0
     error: str | None = None
+    transient: bool = False  # the error was worth retrying (429, 5xx, a timeout): a later run may pass
 
 
 def _retry_after_s(headers: Any) -> float | None:
@@ -356,7 +357,8 @@ class OpenAIBackend:
         failed = [r for r in reqs if r.error]
         if failed:
             raise TrialFailed(f"{len(failed)} of {len(reqs)} API requests failed ({extras['api_retries']} retries in "
-                              f"all; cost of the rest: {extras.get('cost_usd')} USD). First: {failed[0].error}")
+                              f"all; cost of the rest: {extras.get('cost_usd')} USD). First: {failed[0].error}",
+                              retryable=all(r.transient for r in failed))
         usages = [r.usage for r in reqs]
         complete = all(u is not None for u in usages)
         return Generation(
@@ -390,6 +392,7 @@ class OpenAIBackend:
                 if wait is None or attempt >= self.api.max_retries:
                     tried = f" (after {attempt} retries)" if attempt else ""
                     r.error = self._scrub(f"{_error_text(e)}{tried}")
+                    r.transient = wait is not None  # retries ran out on an error worth retrying
                     return
                 attempt += 1
                 r.retries, r.retry_wait_s = attempt, r.retry_wait_s + wait

@@ -294,7 +294,7 @@ class Scheduler:
         for spec in gave_up:
             n = len(self.retries.of(spec.trial_id))
             self._emit(_failed(spec, f"worker died {n} times (ray.max_retries={self.retries.max_retries}); "
-                                     f"last: {msg}", attempts=n))
+                                     f"last: {msg}", attempts=n, retryable=True))
         self._release(slot)
         self._requeue(slot, [s for s in rest if s not in gave_up])
         self._check_slot(slot)
@@ -379,7 +379,7 @@ class Scheduler:
                 self._send_trial(call.slot)
             case TimedOut():
                 msg = self._timed_out(call)
-                self._fail(call, msg, load_msg=f"load {msg}")
+                self._fail(call, msg, load_msg=f"load {msg}", retryable=True)
             case Failed(error=e):
                 self._call_failed(call, e)
 
@@ -394,7 +394,7 @@ class Scheduler:
                     self._release(call.slot)
                     self._requeue(call.slot, rest)
                 else:
-                    self._fail(call, msg)
+                    self._fail(call, msg, retryable=True)
             case Failed(error=e):
                 self._call_failed(call, e)
 
@@ -431,7 +431,8 @@ class Scheduler:
                 cause = _cause(e)
                 msg = f"{type(cause).__name__}: {cause}"
                 status = getattr(cause, "status", "oom" if "out of memory" in msg.lower() else "failed")
-                self._fail(call, msg, status, load_msg=f"load failed: {msg}")
+                self._fail(call, msg, status, load_msg=f"load failed: {msg}",
+                           retryable=bool(getattr(cause, "retryable", False)))
             case _:
                 raise e
 
@@ -472,17 +473,18 @@ class Scheduler:
         self._release(slot)
         self._check_slot(slot)
 
-    def _fail(self, call: Call, msg: str, status: str = "failed", load_msg: str | None = None) -> None:
+    def _fail(self, call: Call, msg: str, status: str = "failed", load_msg: str | None = None,
+              retryable: bool = False) -> None:
         """A call that ended in failure. A trial: its own row, and the rest of its group goes to
         a fresh worker. Anything before the trials (the model could not be loaded): a row for
         every trial of the group, saying why."""
         slot = call.slot
         if isinstance(call, Trial):
-            self._emit(_failed(call.spec, msg, status))
+            self._emit(_failed(call.spec, msg, status, retryable=retryable))
             rest = list(slot.queue)[1:]
         else:
             for s in list(slot.queue):
-                self._emit(_failed(s, load_msg or msg, status))
+                self._emit(_failed(s, load_msg or msg, status, retryable=retryable))
             rest = []
         self._release(slot)
         self._requeue(slot, rest)
@@ -554,7 +556,7 @@ class Scheduler:
         if not any(s.state != "retired" for s in self.slots if s.hardware == slot.hardware):
             while self.work[slot.hardware]:
                 for s in self.work[slot.hardware].popleft():
-                    self._emit(_failed(s, f"no slot left for hardware {slot.hardware!r}: {why}"))
+                    self._emit(_failed(s, f"no slot left for hardware {slot.hardware!r}: {why}", retryable=True))
 
     def _show(self, slot: Slot, text: str, done: int | None = None, total: int | None = None) -> None:
         if self.progress is not None and hasattr(self.progress, "worker"):

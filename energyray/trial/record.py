@@ -297,9 +297,9 @@ def measured_fields(spec: TrialSpec, gen: Any, reading: WindowReading | str, ite
 def error_fields(e: BaseException) -> dict[str, Any]:
     """A trial's failure as data: its status (TrialFailed's own, oom, failed) and the error."""
     if isinstance(e, TrialFailed):
-        return {"status": e.status, "error": str(e)}
+        return {"status": e.status, "error": str(e), "retryable": e.retryable}
     return {"status": "oom" if is_oom(e) else "failed",
-            "error": f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"}
+            "error": f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}", "retryable": False}
 
 
 def incomplete_fields(status: str, reading: WindowReading | str | None) -> dict[str, Any]:
@@ -311,19 +311,27 @@ def incomplete_fields(status: str, reading: WindowReading | str | None) -> dict[
             "failed_window_j": reading.energy_j if isinstance(reading, WindowReading) else None}
 
 
-def failed_row(spec: TrialSpec, error: str, status: str = "failed", **extra: Any) -> dict[str, Any]:
-    """The row of a trial that never ran (its worker died, its load failed, the sweep gave up)."""
+def failed_row(spec: TrialSpec, error: str, status: str = "failed", retryable: bool = False,
+               **extra: Any) -> dict[str, Any]:
+    """The row of a trial that never ran (its worker died, its load failed, the sweep gave up);
+    `retryable`: the cause is not the trial's own, so a rerun may succeed."""
     return {**spec.to_dict(), "status": status, "error": error, "precision_requested": spec.precision,
-            "energy_j": None, "energy_source": NOT_MEASURABLE, "energy_reason": "trial did not run", **extra}
+            "energy_j": None, "energy_source": NOT_MEASURABLE, "energy_reason": "trial did not run",
+            "retryable": retryable, **extra}
 
 
 def finish(row: dict[str, Any], *, attempts: int, group_trials: int | None,
            retried_errors: list[str] | None = None) -> dict[str, Any]:
     """What the orchestrator knows of a row when it is emitted: how many attempts it took (and
-    the errors of those that died), and how many trials its load group had as planned. Fields
-    already on the row stand."""
+    the errors of those that died), how many trials its load group had as planned, and for a
+    failed row whether a rerun may fix it (false unless its failure said so). Fields already on
+    the row stand."""
     row.setdefault("group_trials", group_trials)
     row.setdefault("attempts", attempts)
+    if row.get("status") != "failed":
+        row["retryable"] = None  # ok, or oom: done, a rerun skips it
+    else:
+        row.setdefault("retryable", False)
     if retried_errors:
         row.setdefault("retried_errors", "\n".join(retried_errors))
     return row

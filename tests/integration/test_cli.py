@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from energyray.store import Store
@@ -19,6 +20,11 @@ TRIAL_ID = re.compile(r"^([0-9a-f]{16}) ", re.MULTILINE)  # a line of the dry ru
 
 def _no_traceback(r) -> None:
     assert "Traceback" not in r.output, r.explain()
+
+
+def _last_line(r) -> str:
+    """The run's last line on stdout: its counts, and what a rerun does."""
+    return (r.stdout.strip().splitlines() or [""])[-1]
 
 
 # -- a. the smoke sweep, end to end, then resumed ---------------------------------------------
@@ -129,7 +135,7 @@ def test_smoke_sweep_prints_the_summary(smoke):
     assert "sweep smoke · tiny-llama" in r.stdout, r.explain()  # the whole sweep, from the store
     assert "J/token" in r.stdout and "tokens/s" in r.stdout
     assert "tiny-llama" in r.stdout
-    assert "4 ok, 0 failed" in r.stdout
+    assert _last_line(r).startswith(f"sweep smoke: 4 ok, 0 failed, 0 skipped; store {smoke['store']}"), r.explain()
 
 
 def test_smoke_sweep_rerun_resumes_without_duplicates(smoke):
@@ -141,6 +147,7 @@ def test_smoke_sweep_rerun_resumes_without_duplicates(smoke):
     _no_traceback(again)
     assert "already in" in again.output, again.explain()
     assert "All 4 trials" in again.output, again.explain()
+    assert _last_line(again) == f"sweep smoke: 0 ok, 0 failed, 4 skipped; store {smoke['store']}", again.explain()
     df = _trials(smoke["store"])
     assert len(df) == 4
     assert df["trial_id"].is_unique
@@ -320,23 +327,28 @@ def test_misspelt_key_added_with_plus_is_refused(energyray, tmp_path):
     assert "precison" in r.output
 
 
-# -- d. a failing group does not stop the sweep ------------------------------------------------
+# -- d. a failing group does not stop the sweep, and the exit status says so -------------------
 def test_failing_group_does_not_stop_the_sweep(tmp_path, shared_cache, cli):
+    """A model that cannot load: its trial fails in the worker, the other runs; exit 1, and the
+    last line does not promise that a rerun fixes it (the path is wrong until it is changed)."""
     store = tmp_path / "store"
     args = ["sweep=smoke", "sweep.grid.model=[tiny-llama,gemma3-270m]", "model.path=/nonexistent/model",
             "sweep.grid.precision=[baseline]", "sweep.repeats=1", f"store.path={store}",
             f"cache_dir={shared_cache}"]
     r = cli(args, tmp_path / "hydra")
-    assert r.returncode == 0, r.explain()
+    assert r.returncode == 1, r.explain()
     _no_traceback(r)
-    assert "1 ok, 1 failed" in r.stdout, r.explain()
+    line = _last_line(r)
+    assert line.startswith(f"sweep smoke: 1 ok, 1 failed, 0 skipped; store {store}; "), r.explain()
+    assert "will fail again until their error (above) is fixed" in line and "retry" not in line, line
     df = _trials(store)
     assert sorted(df["model"]) == ["gemma3-270m", "tiny-llama"], df
     tiny = df[df["model"] == "tiny-llama"].iloc[0]
     assert tiny["status"] == "ok", tiny["error"]
     assert tiny["energy_j"] > 0 and tiny["output_tokens"] > 0
     gemma = df[df["model"] == "gemma3-270m"].iloc[0]
-    assert gemma["status"] == "failed"
+    assert gemma["status"] == "failed" and gemma["retryable"] == False  # noqa: E712 (numpy bool)
+    assert pd.isna(tiny["retryable"])  # ok: nothing to retry
     assert "/nonexistent/model" in gemma["error"]
     assert gemma["energy_source"] == "not_measurable"
     assert json.loads(gemma["config_json"])["model"]["path"] == "/nonexistent/model"
@@ -344,12 +356,17 @@ def test_failing_group_does_not_stop_the_sweep(tmp_path, shared_cache, cli):
 
 
 def test_a_trial_over_its_timeout_is_one_failed_row_and_the_rest_still_run(energyray, shared_cache, tmp_path):
-    """trial_timeout_s so short that every trial times out: each is stored once, failed, with the reason."""
+    """trial_timeout_s so short that every trial times out: each is stored once, failed, with the
+    reason; exit 1, and a timeout is what a rerun may fix, so the last line says to rerun."""
     r = energyray("sweep=smoke", "sweep.repeats=2", "sweep.grid.precision=[baseline]", "sweep.grid.batch_size=[64]",
                   "generation.cpu_max_new_tokens=440", "generation.warmup_runs=0", "ray.trial_timeout_s=0.2", f"store.path={tmp_path / 'store'}", f"cache_dir={shared_cache}",
                   timeout=300)
-    assert r.returncode == 0, r.explain()
+    assert r.returncode == 1, r.explain()
+    _no_traceback(r)
+    assert "sweep smoke: 0 ok, 2 failed, 0 skipped" in _last_line(r), r.explain()
+    assert "rerun the same command to retry the 2 failed" in _last_line(r), r.explain()
     t = Store(tmp_path / "store").read("trials")
     assert len(t) == 2 and t["trial_id"].is_unique
     assert (t["status"] == "failed").all()
     assert t["error"].str.contains("timed out").all()
+    assert t["retryable"].all()

@@ -47,10 +47,11 @@ def test_model_scale_spans_270m_to_70b(energyray, tmp_path):
         assert model in r.stdout
 
 
-def _run(cli, tmp_path, shared_cache, *args):
+def _run(cli, tmp_path, shared_cache, *args, code: int = 0):
+    """A real run; `code`: its exit status (1: some trial failed)."""
     store = tmp_path / "store"
     r = cli([*args, *CPU_RUN, f"store.path={store}", f"cache_dir={shared_cache}"], tmp_path / "hydra")
-    assert r.returncode == 0, r.explain()
+    assert r.returncode == code, r.explain()
     assert "Traceback" not in r.output, r.explain()
     return r, Store(store).read("trials")
 
@@ -80,7 +81,7 @@ def test_prompt_brevity_runs_on_cpu_and_changes_the_input(cli, tmp_path, shared_
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_backends_runs_transformers_and_the_server_and_fails_vllm_rows_saying_how_to_install(cli, tmp_path, shared_cache):
     r, t = _run(cli, tmp_path, shared_cache, "sweep=backends", "sweep.grid.batch_size=[2]",
-                "sweep.grid.precision=[baseline,nf4-dq]")
+                "sweep.grid.precision=[baseline,nf4-dq]", code=1)
     assert len(t) == 5, t
     hf, vl, srv = (t[t["backend"] == b] for b in ("transformers", "vllm", "server"))
     assert (hf["status"] == "ok").all(), hf[["status", "error"]]
@@ -96,6 +97,8 @@ def test_backends_runs_transformers_and_the_server_and_fails_vllm_rows_saying_ho
     assert srv.iloc[0]["load_label"] == "server_startup" and srv.iloc[0]["load_j"] > 0
     assert srv.iloc[0]["output_tokens"] > 0
     assert "3 ok, 2 failed" in r.stdout, r.explain()
+    assert not vl["retryable"].any()  # vLLM missing: a rerun fails the same way
+    assert "retry" not in r.stdout.strip().splitlines()[-1], r.explain()
 
 
 def test_each_backend_gets_its_config_section():

@@ -156,9 +156,10 @@ def test_500_is_retried_with_backoff():
 def test_persistent_500_fails_after_max_retries():
     with FakeOpenAI(default=Reply(status=500)) as fake:
         b = backend(fake, max_retries=2)
-        with pytest.raises(TrialFailed, match=r"1 of 1 API requests failed.*after 2 retries"):
+        with pytest.raises(TrialFailed, match=r"1 of 1 API requests failed.*after 2 retries") as e:
             b.generate(["hi"], 16, False)
         assert len(fake.requests) == 3
+    assert e.value.retryable  # a server error: a later run may pass
 
 
 @pytest.mark.extra("api")
@@ -169,6 +170,7 @@ def test_client_errors_are_not_retried(status):
             backend(fake).generate(["hi"], 16, False)
         assert len(fake.requests) == 1
     assert f"fake {status}" in str(e.value)  # the server's reason, from the error's body
+    assert not e.value.retryable  # the same request fails the same way again
 
 
 @pytest.mark.extra("api")
@@ -430,7 +432,7 @@ def test_runner_rows_have_null_energy_with_reason_and_never_touch_the_sampler(tm
 def test_runner_failed_request_is_a_failed_row_and_the_group_goes_on(tmp_path):
     with FakeOpenAI([Reply(status=500)] * 3) as fake:
         _, rows = run_group(fake, tmp_path, batch_size=1, max_retries=2)
-    assert rows[0]["status"] == "failed" and "after 2 retries" in rows[0]["error"]
+    assert rows[0]["status"] == "failed" and "after 2 retries" in rows[0]["error"] and rows[0]["retryable"] is True
     assert rows[1]["status"] == "ok"
 
 

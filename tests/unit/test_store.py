@@ -515,16 +515,3 @@ def test_a_store_path_that_cannot_be_a_folder_is_a_store_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(store_mod.StoreWriteError, match="Not a directory .*run the same command again"):
         Store(tmp_path / "file" / "store").write("trials", [_row("a")], "s", "h", "a")
-
-
-def test_check_writable_leaves_nothing_and_names_the_reason(tmp_path):
-    ok = Store(tmp_path / "new" / "store")
-    ok.check_writable()
-    assert ok.path.is_dir() and not list(ok.path.iterdir())
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(store_mod.StoreWriteError, match=f"cannot write to the store {tmp_path / 'file' / 'store'}: "
-                                                        "Not a directory"):
-        Store(tmp_path / "file" / "store").check_writable()
-    if Path("/proc/self").is_dir():  # a folder nobody may create files in, even root
-        with pytest.raises(store_mod.StoreWriteError, match="/proc/energyray: No such file or directory"):
-            Store("/proc/energyray").check_writable()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from energyray.errors import TrialFailed
 from energyray.grid import expand
 from energyray.samplers.base import WindowReading
 from energyray.trial import record
@@ -52,3 +53,15 @@ def test_failed_row_and_finish():
     assert out is row and row["attempts"] == 3  # what the row says already stands
     assert row["group_trials"] == 4 and row["retried_errors"] == "a\nb"
     assert "retried_errors" not in record.finish({}, attempts=1, group_trials=None)
+
+
+def test_retryable_says_whether_a_rerun_may_fix_a_failed_row():
+    s = spec()
+    died = record.finish(record.failed_row(s, "worker died 3 times", retryable=True), attempts=3, group_trials=1)
+    assert died["retryable"] is True
+    bad = record.finish(record.failed_row(s, "load failed: no such path"), attempts=1, group_trials=1)
+    assert bad["retryable"] is False  # not said: a rerun is not promised
+    assert record.finish({"status": "ok"}, attempts=1, group_trials=1)["retryable"] is None
+    assert record.finish(record.failed_row(s, "killed", "oom"), attempts=1, group_trials=1)["retryable"] is None
+    assert record.error_fields(TrialFailed("429 after 4 retries", retryable=True))["retryable"] is True
+    assert record.error_fields(ValueError("bad"))["retryable"] is False
