@@ -7,6 +7,7 @@ sweep; these are for the rest, and each message names the fix.
      ├── ConfigError     a sweep, model or override that cannot be run as written
      ├── BackendError    a backend that cannot load or run a model
      ├── SamplerError    an energy source that cannot be read
+     ├── ClusterError    a Ray cluster that cannot be started or joined
      └── TrialFailed     one trial failed; carries the status to record (failed | oom)
 """
 
@@ -27,6 +28,10 @@ class BackendError(EnergyRayError):
 
 class SamplerError(EnergyRayError):
     """An energy or power source cannot be read."""
+
+
+class ClusterError(EnergyRayError):
+    """A local Ray did not start, or the cluster `ray.address` names cannot be joined."""
 
 
 class TrialFailed(EnergyRayError):
