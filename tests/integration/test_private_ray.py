@@ -1,11 +1,12 @@
 """A local run's Ray is its own (`ray.address` null, the default): it never joins another cluster
 on the machine, found through RAY_ADDRESS or Ray's current-cluster file; two runs at once each
 have theirs; a SIGKILLed driver leaves none of its Ray's processes behind; a wrong address fails
-fast with a message instead of hanging."""
+fast with a message instead of hanging; a local Ray that cannot start says so in a line."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -184,3 +185,33 @@ def test_an_unreachable_address_fails_fast_naming_it(tmp_path, cli_process, addr
     assert "127.0.0.1:1" in out and "ray start --head" in out and "firewall" in out, out
     assert "Traceback" not in out, out
     assert took < 30, f"{took:.0f} s"
+
+
+def test_a_local_ray_that_does_not_start_in_time_is_a_short_error(tmp_path, cli_process):
+    energyray, cwd, env = cli_process
+    # no time at all for Ray's GCS to publish its port: the start fails as on a very busy machine
+    r = subprocess.run(
+        [
+            *energyray,
+            "sweep=smoke",
+            f"store.path={tmp_path / 'store'}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+        ],
+        cwd=cwd,
+        env={**env, "RAY_gcs_server_port_wait_time_s": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "Traceback" not in out, out
+    assert "The local Ray did not start" in out and "run the same command again" in out, out
+    logs = out.split("Ray's logs: ", 1)[1].split()[0]
+    try:
+        # kept, since the error names it; but none of its processes
+        assert logs.startswith("/tmp/energyray-ray-") and Path(logs).is_dir()
+        assert not [
+            p for p in psutil.process_iter(["cmdline"]) if logs in " ".join(p.info["cmdline"] or [])
+        ]
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
