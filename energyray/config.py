@@ -114,7 +114,9 @@ class StoreConfig:
 class RayConfig:
     """The Ray cluster the trials run on, and how workers are started and retried."""
 
-    address: str | None = None  # None: start a local Ray, on loopback only; "auto": join a running cluster
+    # None: this driver's own local Ray (loopback only; never joins another); "auto": the cluster
+    # RAY_ADDRESS names, else the one `ray start` last started here; or the head's HOST:PORT
+    address: str | None = None
     num_cpus: int | None = None  # for a local Ray; None: all cores
     num_gpus: int | None = None  # for a local Ray; None: Ray detects them
     cpu_workers: int = 1  # workers on a cluster with no GPU

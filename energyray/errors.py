@@ -8,6 +8,7 @@ sweep; these are for the rest, and each message names the fix.
      ├── BackendError    a backend that cannot load or run a model
      ├── SamplerError    an energy source that cannot be read
      ├── StoreError      the store cannot be written (or read)
+     ├── ClusterError    a Ray cluster that cannot be started or joined
      └── TrialFailed     one trial failed; carries the status to record (failed | oom) and
                          whether running it again may succeed (retryable)
 """
@@ -33,6 +34,10 @@ class SamplerError(EnergyRayError):
 
 class StoreError(EnergyRayError):
     """The store cannot be written (or read); the message names the path."""
+
+
+class ClusterError(EnergyRayError):
+    """A local Ray did not start, or the cluster `ray.address` names cannot be joined."""
 
 
 class TrialFailed(EnergyRayError):
