@@ -208,11 +208,17 @@ def run(cfg_node: DictConfig, tally: Tally) -> int:
     console.print(f"energyray: sweep [bold]{cfg.sweep.name}[/]: {len(todo)} trials in "
                   f"{len(plan.groups)} groups ({plan.skipped} already in the store) -> {store.path}")
     orchestrator.check_cluster(plan)  # before the progress bar: a sweep the cluster cannot run fails here
+    signal.signal(signal.SIGTERM, _terminated)  # after ray.init, which sets its own (a bare exit)
     with SweepProgress(len(todo), console) as progress:
         orchestrator.run_sweep(plan, on_result, on_system, progress)
     report.print_sweep_summary(store, cfg.sweep.name, console)  # the whole sweep, earlier runs' trials too
     _say(console, tally.last_line())
     return tally.exit_code()
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler's stop, `kill`) ends the sweep as Ctrl-C does: what is stored is kept."""
+    raise KeyboardInterrupt
 
 
 def _say(console: Any, line: str) -> None:
