@@ -398,8 +398,8 @@ class PduSampler(PollingSampler):
         return t
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> WindowReading:
-        reading = super().end(label, parts, at_ns)
+            at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
+        reading = super().end(label, parts, at_ns, from_ns)
         t0, t1 = reading.start_ns, reading.end_ns
         reading.source = "pdu"
         for part in reading.parts.values():
