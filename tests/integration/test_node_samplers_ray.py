@@ -47,7 +47,8 @@ SUPPORT = Path(__file__).parent / "support"
 MODELS = {name: ModelConfig(name=name, builtin="tiny-llama") for name in ("tiny-a", "tiny-b")}
 WALL_W = 500
 # the secrets reach the node sampler host through the environment Ray was started with
-SECRETS = {"TEST_NODE_PDU_AUTH": AUTH_PASS, "TEST_NODE_PDU_PRIV": PRIV_PASS}
+SECRETS = {"TEST_NODE_PDU_AUTH": AUTH_PASS, "TEST_NODE_PDU_PRIV": PRIV_PASS,
+           "TEST_NODE_PDU_WRONG_PRIV": "not-the-privacy-password"}
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +186,17 @@ def test_a_v3_password_missing_on_the_node_is_the_rows_reason_naming_the_variabl
     assert row["status"] == "ok" and row["wall_energy_j"] is None, row["error"]
     assert "$TEST_NODE_PDU_UNSET" in row["wall_energy_reason"] and "ray start" in row["wall_energy_reason"]
     assert "$TEST_NODE_PDU_UNSET" in nodes[0]["error"]
+
+
+def test_a_wrong_v3_privacy_password_is_the_rows_reason_naming_privacy(local_ray, agent, shared_cache):
+    cfg = v3(agent)
+    cfg.priv_password_env = "TEST_NODE_PDU_WRONG_PRIV"
+    rows, workers, nodes = _sweep(_cfg(shared_cache, cfg, workers=1), {})
+    (row,) = rows
+    assert row["status"] == "ok" and row["wall_energy_j"] is None, row["error"]
+    reason = row["wall_energy_reason"]
+    assert "SNMPv3 privacy failed" in reason and "$TEST_NODE_PDU_WRONG_PRIV" in reason, reason
+    assert "is the agent up" not in reason and "not-the-privacy-password" not in reason
 
 
 def test_wall_energy_through_ray_is_250_w_times_each_window(local_ray, shared_cache, tmp_path):

@@ -23,6 +23,7 @@ from support.snmp_agent import (
     PRIV_PASS,
     RPDU2_KW,
     SKIP_NO_SNMPD,
+    V3_AUTH_ONLY_USER,
     V3_USER,
     WATTS,
     Agent,
@@ -278,6 +279,74 @@ def test_v3_wrong_password_is_a_clear_error_at_start(agent, monkeypatch):
     assert "SNMPv3 authentication failed" in msg and f"127.0.0.1:{agent.port}" in msg
     assert "$TEST_PDU_AUTH" in msg  # where to fix it
     assert "not-the-password" not in msg
+
+
+def _refusal(cfg: PduConfig) -> str:
+    s = PduSampler(cfg)
+    with pytest.raises(SamplerError) as e:
+        s.start()
+    return str(e.value)
+
+
+def test_v3_wrong_privacy_password_says_privacy_not_is_the_agent_up(agent, monkeypatch):
+    """snmpd drops a request it cannot decrypt without answering (pysnmp: RequestTimedOut, as for
+    an agent that is down); asked again without privacy it answers, so privacy is what failed."""
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", "not-the-privacy-password")
+    msg = _refusal(v3(agent, timeout_s=0.3))
+    assert msg.startswith("SNMPv3 privacy failed at PDU 127.0.0.1") and "$TEST_PDU_PRIV" in msg
+    assert "sampler.pdu.priv_protocol" in msg and "is the agent up" not in msg
+    assert "not-the-privacy-password" not in msg
+
+
+def test_v3_wrong_privacy_protocol_says_privacy(agent, monkeypatch):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", PRIV_PASS)
+    cfg = v3(agent, timeout_s=0.3)
+    cfg.priv_protocol = "DES"  # the agent's user has AES
+    assert _refusal(cfg).startswith("SNMPv3 privacy failed")
+
+
+def test_v3_unknown_user_names_the_user(agent, monkeypatch):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", PRIV_PASS)
+    cfg = v3(agent)
+    cfg.user = "nobody"
+    msg = _refusal(cfg)
+    assert "has no user 'nobody'" in msg and "UnknownUserName" in msg and "sampler.pdu.user" in msg
+
+
+def test_v3_privacy_asked_of_a_user_without_it_names_the_security_level(agent, monkeypatch):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", PRIV_PASS)
+    cfg = v3(agent)
+    cfg.user = V3_AUTH_ONLY_USER
+    msg = _refusal(cfg)
+    assert "does not support security level authPriv" in msg and "priv_protocol=none" in msg
+
+
+def test_v3_without_privacy_where_the_agent_requires_it_says_so(agent, monkeypatch, sampler_of):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    cfg = v3(agent)
+    cfg.priv_protocol, cfg.priv_password_env = "none", None
+    msg = _refusal(cfg)  # the agent answers with an error status, not silence
+    assert "authorizationError" in msg and "security level authNoPriv" in msg and "may require privacy" in msg
+    cfg.user = V3_AUTH_ONLY_USER  # the user that has no privacy password reads without it
+    agent.set(WATTS, 77)
+    assert sampler_of(cfg).latest()["power_w"] == 77.0
+
+
+def test_v3_agent_down_with_privacy_on_says_what_a_timeout_cannot_tell_apart(monkeypatch, sampler_of):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", PRIV_PASS)
+    cfg = PduConfig(host="127.0.0.1", port=free_udp_port(), oids=[PduOidConfig(oid=WATTS)], interval_s=0.05,
+                    timeout_s=0.2, version="3", user=V3_USER, auth_password_env="TEST_PDU_AUTH",
+                    priv_password_env="TEST_PDU_PRIV")
+    s = sampler_of(cfg)  # nothing answers, with or without privacy: not refused, a gap
+    r = window(s, 0.3)
+    assert r.energy_j is None
+    assert "no answer from PDU 127.0.0.1" in r.reason and "is the agent up" in r.reason
+    assert "a wrong privacy password or protocol looks the same" in r.reason and "$TEST_PDU_PRIV" in r.reason
 
 
 def test_v3_password_variable_unset_is_refused_with_its_name(agent, monkeypatch):
