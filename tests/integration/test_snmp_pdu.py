@@ -390,7 +390,8 @@ def test_wall_windows_are_the_workers_windows_at_a_constant_250_w(agent):
     try:
         for label, seconds in (("empty", 0.0), ("short", 0.03), ("tenth", 0.1), ("long", 0.5)):
             err = windows.begin(label)
-            time.sleep(seconds)
+            if seconds:
+                time.sleep(seconds)
             got[label] = (windows.end(label, err), windows.node_readings(label)["wall"])
     finally:
         device.close()
