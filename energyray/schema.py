@@ -129,6 +129,9 @@ def _phase_columns(phase: str, what: str) -> list[Column]:
         _col(f"{phase}_avg_power_w", "float", f"{phase} mean power (energy / window)", "trial.phase"),
         _col(f"{phase}_peak_power_w", "float", f"{phase} highest polled power", "trial.phase"),
     ] + [_col(f"{phase}_{role}_j", "float", f"{phase} energy of the node role {role!r} (this window's share)",
+              "node sampler") for role in NODE_ROLES] \
+      + [_col(f"{phase}_{role}_window_s", "float", f"how long the node role {role!r}'s window over {phase} was: "
+              f"{phase}_{role}_j covers exactly this (the worker's edges, which the device's window shares)",
               "node sampler") for role in NODE_ROLES]
 
 
@@ -160,6 +163,8 @@ def _role_columns(role: str, what: str) -> list[Column]:
         _col(f"{role}_idle_power_w", "float", f"the node's {role} idle power, measured with no window open",
              "node sampler"),
         _col(f"{role}_avg_power_w", "float", f"{p}_j over the trial's window", "node sampler"),
+        _col(f"{role}_window_s", "float", f"how long the {role} sampler's window over the trial was: {p}_j covers "
+             "exactly this (the worker's edges; equal to window_s where the device has a sampler)", "node sampler"),
     ]
 
 
@@ -297,7 +302,8 @@ _TRIALS: list[Column] = [
     _col("energy_scope", "str", "what energy_j covers (gpu board, cpu package, ...)", "sampler"),
     _col("energy_reason", "str", "why energy_j is null or how it is qualified", "trial.record"),
     _col("short_window", "bool", "whether the window was too short for the counter alone", "sampler"),
-    _col("window_s", "float", "the sampler's duration of the trial's window", "sampler"),
+    _col("window_s", "float", "the trial's window: from after the samplers' begin calls to before their end calls, "
+         "on the worker's clock (the device's and the node samplers' figures all cover it)", "sampler"),
     _col("avg_power_w", "float", "energy_j / window_s", "sampler"),
     _col("peak_power_w", "float", "highest polled power in the window", "sampler"),
     _col("energy_idle_subtracted_j", "float", "energy_j minus idle_power_w over the window", "trial.record"),

@@ -78,10 +78,11 @@ class SamplerHost:
         return int(self.sampler.begin(label, at_ns))
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> dict[str, Any]:
+            at_ns: int | None = None, from_ns: int | None = None) -> dict[str, Any]:
+        """Close a window; `at_ns`/`from_ns` are the worker's edges (the same node's CLOCK_MONOTONIC)."""
         if self.sampler is None:
             raise RuntimeError(self.error or "no sampler for this device")
-        return asdict(self.sampler.end(label, parts, at_ns))
+        return asdict(self.sampler.end(label, parts, at_ns, from_ns))
 
     def anchor(self, readings: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """PollingSampler.anchor over readings `end` returned (as dicts); unchanged where the
@@ -124,8 +125,8 @@ class RemoteSampler:
         return int(ray.get(self._h.begin.remote(label, at_ns), timeout=SAMPLER_CALL_TIMEOUT_S))
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> dict[str, Any]:
-        return dict(ray.get(self._h.end.remote(label, parts, at_ns), timeout=SAMPLER_CALL_TIMEOUT_S))
+            at_ns: int | None = None, from_ns: int | None = None) -> dict[str, Any]:
+        return dict(ray.get(self._h.end.remote(label, parts, at_ns, from_ns), timeout=SAMPLER_CALL_TIMEOUT_S))
 
     def latest(self) -> dict[str, Any] | None:
         return ray.get(self._h.latest.remote(), timeout=SAMPLER_CALL_TIMEOUT_S)
@@ -201,8 +202,10 @@ class NodeSamplerHost:
         return int(self._sampler(role).begin(label, at_ns, gpu=meter, idle=idle))
 
     def end(self, role: str, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> dict[str, Any]:
-        return asdict(self._sampler(role).end(label, parts, at_ns))
+            at_ns: int | None = None, from_ns: int | None = None) -> dict[str, Any]:
+        """Close a window on the worker's edges (`from_ns` to `at_ns`): this actor is pinned to the
+        worker's node, so both read the same CLOCK_MONOTONIC."""
+        return asdict(self._sampler(role).end(label, parts, at_ns, from_ns))
 
     def latest(self, role: str) -> dict[str, Any] | None:
         return self._sampler(role).latest()
@@ -243,8 +246,8 @@ class RemoteNodeSampler:
                            timeout=SAMPLER_CALL_TIMEOUT_S))
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> WindowReading:
-        value = ray.get(self._h.end.remote(self.role, label, parts, at_ns), timeout=SAMPLER_CALL_TIMEOUT_S)
+            at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
+        value = ray.get(self._h.end.remote(self.role, label, parts, at_ns, from_ns), timeout=SAMPLER_CALL_TIMEOUT_S)
         return WindowReading(**value)
 
     def latest(self) -> dict[str, Any] | None:

@@ -71,14 +71,19 @@ class WindowReading:
 
 
 class Sampler(Protocol):
-    """One energy source. `begin`/`end` bracket a window; labels may nest or overlap."""
+    """One energy source. `begin`/`end` bracket a window; labels may nest or overlap.
+
+    A window's edges are the caller's clock readings where it gives them (`at_ns` at begin or
+    end, `from_ns` at end: the caller called `begin` ahead of its window, so that the call's
+    cost is outside it), else the moments the calls run.
+    """
 
     name: str
 
     def start(self) -> None: ...
     def begin(self, label: str, at_ns: int | None = None) -> int: ...
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> WindowReading: ...
+            at_ns: int | None = None, from_ns: int | None = None) -> WindowReading: ...
     def latest(self) -> dict[str, Any] | None: ...
     def describe(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
@@ -87,6 +92,23 @@ class Sampler(Protocol):
 def now_ns() -> int:
     """The clock every sampler and runner shares: CLOCK_MONOTONIC is system-wide on Linux."""
     return time.monotonic_ns()
+
+
+def _edge_slivers(ts: Sequence[float], ps: Sequence[float], start: tuple[int | None, int],
+                  end: tuple[int, int | None]) -> float | None:
+    """What turns a counter delta between two reads into the window's energy: minus the power
+    series' integral from the first read to the window's start and from the window's end to
+    the last read, each signed (a read inside the window adds). None where the series cannot
+    say (then the delta stands as read); 0 where the reads are at the edges."""
+    total = 0.0
+    for a, b in (start, end):
+        if a is None or b is None or a == b:
+            continue
+        e = trapezoid(ts, ps, min(a, b) / 1e9, max(a, b) / 1e9).energy_j
+        if e is None:
+            return None
+        total -= e if b > a else -e
+    return total
 
 
 class PollingSampler:
@@ -126,7 +148,9 @@ class PollingSampler:
         self._read_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._open: dict[str, tuple[int, float | None]] = {}
+        # open window -> (its start, the counter read at begin, when that read ran (ns), whether
+        # the start is the caller's own clock reading rather than this call's moment)
+        self._open: dict[str, tuple[int, float | None, int | None, bool]] = {}
 
     # -- for subclasses -------------------------------------------------------------------
     def _read_sample(self) -> dict[str, Any]:
@@ -166,8 +190,9 @@ class PollingSampler:
     def _log_counter(self, start_ns: int, end_ns: int, value_j: float) -> None:
         bisect.insort(self._counter_log, (start_ns, end_ns, float(value_j)), key=lambda x: (x[1], x[0]))
 
-    def _counter_read(self) -> float | None:
-        """Read the energy counter (at a window's edge) and log the read for anchor()."""
+    def _counter_read_at(self) -> tuple[float | None, int]:
+        """Read the energy counter (at a window's edge) and log the read for anchor(): its value
+        (None where unreadable) and the middle of the read, on this sampler's clock."""
         with self._read_lock:
             t0 = now_ns()
             value = self._read_counter_j()
@@ -175,7 +200,7 @@ class PollingSampler:
         if value is not None:
             with self._lock:
                 self._log_counter(t0, t1, value)
-        return value
+        return value, (t0 + t1) // 2
 
     def _run(self) -> None:
         next_t = time.monotonic()
@@ -193,6 +218,10 @@ class PollingSampler:
 
     def _now_ns(self) -> int:
         return now_ns()
+
+    def _caller_ns(self, t_ns: int) -> int:
+        """A time on the callers' clock (CLOCK_MONOTONIC) as this sampler's clock reads it."""
+        return int(t_ns)
 
     def _edge_poll(self) -> None:
         try:
@@ -212,9 +241,9 @@ class PollingSampler:
         edge instead of the moment this call runs: back-to-back windows then tile time
         exactly, whatever the sampler's calls cost (a counter read is ~4 ms on NVML)."""
         self._tick()
-        counter = self._counter_read() if self.has_counter else None
-        t = self._now_ns() if at_ns is None else int(at_ns)
-        self._open[label] = (t, counter)
+        counter, read_ns = self._counter_read_at() if self.has_counter else (None, None)
+        t = self._now_ns() if at_ns is None else self._caller_ns(at_ns)
+        self._open[label] = (t, counter, read_ns, at_ns is not None)
         return t
 
     def latest(self) -> dict[str, Any] | None:
@@ -224,26 +253,43 @@ class PollingSampler:
             return dict(self._series[-1]) if self._series else None
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> WindowReading:
-        """Close a window (at `at_ns`, the caller's clock, if given). `parts` (name ->
-        (start_ns, end_ns) inside it) get the window's energy shared by the power series'
-        shape (samplers.energy.apportion)."""
+            at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
+        """Close a window (at `at_ns`, the caller's clock, if given; `from_ns`, if given, is
+        its start instead of begin's). `parts` (name -> (start_ns, end_ns) inside it) get the
+        window's energy shared by the power series' shape (samplers.energy.apportion).
+
+        Where the counter was read away from an edge (the caller's edges are not the calls'
+        moments), the slivers between each read and its edge are taken from the power series
+        (`counter_edge_j` in extras: what that added), so the figure covers the window itself."""
         self._tick()
-        t1 = self._now_ns() if at_ns is None else int(at_ns)
-        c1 = self._counter_read() if self.has_counter else None
+        t1 = self._now_ns() if at_ns is None else self._caller_ns(at_ns)
+        c1, r1 = self._counter_read_at() if self.has_counter else (None, None)
         if label not in self._open:
             raise KeyError(f"window {label!r} was never begun")
-        t0, c0 = self._open.pop(label)
+        t0, c0, r0, caller_start = self._open.pop(label)
+        if from_ns is not None:
+            t0, caller_start = self._caller_ns(from_ns), True
+        # where an edge is a call's own moment, the counter read there is at the edge
+        r0 = r0 if caller_start else None
+        r1 = r1 if at_ns is not None else None
+        if t1 < t0:
+            raise ValueError(f"window {label!r} ends before it starts ({t0} > {t1} ns)")
         self._edge_poll()
-        window = self._window(t0, t1)
+        window = self._window(min(t0, r0 or t0), max(t1, r1 or t1))
         inside = [s for s in window if t0 <= s["t_ns"] <= t1]
         avg_w, peak_w = power_stats([s.get("power_w") for s in inside])
         pts = [(s["t_ns"] / 1e9, s["power_w"]) for s in window if s.get("power_w") is not None]
         ts, ps = [p[0] for p in pts], [p[1] for p in pts]
         polled = trapezoid(ts, ps, t0 / 1e9, t1 / 1e9)
         short = self.has_counter and (t1 - t0) / 1e9 < 10 * self.counter_period_s
+        edge_j: float | None = None
         if self.has_counter and not short:
             energy, source = counter_delta(c0, c1, self.counter_wrap_j), "counter"
+            edge_j = None if r0 is None and r1 is None else _edge_slivers(ts, ps, (r0, t0), (t1, r1))
+            if energy.energy_j is None or edge_j is None or energy.energy_j + edge_j < 0:
+                edge_j = None  # a stale counter against its slivers: the delta stands as read
+            else:
+                energy = Energy(energy.energy_j + edge_j)
         elif short and polled.energy_j is None:  # the counter cannot resolve it: no figure, not a stale one
             energy = Energy(None, f"window of {(t1 - t0) / 1e6:.1f} ms is shorter than the counter resolves "
                                   f"and the power series does not cover it ({polled.reason})")
@@ -260,6 +306,7 @@ class PollingSampler:
             energy_j=energy.energy_j, reason=energy.reason, avg_power_w=avg_w, peak_power_w=peak_w,
             samples=inside, short_window=short,
             parts={k: {"energy_j": e.energy_j, "source": part_source, "reason": e.reason} for k, e in shares.items()},
+            extras={} if edge_j is None else {"counter_edge_j": edge_j},
         )
 
     def anchor(self, readings: Sequence[WindowReading]) -> list[WindowReading]:
@@ -366,6 +413,7 @@ class PollingSampler:
         """Polled power integrated over [t0_ns, t1_ns], or None where the series does not cover
         it. A node sampler (samplers.node) weighs overlapping windows by their devices' figures."""
         self._tick()
+        t0_ns, t1_ns = self._caller_ns(t0_ns), self._caller_ns(t1_ns)
         with self._lock:
             last = self._series[-1]["t_ns"] if self._series else None
         if last is None or last < t1_ns:

@@ -111,12 +111,20 @@ class CodeCarbonSampler(PollingSampler):
             return t
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> WindowReading:
+            at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
+        """The window's figures over its own edges (the caller's, where given), CodeCarbon's
+        tasks cut at the begin and end calls pro rata by time."""
         with self._cc_lock:
-            reading = super().end(label, at_ns=at_ns)
-            t0 = self._cuts.pop(label)
-            t1 = self._cut(keep_running=bool(self._cuts))
-            figures, why = self._sum(t0, t1)
+            reading = super().end(label, at_ns=at_ns, from_ns=from_ns)
+            c0 = self._cuts.pop(label)
+            c1 = self._cut(keep_running=bool(self._cuts))
+            figures, why = self._sum(reading.start_ns, reading.end_ns)
+            cut = self._sum(c0, c1)[0] if figures is None and c1 > c0 else None
+            if cut is not None:
+                # edges outside the calls' cuts (given before the begin call ran): CodeCarbon's
+                # mean power between its cuts, over the window's duration
+                scale = (reading.end_ns - reading.start_ns) / (c1 - c0)
+                figures = (cut[0] * scale, cut[1] * scale, cut[2] * scale, cut[3] * scale)
         # Even where CodeCarbon reads RAPL for the CPU, its RAM figure is a model: the sum is
         # an estimate. (energyray's own RaplSampler is the measured path.)
         reading.source = "estimated"

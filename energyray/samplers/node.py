@@ -52,7 +52,7 @@ class NodeSampler(Protocol):
 
     def begin(self, label: str, at_ns: int | None = None, gpu: Any = None, idle: bool = False) -> int: ...
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> WindowReading: ...
+            at_ns: int | None = None, from_ns: int | None = None) -> WindowReading: ...
     def latest(self) -> dict[str, Any] | None: ...
     def describe(self) -> dict[str, Any]: ...
 
@@ -154,13 +154,21 @@ class Ledger:
     among the windows open then, so every interval is split once, with the windows (and
     device energies) that were there. A window opened before that point (its begin call
     arrived late) shares only from there on: the part before was already given out.
+
+    A window is opened when its begin call runs and closed at its end's edge; `close` moves
+    its start later, to the caller's own start where given (the caller begins a window ahead
+    of it, so that the call is outside it). Where the ledger had already shared out some of
+    the time between the two (another window closed meanwhile), the window's part of it goes
+    to nobody (`unattributed`): every window's share covers its own edges, and the shares and
+    the unattributed energy still add up to the node's. The windows that shared that sliver
+    with it (the rest of one call, ~1 ms) got a little less than they would have alone.
     """
 
     def __init__(self, node_energy: NodeEnergy, device_energy: DeviceEnergy | None = None) -> None:
         self.node_energy = node_energy
         self.device_energy = device_energy
         self._open: dict[str, int] = {}
-        self._acc: dict[str, Share] = {}
+        self._acc: dict[str, list[tuple[int, int, Share]]] = {}  # open window -> its share, per interval
         self.horizon_ns: int | None = None
         self.first_ns: int | None = None  # where the ledger's accounting starts (its first window)
         self.unattributed = Share()  # the node's energy while no window was open
@@ -177,7 +185,7 @@ class Ledger:
         if self.horizon_ns is not None and t0_ns < self.horizon_ns:
             t0_ns = self.horizon_ns
         self._open[wid] = int(t0_ns)
-        self._acc[wid] = Share()
+        self._acc[wid] = []
         if self.first_ns is None:
             self.first_ns = int(t0_ns)
 
@@ -186,20 +194,35 @@ class Ledger:
         start = self.horizon_ns if self.horizon_ns is not None else min(self._open.values(), default=t_ns)
         if t_ns <= start:
             return
+        if self.horizon_ns is None:  # the first window's start may have moved since it opened
+            self.first_ns = start
         windows = {k: (max(v, start), t_ns) for k, v in self._open.items() if v < t_ns}
-        shares, nobody = attribute(windows, self.node_energy, self.device_energy, span=(start, t_ns))
-        for k, s in shares.items():
-            self._acc[k].add(s)
-        self.unattributed.add(nobody)
+        for a, b, ids in overlap_intervals(windows, span=(start, t_ns)):
+            shares, nobody = attribute({k: (a, b) for k in ids}, self.node_energy, self.device_energy, span=(a, b))
+            for k, s in shares.items():
+                self._acc[k].append((a, b, s))
+            self.unattributed.add(nobody)
         self.horizon_ns = t_ns
 
-    def close(self, wid: str, t1_ns: int) -> Share:
-        """The window's share, from its start to t1_ns (or to the last close, if that is later)."""
+    def close(self, wid: str, t1_ns: int, t0_ns: int | None = None) -> Share:
+        """The window's share, from its start (`t0_ns`, the caller's, where later than where it
+        was opened) to t1_ns (or to the last close, if that is later)."""
         if wid not in self._open:
             raise KeyError(f"window {wid!r} was never opened")
+        if t0_ns is not None and t0_ns > self._open[wid]:
+            self._open[wid] = min(int(t0_ns), int(t1_ns))
+        start = self._open[wid]
         self.advance(t1_ns)
         del self._open[wid]
-        share = self._acc.pop(wid)
+        share = Share()
+        for a, b, s in self._acc.pop(wid):
+            before = 0.0 if b <= a else min(1.0, max(0.0, (start - a) / (b - a)))
+            if before > 0:  # shared out before the caller's start: not this window's after all
+                self.unattributed.add(Share(energy_j=s.energy_j * before, node_j=s.energy_j * before,
+                                            seconds=s.seconds * before))
+            if before < 1:
+                share.add(Share(energy_j=s.energy_j * (1 - before), node_j=s.node_j * (1 - before),
+                                seconds=s.seconds * (1 - before), others=set(s.others), how=set(s.how)))
         self.attributed.add(share)
         self.closed += 1
         return share
@@ -273,10 +296,17 @@ class SharedNodeSampler:
             return t
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> WindowReading:
+            at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
+        """Close a window: at `at_ns`, from `from_ns` (the caller's clock) where given, else at
+        the begin and end calls' moments. The ledger's edges are the reading's."""
         with self._lock:
+            kw: dict[str, Any] = {"at_ns": at_ns}
+            if parts:
+                kw["parts"] = parts
+            if from_ns is not None:
+                kw["from_ns"] = from_ns
             try:
-                raw = self.sampler.end(label, parts, at_ns) if parts else self.sampler.end(label, at_ns=at_ns)
+                raw = self.sampler.end(label, **kw)
             except Exception:
                 self._forget(label, at_ns)  # else it would take a share of every later window
                 raise
@@ -284,7 +314,7 @@ class SharedNodeSampler:
             if label in self._idle:
                 return self._end_idle(label, reading)
             try:
-                share = self._ledger.close(label, reading.end_ns)
+                share = self._ledger.close(label, reading.end_ns, reading.start_ns)
             finally:
                 self._meters.pop(label, None)
             self._closed.append((reading.start_ns, reading.end_ns))
@@ -344,8 +374,8 @@ class SharedNodeSampler:
         return reading
 
     def _end_idle(self, label: str, reading: WindowReading) -> WindowReading:
-        t0 = self._idle.pop(label)
-        t1 = reading.end_ns
+        self._idle.pop(label)
+        t0, t1 = reading.start_ns, reading.end_ns
         busy = [w for w in self._closed if w[0] < t1 and w[1] > t0]
         busy += [(s, t1) for s in self._ledger.open_windows.values() if s < t1]
         if busy:

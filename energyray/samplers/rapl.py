@@ -73,9 +73,9 @@ class RaplSampler(PollingSampler):
         return t
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> WindowReading:
+            at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
         """The window's energy, and in extras its split into CPU package and DRAM (by the zones' deltas)."""
-        reading = super().end(label, parts, at_ns)
+        reading = super().end(label, parts, at_ns, from_ns)
         with self._count_lock:
             now, then = dict(self._kind_uj), self._kind_at.pop(label, None)
         if then is not None and reading.energy_j is not None:

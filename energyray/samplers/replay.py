@@ -207,10 +207,17 @@ class ReplaySampler(PollingSampler):
         row = self._row_at(self.clock_ns)
         return None if row is None else row["energy_j"]
 
-    def _counter_read(self) -> float | None:
-        """An edge read: the last row's counter. Not logged again: _poll_once logged that
-        row, at its own time, when the clock reached it."""
-        return self._read_counter_j()
+    def _counter_read_at(self) -> tuple[float | None, int]:
+        """An edge read: the last row's counter, at the virtual clock. Not logged again:
+        _poll_once logged that row, at its own time, when the clock reached it."""
+        return self._read_counter_j(), self.clock_ns
+
+    def _caller_ns(self, t_ns: int) -> int:
+        """A caller's CLOCK_MONOTONIC reading on the virtual clock: with ``realtime``, the
+        trace's start plus the time since `start`; else the caller's value is taken as virtual."""
+        if self.realtime and self.started:
+            return self._ts[0] + int(t_ns) - self._wall0_ns
+        return int(t_ns)
 
     def _poll_once(self) -> None:
         """Poll every trace row due by the clock into the series (trimmed as the base does)."""

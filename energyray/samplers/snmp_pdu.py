@@ -13,6 +13,12 @@ is at least 100 of its steps, the meter's delta is the figure (source ``pdu_coun
 that fails is a gap in the series, never a zero; readings further apart than `max_gap_s`
 inside a window, or an agent that never answers, give no energy figure, with the reason.
 
+Errors name the part that failed: SNMPv3 authentication, privacy, the user, its security level,
+access to the OIDs, or no answer; those that a config change fixes stop the sampler at `start`.
+An agent cannot decrypt a request under a wrong privacy password or protocol, so it does not
+answer, like a dead agent: where the first read times out with privacy on, `start` asks again
+without privacy, and an answer means privacy is what failed.
+
 Secrets: SNMPv3 passwords come from the environment variables the config names, are held only
 by the SNMP engine, and appear in no row, sample or `describe()`.
 """
@@ -205,11 +211,21 @@ def check_config(cfg: Any) -> None:
 
 
 class _Refused(SamplerError):
-    """The agent answered but refused us (v3 authentication): a config error, not a gap."""
+    """The agent answered but refused us (v3 authentication, privacy, user, access): a config
+    error, not a gap."""
 
 
-_AUTH_FAILURES = ("WrongDigest", "UnknownUserName", "DecryptionError", "UnsupportedSecLevel",
-                  "UnknownSecurityName", "AuthenticationError", "AuthorizationError", "UnknownEngineID")
+class _NoAnswer(SamplerError):
+    """The agent did not answer in time (or answered nothing pysnmp could read)."""
+
+
+# pysnmp's error indications (class names) that say which part of an SNMPv3 login failed
+_AUTH_ERRORS = ("WrongDigest", "AuthenticationError", "AuthenticationFailure", "UnsupportedAuthProtocol")
+_PRIV_ERRORS = ("DecryptionError", "UnsupportedPrivProtocol")
+_USER_ERRORS = ("UnknownUserName", "UnknownSecurityName")
+_LEVEL_ERRORS = ("UnsupportedSecurityLevel",)
+# what the agent answers in a response's error-status when the user or community may not read an OID
+_ACCESS_STATUS = {6: "noAccess", 16: "authorizationError"}
 
 
 class _Snmp:
@@ -220,15 +236,34 @@ class _Snmp:
         self.timeout_s = float(_field(cfg, "timeout_s", 1.0))
         self.retries = int(_field(cfg, "retries", 0))
         self.version = str(_field(cfg, "version", "2c")).lower().lstrip("v")
+        self.user = str(_field(cfg, "user")) if self.version == "3" else None
+        self.auth_protocol = str(_field(cfg, "auth_protocol", "SHA")) if self.version == "3" else None
+        self.priv_protocol = str(_field(cfg, "priv_protocol", "AES")) if self.version == "3" else None
         self._cfg = cfg
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="pdu-snmp", daemon=True)
         self._thread.start()
+        self._plain_auth: Any = None  # the same user without privacy, to tell a privacy failure apart
         try:
             self._engine, self._auth, self._target = self._call(self._setup(), 10.0 + self.timeout_s)
         except Exception:
             self.close()
             raise
+
+    @property
+    def where(self) -> str:
+        return f"PDU {self.host}:{self.port}"
+
+    @property
+    def level(self) -> str:
+        """The SNMPv3 security level asked for (noAuthNoPriv, authNoPriv, authPriv)."""
+        if self.auth_protocol == "none":
+            return "noAuthNoPriv"
+        return "authNoPriv" if self.priv_protocol == "none" else "authPriv"
+
+    @property
+    def privacy(self) -> bool:
+        return self.version == "3" and self.level == "authPriv"
 
     def _call(self, coro: Any, timeout_s: float) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
@@ -247,12 +282,15 @@ class _Snmp:
                 "none": hl.USM_PRIV_NONE, "DES": hl.USM_PRIV_CBC56_DES, "3DES": hl.USM_PRIV_CBC168_3DES,
                 "AES": hl.USM_PRIV_CFB128_AES, "AES192": hl.USM_PRIV_CFB192_AES, "AES256": hl.USM_PRIV_CFB256_AES,
             }
-            auth_p, priv_p = str(_field(cfg, "auth_protocol", "SHA")), str(_field(cfg, "priv_protocol", "AES"))
+            auth_p, priv_p = str(self.auth_protocol), str(self.priv_protocol)
+            auth_key = None if auth_p == "none" else _env(_field(cfg, "auth_password_env"), "auth_password")
             auth = hl.UsmUserData(
-                str(_field(cfg, "user")),
-                authKey=None if auth_p == "none" else _env(_field(cfg, "auth_password_env"), "auth_password"),
+                str(self.user), authKey=auth_key,
                 privKey=None if priv_p == "none" else _env(_field(cfg, "priv_password_env"), "priv_password"),
                 authProtocol=protos[auth_p], privProtocol=privs[priv_p])
+            if self.privacy:
+                self._plain_auth = hl.UsmUserData(str(self.user), authKey=auth_key, authProtocol=protos[auth_p],
+                                                  privProtocol=hl.USM_PRIV_NONE)
         else:
             env_name = _field(cfg, "community_env")
             community = _env(env_name, "community") if env_name else str(_field(cfg, "community", "public"))
@@ -261,25 +299,65 @@ class _Snmp:
         target = await hl.UdpTransportTarget.create((self.host, self.port), timeout=self.timeout_s, retries=self.retries)
         return engine, auth, target
 
+    def _env_name(self, what: str) -> str:
+        return f"${_field(self._cfg, f'{what}_password_env')}"
+
+    def explain(self, kind: str, err: Any) -> tuple[type[SamplerError], str]:
+        """An error indication of pysnmp's as (the error to raise: _Refused for a config error,
+        _NoAnswer for silence; the message, naming the part that failed and what to check)."""
+        where, v = self.where, self.version
+        if v == "3" and kind in _AUTH_ERRORS:
+            return _Refused, (f"SNMPv3 authentication failed at {where} ({kind}: {err}): the agent rejected the "
+                          f"password's digest: check sampler.pdu.auth_protocol ({self.auth_protocol}) and the "
+                          f"auth password in {self._env_name('auth')} (and sampler.pdu.user={self.user!r}).")
+        if v == "3" and kind in _PRIV_ERRORS:
+            return _Refused, (f"SNMPv3 privacy failed at {where} ({kind}: {err}): check sampler.pdu.priv_protocol "
+                          f"({self.priv_protocol}) and the privacy password in {self._env_name('priv')}.")
+        if v == "3" and kind in _USER_ERRORS:
+            return _Refused, (f"SNMPv3: the agent at {where} has no user {self.user!r} ({kind}: {err}): check "
+                          "sampler.pdu.user against the agent's SNMPv3 users.")
+        if v == "3" and kind in _LEVEL_ERRORS:
+            return _Refused, (f"SNMPv3: user {self.user!r} at {where} does not support security level {self.level} "
+                          f"({kind}: {err}): the agent's user has no {'privacy' if self.privacy else 'authentication'} "
+                          "key; set sampler.pdu.priv_protocol=none (or auth_protocol=none) to the user's level, "
+                          "or give the user that key on the agent.")
+        if v == "3" and kind == "NotInTimeWindow":
+            return SamplerError, (f"SNMPv3: {where} says the request was outside its time window ({kind}: {err}): its "
+                           "engine time or boots changed (an agent restart?); pysnmp resynchronises on the next "
+                           "read. If it persists, two agents may share one engine ID.")
+        if v == "3" and kind == "UnknownEngineID":
+            return _Refused, (f"SNMPv3: engine ID discovery failed at {where} ({kind}: {err}): check that "
+                          "host/port is the SNMPv3 agent.")
+        hint = (" An agent ignores a wrong community without answering: check sampler.pdu.community."
+                if v == "2c" else "")
+        if self.privacy:
+            hint = (f" With SNMPv3 privacy on ({self.priv_protocol}), a wrong privacy password or protocol looks "
+                    "the same: the agent drops what it cannot decrypt without answering (check "
+                    f"sampler.pdu.priv_protocol and {self._env_name('priv')}).")
+        return _NoAnswer, (f"no answer from {where} within {self.timeout_s:g} s × {self.retries + 1} tries "
+                       f"({kind}: {err}): is the agent up and the host/port right?{hint}")
+
+    def _access(self, status: str, oid: Any) -> str:
+        if self.version == "3":
+            return (f"{self.where} refused user {self.user!r} at security level {self.level} access to {oid} "
+                    f"({status}): the agent may require privacy for this user (set sampler.pdu.priv_protocol and "
+                    "priv_password_env), or its view for the user does not include sampler.pdu.oids.")
+        return (f"{self.where} refused the community access to {oid} ({status}): its view for that community "
+                "does not include sampler.pdu.oids.")
+
     async def _get(self, oids: list[str]) -> list[float]:
         from pysnmp.hlapi.v3arch import asyncio as hl
 
         err, status, index, binds = await hl.get_cmd(
             self._engine, self._auth, self._target, hl.ContextData(), *[hl.ObjectType(hl.ObjectIdentity(o)) for o in oids])
-        where = f"PDU {self.host}:{self.port}"
+        where = self.where
         if err:
-            kind = type(err).__name__
-            if kind in _AUTH_FAILURES:
-                raise _Refused(
-                    f"SNMPv{self.version} {'authentication' if self.version == '3' else 'access'} failed at {where} "
-                    f"({kind}: {err}): check sampler.pdu.user, auth_protocol/priv_protocol and the passwords in "
-                    f"${_field(self._cfg, 'auth_password_env')} / ${_field(self._cfg, 'priv_password_env')}.")
-            hint = " (an agent ignores a wrong community without answering: check sampler.pdu.community)" \
-                if self.version == "2c" else ""
-            raise SamplerError(f"no answer from {where} within {self.timeout_s:g} s × {self.retries + 1} tries "
-                               f"({kind}: {err}): is the agent up and the host/port right?{hint}")
+            error, message = self.explain(type(err).__name__, err)
+            raise error(message)
         if status:
-            bad = binds[int(index) - 1][0] if index and int(index) <= len(binds) else "?"
+            bad = binds[int(index) - 1][0] if index and int(index) <= len(binds) else ", ".join(oids)
+            if int(status) in _ACCESS_STATUS:
+                raise _Refused(self._access(_ACCESS_STATUS[int(status)], bad))
             raise SamplerError(f"{where} answered {status.prettyPrint()} for {bad}: check sampler.pdu.oids.")
         values = []
         for name, value in binds:
@@ -294,6 +372,29 @@ class _Snmp:
                 except ValueError:
                     raise SamplerError(f"{where}: OID {name} holds {value.prettyPrint()!r}, not a number.") from None
         return values
+
+    async def _answers_without_privacy(self, oid: str) -> bool:
+        from pysnmp.hlapi.v3arch import asyncio as hl
+
+        err, _, _, _ = await hl.get_cmd(self._engine, self._plain_auth, self._target, hl.ContextData(),
+                                        hl.ObjectType(hl.ObjectIdentity(oid)))
+        return not err  # a value, or an error-status (e.g. authorizationError): the agent answered
+
+    def privacy_failed(self, oid: str) -> str | None:
+        """After a timeout with privacy on: ask again, same user and password, without privacy.
+        Where the agent answers that, it is up and the user authenticates, so the privacy
+        password or protocol is what failed: the message saying so; else None."""
+        if not self.privacy or self._plain_auth is None:
+            return None
+        try:
+            answered = self._call(self._answers_without_privacy(oid), self.timeout_s * (self.retries + 1) + 5.0)
+        except Exception:
+            return None
+        if not answered:
+            return None
+        return (f"SNMPv3 privacy failed at {self.where}: the agent answers user {self.user!r} without privacy "
+                f"(authNoPriv) but not with it ({self.priv_protocol}): check sampler.pdu.priv_protocol and the "
+                f"privacy password in {self._env_name('priv')}.")
 
     def get(self, oids: list[str]) -> list[float]:
         """Read numbers at `oids` in one GET; raises SamplerError saying what went wrong."""
@@ -387,8 +488,13 @@ class PduSampler(PollingSampler):
             except _Refused:
                 self.close()
                 raise
+            except _NoAnswer as e:  # recorded in _failures; the poll thread keeps trying
+                why = self._client.privacy_failed(self._oids[0].oid)
+                if why is not None:
+                    self.close()
+                    raise _Refused(why) from e
             except SamplerError:
-                pass  # recorded in _failures; the poll thread keeps trying
+                pass
             self._thread = threading.Thread(target=self._run, name="pdu-poll", daemon=True)
             self._thread.start()
 
@@ -398,8 +504,8 @@ class PduSampler(PollingSampler):
         return t
 
     def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None,
-            at_ns: int | None = None) -> WindowReading:
-        reading = super().end(label, parts, at_ns)
+            at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
+        reading = super().end(label, parts, at_ns, from_ns)
         t0, t1 = reading.start_ns, reading.end_ns
         reading.source = "pdu"
         for part in reading.parts.values():

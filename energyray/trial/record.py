@@ -96,12 +96,17 @@ def node_columns(role: str) -> tuple[str, ...]:
     p = f"{role}_energy"
     return (node_energy_column(role), f"{p}_source", f"{p}_scope", f"{p}_reason", f"{p}_attribution",
             f"{p}_node_j", f"{p}_share", f"{p}_idle_subtracted_j", f"{role}_idle_power_w",
-            f"{role}_avg_power_w", *(CPU_EXTRAS if role == "cpu" else ()))
+            f"{role}_avg_power_w", f"{role}_window_s", *(CPU_EXTRAS if role == "cpu" else ()))
 
 
 def node_phase_column(phase: str, role: str) -> str:
     """A node sampler's energy over one phase."""
     return f"{phase}_{role}_j"
+
+
+def node_phase_window_column(phase: str, role: str) -> str:
+    """How long a node sampler's window over one phase was."""
+    return f"{phase}_{role}_window_s"
 
 
 def patterned_columns() -> set[str]:
@@ -110,6 +115,7 @@ def patterned_columns() -> set[str]:
     names |= {c for part in WINDOW_PARTS for c in part_columns(part)}
     names |= {c for role in NODE_ROLES for c in node_columns(role)}
     names |= {node_phase_column(phase, role) for phase in PHASES for role in NODE_ROLES}
+    names |= {node_phase_window_column(phase, role) for phase in PHASES for role in NODE_ROLES}
     return names
 
 
@@ -139,18 +145,24 @@ def phase_fields(phase: str, reading: WindowReading | str, duration_s: float | N
 
 
 def node_phase_fields(phase: str, readings: dict[str, WindowReading | str]) -> dict[str, Any]:
-    """The node samplers' energy over one phase (null where a sampler failed)."""
-    return {node_phase_column(phase, role): r.energy_j if isinstance(r, WindowReading) else None
-            for role, r in readings.items()}
+    """The node samplers' energy over one phase and how long their window was (null where a
+    sampler failed)."""
+    out: dict[str, Any] = {}
+    for role, r in readings.items():
+        energy, seconds = (r.energy_j, r.duration_s) if isinstance(r, WindowReading) else (None, None)
+        out[node_phase_column(phase, role)] = energy
+        out[node_phase_window_column(phase, role)] = seconds
+    return out
 
 
 def node_fields(readings: dict[str, WindowReading | str]) -> dict[str, Any]:
     """The node samplers' columns of the trial's window, by role; a string is why it failed."""
     out: dict[str, Any] = {}
     for role, r in readings.items():
-        energy, source, scope, reason, attribution, node_j, share, idle_sub, idle_w, avg_w = node_columns(role)[:10]
+        energy, source, scope, reason, attribution, node_j, share, idle_sub, idle_w, avg_w, window = \
+            node_columns(role)[:11]
         if isinstance(r, str):
-            out.update({energy: None, source: NOT_MEASURABLE, reason: r})
+            out.update({energy: None, source: NOT_MEASURABLE, reason: r, window: None})
             if role == "cpu":
                 out["cpu_energy_j"] = None
             continue
@@ -159,6 +171,7 @@ def node_fields(readings: dict[str, WindowReading | str]) -> dict[str, Any]:
             energy: r.energy_j, source: _source(r), scope: r.scope, reason: r.reason,
             attribution: x.get("attribution"), node_j: x.get("node_energy_j"), share: x.get("share"),
             idle_sub: x.get("idle_subtracted_j"), idle_w: x.get("node_idle_power_w"), avg_w: r.avg_power_w,
+            window: r.duration_s,
         })
         if role == "cpu":  # RAPL and CodeCarbon split CPU and RAM where they can; null where not
             out["cpu_energy_j"] = x.get("cpu_energy_j")

@@ -1,4 +1,10 @@
-"""Energy windows around one phase: the device sampler's and, around it, the node samplers'.
+"""Energy windows around one phase: the device sampler's and the node samplers', on one set of edges.
+
+Every window's edges are this worker's own clock readings (CLOCK_MONOTONIC, which the
+sampler actors on the same node share): `begin` calls the samplers first and then takes the
+start, `end` takes the end before it calls them, and each sampler is handed both edges. So the
+device's, the wall's and the CPU's figures all cover the same interval, the phase itself,
+with no sampler call inside it.
 
 A broken sampler never kills a trial: its window gives a string, the reason, where a reading
 would be, and the row gets null energy with that reason. A window too short for the device's
@@ -36,6 +42,7 @@ class Windows:
         self.node_info: dict[str, Any] = {}
         self.node_tag = uuid.uuid4().hex[:8]
         self._node_open: dict[tuple[str, str], str | None] = {}  # (role, label) -> begin error
+        self._start: dict[str, int] = {}  # label -> the window's start (now_ns), taken after the begin calls
         self._node_readings: dict[str, dict[str, WindowReading | str]] = {}  # label -> role -> reading
 
     def describe(self) -> None:
@@ -61,20 +68,27 @@ class Windows:
     # -- one window ------------------------------------------------------------------------
     def begin(self, label: str, not_here: str | None = None) -> str | None:
         """Open the window `label`; returns why it cannot be measured, or None. `not_here`:
-        the model does not run on this machine (a hosted API), and why."""
+        the model does not run on this machine (a hosted API), and why. The node samplers are
+        called first and the device's last (its counter read nearest the edge); the window
+        starts once they have returned."""
         if not_here is not None:
             return not_here
-        if self.node_samplers:  # first, so that the device's window does not hold the node's call
-            self._node_begin(label, now_ns())
-        return self._device_begin(label)
+        if self.node_samplers:
+            self._node_begin(label)
+        err = self._device_begin(label)
+        self._start[label] = now_ns()
+        return err
 
     def end(self, label: str, begin_error: str | None, parts: dict[str, tuple[int, int]] | None = None,
             local: bool = True) -> WindowReading | str:
-        """Close the window: the device's reading (or why there is none); the node samplers'
-        wait for `node_readings(label)`. `local` as at `begin` (no not_here)."""
-        reading = self._device_end(label, begin_error, parts)
+        """Close the window (now, before any sampler call): the device's reading (or why there
+        is none); the node samplers' wait for `node_readings(label)`. `local` as at `begin`
+        (no not_here)."""
+        t1 = now_ns()
+        t0 = self._start.pop(label, None)
+        reading = self._device_end(label, begin_error, parts, t0, t1)
         if self.node_samplers and local:
-            self._node_end(label, reading)
+            self._node_end(label, t0, t1)
         return reading
 
     def node_readings(self, label: str) -> dict[str, WindowReading | str]:
@@ -95,12 +109,12 @@ class Windows:
         except Exception as e:
             return f"sampler failed at window start: {type(e).__name__}: {e}"
 
-    def _device_end(self, label: str, begin_error: str | None,
-                    parts: dict[str, tuple[int, int]] | None = None) -> WindowReading | str:
+    def _device_end(self, label: str, begin_error: str | None, parts: dict[str, tuple[int, int]] | None,
+                    t0: int | None, t1: int) -> WindowReading | str:
         if begin_error is not None:
             return begin_error
         try:
-            reading = _reading(self.sampler.end(label, parts) if parts else self.sampler.end(label))
+            reading = _reading(self.sampler.end(label, parts or None, at_ns=t1, from_ns=t0))
         except Exception as e:
             return f"sampler failed at window end: {type(e).__name__}: {e}"
         return self.anchored(reading)
@@ -124,17 +138,16 @@ class Windows:
         except Exception as e:  # the polled figure stands, and says why it was not anchored
             return dataclasses.replace(reading, reason=reading.reason or f"not counter-anchored: {type(e).__name__}: {e}")
 
-    # -- the node: around the device's window (they end at its end) ----------------------------
-    def _node_begin(self, label: str, at: int) -> None:
+    # -- the node: the same edges as the device's window ----------------------------------------
+    def _node_begin(self, label: str) -> None:
         for role, ns in self.node_samplers.items():
             try:
-                ns.begin(f"{self.node_tag}:{label}", at_ns=at, gpu=self.sampler, idle=label == "idle")
+                ns.begin(f"{self.node_tag}:{label}", gpu=self.sampler, idle=label == "idle")
                 self._node_open[(role, label)] = None
             except Exception as e:
                 self._node_open[(role, label)] = f"node sampler failed at window start: {type(e).__name__}: {e}"
 
-    def _node_end(self, label: str, device: WindowReading | str) -> None:
-        at = device.end_ns if isinstance(device, WindowReading) else now_ns()
+    def _node_end(self, label: str, t0: int | None, t1: int) -> None:
         out: dict[str, WindowReading | str] = {}
         for role, ns in self.node_samplers.items():
             err = self._node_open.pop((role, label), "node window was never begun")
@@ -142,7 +155,7 @@ class Windows:
                 out[role] = err
                 continue
             try:
-                out[role] = _reading(ns.end(f"{self.node_tag}:{label}", at_ns=at))
+                out[role] = _reading(ns.end(f"{self.node_tag}:{label}", at_ns=t1, from_ns=t0))
             except Exception as e:
                 out[role] = f"node sampler failed at window end: {type(e).__name__}: {e}"
         self._node_readings[label] = out

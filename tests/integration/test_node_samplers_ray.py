@@ -47,7 +47,8 @@ SUPPORT = Path(__file__).parent / "support"
 MODELS = {name: ModelConfig(name=name, builtin="tiny-llama") for name in ("tiny-a", "tiny-b")}
 WALL_W = 500
 # the secrets reach the node sampler host through the environment Ray was started with
-SECRETS = {"TEST_NODE_PDU_AUTH": AUTH_PASS, "TEST_NODE_PDU_PRIV": PRIV_PASS}
+SECRETS = {"TEST_NODE_PDU_AUTH": AUTH_PASS, "TEST_NODE_PDU_PRIV": PRIV_PASS,
+           "TEST_NODE_PDU_WRONG_PRIV": "not-the-privacy-password"}
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +186,50 @@ def test_a_v3_password_missing_on_the_node_is_the_rows_reason_naming_the_variabl
     assert row["status"] == "ok" and row["wall_energy_j"] is None, row["error"]
     assert "$TEST_NODE_PDU_UNSET" in row["wall_energy_reason"] and "ray start" in row["wall_energy_reason"]
     assert "$TEST_NODE_PDU_UNSET" in nodes[0]["error"]
+
+
+def test_a_wrong_v3_privacy_password_is_the_rows_reason_naming_privacy(local_ray, agent, shared_cache):
+    cfg = v3(agent)
+    cfg.priv_password_env = "TEST_NODE_PDU_WRONG_PRIV"
+    rows, workers, nodes = _sweep(_cfg(shared_cache, cfg, workers=1), {})
+    (row,) = rows
+    assert row["status"] == "ok" and row["wall_energy_j"] is None, row["error"]
+    reason = row["wall_energy_reason"]
+    assert "SNMPv3 privacy failed" in reason and "$TEST_NODE_PDU_WRONG_PRIV" in reason, reason
+    assert "is the agent up" not in reason and "not-the-privacy-password" not in reason
+
+
+def test_wall_energy_through_ray_is_250_w_times_each_window(local_ray, shared_cache, tmp_path):
+    """Through the orchestrator (the worker, its device sampler actor and the node sampler actor,
+    three processes on one node): a PDU serving a constant 250 W gives every window, the trial's
+    and each phase's, 250 W × that window as the worker timed it. Before, the wall window opened
+    a Ray call before the device's: ratios up to 2.06 on a 10 ms window, and the ~0.15 ms
+    response phase got 2–11 J."""
+    (tmp_path / "snmpd").mkdir()
+    a = Agent(tmp_path / "snmpd")
+    a.start()
+    try:
+        a.set(WATTS, 250)
+        cfg = cpu_config(shared_cache, sampler="codecarbon", cpu_workers=1)  # a device window: window_s
+        cfg.sampler.pdu = pdu(a)
+        cfg.generation.warmup_runs = 1
+        rows, _, _ = _sweep(cfg, {"max_new_tokens": [2, 48]}, new_tokens=2)
+    finally:
+        a.stop()
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
+    assert max(r["window_s"] for r in rows) >= 0.1
+    for r in rows:
+        assert r["wall_energy_source"] == "pdu", r["wall_energy_reason"]
+        assert r["wall_window_s"] == pytest.approx(r["window_s"], abs=1e-9) and r["window_s"] >= r["duration_s"]
+        assert r["wall_energy_j"] / (250.0 * r["window_s"]) == pytest.approx(1.0, abs=0.005)
+        for phase in ("load", "warmup", "response", "unload"):
+            window = r.get(f"{phase}_wall_window_s")
+            if window is None:  # unload: on the group's last row only; warmup: the first of its shape
+                continue
+            assert window >= r[f"{phase}_s"] - 1e-6, phase
+            assert r[f"{phase}_wall_j"] / (250.0 * window) == pytest.approx(1.0, abs=0.005), phase
+        if r["response_s"] < 1e-3:
+            assert r["response_wall_j"] < 1.0  # a sub-millisecond phase: sub-joule
 
 
 def test_a_node_sampler_host_that_dies_gives_null_wall_energy_then_a_new_one(local_ray, agent, shared_cache):

@@ -23,6 +23,7 @@ from support.snmp_agent import (
     PRIV_PASS,
     RPDU2_KW,
     SKIP_NO_SNMPD,
+    V3_AUTH_ONLY_USER,
     V3_USER,
     WATTS,
     Agent,
@@ -39,9 +40,10 @@ from energyray.config import (
     PduOidConfig,
 )
 from energyray.errors import ConfigError, SamplerError
-from energyray.samplers.base import now_ns
+from energyray.samplers.base import PollingSampler, WindowReading, now_ns
 from energyray.samplers.node import SharedNodeSampler
 from energyray.samplers.snmp_pdu import PduSampler
+from energyray.trial.windows import Windows
 
 pytestmark = SKIP_NO_SNMPD
 
@@ -279,11 +281,128 @@ def test_v3_wrong_password_is_a_clear_error_at_start(agent, monkeypatch):
     assert "not-the-password" not in msg
 
 
+def _refusal(cfg: PduConfig) -> str:
+    s = PduSampler(cfg)
+    with pytest.raises(SamplerError) as e:
+        s.start()
+    return str(e.value)
+
+
+def test_v3_wrong_privacy_password_says_privacy_not_is_the_agent_up(agent, monkeypatch):
+    """snmpd drops a request it cannot decrypt without answering (pysnmp: RequestTimedOut, as for
+    an agent that is down); asked again without privacy it answers, so privacy is what failed."""
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", "not-the-privacy-password")
+    msg = _refusal(v3(agent, timeout_s=0.3))
+    assert msg.startswith("SNMPv3 privacy failed at PDU 127.0.0.1") and "$TEST_PDU_PRIV" in msg
+    assert "sampler.pdu.priv_protocol" in msg and "is the agent up" not in msg
+    assert "not-the-privacy-password" not in msg
+
+
+def test_v3_wrong_privacy_protocol_says_privacy(agent, monkeypatch):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", PRIV_PASS)
+    cfg = v3(agent, timeout_s=0.3)
+    cfg.priv_protocol = "DES"  # the agent's user has AES
+    assert _refusal(cfg).startswith("SNMPv3 privacy failed")
+
+
+def test_v3_unknown_user_names_the_user(agent, monkeypatch):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", PRIV_PASS)
+    cfg = v3(agent)
+    cfg.user = "nobody"
+    msg = _refusal(cfg)
+    assert "has no user 'nobody'" in msg and "UnknownUserName" in msg and "sampler.pdu.user" in msg
+
+
+def test_v3_privacy_asked_of_a_user_without_it_names_the_security_level(agent, monkeypatch):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", PRIV_PASS)
+    cfg = v3(agent)
+    cfg.user = V3_AUTH_ONLY_USER
+    msg = _refusal(cfg)
+    assert "does not support security level authPriv" in msg and "priv_protocol=none" in msg
+
+
+def test_v3_without_privacy_where_the_agent_requires_it_says_so(agent, monkeypatch, sampler_of):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    cfg = v3(agent)
+    cfg.priv_protocol, cfg.priv_password_env = "none", None
+    msg = _refusal(cfg)  # the agent answers with an error status, not silence
+    assert "authorizationError" in msg and "security level authNoPriv" in msg and "may require privacy" in msg
+    cfg.user = V3_AUTH_ONLY_USER  # the user that has no privacy password reads without it
+    agent.set(WATTS, 77)
+    assert sampler_of(cfg).latest()["power_w"] == 77.0
+
+
+def test_v3_agent_down_with_privacy_on_says_what_a_timeout_cannot_tell_apart(monkeypatch, sampler_of):
+    monkeypatch.setenv("TEST_PDU_AUTH", AUTH_PASS)
+    monkeypatch.setenv("TEST_PDU_PRIV", PRIV_PASS)
+    cfg = PduConfig(host="127.0.0.1", port=free_udp_port(), oids=[PduOidConfig(oid=WATTS)], interval_s=0.05,
+                    timeout_s=0.2, version="3", user=V3_USER, auth_password_env="TEST_PDU_AUTH",
+                    priv_password_env="TEST_PDU_PRIV")
+    s = sampler_of(cfg)  # nothing answers, with or without privacy: not refused, a gap
+    r = window(s, 0.3)
+    assert r.energy_j is None
+    assert "no answer from PDU 127.0.0.1" in r.reason and "is the agent up" in r.reason
+    assert "a wrong privacy password or protocol looks the same" in r.reason and "$TEST_PDU_PRIV" in r.reason
+
+
 def test_v3_password_variable_unset_is_refused_with_its_name(agent, monkeypatch):
     monkeypatch.delenv("TEST_PDU_AUTH", raising=False)
     monkeypatch.setenv("TEST_PDU_PRIV", PRIV_PASS)
     with pytest.raises(ConfigError, match=r"\$TEST_PDU_AUTH"):
         PduSampler(v3(agent))
+
+
+# -- node windows on the worker's edges ------------------------------------------------------------
+class ConstantDevice(PollingSampler):
+    """A worker's device at a constant 100 W whose begin and end calls take 20 ms each, as a
+    sampler in another process can (a Ray call, NVML's ~4 ms counter read)."""
+
+    name = "constant-device"
+    scope = "device"
+
+    def _read_sample(self) -> dict:
+        return {"power_w": 100.0, "energy_j": None}
+
+    def begin(self, label: str, at_ns: int | None = None) -> int:
+        time.sleep(0.02)
+        return super().begin(label, at_ns)
+
+    def end(self, label: str, parts=None, at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
+        time.sleep(0.02)
+        return super().end(label, parts, at_ns, from_ns)
+
+
+def test_wall_windows_are_the_workers_windows_at_a_constant_250_w(agent):
+    """Windows (the runner's) open the PDU's window and the device's on the same edges, with
+    no sampler call inside: the wall figure is 250 W × the window, and an empty phase gets a
+    few microseconds of it. Before, the PDU's window opened before the device's call and the
+    ratio ran up to 2 on 10 ms windows."""
+    agent.set(WATTS, 250)
+    device, wall = ConstantDevice(interval_s=0.01), SharedNodeSampler(PduSampler(pdu(agent)))
+    device.start()
+    wall.start()
+    windows = Windows(device, {"wall": wall})
+    got = {}
+    try:
+        for label, seconds in (("empty", 0.0), ("short", 0.03), ("tenth", 0.1), ("long", 0.5)):
+            err = windows.begin(label)
+            if seconds:
+                time.sleep(seconds)
+            got[label] = (windows.end(label, err), windows.node_readings(label)["wall"])
+    finally:
+        device.close()
+        wall.close()
+    for label, (r, w) in got.items():
+        assert isinstance(r, WindowReading) and isinstance(w, WindowReading), (label, r, w)
+        assert (w.start_ns, w.end_ns) == (r.start_ns, r.end_ns), label
+        assert w.source == "pdu" and w.energy_j / (250.0 * r.duration_s) == pytest.approx(1.0, abs=0.005), label
+        assert w.energy_j == pytest.approx(250.0 * r.duration_s, rel=1e-6), label
+    assert got["long"][0].duration_s >= 0.5
+    assert got["empty"][1].energy_j < 1.0  # each 20 ms device call would have been 5 J
 
 
 # -- shared by a node's workers -------------------------------------------------------------------
@@ -350,3 +469,41 @@ def test_trial_runner_records_wall_energy_from_the_pdu(agent, tmp_path, monkeypa
     assert pdu_samples and all(s["power_w"] == 120.0 and s["trial_id"] == spec.trial_id for s in pdu_samples)
     assert {s["phase"] for s in pdu_samples} <= {"prefill", "decode", "generate", "trial_edge"}
     assert json.loads(row["env_json"])["node_samplers"]["wall"]["sampler"] == "pdu"
+
+
+def test_trial_runner_wall_figures_cover_its_own_windows_at_a_constant_250_w(agent, tmp_path, monkeypatch):
+    """A trial of the tiny model with a device sampler and the PDU: the row's wall window is its
+    window_s, and every phase's wall figure is 250 W × its own window, response's under 1 J."""
+    from energyray import roofline
+    from energyray.backends.transformers import build_tiny_llama
+    from energyray.grid import expand
+    from energyray.trial import TrialRunner
+
+    monkeypatch.setattr(roofline, "measure_copy_bandwidth_gbs", lambda: 20.0)
+    agent.set(WATTS, 250)
+    device, node = ConstantDevice(interval_s=0.01), SharedNodeSampler(PduSampler(pdu(agent)))
+    device.start()
+    node.start()
+    model = ModelConfig(name="tiny-llama", path=str(build_tiny_llama(tmp_path / "tiny")), params_b=0.0002)
+    (spec,) = expand("pdu", {}, dict(model="tiny-llama", backend="transformers", weights="real", precision="baseline",
+                                     batch_size=1, task="qa", prompt_variant="default", hardware="cpu", max_new_tokens=8))
+    runner = TrialRunner(device, GenerationConfig(ignore_eos=True, warmup_runs=1, warmup_new_tokens=2), str(tmp_path),
+                         device="cpu", measurement=MeasurementConfig(idle_s=0.3, idle_settle_s=0.0, idle_settle_max_s=0.0),
+                         node_samplers={"wall": node})
+    try:
+        runner.load(spec, model)
+        row = runner.run(spec, model, {}, last=True).row
+    finally:
+        device.close()
+        node.close()
+    assert row["status"] == "ok", row["error"]
+    assert row["wall_window_s"] == pytest.approx(row["window_s"], abs=1e-9) and row["window_s"] >= row["duration_s"]
+    assert row["wall_energy_j"] / (250.0 * row["window_s"]) == pytest.approx(1.0, abs=0.005)
+    assert row["energy_j"] == pytest.approx(100.0 * row["window_s"], rel=1e-6)  # the device: the same window
+    for phase in ("idle", "load", "warmup", "response", "unload"):
+        window = row[f"{phase}_wall_window_s"]
+        assert window >= row[f"{phase}_s"] - 1e-6, phase  # it holds the phase, and no 20 ms sampler call
+        assert row[f"{phase}_wall_j"] / (250.0 * window) == pytest.approx(1.0, abs=0.005), phase
+    assert row["idle_wall_window_s"] >= 0.3
+    if row["response_s"] < 1e-3:  # decoding 8 ids: ~0.2 ms
+        assert row["response_wall_j"] < 1.0

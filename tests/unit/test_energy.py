@@ -345,3 +345,44 @@ def test_caller_edges_tile_time_whatever_the_calls_cost():
     finally:
         s.close()
     assert total == pytest.approx(50.0 * span_s, rel=1e-6)
+
+
+class LinearCounter(ConstantPower):
+    """A counter that is exactly watts × CLOCK_MONOTONIC at the moment it is read (RAPL-like)."""
+
+    name = "linear-counter"
+    has_counter = True
+    counter_period_s = 0.001
+
+    def _read_counter_j(self):
+        return self.watts * time.monotonic_ns() / 1e9
+
+
+def test_a_counter_read_away_from_the_callers_edges_is_corrected_to_them():
+    """The caller begins ahead of its window and closes it before the end call (from_ns, at_ns):
+    the counter, read at the calls, spans 0.1 s more than the window; the slivers between each
+    read and its edge come off by the power series, so the figure is the window's own."""
+    s = LinearCounter(watts=40.0, interval_s=0.005)
+    s.start()
+    try:
+        time.sleep(0.02)
+        s.begin("w")
+        time.sleep(0.05)  # the begin call's cost, as the caller sees it
+        t0 = time.monotonic_ns()
+        time.sleep(0.2)
+        t1 = time.monotonic_ns()
+        time.sleep(0.05)  # the end call's cost
+        r = s.end("w", at_ns=t1, from_ns=t0)
+    finally:
+        s.close()
+    assert (r.start_ns, r.end_ns) == (t0, t1) and r.source == "counter"
+    assert r.energy_j == pytest.approx(40.0 * (t1 - t0) / 1e9, rel=1e-3)
+    assert r.extras["counter_edge_j"] == pytest.approx(-40.0 * 0.1, rel=0.2)  # the two slivers, taken off
+
+
+def test_without_caller_edges_the_counter_delta_stands(counted):
+    counted.begin("w")
+    time.sleep(0.05)
+    counted.counter_j = 1000.0 + 3.0
+    r = counted.end("w")
+    assert r.energy_j == pytest.approx(3.0, abs=1e-12) and "counter_edge_j" not in r.extras

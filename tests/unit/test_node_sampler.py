@@ -139,6 +139,36 @@ def test_ledger_closing_one_by_one_equals_the_offline_rule_and_conserves_energy(
     assert sum(s.energy_j for s in online.values()) == pytest.approx(union_energy(windows))
 
 
+def test_a_window_begun_ahead_of_its_start_is_shared_from_the_callers_start():
+    """Windows open when their begin call runs; closing with the caller's own start (t0_ns)
+    moves it later, so the ledger's edges are the reading's: a's caller started at 3 s, not 2 s."""
+    ledger = Ledger(node_energy, device_energy_of({"a": 100.0, "b": 300.0}))
+    ledger.open("a", 2 * S)
+    ledger.open("b", 5 * S)
+    a = ledger.close("a", 6 * S, 3 * S)
+    b = ledger.close("b", 8 * S, 5 * S)
+    assert a.node_j == pytest.approx(NODE_W * 3)  # 3-6 s
+    assert a.energy_j == pytest.approx(NODE_W * (2 + 1 * 0.25))  # alone 3-5 s, with b 5-6 s
+    assert b.energy_j == pytest.approx(NODE_W * (1 * 0.75 + 2))  # with a 5-6 s, alone 6-8 s
+    assert ledger.first_ns == 3 * S and ledger.unattributed.energy_j == 0  # nothing before 3 s was given out
+    assert a.energy_j + b.energy_j == pytest.approx(union_energy({"a": (3 * S, 6 * S), "b": (5 * S, 8 * S)}))
+
+
+def test_what_was_shared_out_before_a_windows_own_start_goes_to_nobody():
+    """b's begin call ran at 4 s, its caller's window started at 5 s, and a closed at 6 s in
+    between: the ledger had shared 4-5 s with b in it. At b's close that part goes to nobody, so
+    b's share covers its own edges and everything still adds up to the node's energy."""
+    ledger = Ledger(node_energy, device_energy_of({"a": 100.0, "b": 300.0}))
+    ledger.open("a", 2 * S)
+    ledger.open("b", 4 * S)
+    a = ledger.close("a", 6 * S, 3 * S)
+    b = ledger.close("b", 8 * S, 5 * S)
+    assert a.energy_j == pytest.approx(NODE_W * (1 + 2 * 0.25))  # 4-5 s with b: the sliver's cost to a
+    assert b.energy_j == pytest.approx(NODE_W * (1 * 0.75 + 2)) and b.node_j == pytest.approx(NODE_W * 3)
+    assert ledger.unattributed.energy_j == pytest.approx(NODE_W * 1 * 0.75)
+    assert a.energy_j + b.energy_j + ledger.unattributed.energy_j == pytest.approx(NODE_W * 5)  # 3-8 s
+
+
 # -- SharedNodeSampler on the real PollingSampler maths (ReplaySampler, virtual clock) --------
 def constant_trace(power_w: float, seconds: float, step_s: float = 0.1) -> list[dict]:
     """A polled power series at a constant level, starting at t=1 s."""
@@ -195,6 +225,30 @@ def test_shared_overlapping_windows_split_by_gpu_share_and_say_so(node):
     # the totals a sweep reports per node: over 2-12 s everything went to a window
     assert d["windows_closed"] == 2 and d["ledger_span_s"] == pytest.approx(10)
     assert d["attributed_j"] == pytest.approx(ra.energy_j + rb.energy_j) and d["unattributed_j"] == 0
+
+
+def test_shared_window_on_the_callers_edges(node):
+    """Begun (at the call's moment) ahead of the caller's window, closed with both of the
+    caller's edges: the reading, the node's figure and the ledger cover exactly those."""
+    shared, gpus, advance = node
+    advance(2)
+    shared.begin("a", gpu=gpus["a"])  # the call runs at 2 s; the caller's window starts at 3 s
+    advance(7)
+    r = shared.end("a", at_ns=6 * S, from_ns=3 * S)  # and ends at 6 s; the end call runs at 7 s
+    assert (r.start_ns, r.end_ns) == (3 * S, 6 * S) and r.duration_s == 3
+    assert r.energy_j == pytest.approx(NODE_W * 3) and r.extras["share"] == 1.0
+    d = shared.describe()
+    assert d["ledger_span_s"] == pytest.approx(3) and d["attributed_j"] == pytest.approx(NODE_W * 3)
+
+
+def test_shared_idle_window_on_the_callers_edges(node):
+    shared, gpus, advance = node
+    advance(2)
+    shared.begin("idle", idle=True)
+    advance(5)
+    idle = shared.end("idle", at_ns=4 * S, from_ns=3 * S)
+    assert idle.duration_s == 1 and idle.energy_j == pytest.approx(NODE_W)
+    assert shared.idle_power_w == pytest.approx(NODE_W) and shared.idle_window_s == 1
 
 
 def test_shared_window_with_a_device_that_cannot_say_splits_equally(node):

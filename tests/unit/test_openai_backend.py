@@ -387,7 +387,7 @@ class RecordingSampler:
         self.calls.append(f"begin {label}")
         return time.monotonic_ns()
 
-    def end(self, label: str, parts: Any = None) -> Any:
+    def end(self, label: str, parts: Any = None, at_ns: int | None = None, from_ns: int | None = None) -> Any:
         self.calls.append(f"end {label}")
         raise AssertionError("a hosted model's window was measured")
 

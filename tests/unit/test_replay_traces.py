@@ -361,3 +361,18 @@ def test_registry_builds_a_realtime_replay_from_the_env(tmp_path, traces, monkey
     assert 0.2 < r.duration_s < 2.0
     assert r.source == "polled" and r.short_window and r.energy_j == pytest.approx(
         trap_j(traces[BF16_B1], r.start_ns, r.end_ns), rel=1e-9)
+
+
+def test_a_realtime_replay_takes_the_callers_edges_on_its_own_clock(traces):
+    """A worker hands every sampler its CLOCK_MONOTONIC edges (Windows): a realtime replay
+    lays them on its virtual clock (trace start + time since `start`)."""
+    s = ReplaySampler(traces[BF16_B1], realtime=True)
+    s.start()
+    s.begin("w")
+    t0 = time.monotonic_ns()
+    time.sleep(0.25)
+    t1 = time.monotonic_ns()
+    r = s.end("w", at_ns=t1, from_ns=t0)
+    assert r.duration_s == pytest.approx((t1 - t0) / 1e9, abs=1e-9)
+    assert r.start_ns == s.trace[0]["t_ns"] + t0 - s._wall0_ns
+    assert r.energy_j == pytest.approx(trap_j(traces[BF16_B1], r.start_ns, r.end_ns), rel=1e-9)

@@ -201,7 +201,7 @@ class ConstantSampler:
         self.open[label] = time.monotonic_ns()
         return self.open[label]
 
-    def end(self, label: str, parts: Any = None) -> WindowReading:
+    def end(self, label: str, parts: Any = None, at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
         t0 = self.open.pop(label)
         return WindowReading(label=label, source="counter", scope="cpu", start_ns=t0, end_ns=time.monotonic_ns(),
                              energy_j=5.0, parts={n: {"energy_j": 2.5, "source": "counter_apportioned"}

@@ -9,19 +9,22 @@ same runner in tests/integration/test_snmp_pdu.py.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
 from energyray.config import GenerationConfig, MeasurementConfig, ModelConfig
 from energyray.grid import expand
-from energyray.samplers.base import WindowReading, now_ns
+from energyray.samplers.base import PollingSampler, WindowReading, now_ns
 from energyray.samplers.node import SharedNodeSampler
 from energyray.samplers.replay import ReplaySampler
 from energyray.trial import TrialRunner
+from energyray.trial.windows import Windows
 
 WALL_W = 300.0
 CPU_W = 40.0
+DEVICE_W = 50.0
 
 
 class CpuNode:
@@ -36,8 +39,9 @@ class CpuNode:
         self.open[label] = at_ns if at_ns is not None else now_ns()
         return self.open[label]
 
-    def end(self, label: str, parts: Any = None, at_ns: int | None = None) -> WindowReading:
+    def end(self, label: str, parts: Any = None, at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
         t0, t1 = self.open.pop(label), at_ns if at_ns is not None else now_ns()
+        t0 = t0 if from_ns is None else from_ns
         e = CPU_W * (t1 - t0) / 1e9
         return WindowReading(label=label, source="estimated", scope="cpu+ram", start_ns=t0, end_ns=t1, energy_j=e,
                              avg_power_w=CPU_W, extras={"cpu_energy_j": 0.8 * e, "ram_energy_j": 0.2 * e,
@@ -102,13 +106,63 @@ def test_wall_and_cpu_node_columns(model, tmp_path):
     assert row["cpu_energy_j"] == pytest.approx(0.8 * total) and row["ram_energy_j"] == pytest.approx(0.2 * total)
     assert row["cpu_energy_source"] == "estimated" and row["co2_kg"] == pytest.approx(1e-7 * total)
     assert row["cpu_idle_power_w"] == pytest.approx(CPU_W)
+    assert row["wall_window_s"] == row["cpu_window_s"] >= row["duration_s"]  # one window, around generate
+    assert row["wall_energy_j"] == pytest.approx(WALL_W * row["wall_window_s"], rel=1e-6)
     for phase in ("idle", "load", "warmup", "response", "unload"):
         assert row[f"{phase}_wall_j"] > 0 and row[f"{phase}_cpu_j"] > 0, phase
+        # each phase's node window is the phase as the runner timed it, no sampler call inside
+        window = row[f"{phase}_wall_window_s"]
+        assert window == row[f"{phase}_cpu_window_s"] and window >= row[f"{phase}_s"] - 1e-6, phase
+        assert row[f"{phase}_wall_j"] == pytest.approx(WALL_W * window, rel=1e-6), phase
+    assert row["response_wall_j"] < 1.0  # decoding a few ids: well under a millisecond at 300 W
     wall_samples = [s for s in result.samples if s["source"] == "replay"]  # the wall sampler's own name
     # (24 tokens: a trial window of tens of ms, so that the 200 Hz wall series has samples inside it)
     assert wall_samples and all(s["power_w"] == WALL_W for s in wall_samples)
     env = json.loads(row["env_json"])["node_samplers"]
     assert env["wall"]["shared_by_node"] is True and env["cpu"]["sampler"] == "codecarbon"
+
+
+class SlowCalls(PollingSampler):
+    """A device at a constant DEVICE_W whose begin and end calls take 100 ms each (NVML's counter
+    read is ~4 ms, a Ray call ~1 ms): they must stay outside the window."""
+
+    name = "slow"
+    scope = "device"
+
+    def _read_sample(self) -> dict[str, Any]:
+        return {"power_w": DEVICE_W, "energy_j": None}
+
+    def begin(self, label: str, at_ns: int | None = None) -> int:
+        time.sleep(0.1)
+        return super().begin(label, at_ns)
+
+    def end(self, label: str, parts: Any = None, at_ns: int | None = None, from_ns: int | None = None) -> WindowReading:
+        time.sleep(0.1)
+        return super().end(label, parts, at_ns, from_ns)
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.2])
+def test_device_and_node_windows_share_the_workers_edges_with_no_sampler_call_inside(seconds):
+    device = SlowCalls(interval_s=0.005)
+    device.start()
+    wall = wall_node()
+    try:
+        windows = Windows(device, {"wall": wall})
+        err = windows.begin("response")
+        if seconds:
+            time.sleep(seconds)
+        r = windows.end("response", err)
+        (w,) = windows.node_readings("response").values()
+    finally:
+        device.close()
+        wall.close()
+    assert isinstance(r, WindowReading) and isinstance(w, WindowReading)
+    assert (w.start_ns, w.end_ns) == (r.start_ns, r.end_ns)
+    assert seconds <= r.duration_s < seconds + 0.1  # neither 100 ms call is inside
+    assert r.energy_j == pytest.approx(DEVICE_W * r.duration_s, rel=1e-6)
+    assert w.energy_j == pytest.approx(WALL_W * w.duration_s, rel=1e-6)
+    if not seconds:
+        assert w.energy_j < 1.0  # an empty phase: sub-joule at 300 W, though each call took 100 ms
 
 
 def test_a_broken_node_sampler_gives_null_with_the_reason_not_a_failed_trial(model, tmp_path):

@@ -79,7 +79,8 @@ class FakeSampler:
         a, b = max(part[0], t0), min(part[1], t1)
         return self.energy_j * max(0, b - a) / (t1 - t0)
 
-    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None) -> Any:
+    def end(self, label: str, parts: dict[str, tuple[int, int]] | None = None, at_ns: int | None = None,
+            from_ns: int | None = None) -> Any:
         t0 = self.open.pop(label)
         if self.fail_end:
             raise OSError("counter vanished")

@@ -2,9 +2,9 @@
 
 The agent answers GETs under APC's enterprise OID through a `pass_persist` script that prints
 the number in `<values>/.<OID>.value` (no file: no such instance), for SNMPv2c (community
-`public`) and an SNMPv3 user with SHA/AES passwords. Used by test_snmp_pdu.py (the sampler
-alone) and test_node_samplers_ray.py (through the orchestrator); `SKIP_NO_SNMPD` skips a
-module where snmpd is missing.
+`public`), an SNMPv3 user with SHA/AES passwords (privacy required) and one with an SHA
+password only. Used by test_snmp_pdu.py (the sampler alone) and test_node_samplers_ray.py
+(through the orchestrator); `SKIP_NO_SNMPD` skips a module where snmpd is missing.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ LOAD_DA = "1.3.6.1.4.1.318.1.1.12.2.3.1.1.2.1"  # rPDULoadStatusLoad.1: tenths o
 RPDU2_KW = "1.3.6.1.4.1.318.1.1.26.4.3.1.5.1"  # rPDU2DeviceStatusPower.1: hundredths of kW
 ENERGY = "1.3.6.1.4.1.318.1.1.26.4.3.1.9.1"  # rPDU2DeviceStatusEnergy.1 (here in Wh, scale 1)
 V3_USER, AUTH_PASS, PRIV_PASS = "energyray", "auth-secret-3141", "priv-secret-2718"
+V3_AUTH_ONLY_USER = "energyray-authonly"  # a user with an auth password and no privacy one
 
 # snmpd `pass_persist` handler: GET of .OID -> the number in {values}/.OID.value (no file: no such
 # instance). Not `pass`: snmpd caches a `pass` script's answer, so a changed value is not seen.
@@ -73,6 +74,8 @@ class Agent:
             "rocommunity public 127.0.0.1\n"
             f"createUser {V3_USER} SHA {AUTH_PASS} AES {PRIV_PASS}\n"
             f"rouser {V3_USER} priv\n"
+            f"createUser {V3_AUTH_ONLY_USER} SHA {AUTH_PASS}\n"
+            f"rouser {V3_AUTH_ONLY_USER} auth\n"
             f"pass_persist .1.3.6.1.4.1.318 /bin/sh {script}\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
