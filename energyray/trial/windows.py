@@ -101,8 +101,9 @@ class Windows:
 
     # -- the device ----------------------------------------------------------------------------
     def _device_begin(self, label: str) -> str | None:
-        if self.sampler is None:
-            return "no energy sampler for this device (sampler.cpu=none?)"
+        if self.sampler is None:  # the host's reason where its sampler could not start (NVML missing...)
+            why = self.sampler_info.get("error")
+            return f"no energy sampler for this device: {why}" if why else "no energy sampler for this device"
         try:
             self.sampler.begin(label)
             return None

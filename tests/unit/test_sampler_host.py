@@ -24,3 +24,11 @@ def test_nvml_missing_leaves_the_slot_without_a_sampler_and_says_why(monkeypatch
     with pytest.raises(RuntimeError, match="NVML is not available"):
         host.begin("trial")
     assert host.latest() is None and host.energy_between(0, 1) is None
+
+
+def test_the_rows_reason_carries_why_the_sampler_could_not_start():
+    from energyray.trial.windows import Windows
+
+    windows = Windows(None)
+    windows.sampler_info = {"sampler": None, "error": "NVMLError: NVML is not available (driver not loaded)"}
+    assert windows.begin("trial") == "no energy sampler for this device: NVMLError: NVML is not available (driver not loaded)"
