@@ -40,6 +40,7 @@ precisions, batch sizes, tasks and hardware; one Parquet row per trial in a stor
 usage: python -m energyray [KEY=VALUE ...]          run a sweep (Hydra overrides)
        python -m energyray report [--store DIR]     summarise a store (--help for its options)
        python -m energyray store upgrade ...        bring a store an older version wrote up to date
+       python -m energyray store check --store DIR  list damaged files (--quarantine: move aside)
        python -m energyray --cfg job [KEY=VALUE ...]  print every knob and its value; run nothing
 
 common overrides:
@@ -61,10 +62,10 @@ examples:
   python -m energyray sweep=smoke
   python -m energyray sweep=batching model=mistral-7b weights=dummy 'sweep.grid.batch_size=[1,8]'
 
-exit status: 0 every trial ok (or nothing to do); 1 a trial failed or ran out of memory (stored; the
-  last line says whether rerunning the same command may fix it); 2 input refused or a setup error (the
-  message names the fix); 3 an internal error; 130 interrupted (the same command resumes)
-  ENERGYRAY_DEBUG=1: print the traceback as well as the message
+exit status: 0 every trial ok (or nothing to do); 1 a trial failed or ran out of memory
+  (stored; the last line says whether rerunning the same command may fix it); 2 input refused
+  or a setup error; 3 an internal error; 130 interrupted (the same command resumes).
+  ENERGYRAY_DEBUG=1 prints the traceback as well as the message.
 every knob, with its default: python -m energyray --cfg job
 docs: docs/guide.md (sweeps, overrides, models, backends, clusters); Hydra's own: --hydra-help
 """
