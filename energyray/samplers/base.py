@@ -108,6 +108,8 @@ class PollingSampler:
     # How old the value a counter read returns can be (None: one counter_period_s). anchor()
     # dates each reading from this and from the reads around it (samplers.energy.counter_points).
     counter_stale_s: float | None = None
+    # whether _read_sample/_read_counter_j add their library calls to self.device_calls
+    counts_device_calls = False
     # anchor() falls back to the power series where the series has a hole inside the span
     # longer than this many poll intervals and than this share of the span: the straight line
     # the trapezoid draws across it would then set much of the split (the sum stays the counter's).
@@ -127,6 +129,10 @@ class PollingSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._open: dict[str, tuple[int, float | None]] = {}
+        # the observer's own cost, per window: calls into the device's library (a subclass that
+        # counts them sets counts_device_calls) and its process's CPU time, from begin to end
+        self.device_calls = 0
+        self._cost: dict[str, tuple[float, int]] = {}
 
     # -- for subclasses -------------------------------------------------------------------
     def _read_sample(self) -> dict[str, Any]:
@@ -212,10 +218,20 @@ class PollingSampler:
         edge instead of the moment this call runs: back-to-back windows then tile time
         exactly, whatever the sampler's calls cost (a counter read is ~4 ms on NVML)."""
         self._tick()
+        self._cost[label] = (time.process_time(), self.device_calls)
         counter = self._counter_read() if self.has_counter else None
         t = self._now_ns() if at_ns is None else int(at_ns)
         self._open[label] = (t, counter)
         return t
+
+    def _own_cost(self, label: str) -> dict[str, Any]:
+        """What this sampler's process spent on CPU (all its threads: polling, the calls it
+        serves) and how many device-library calls it made since `begin(label)`."""
+        cpu0, calls0 = self._cost.pop(label, (None, 0))
+        if cpu0 is None:
+            return {}
+        return {"sampler_cpu_s": time.process_time() - cpu0,
+                "sampler_device_calls": self.device_calls - calls0 if self.counts_device_calls else None}
 
     def latest(self) -> dict[str, Any] | None:
         """The most recent sample (for cooldown decisions), or None."""
@@ -258,7 +274,7 @@ class PollingSampler:
         return WindowReading(
             label=label, source=source, scope=self.scope, start_ns=t0, end_ns=t1,
             energy_j=energy.energy_j, reason=energy.reason, avg_power_w=avg_w, peak_power_w=peak_w,
-            samples=inside, short_window=short,
+            samples=inside, short_window=short, extras=self._own_cost(label),
             parts={k: {"energy_j": e.energy_j, "source": part_source, "reason": e.reason} for k, e in shares.items()},
         )
 
