@@ -417,6 +417,10 @@ _SYSTEMS: list[Column] = [
     _col("worker_init_s", "float", "worker start: the whole __init__", "worker"),
     _col("worker_preload", "str", "the backend module preloaded in the worker (off: none)", "worker"),
     _col("worker_bytecode_cache", "str", "where the worker's bytecode cache is (ray.bytecode_cache)", "worker"),
+    _col("worker_nice_at_start", "int", "niceness of the worker's main thread (the one that runs the model) as Ray "
+         "started it (RAY_worker_niceness, 15 by default)", "worker"),
+    _col("worker_nice", "int", "that niceness once the worker started: 0 where it may raise its priority (root, "
+         "CAP_SYS_NICE), else as Ray set it", "worker"),
     _col("node_tag", "str", "the worker's tag on its node sampler windows", "worker"),
     _col("node_samplers", "str", "the node samplers the worker used, described, JSON", "worker"),
     _col("node_sampler_pid", "int", "process id of the node's sampler actor", "node sampler"),
