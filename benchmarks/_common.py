@@ -38,19 +38,51 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def build_llama(seed: int = 0, max_positions: int = 32768) -> Any:
-    """The random-init Llama of LLAMA, bf16, built on the GPU with AutoModelForCausalLM.from_config.
+PRECISIONS = ("bf16", "nf4", "int8")
 
-    max_position_embeddings only sets RoPE's nominal range (no weights depend on it): it is
-    raised so that the long prompts of fidelity.py part c are within it.
+
+def quant_config(precision: str) -> Any:
+    """transformers' BitsAndBytesConfig for nf4 or int8 (bf16 compute), as energyray's backend
+    builds it; None for bf16."""
+    if precision == "bf16":
+        return None
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if precision == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+                              bnb_4bit_use_double_quant=False)
+
+
+def build_llama(seed: int = 0, max_positions: int = 32768, precision: str = "bf16") -> Any:
+    """The random-init Llama of LLAMA, built on the GPU with AutoModelForCausalLM.from_config.
+
+    bf16 as built; nf4 or int8 (bitsandbytes, which quantises while loading a checkpoint): the
+    bf16 weights saved to a temporary directory and loaded back quantised, as energyray's
+    backend does for `weights=dummy`. max_position_embeddings only sets RoPE's nominal range
+    (no weights depend on it): it is raised so that the long prompts of fidelity.py part c
+    are within it.
     """
+    import tempfile
+
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
+    quant = quant_config(precision)
     cfg = LlamaConfig(**LLAMA, max_position_embeddings=max_positions)
     torch.manual_seed(seed)
     with torch.device(DEVICE):
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    if quant is not None:
+        with tempfile.TemporaryDirectory(prefix="energyray-bench-") as tmp:
+            model.save_pretrained(tmp)
+            del model
+            torch.cuda.empty_cache()
+            model = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.bfloat16, device_map=DEVICE,
+                                                         quantization_config=quant)
     model.eval()
     return model
 

@@ -3,14 +3,17 @@
 
 Needs one NVIDIA GPU. From the repository root (about 3.5 min on an H200 with the defaults):
 
-    python benchmarks/overhead.py [--workload decode|steady|ops] [--gc off] [--duration-s 150] [--json-out PATH]
+    python benchmarks/overhead.py [--workload decode|steady|ops] [--precision bf16|nf4|int8] [--gc off]
+        [--duration-s 150] [--json-out PATH]
 
 The workload runs without a break for the whole measurement and stamps the time of every
 unit it completes: `decode` (default) is batch-1 greedy decoding of the random-init ~0.9 B
 Llama of fidelity.py part b (repeated generate calls of --new-tokens; one stamp per token),
 `steady` that Llama's decode steps at a fixed KV length (the cache cropped back after each
 step, cuDNN attention off: every step the same work; one stamp per token), `ops` a loop of small GPU ops that mimics it (16 tiny matmul+SiLU layers and one host sync per
-step; one stamp per step). Meanwhile the sampler is switched on and off on a fixed schedule
+step; one stamp per step). `--precision nf4` (or int8) quantises that Llama with bitsandbytes
+for decode and steady: batch-1 nf4 decoding is the worst case found for anything that takes
+the CPU or the GIL from the decode loop (its steps are mostly Python). Meanwhile the sampler is switched on and off on a fixed schedule
 of short blocks (--block-s, 0.35 s): quads ON OFF OFF ON or OFF ON ON OFF, drawn at random,
 so that a linear drift cancels inside each quad and no periodic disturbance lines up with
 the arms. The workload process never waits on the sampler: the schedule is carried out by
@@ -271,14 +274,14 @@ class SamplerProcess:
 
 
 # -- workloads ------------------------------------------------------------------------------------------
-def decode_workload(prompt_len: int, new_tokens: int) -> tuple[Workload, str]:
+def decode_workload(prompt_len: int, new_tokens: int, precision: str = "bf16") -> tuple[Workload, str]:
     """Greedy batch-1 generate calls of exactly new_tokens, one after another until the
     deadline; a stopping criterion that never stops stamps each token (it runs once per
     step, after the host has waited for the previous one: the loop syncs every step)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    model = C.build_llama()
+    model = C.build_llama(precision=precision)
     ids = C.random_prompt(prompt_len)
     mask = torch.ones_like(ids)
     never = torch.zeros(1, dtype=torch.bool, device=C.DEVICE)
@@ -303,7 +306,7 @@ def decode_workload(prompt_len: int, new_tokens: int) -> tuple[Workload, str]:
     return go, "tokens"
 
 
-def steady_workload(prompt_len: int) -> tuple[Workload, str]:
+def steady_workload(prompt_len: int, precision: str = "bf16") -> tuple[Workload, str]:
     """Batch-1 greedy decode steps of the same Llama, one forward each, every one at the same
     KV length: the prompt's cache is built once, and after each step the cache is cropped back
     to the prompt, so each step attends over prompt_len + 1 positions. Every step is the same
@@ -315,7 +318,7 @@ def steady_workload(prompt_len: int) -> tuple[Workload, str]:
 
     if C.DEVICE != "cpu":
         torch.backends.cuda.enable_cudnn_sdp(False)
-    model = C.build_llama()
+    model = C.build_llama(precision=precision)
     ids = C.random_prompt(prompt_len)
     cache = DynamicCache()
     with torch.inference_mode():
@@ -845,6 +848,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="decode: HF generate of the random-init Llama (default); steady: its decode steps at a "
                         "fixed KV length (the cache cropped back each step), every step the same work; ops: "
                         "small-op loop")
+    p.add_argument("--precision", choices=C.PRECISIONS, default="bf16",
+                   help="decode and steady: the Llama in bf16 (default), or quantised by bitsandbytes: nf4 "
+                        "(4-bit; at batch 1 the most Python per token, so the most sensitive to anything that "
+                        "takes the CPU or the GIL from the decode loop) or int8")
     p.add_argument("--variants", default="out,in", help="comma-separated: out (separate process), in (default: out,in)")
     p.add_argument("--duration-s", type=float, default=150.0, help="measured time of the out variant (default 150)")
     p.add_argument("--in-duration-s", type=float, default=30.0, help="measured time of the in variant (default 30)")
@@ -877,6 +884,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0 <= args.settle_s < args.block_s:
         p.error("--settle-s must be >= 0 and shorter than --block-s")
+    if args.precision != "bf16" and (args.workload == "ops" or args.device == "cpu"):
+        p.error("--precision nf4/int8 quantises the Llama with bitsandbytes: --workload decode or steady, on a GPU")
     return args
 
 
@@ -912,9 +921,9 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     C.section(f"workload: {args.workload}")
     if args.workload == "decode":
-        go, unit = decode_workload(args.prompt_len, args.new_tokens)
+        go, unit = decode_workload(args.prompt_len, args.new_tokens, args.precision)
     elif args.workload == "steady":
-        go, unit = steady_workload(args.prompt_len)
+        go, unit = steady_workload(args.prompt_len, args.precision)
     else:
         go, unit = ops_workload(args.hidden or (256 if C.DEVICE == "cpu" else 2048))
     warm: array.array[int] = array.array("q")

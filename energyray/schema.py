@@ -17,7 +17,7 @@ import pyarrow as pa
 
 # Bump when a column is added, removed, renamed or retyped. Files written before the declared
 # schema (energyray 0.1.0) have no `schema_version` column: it reads as null there.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Who fills a column (the `filled_by` vocabulary).
 FILLERS = {
@@ -45,6 +45,7 @@ UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("s_per_step", "s/step"),
     ("bytes_per_step", "B/step"),
     ("tokens_per_s", "tokens/s"),
+    ("calls_per_s", "calls/s"),
     ("g_per_kwh", "gCO2e/kWh"),
     ("usd_per_1m", "USD/1M tokens"),
     ("j", "J"),
@@ -316,6 +317,10 @@ _TRIALS: list[Column] = [
     _col("energy_polled_j", "float", "the window's energy from polled power, before counter anchoring", "sampler"),
     _col("energy_anchor_scale", "float", "counter / polled energy over the anchoring span", "sampler"),
     _col("energy_anchor_span_s", "float", "span of the counter reading a short window was anchored to", "sampler"),
+    _col("sampler_cpu_s", "float", "CPU time the device sampler's process used during the trial's window (all its "
+         "threads: polling, edge reads, the calls it serves); null: the sampler does not report it", "sampler"),
+    _col("sampler_device_calls_per_s", "float", "the device sampler's calls into the device's library (NVML) per "
+         "second of the trial's window, polls and edge reads; null: the sampler does not count them", "sampler"),
     _col("cpu_energy_total_j", "float", "node role cpu: CPU + RAM energy of the trial's window", "node sampler"),
     _col("ram_energy_j", "float", "RAM energy of the trial's window (CodeCarbon: an estimate; RAPL: dram zone)",
          "sampler"),
@@ -421,6 +426,10 @@ _SYSTEMS: list[Column] = [
     _col("worker_init_s", "float", "worker start: the whole __init__", "worker"),
     _col("worker_preload", "str", "the backend module preloaded in the worker (off: none)", "worker"),
     _col("worker_bytecode_cache", "str", "where the worker's bytecode cache is (ray.bytecode_cache)", "worker"),
+    _col("worker_nice_at_start", "int", "niceness of the worker's main thread (the one that runs the model) as Ray "
+         "started it (RAY_worker_niceness, 15 by default)", "worker"),
+    _col("worker_nice", "int", "that niceness once the worker started: 0 where it may raise its priority (root, "
+         "CAP_SYS_NICE), else as Ray set it", "worker"),
     _col("node_tag", "str", "the worker's tag on its node sampler windows", "worker"),
     _col("node_samplers", "str", "the node samplers the worker used, described, JSON", "worker"),
     _col("node_sampler_pid", "int", "process id of the node's sampler actor", "node sampler"),

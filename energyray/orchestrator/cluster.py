@@ -151,6 +151,9 @@ def start_local(cfg: Any) -> None:
             flush=True,
         )
     _local = LocalRay()
+    # Ray starts workers at nice 15; a launch-bound decode loop on a contended CPU then runs
+    # slower than in the user's own process. A user's own setting wins.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         _loopback_only()
         _ensure_auth_token()

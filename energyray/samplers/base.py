@@ -130,6 +130,8 @@ class PollingSampler:
     # How old the value a counter read returns can be (None: one counter_period_s). anchor()
     # dates each reading from this and from the reads around it (samplers.energy.counter_points).
     counter_stale_s: float | None = None
+    # whether _read_sample/_read_counter_j add their library calls to self.device_calls
+    counts_device_calls = False
     # anchor() falls back to the power series where the series has a hole inside the span
     # longer than this many poll intervals and than this share of the span: the straight line
     # the trapezoid draws across it would then set much of the split (the sum stays the counter's).
@@ -151,6 +153,10 @@ class PollingSampler:
         # open window -> (its start, the counter read at begin, when that read ran (ns), whether
         # the start is the caller's own clock reading rather than this call's moment)
         self._open: dict[str, tuple[int, float | None, int | None, bool]] = {}
+        # the observer's own cost, per window: calls into the device's library (a subclass that
+        # counts them sets counts_device_calls) and its process's CPU time, from begin to end
+        self.device_calls = 0
+        self._cost: dict[str, tuple[float, int]] = {}
 
     # -- for subclasses -------------------------------------------------------------------
     def _read_sample(self) -> dict[str, Any]:
@@ -241,10 +247,20 @@ class PollingSampler:
         edge instead of the moment this call runs: back-to-back windows then tile time
         exactly, whatever the sampler's calls cost (a counter read is ~4 ms on NVML)."""
         self._tick()
+        self._cost[label] = (time.process_time(), self.device_calls)
         counter, read_ns = self._counter_read_at() if self.has_counter else (None, None)
         t = self._now_ns() if at_ns is None else self._caller_ns(at_ns)
         self._open[label] = (t, counter, read_ns, at_ns is not None)
         return t
+
+    def _own_cost(self, label: str) -> dict[str, Any]:
+        """What this sampler's process spent on CPU (all its threads: polling, the calls it
+        serves) and how many device-library calls it made since `begin(label)`."""
+        cpu0, calls0 = self._cost.pop(label, (None, 0))
+        if cpu0 is None:
+            return {}
+        return {"sampler_cpu_s": time.process_time() - cpu0,
+                "sampler_device_calls": self.device_calls - calls0 if self.counts_device_calls else None}
 
     def latest(self) -> dict[str, Any] | None:
         """The most recent sample (for cooldown decisions), or None."""
@@ -306,7 +322,7 @@ class PollingSampler:
             energy_j=energy.energy_j, reason=energy.reason, avg_power_w=avg_w, peak_power_w=peak_w,
             samples=inside, short_window=short,
             parts={k: {"energy_j": e.energy_j, "source": part_source, "reason": e.reason} for k, e in shares.items()},
-            extras={} if edge_j is None else {"counter_edge_j": edge_j},
+            extras={**self._own_cost(label), **({} if edge_j is None else {"counter_edge_j": edge_j})},
         )
 
     def anchor(self, readings: Sequence[WindowReading]) -> list[WindowReading]:

@@ -146,6 +146,7 @@ class CodeCarbonSampler(PollingSampler):
             for k, (a, b) in (parts or {}).items()
         }
         reading.extras = {
+            **reading.extras,  # the sampler's own cost (PollingSampler)
             "cpu_energy_j": cpu_j, "ram_energy_j": ram_j, "co2_kg": co2_kg,
             "carbon_intensity_g_per_kwh": co2_kg / kwh * 1000 if kwh else None, "country_iso_code": self._country,
         }

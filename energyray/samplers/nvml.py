@@ -69,6 +69,7 @@ class NvmlSampler(PollingSampler):
 
     name = "nvml"
     scope = "gpu"
+    counts_device_calls = True
 
     def __init__(self, device: str | int = 0, interval_s: float = 0.1) -> None:
         super().__init__(interval_s=interval_s)
@@ -85,7 +86,13 @@ class NvmlSampler(PollingSampler):
         self._instant = self._instant_power_w() is not None
         self._counter_polled_ns = 0
 
+    def _nvml(self, fn: Any) -> Any:
+        """One NVML call, counted in device_calls (the sampler's own cost); None on an NVML error."""
+        self.device_calls += 1
+        return _safe(fn)
+
     def _instant_power_w(self) -> float | None:
+        self.device_calls += 1
         try:
             [fv] = pynvml.nvmlDeviceGetFieldValues(self._h, [pynvml.NVML_FI_DEV_POWER_INSTANT])
         except (pynvml.NVMLError, AttributeError):
@@ -95,15 +102,15 @@ class NvmlSampler(PollingSampler):
         return float(fv.value.uiVal) / 1000.0
 
     def _read_counter_j(self) -> float | None:
-        return _safe(lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(self._h) / 1000.0)
+        return self._nvml(lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(self._h) / 1000.0)
 
     def _read_sample(self) -> dict[str, Any]:
         h = self._h
         power_w = self._instant_power_w() if self._instant else None
         if power_w is None:  # a 1 s moving average on Ampere+: worse, but better than nothing
-            power_w = _safe(lambda: pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0)
-        util = _safe(lambda: pynvml.nvmlDeviceGetUtilizationRates(h))
-        mem = _safe(lambda: pynvml.nvmlDeviceGetMemoryInfo(h))
+            power_w = self._nvml(lambda: pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0)
+        util = self._nvml(lambda: pynvml.nvmlDeviceGetUtilizationRates(h))
+        mem = self._nvml(lambda: pynvml.nvmlDeviceGetMemoryInfo(h))
         # The counter costs ~4 ms a read: in the series, at most once a second (window edges
         # read it every time). Between reads the series' energy_j is None.
         energy_j = None
@@ -113,8 +120,8 @@ class NvmlSampler(PollingSampler):
         return {
             "power_w": power_w,
             "energy_j": energy_j,
-            "temperature_c": _safe(lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)),
-            "sm_clock_mhz": _safe(lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)),
+            "temperature_c": self._nvml(lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)),
+            "sm_clock_mhz": self._nvml(lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)),
             "utilization_pct": None if util is None else util.gpu,
             "memory_used_mb": None if mem is None else mem.used / 2**20,
         }

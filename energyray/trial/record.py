@@ -287,6 +287,9 @@ def measured_fields(spec: TrialSpec, gen: Any, reading: WindowReading | str, ite
         energy_polled_j=x.get("polled_j"), energy_anchor_scale=x.get("anchor_scale"),
         energy_anchor_span_s=None if "anchor_span_start_ns" not in x else
         (x["anchor_span_end_ns"] - x["anchor_span_start_ns"]) / 1e9,
+        # the observer's own cost over the window (null where the sampler does not report it)
+        sampler_cpu_s=x.get("sampler_cpu_s"),
+        sampler_device_calls_per_s=div(x.get("sampler_device_calls"), reading.duration_s or None),
         # a CPU worker's device sampler: energy_j is CPU+RAM, these its parts (and CO2)
         **{k: v for k, v in x.items() if k in CPU_EXTRAS},
     )

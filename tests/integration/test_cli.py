@@ -7,6 +7,7 @@ everything else is a dry run or input refused before anything runs.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -116,6 +117,21 @@ def test_smoke_sweep_records_where_the_worker_start_went(smoke):
     assert (worker["worker_init_s"] > 0).all() and (worker["worker_init_s"] >= worker["worker_bind_s"]).all()
     assert worker["worker_process_age_s"].notna().all()  # Linux: /proc
     assert trials["import_s"].notna().all() and (trials["import_s"] >= 0).all()
+
+
+def test_smoke_sweep_worker_runs_at_a_users_priority_and_the_observer_is_measured(smoke):
+    """Ray starts workers at nice 15; the worker takes 0 back where it may (root here in CI's
+    containers, or not: the row says which). Every trial row says what the sampler cost."""
+    store = Store(smoke["store"])
+    worker = store.read("systems")
+    worker = worker[worker["kind"].isin(["cpu", "gpu"])]
+    assert worker["worker_nice_at_start"].notna().all() and worker["worker_nice"].notna().all()
+    privileged = os.geteuid() == 0
+    expected = 0 if privileged else worker["worker_nice_at_start"]
+    assert (worker["worker_nice"] == expected).all(), worker[["worker_nice_at_start", "worker_nice"]]
+    trials = store.read("trials")
+    measured = trials[trials["energy_j"].notna()]
+    assert len(measured) >= 1 and (measured["sampler_cpu_s"] >= 0).all()
 
 
 def test_smoke_sweep_worker_kept_its_bytecode_under_the_cache(smoke, shared_cache):

@@ -184,3 +184,18 @@ def test_event_locked_finds_no_cost_where_there_is_none(ov: Any) -> None:
 def test_clusters_merge_close_reads_and_rank_their_kind(ov: Any) -> None:
     busy = [(0, 10, "sample"), (12, 20, "counter"), (100, 110, "sample"), (115, 130, "edge"), (500, 501, "sample")]
     assert ov.clusters(busy, join_ns=6) == [(0, 20, "counter"), (100, 130, "edge"), (500, 501, "sample")]
+
+
+def test_the_workload_set_includes_bitsandbytes_batch_1(ov: Any) -> None:
+    """The worst case of parity.py (nf4 at batch 1: mostly Python per token) is a workload here,
+    quantised as energyray's backend quantises; it needs a GPU, so the CPU smoke run refuses it."""
+    args = ov.parse(["--workload", "decode", "--precision", "nf4"])
+    assert args.precision == "nf4" and "nf4" in ov.C.PRECISIONS and "int8" in ov.C.PRECISIONS
+    assert ov.parse([]).precision == "bf16"
+    pytest.importorskip("transformers")
+    q = ov.C.quant_config("nf4")
+    assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and not q.bnb_4bit_use_double_quant
+    assert ov.C.quant_config("int8").load_in_8bit and ov.C.quant_config("bf16") is None
+    for bad in (["--workload", "ops", "--precision", "nf4"], ["--device", "cpu", "--precision", "int8"]):
+        with pytest.raises(SystemExit):
+            ov.parse(bad)

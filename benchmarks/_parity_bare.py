@@ -1,0 +1,157 @@
+"""The bare side of benchmarks/parity.py: plain transformers, nothing of energyray imported.
+
+One model in one process, driven by JSON lines on stdin (one answer per line on stdout):
+
+    {"cmd": "load", "arch": {...}, "precision": "bf16|int8|nf4", "checkpoint": PATH|null, "seed": 0}
+    {"cmd": "run", "batch": 1, "prompt_len": 41, "new_tokens": 64}     -> one generate, timed
+    {"cmd": "env"}                                                      -> this process's settings
+    {"cmd": "quit"}
+
+A run is what a user's script does: the inputs on the GPU, a device sync, the GPU's energy
+counter read (NVML), `model.generate`, a sync, the counter again. The model, its weights and
+the inputs are built as energyray's transformers backend builds them for `weights=dummy`
+(random init of the architecture with the same seed; bitsandbytes quantising the same saved
+checkpoint; random token ids from the same generator), greedy, exactly `new_tokens` tokens,
+cuDNN attention off (energyray's default), under `torch.inference_mode()` as the backend runs.
+
+`--ray` runs the same class inside a plain Ray actor (no energyray) and relays the lines to
+it: what a Ray worker process does to the same code, without energyray's own parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+
+class Bare:
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.vocab = 0
+        self.seed = 0
+        self.device = "cuda"
+        self.nvml: Any = None
+
+    def load(self, arch: dict[str, Any], precision: str, checkpoint: str | None, seed: int = 0,
+             device: str = "cuda") -> dict[str, Any]:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+
+        t0 = time.monotonic()
+        torch.backends.cuda.enable_cudnn_sdp(False)
+        arch = dict(arch)
+        cfg = AutoConfig.for_model(arch.pop("model_type"), **arch)
+        self.seed, self.device = seed, device
+        torch.manual_seed(seed)
+        if precision in ("bf16", "fp32"):
+            with torch.device(device):
+                self.model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, {"bf16": "bfloat16"}.get(
+                    precision, "float32")))
+        else:
+            if precision == "int8":
+                quant = BitsAndBytesConfig(load_in_8bit=True)
+            else:
+                quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=precision,
+                                           bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=False)
+            self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.bfloat16, device_map="cuda",
+                                                              quantization_config=quant)
+        self.model.eval()
+        self.vocab = int(getattr(self.model.config, "vocab_size", 0) or 0)
+        if device == "cuda":
+            import pynvml
+
+            pynvml.nvmlInit()
+            uuid = str(torch.cuda.get_device_properties(0).uuid)
+            self.nvml = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        return {"load_s": time.monotonic() - t0, "pid": os.getpid()}
+
+    def _counter_j(self) -> float | None:
+        if self.nvml is None:  # a CPU smoke run: no counter
+            return None
+        import pynvml
+
+        return pynvml.nvmlDeviceGetTotalEnergyConsumption(self.nvml) / 1000.0
+
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def run(self, batch: int, prompt_len: int, new_tokens: int) -> dict[str, Any]:
+        import torch
+
+        gen = torch.Generator().manual_seed(self.seed)
+        ids = torch.randint(10, max(11, self.vocab), (batch, prompt_len), generator=gen).to(self.device)
+        mask = torch.ones_like(ids)
+        pad = self.model.generation_config.pad_token_id
+        kwargs = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False,
+                  "pad_token_id": pad if pad is not None else 0}
+        self._sync()
+        e0 = self._counter_j()
+        t0 = time.monotonic_ns()
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        self._sync()
+        t1 = time.monotonic_ns()
+        e1 = self._counter_j()
+        tokens = int(out.shape[0] * (out.shape[1] - prompt_len))
+        energy = None if e0 is None or e1 is None else e1 - e0
+        return {"t0_ns": t0, "t1_ns": t1, "tokens": tokens, "energy_j": energy, "s": (t1 - t0) / 1e9}
+
+    def env(self) -> dict[str, Any]:
+        try:
+            import torch
+
+            torch_threads = torch.get_num_threads()
+        except ImportError:
+            torch_threads = None
+        return {"pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0),
+                "affinity": len(os.sched_getaffinity(0)), "switch_interval_s": sys.getswitchinterval(),
+                "threads": [t.name for t in threading.enumerate()], "torch_threads": torch_threads,
+                "main_thread": threading.current_thread() is threading.main_thread(),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+def serve(handle: Any, call: Any) -> None:
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg.pop("cmd")
+        if cmd == "quit":
+            return
+        try:
+            out = {"ok": True, **call(handle, cmd, msg)}
+        except Exception as e:  # the harness reports it and stops this configuration
+            out = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(out), flush=True)
+
+
+def _local(b: Bare, cmd: str, msg: dict[str, Any]) -> dict[str, Any]:
+    return dict(getattr(b, cmd)(**msg))
+
+
+def main() -> None:
+    if "--ray" in sys.argv:
+        import ray
+
+        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+        gpus = 1 if ray.cluster_resources().get("GPU") else 0
+        actor = ray.remote(Bare).options(num_cpus=1, num_gpus=gpus).remote()
+
+        def relay(a: Any, cmd: str, msg: dict[str, Any]) -> dict[str, Any]:
+            return dict(ray.get(getattr(a, cmd).remote(**msg)))
+
+        try:
+            serve(actor, relay)
+        finally:
+            ray.shutdown()
+    else:
+        serve(Bare(), _local)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,687 @@
+#!/usr/bin/env python
+"""Parity: does a sweep measure a workload as a bare process would? Tokens/s and J/token of the
+same model, precision and batch run (A) through plain transformers in a bare process and (B)
+through `python -m energyray sweep=...`, interleaved trial by trial on the same GPU.
+
+Needs one NVIDIA GPU. From the repository root:
+
+    python benchmarks/parity.py --config gemma3-1b:nf4:1 --config mistral-7b:nf4:1 --pairs 20 \
+        [--variant default --variant 'nice0:env:RAY_worker_niceness=0'] [--diag] [--json-out PATH]
+
+Design. Per configuration (model:precision:batch, random weights, greedy, exactly
+--new-tokens tokens of the long-form prompt): one bare process (benchmarks/_parity_bare.py,
+which imports nothing of energyray: the NVML counter read at the edges of `generate`) loads
+the model and runs one 16-token warmup, as the sweep's worker does before its first trial of
+a shape. Then one sweep per --variant runs the same configuration with `sweep.repeats=--pairs`
+and `measurement.cooldown_s` set a little longer than one bare run. This script watches the
+sweep's worker process: each time its main thread sleeps in that cooldown (between trials, no
+window open), the bare process runs one generate; it must end before the cooldown does (else
+the pair is dropped). Pair k is bare run k and the sweep's trial k that follows it, seconds
+apart on the same GPU: a drift of the machine (clocks, heat, a noisy neighbour) falls on both.
+One sweep per variant rather than one per pair: a sweep's start (Ray, the model's load, the
+idle baseline) costs tens of seconds, a pair a few.
+
+The bare runs happen while the sweep's Ray and its sampler actor are alive (the sampler keeps
+polling NVML at 10 Hz in its own process); --solo runs of the bare process before the first
+sweep and after the last, with no Ray on the machine, measure what that costs the bare side
+(reported as "bare in sweep / bare solo"; not paired).
+
+Per pair: ratio = sweep / bare of tokens/s (the row's tokens_per_s: generate's duration) and of
+J/token (the row's j_per_token: the trial window's counter energy). Each ratio's estimate is the
+geometric mean over pairs; its 95 % CI the wider of a t interval on the log ratios and a
+percentile bootstrap. Goal: for every configuration, CI inside 0.97-1.03 and point inside
+0.98-1.02 (GOAL PASS / MISS / NOT RESOLVED, as overhead.py).
+
+--diag: a thread census of the worker process and the bare process (from /proc, by this
+script: nothing runs inside them) over each sweep trial and each bare run: the main thread's
+CPU seconds and involuntary context switches, each other thread's CPU, the machine's busy and
+stolen CPU, and the processes that used the most CPU while trials ran. Before the sweeps it
+also runs --solo runs of the bare code in other settings (`--bare-flavours`): `nice15` (nice 15
+and OMP_NUM_THREADS=1, the settings a Ray worker process gets), `ray` (the bare code inside a
+plain Ray actor, no energyray), round robin with the plain bare process.
+
+Exits 0 whether or not the goals are met (1 if a configuration crashed, 2 with no GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _common as C
+
+BARE = Path(__file__).resolve().parent / "_parity_bare.py"
+SLEEP_SYSCALLS = {35, 230}  # x86-64 nanosleep, clock_nanosleep (what time.sleep() waits in)
+GOAL_CI = (0.97, 1.03)
+GOAL_POINT = (0.98, 1.02)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# -- /proc ---------------------------------------------------------------------------------------------
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process below `root` (by parent pid)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = _read(f"/proc/{name}/stat")
+            if stat:
+                children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    raw = _read(f"/proc/{pid}/cmdline")
+    return "" if raw is None else raw.replace("\0", " ").strip()
+
+
+def find_worker(root: int) -> int | None:
+    """The sweep's worker actor (its process title is `ray::WorkerHost[.method]`)."""
+    for pid in descendants(root):
+        if cmdline(pid).startswith("ray::WorkerHost"):
+            return pid
+    return None
+
+
+def in_cooldown(pid: int) -> bool:
+    """The worker runs a trial (`ray::WorkerHost.run`) and its main thread sleeps: the cooldown,
+    the only sleep inside a trial call (with measurement.cooldown_to_idle_c unset)."""
+    if not cmdline(pid).startswith("ray::WorkerHost.run"):
+        return False
+    sc = _read(f"/proc/{pid}/syscall")
+    if sc is None:  # not readable: fall back on the kernel's wait channel
+        return (_read(f"/proc/{pid}/wchan") or "").endswith("nanosleep")
+    first = sc.split()[0] if sc.split() else ""
+    return first.isdigit() and int(first) in SLEEP_SYSCALLS
+
+
+def threads(pid: int) -> dict[int, tuple[str, float, int, int, int]]:
+    """tid -> (name, CPU s, nice, voluntary, involuntary context switches)."""
+    out: dict[int, tuple[str, float, int, int, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        stat, status = _read(f"/proc/{pid}/task/{t}/stat"), _read(f"/proc/{pid}/task/{t}/status")
+        if not stat or not status:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        f = stat.rsplit(")", 1)[1].split()
+        ctx = {k: int(v) for k, v in (ln.split(":") for ln in status.splitlines() if "ctxt_switches" in ln)}
+        out[int(t)] = (name, (int(f[11]) + int(f[12])) / TICK, int(f[16]),
+                       ctx.get("voluntary_ctxt_switches", 0), ctx.get("nonvoluntary_ctxt_switches", 0))
+    return out
+
+
+def processes() -> dict[int, tuple[str, float]]:
+    """pid -> (name, CPU s) of every process."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = _read(f"/proc/{name}/stat")
+            if stat:
+                f = stat.rsplit(")", 1)[1].split()
+                out[int(name)] = (cmdline(int(name))[:40] or stat[stat.index("(") + 1:stat.rindex(")")],
+                                  (int(f[11]) + int(f[12])) / TICK)
+    return out
+
+
+def machine() -> list[int]:
+    line = (_read("/proc/stat") or "cpu 0").splitlines()[0]
+    return [int(x) for x in line.split()[1:]]
+
+
+@dataclass
+class Snap:
+    t: float
+    threads: dict[int, tuple[str, float, int, int, int]]
+    procs: dict[int, tuple[str, float]]
+    cpu: list[int]
+
+
+def snap(pid: int | None, diag: bool) -> Snap | None:
+    if not diag or pid is None:
+        return None
+    return Snap(time.monotonic(), threads(pid), processes(), machine())
+
+
+def census(a: Snap | None, b: Snap | None, main: int, idle_until: float | None = None) -> dict[str, Any] | None:
+    """What the process's threads (and the machine) did between two snapshots; `idle_until`:
+    the process slept until then (its cooldown), so its active time starts there."""
+    if a is None or b is None:
+        return None
+    wall = b.t - max(a.t, idle_until or a.t)
+    per = {}
+    for tid, (name, cpu, nice, v, nv) in b.threads.items():
+        _, cpu0, _, v0, nv0 = a.threads.get(tid, (name, 0.0, nice, 0, 0))
+        per[tid] = {"name": name, "cpu_s": cpu - cpu0, "nice": nice, "vcs": v - v0, "nvcs": nv - nv0}
+    m = per.pop(main, None) or {}
+    d = [y - x for x, y in zip(a.cpu, b.cpu, strict=False)]
+    total = sum(d[:8]) or 1
+    used = sorted(((n, c - a.procs.get(p, (n, c))[1]) for p, (n, c) in b.procs.items()), key=lambda x: -x[1])[:6]
+    return {"wall_s": wall, "span_s": b.t - a.t, "main_cpu_s": m.get("cpu_s"), "main_nice": m.get("nice"), "main_vcs": m.get("vcs"),
+            "main_nvcs": m.get("nvcs"), "others_cpu_s": sum(x["cpu_s"] for x in per.values()),
+            "others": sorted(([x["name"], round(x["cpu_s"], 3), x["vcs"]] for x in per.values() if x["cpu_s"] or x["vcs"]),
+                             key=lambda r: (-r[1], -r[2]))[:8],
+            "machine_busy_pct": 100 * (total - d[3] - d[4]) / total, "machine_steal_pct": 100 * d[7] / total,
+            "top_processes": [[n, round(c, 3)] for n, c in used if c > 0]}
+
+
+# -- the bare process ---------------------------------------------------------------------------------
+class BareProc:
+    """_parity_bare.py in a subprocess, one JSON line per call."""
+
+    def __init__(self, flavour: str = "plain") -> None:
+        env = dict(os.environ)
+        cmd = [sys.executable, str(BARE)]
+        if flavour == "nice15":
+            cmd = ["nice", "-n", "15", *cmd]
+            env["OMP_NUM_THREADS"] = "1"
+        elif flavour == "ray":
+            cmd.append("--ray")
+            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        elif flavour != "plain":
+            raise ValueError(f"unknown bare flavour {flavour!r} (plain, nice15, ray)")
+        # no energyray on its path: the bare side must not import it, even by accident
+        env["PYTHONPATH"] = os.pathsep.join(p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                            if p and Path(p).resolve() != C.ROOT)
+        self.flavour = flavour
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                     cwd=tempfile.gettempdir())
+        self.pid: int | None = None
+
+    def call(self, cmd: str, **kw: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bare process ({self.flavour}) ended (exit {self.proc.wait()})")
+        out = json.loads(line)
+        if not out.pop("ok"):
+            raise RuntimeError(f"bare process ({self.flavour}): {out['error']}")
+        return dict(out)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write('{"cmd": "quit"}\n')
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()  # this child only, by its handle
+                self.proc.wait()
+
+
+# -- statistics -------------------------------------------------------------------------------------------
+def t975(df: int) -> float:
+    """Student's t 97.5 % quantile (table for small df, normal beyond)."""
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+             10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000}
+    if df in table:
+        return table[df]
+    below = [k for k in table if k < df]
+    return table[max(below)] if df < 60 else 1.96 + 2.4 / df
+
+
+def ratio_ci(ratios: list[float], boot: int = 4000, seed: int = 0) -> dict[str, Any]:
+    """Geometric mean of per-pair ratios and its 95 % CI: the wider of a t interval on the logs
+    and a percentile bootstrap of the pairs."""
+    logs = [math.log(r) for r in ratios if r and r > 0 and math.isfinite(r)]
+    n = len(logs)
+    if n < 2:
+        return {"n": n, "ratio": math.exp(logs[0]) if logs else None, "ci": None}
+    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
+    half = t975(n - 1) * sd / math.sqrt(n)
+    ci_t = (math.exp(mean - half), math.exp(mean + half))
+    rng = random.Random(seed)
+    means = sorted(statistics.fmean(rng.choices(logs, k=n)) for _ in range(boot)) if boot else []
+    ci_b = (math.exp(means[int(0.025 * boot)]), math.exp(means[int(0.975 * boot) - 1])) if boot else ci_t
+    ci = (min(ci_t[0], ci_b[0]), max(ci_t[1], ci_b[1]))
+    return {"n": n, "ratio": math.exp(mean), "ci": ci, "ci_t": ci_t, "ci_boot": ci_b, "sd_log_pct": 100 * sd}
+
+
+def verdict(r: dict[str, Any]) -> str:
+    if r.get("ci") is None:
+        return "NOT RESOLVED"
+    lo, hi = r["ci"]
+    if GOAL_CI[0] <= lo and hi <= GOAL_CI[1] and GOAL_POINT[0] <= r["ratio"] <= GOAL_POINT[1]:
+        return "PASS"
+    if hi < GOAL_POINT[0] or lo > GOAL_POINT[1]:
+        return "MISS"
+    return "NOT RESOLVED"
+
+
+# -- one configuration ---------------------------------------------------------------------------------------
+@dataclass
+class Config:
+    model: str
+    precision: str
+    batch: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}:{self.precision}:{self.batch}"
+
+
+@dataclass
+class Variant:
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+
+
+def parse_variant(text: str) -> Variant:
+    """name[:env:K=V,K=V][:arg:o1,o2]"""
+    parts = text.split(":")
+    v = Variant(parts[0])
+    for kind, value in zip(parts[1::2], parts[2::2], strict=False):
+        if kind == "env":
+            v.env.update(kv.split("=", 1) for kv in value.split(",") if kv)
+        elif kind == "arg":
+            v.args += [a for a in value.split(",") if a]
+        else:
+            raise ValueError(f"--variant {text!r}: {kind!r} is neither env nor arg")
+    return v
+
+
+def model_cfg(name: str) -> dict[str, Any]:
+    import yaml
+
+    return dict(yaml.safe_load((C.ROOT / "conf" / "model" / f"{name}.yaml").read_text()))
+
+
+def prompt_len(batch: int, task: str) -> int:
+    from energyray.backends.base import estimate_tokens
+    from energyray.tasks import prompts
+
+    return max(estimate_tokens(p.text) for p in prompts(task, "default", batch))
+
+
+def checkpoint(model: str, cache: Path, seed: int) -> str:
+    """energyray's own random-weights checkpoint (built once, in a child process so that this
+    one never holds a CUDA context): what both sides' bitsandbytes quantises."""
+    code = ("import sys; from types import SimpleNamespace as N; from energyray.backends.transformers import "
+            "dummy_checkpoint; import yaml; m = yaml.safe_load(open(sys.argv[1])); "
+            "print(dummy_checkpoint(N(name=m['name'], architecture=m['architecture']), 'bf16', sys.argv[2], "
+            "int(sys.argv[3]), 'cuda'))")
+    out = subprocess.run([sys.executable, "-c", code, str(C.ROOT / "conf" / "model" / f"{model}.yaml"), str(cache),
+                          str(seed)], capture_output=True, text=True, cwd=C.ROOT, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def bare_runs(b: BareProc, cfg: Config, n: int, plen: int, args: argparse.Namespace, label: str) -> list[dict[str, Any]]:
+    out = []
+    for _ in range(n):
+        r = b.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
+        out.append({**r, "label": label, "flavour": b.flavour})
+    return out
+
+
+def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: float, work: Path,
+              args: argparse.Namespace, timeout_s: float) -> dict[str, Any]:
+    """One sweep of `args.pairs` trials, with a bare run in each trial's cooldown."""
+    store = work / f"store-{v.name}"
+    cmd = [sys.executable, "-m", "energyray", "sweep=quantization", f"model={cfg.model}", "weights=dummy",
+           f"sweep.grid.precision=[{cfg.precision}]", f"sweep.grid.batch_size=[{cfg.batch}]",
+           f"sweep.grid.task=[{args.task}]", f"sweep.repeats={args.pairs}",
+           f"generation.max_new_tokens={args.new_tokens}", f"measurement.cooldown_s={cooldown_s:.2f}",
+           f"measurement.idle_settle_max_s={args.idle_settle_max_s}", f"seed={args.seed}",
+           f"store.path={store}", f"cache_dir={args.cache_dir}", f"hydra.run.dir={work / ('hydra-' + v.name)}",
+           f"device={args.device}", *v.args]
+    if args.device == "cpu":  # the smoke test: a CPU worker's own length setting, no energy
+        cmd += [f"generation.cpu_max_new_tokens={args.new_tokens}", "sampler.cpu=none"]
+    env = {**os.environ, **v.env}
+    t_start = time.monotonic()
+    log = open(work / f"sweep-{v.name}.log", "w")  # noqa: SIM115  (closed below, after the child)
+    proc = subprocess.Popen(cmd, cwd=C.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    runs: list[dict[str, Any]] = []
+    worker: int | None = None
+    served = False
+    cooldown_end: float | None = None
+    last_after: Snap | None = None
+    trials_census: list[dict[str, Any]] = []
+    try:
+        while proc.poll() is None:
+            if time.monotonic() - t_start > timeout_s:
+                proc.send_signal(2)  # SIGINT to the sweep's driver (it stops, keeping what it stored)
+                proc.wait(timeout=120)
+                break
+            if worker is None or not os.path.exists(f"/proc/{worker}"):
+                worker = find_worker(proc.pid)
+            if worker is None:
+                time.sleep(0.05)
+                continue
+            sleeping = in_cooldown(worker)
+            if sleeping and not served:
+                served = True
+                before = snap(worker, args.diag)
+                if last_after is not None and before is not None:
+                    c = census(last_after, before, worker, idle_until=cooldown_end)
+                    if c:
+                        trials_census.append(c)
+                cooldown_end = time.monotonic() + cooldown_s
+                bsnap0 = snap(bare.pid, args.diag)
+                wall0 = time.time()
+                r = bare.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
+                ok = in_cooldown(worker)  # still asleep: the bare run did not overlap the trial
+                bsnap1 = snap(bare.pid, args.diag)
+                last_after = snap(worker, args.diag)
+                runs.append({**r, "label": "in_sweep", "flavour": "plain", "wall_start": wall0, "clear": ok,
+                             "census": census(bsnap0, bsnap1, bare.pid or 0)})
+            elif not sleeping:
+                served = False
+            time.sleep(0.003)
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # our own child only
+            proc.wait()
+        log.close()
+    rows = read_trials(store)
+    return {"variant": v.name, "cmd": cmd, "env": v.env, "exit": proc.returncode, "runs": runs, "rows": rows,
+            "wall_s": time.monotonic() - t_start, "trial_census": trials_census,
+            "log_tail": (work / f"sweep-{v.name}.log").read_text()[-3000:]}
+
+
+def read_trials(store: Path) -> list[dict[str, Any]]:
+    from energyray.store import Store
+
+    if not store.exists():
+        return []
+    df = Store(store).read("trials")
+    if df.empty:
+        return []
+    keep = ["trial_id", "status", "started_at", "tokens_per_s", "j_per_token", "energy_j", "energy_source",
+            "duration_s", "window_s", "output_tokens", "input_tokens", "warmup_runs", "cooldown_s",
+            "sampler_cpu_s", "sampler_device_calls_per_s", "error"]
+    df = df.sort_values("started_at")
+    return [{k: (None if k not in df.columns or _isnan(r.get(k)) else r.get(k)) for k in keep}
+            for r in df.to_dict("records")]
+
+
+def _isnan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def pair(rows: list[dict[str, Any]], runs: list[dict[str, Any]], cooldown_s: float) -> list[dict[str, Any]]:
+    """Bare run k with the sweep trial whose cooldown it ran in (the trial started, by its row,
+    at most the cooldown before the run)."""
+    from datetime import datetime
+
+    starts = [datetime.fromisoformat(str(r["started_at"]).replace("Z", "+00:00")).timestamp() for r in rows]
+    out = []
+    for run in runs:
+        # started_at is stamped before the cooldown: the trial is the last one begun before the run
+        k = [i for i, s in enumerate(starts) if s - 0.05 <= run["wall_start"] <= s + cooldown_s]
+        if not k or not run["clear"]:
+            continue
+        k = [max(k, key=lambda i: starts[i])]
+        row = rows[k[0]]
+        if row["status"] != "ok" or not row["tokens_per_s"]:
+            continue
+        bare_tps = run["tokens"] / run["s"]
+        bare_jpt = None if run["energy_j"] is None else run["energy_j"] / run["tokens"]
+        jpt_ratio = row["j_per_token"] / bare_jpt if row["j_per_token"] and bare_jpt else None
+        out.append({"trial": k[0], "sweep_tps": row["tokens_per_s"], "bare_tps": bare_tps,
+                    "sweep_jpt": row["j_per_token"], "bare_jpt": bare_jpt,
+                    "tps_ratio": row["tokens_per_s"] / bare_tps, "jpt_ratio": jpt_ratio,
+                    "sweep_s": row["duration_s"], "bare_s": run["s"]})
+    return out
+
+
+def pairing(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Does pairing help on this machine? The correlation of the two sides' log tokens/s within
+    pairs (near 0: the noise is faster than a pair), each side's spread, and how many pairs a
+    95 % CI of +-3 % on the ratio would need at the spread seen."""
+    if len(pairs) < 3:
+        return {}
+    xs = [math.log(p["sweep_tps"]) for p in pairs]
+    ys = [math.log(p["bare_tps"]) for p in pairs]
+    sd = statistics.stdev([x - y for x, y in zip(xs, ys, strict=True)])
+    try:
+        corr: float | None = statistics.correlation(xs, ys)
+    except statistics.StatisticsError:
+        corr = None
+    return {"corr": corr, "sd_log_sweep_pct": 100 * statistics.stdev(xs), "sd_log_bare_pct": 100 * statistics.stdev(ys),
+            "pairs_for_3pct": math.ceil((1.96 * sd / math.log(1.03)) ** 2)}
+
+
+def summarize_census(cs: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    cs = [c for c in cs if c]
+    if not cs:
+        return None
+    wall = sum(c["wall_s"] for c in cs)  # the main thread's active time
+    span = sum(c.get("span_s", c["wall_s"]) for c in cs)  # the whole intervals: other threads' rates
+    others: dict[str, list[float]] = {}
+    procs: dict[str, float] = {}
+    for c in cs:
+        for name, cpu, wakes in c["others"]:  # threads of one name summed (client.poll0 x 4 ...)
+            o = others.setdefault(name, [0.0, 0.0])
+            o[0] += cpu
+            o[1] += wakes
+        for name, cpu in c["top_processes"]:
+            procs[name] = procs.get(name, 0.0) + cpu
+    return {"wall_s": wall, "span_s": span, "main_cpu_share": sum(c["main_cpu_s"] or 0 for c in cs) / wall,
+            "main_nvcs_per_s": sum(c["main_nvcs"] or 0 for c in cs) / wall,
+            "main_vcs_per_s": sum(c["main_vcs"] or 0 for c in cs) / wall,
+            "main_nice": cs[-1]["main_nice"], "others_cpu_share": sum(c["others_cpu_s"] for c in cs) / span,
+            # [name, CPU share of one core, voluntary wake-ups per second]
+            "top_other_threads": sorted(([k, round(v[0] / span, 4), round(v[1] / span, 1)] for k, v in others.items()),
+                                        key=lambda x: -x[2])[:8],
+            "machine_busy_pct": statistics.fmean(c["machine_busy_pct"] for c in cs),
+            "machine_steal_pct": statistics.fmean(c["machine_steal_pct"] for c in cs),
+            "top_processes_cpu_share": sorted(([k, round(v / span, 4)] for k, v in procs.items()),
+                                              key=lambda x: -x[1])[:8]}
+
+
+def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], work: Path,
+               save: Any = None) -> dict[str, Any]:
+    m = model_cfg(cfg.model)
+    plen = prompt_len(cfg.batch, args.task)
+    ckpt = checkpoint(cfg.model, Path(args.cache_dir), args.seed) if cfg.precision not in ("bf16", "fp32") else None
+    flavours = ["plain"] + ([f for f in args.bare_flavours.split(",") if f and f != "plain"] if args.diag else [])
+    bares = {f: BareProc(f) for f in flavours}
+    res: dict[str, Any] = {"config": cfg.name, "prompt_len": plen, "new_tokens": args.new_tokens, "runs": [],
+                           "sweeps": {}, "bare_env": {}}
+    try:
+        for f, b in bares.items():
+            info = b.call("load", arch=m["architecture"], precision=cfg.precision, checkpoint=ckpt, seed=args.seed,
+                          device=args.device)
+            b.pid = info["pid"]  # the ray flavour's: its actor's process
+            res["bare_env"][f] = {**b.call("env"), "load_s": info["load_s"]}
+            w = b.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.warmup_tokens)  # as the sweep's warmup
+            res["bare_env"][f]["warmup_s"] = w["s"]
+        plain = bares["plain"]
+        for _ in range(args.solo):  # round robin over the flavours, no Ray on the machine
+            for f in flavours:
+                s0 = snap(bares[f].pid, args.diag)
+                r = bares[f].call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
+                res["runs"].append({**r, "label": "solo_before", "flavour": f,
+                                    "census": census(s0, snap(bares[f].pid, args.diag), bares[f].pid or 0)})
+        # one run's length, from warm runs where there are any (the first generate after a load
+        # is slow: estimated from the warmup alone, the cooldown came out 4x too long)
+        warm = [r["s"] for r in res["runs"] if r["flavour"] == "plain"]
+        est = (statistics.median(warm) if warm else
+               res["bare_env"]["plain"]["warmup_s"] * args.new_tokens / args.warmup_tokens)
+        # a run can take ~1.8x the median on a noisy VM; one that outlasts the cooldown is dropped
+        cooldown = args.cooldown_s or max(1.0, 1.8 * est + 0.5)
+        res["cooldown_s"], res["run_estimate_s"] = cooldown, est
+        timeout = args.sweep_timeout_s or args.sweep_start_s + args.pairs * (cooldown + 1.5 * est + 1.0)
+        for f in flavours:
+            if f != "plain":  # a second local Ray beside the sweep's could be joined by it
+                bares[f].close()
+        for v in variants:
+            print(f"  {cfg.name} sweep variant {v.name}: {args.pairs} trials, cooldown {cooldown:.1f} s", flush=True)
+            s = run_sweep(cfg, v, plain, plen, cooldown, work, args, timeout)
+            s["pairs"] = pair(s["rows"], s["runs"], cooldown)
+            s["tps"] = ratio_ci([p["tps_ratio"] for p in s["pairs"]], args.bootstrap, args.seed)
+            s["jpt"] = ratio_ci([p["jpt_ratio"] for p in s["pairs"] if p["jpt_ratio"]], args.bootstrap, args.seed)
+            s["pairing"] = pairing(s["pairs"])
+            s["census_sweep"] = summarize_census(s["trial_census"])
+            s["census_bare"] = summarize_census([r.get("census") for r in s["runs"]])
+            res["sweeps"][v.name] = s
+            if s["exit"] not in (0, None) and not s["rows"]:
+                print(s["log_tail"])
+            r = s["tps"]
+            print(f"    tokens/s ratio {C.fmt(r['ratio'], '.4f')} over {r['n']} pairs, CI {r.get('ci')}; "
+                  f"J/token {C.fmt(s['jpt']['ratio'], '.4f')}", flush=True)
+            if save is not None:  # a run stopped at its time limit keeps the sweeps done
+                save(res)
+        res["runs"] += bare_runs(plain, cfg, args.solo, plen, args, "solo_after")
+    finally:
+        for b in bares.values():
+            b.close()
+    solo = [r["tokens"] / r["s"] for r in res["runs"] if r["label"].startswith("solo") and r["flavour"] == "plain"]
+    res["solo_plain_tps"] = solo
+    res["solo_by_flavour"] = {f: statistics.fmean(r["tokens"] / r["s"] for r in res["runs"]
+                                                  if r["flavour"] == f and r["label"] == "solo_before")
+                              for f in flavours if any(r["flavour"] == f for r in res["runs"])}
+    res["solo_census"] = {f: summarize_census([r.get("census") for r in res["runs"] if r["flavour"] == f])
+                          for f in flavours}
+    return res
+
+
+def report(res: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    solo = res["solo_plain_tps"]
+    for name, s in res["sweeps"].items():
+        insweep = [r["tokens"] / r["s"] for r in s["runs"] if r["clear"]]
+        bvs = statistics.fmean(insweep) / statistics.fmean(solo) if insweep and solo else None
+        for what in ("tps", "jpt"):
+            r = s[what]
+            ci = r.get("ci")
+            need = (s.get("pairing") or {}).get("pairs_for_3pct") if what == "tps" else None
+            rows.append([f"{res['config']} [{name}] {'tokens/s' if what == 'tps' else 'J/token'}", r["n"],
+                         C.fmt(r["ratio"], ".4f"), "-" if not ci else f"{ci[0]:.4f}-{ci[1]:.4f}",
+                         C.fmt(r.get("sd_log_pct"), ".1f"), verdict(r), C.fmt(bvs, ".4f") if what == "tps" else "",
+                         C.fmt(need, "d")])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", default=None,
+                   help="model:precision:batch, repeatable (default gemma3-1b:nf4:1)")
+    p.add_argument("--pairs", type=int, default=20, help="interleaved pairs per configuration and variant (default 20)")
+    p.add_argument("--variant", action="append", default=None,
+                   help="a sweep variant: name[:env:K=V,...][:arg:override,...] (default: 'default', no changes)")
+    p.add_argument("--new-tokens", type=int, default=64, help="tokens per request (default 64)")
+    p.add_argument("--warmup-tokens", type=int, default=16, help="the bare warmup's tokens (the sweep's default, 16)")
+    p.add_argument("--task", default="longform")
+    p.add_argument("--solo", type=int, default=3, help="bare runs with no Ray on the machine, before and after (default 3)")
+    p.add_argument("--diag", action="store_true", help="thread census and the bare flavours (see above)")
+    p.add_argument("--bare-flavours", default="plain,nice15,ray", help="with --diag (default plain,nice15,ray)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=4000)
+    p.add_argument("--idle-settle-max-s", type=float, default=5.0,
+                   help="the sweeps' measurement.idle_settle_max_s (the idle baseline is not compared; default 5)")
+    p.add_argument("--cooldown-s", type=float, default=None,
+                   help="the sweeps' measurement.cooldown_s, in which each bare run happens (default: 1.8 x the "
+                        "median warm bare run + 0.5 s)")
+    p.add_argument("--sweep-start-s", type=float, default=150.0,
+                   help="allowance for a sweep's start (Ray, idle baseline, load) in its time limit (default 150)")
+    p.add_argument("--sweep-timeout-s", type=float, default=None,
+                   help="a sweep past this is stopped with SIGINT, keeping the trials it stored (default: the "
+                        "start allowance + pairs x (cooldown + 1.5 x a run + 1 s))")
+    p.add_argument("--cache-dir", default=os.environ.get("ENERGYRAY_CACHE", str(Path(tempfile.gettempdir()) / "erc")))
+    p.add_argument("--work-dir", default=None, help="stores and logs (default: a temp dir)")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                   help="cpu: a smoke test of the plumbing (tiny-llama:fp32:1; no energy, figures mean nothing)")
+    p.add_argument("--json-out", default=None)
+    args = p.parse_args(argv)
+    configs = []
+    for text in args.config or ["gemma3-1b:nf4:1"]:
+        model, precision, batch = text.split(":")
+        configs.append(Config(model, precision, int(batch)))
+    variants = [parse_variant(v) for v in (args.variant or ["default"])]
+    if args.device == "cpu":
+        info: dict[str, Any] = {"name": "cpu (a smoke test: the figures mean nothing)"}
+    else:
+        # NVML only: this process never holds a CUDA context
+        from energyray.samplers.nvml import gpus
+
+        found = gpus()
+        if not found:
+            print("parity.py needs an NVIDIA GPU (NVML sees none).")
+            return 2
+        info = found[0]
+
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="parity-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"GPU {info.get('name')} driver {info.get('driver')}; {os.cpu_count()} CPUs; work {work}", flush=True)
+    result: dict[str, Any] = {"benchmark": "parity", "gpu": info, "args": vars(args), "configs": {}, "errors": {}}
+    t0 = time.monotonic()
+    for cfg in configs:
+        C.section(cfg.name)
+        try:
+            def save(partial: dict[str, Any], name: str = cfg.name) -> None:
+                if args.json_out:
+                    Path(args.json_out).write_text(json.dumps(C.clean({**result, "configs": {
+                        **result["configs"], name: partial}}), indent=1, default=str))
+
+            result["configs"][cfg.name] = run_config(cfg, args, variants, work, save)
+        except Exception as e:
+            traceback.print_exc()
+            result["errors"][cfg.name] = f"{type(e).__name__}: {e}"
+        if args.json_out:  # after each configuration: a run stopped at its time limit keeps what it did
+            Path(args.json_out).write_text(json.dumps(C.clean(result), indent=1, default=str))
+    result["wall_s"] = time.monotonic() - t0
+    C.section("census (--diag): main thread's CPU share and involuntary switches/s; machine busy %")
+    for name, res in result["configs"].items():
+        for f, c in (res.get("solo_census") or {}).items():
+            if c:
+                print(f"  {name} bare-{f} solo: main {c['main_cpu_share']:.3f} nvcs/s {c['main_nvcs_per_s']:.1f} "
+                      f"nice {c['main_nice']} busy {c['machine_busy_pct']:.1f}%")
+        for v, s in res["sweeps"].items():
+            for side in ("census_sweep", "census_bare"):
+                c = s.get(side)
+                if c:
+                    print(f"  {name} [{v}] {side}: main {c['main_cpu_share']:.3f} nvcs/s {c['main_nvcs_per_s']:.1f} "
+                          f"vcs/s {c['main_vcs_per_s']:.1f} nice {c['main_nice']} others {c['others_cpu_share']:.3f} "
+                          f"busy {c['machine_busy_pct']:.1f}% steal {c['machine_steal_pct']:.2f}%")
+                    print(f"      other threads [name, CPU share, wake-ups/s]: {c['top_other_threads']}")
+                    print(f"      procs {c['top_processes_cpu_share'][:5]}")
+        print(f"  {name} solo tokens/s by flavour: " + ", ".join(f"{k} {v:.2f}" for k, v in res["solo_by_flavour"].items()))
+    C.section("parity: sweep / bare, geometric mean over pairs, 95 % CI")
+    rows = [r for res in result["configs"].values() for r in report(res)]
+    print(C.table(["configuration [variant] ratio", "pairs", "ratio", "95 % CI", "sd %", "goal", "bare in sweep/solo",
+                   "pairs for ±3 %"], rows))
+    for name, err in result["errors"].items():
+        print(f"ERROR {name}: {err}")
+    short = {k: {v: {"tps": s["tps"], "jpt": s["jpt"]} for v, s in r["sweeps"].items()}
+             for k, r in result["configs"].items()}
+    C.emit_result({"benchmark": "parity", "gpu": info.get("name"), "ratios": short, "errors": result["errors"]},
+                  None)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(C.clean(result), indent=1, default=str))
+    return 1 if result["errors"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

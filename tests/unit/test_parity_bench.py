@@ -1,0 +1,90 @@
+"""benchmarks/parity.py's parts that need no GPU: the ratio statistics and the goal's verdict,
+the pairing of bare runs with sweep trials, and spotting a worker asleep in its cooldown (a real
+child process with a worker's title)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import random
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def par() -> Any:
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module("parity")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_ratio_ci_recovers_a_known_ratio_and_covers_it(par: Any) -> None:
+    rng = random.Random(0)
+    ratios = [0.95 * math.exp(rng.gauss(0, 0.02)) for _ in range(200)]
+    r = par.ratio_ci(ratios, boot=1000)
+    assert r["n"] == 200 and r["ratio"] == pytest.approx(0.95, abs=0.005)
+    assert r["ci"][0] <= 0.95 <= r["ci"][1] and r["ci"][1] - r["ci"][0] < 0.01
+    assert par.verdict(r) == "MISS"  # resolved, and outside 0.98-1.02
+
+
+def test_verdict_needs_the_whole_ci_inside_and_the_point_inside(par: Any) -> None:
+    assert par.verdict({"ratio": 1.0, "ci": (0.975, 1.025)}) == "PASS"
+    assert par.verdict({"ratio": 1.0, "ci": (0.96, 1.04)}) == "NOT RESOLVED"  # too wide to tell
+    assert par.verdict({"ratio": 1.025, "ci": (1.021, 1.029)}) == "MISS"  # tight, but the point is off
+    assert par.verdict({"ratio": None, "ci": None}) == "NOT RESOLVED"
+
+
+def test_too_few_pairs_give_no_interval(par: Any) -> None:
+    assert par.ratio_ci([1.0])["ci"] is None
+    assert par.ratio_ci([])["ratio"] is None
+
+
+def test_variants_parse(par: Any) -> None:
+    v = par.parse_variant("nice0:env:RAY_worker_niceness=0,X=1:arg:sampler.interval_s=1.0")
+    assert v.name == "nice0" and v.env == {"RAY_worker_niceness": "0", "X": "1"}
+    assert v.args == ["sampler.interval_s=1.0"]
+    assert par.parse_variant("default").env == {} and par.parse_variant("default").args == []
+    with pytest.raises(ValueError):
+        par.parse_variant("x:bogus:1")
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def test_each_bare_run_pairs_with_the_trial_whose_cooldown_it_ran_in(par: Any) -> None:
+    t0 = 1_800_000_000.0
+    rows = [{"started_at": _iso(t0 + 5 * k), "status": "ok", "tokens_per_s": 20.0 + k, "j_per_token": 5.0,
+             "duration_s": 3.0} for k in range(3)]
+    runs = [{"wall_start": t0 + 5 * k + 0.02, "clear": k != 1, "tokens": 64, "s": 3.2, "energy_j": 320.0}
+            for k in range(3)]
+    pairs = par.pair(rows, runs, cooldown_s=1.8)  # the cooldowns overlap the next trial's start margin
+    assert [p["trial"] for p in pairs] == [0, 2]  # run 1 overlapped its trial: dropped
+    assert pairs[1]["tps_ratio"] == pytest.approx(22.0 / 20.0) and pairs[1]["jpt_ratio"] == pytest.approx(1.0)
+
+
+def test_a_worker_asleep_in_its_cooldown_is_spotted(par: Any) -> None:
+    child = subprocess.Popen(["bash", "-c", 'exec -a "ray::WorkerHost.run" sleep 30'])
+    try:
+        deadline = time.monotonic() + 10
+        while par.find_worker(par.os.getpid()) != child.pid and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert par.find_worker(par.os.getpid()) == child.pid
+        while not par.in_cooldown(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert par.in_cooldown(child.pid)  # sleep(1) waits in clock_nanosleep, as time.sleep does
+        assert par.threads(child.pid)  # the census reads its threads
+    finally:
+        child.kill()
+        child.wait()
+    assert not par.in_cooldown(child.pid)  # gone
