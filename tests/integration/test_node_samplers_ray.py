@@ -213,7 +213,7 @@ def test_wall_energy_through_ray_is_250_w_times_each_window(local_ray, shared_ca
         cfg = cpu_config(shared_cache, sampler="codecarbon", cpu_workers=1)  # a device window: window_s
         cfg.sampler.pdu = pdu(a)
         cfg.generation.warmup_runs = 1
-        rows, _, _ = _sweep(cfg, {"max_new_tokens": [2, 48]}, new_tokens=2)
+        rows, _, _ = _sweep(cfg, {"max_new_tokens": [2, 400]}, new_tokens=2)  # 400: a window over 0.1 s
     finally:
         a.stop()
     assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
