@@ -297,6 +297,47 @@ class ServerConfig:
 
 
 @dataclass
+class TaskFileConfig:
+    """A task read from a file or a dataset (`tasks.files.NAME`), used on the task axis by
+    its name. `fields` maps energyray's item fields to the file's columns."""
+
+    path: str = "???"  # a .jsonl / .csv / .parquet file, or hf:ORG/NAME (the Hugging Face `datasets` library)
+    format: str = "auto"  # auto (by the path) | jsonl | csv | parquet | hf
+    split: str = "test"  # hf only: the dataset split
+    hf_config: str | None = None  # hf only: the dataset's configuration name
+    preset: str | None = None  # hle: Humanity's Last Exam's schema (id, question, image, answer, answer_type, category)
+    # energyray field -> the file's column: id, prompt, answer, category, answer_type, choices, image
+    fields: dict[str, str] = field(default_factory=dict)
+    scorer: str = "auto"  # auto (by the item's answer_type) | exact_match | multiple_choice | numeric | rouge_l | regex | none
+    prompt_template: str = "{prompt}"  # wraps each item's prompt; {prompt} and {choices} are filled in
+
+
+@dataclass
+class JudgeConfig:
+    """An optional LLM judge (HLE grades this way) through an OpenAI-compatible API. Its own
+    tokens and cost are recorded apart (judge_* columns) and never in the trial's energy."""
+
+    enabled: bool = False
+    model: str = "gpt-4.1-mini"  # the judge model's name at the endpoint
+    base_url: str | None = None  # None: OpenAI's endpoint
+    api_key_env: str = "OPENAI_API_KEY"
+    max_output_tokens: int = 256
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    price_table: str | None = None  # None: conf/prices/openai.yaml
+
+
+@dataclass
+class TasksConfig:
+    """Where the task axis's items come from and how many of them a trial uses."""
+
+    limit: int | None = None  # keep the first N items of every task (after the sample's shuffle); None: all
+    sample_seed: int | None = None  # None: the task's own order; an int: a seeded shuffle before `limit`
+    files: dict[str, TaskFileConfig] = field(default_factory=dict)  # tasks read from files, by name
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+
+@dataclass
 class RunConfig:
     """The whole composed configuration of one `python -m energyray` run."""
 
@@ -309,8 +350,11 @@ class RunConfig:
     # (vllm: fp32 fp16 bf16 fp8 awq gptq nf4-dq)
     precision: str = "baseline"
     batch_size: int = 1
-    task: str = "longform"  # longform (the thesis prompt) | qa (short questions, scored)
+    task: str = "longform"  # a built-in task (energyray/tasks), a name in tasks.files, or a file path
     prompt_variant: str = "default"
+    requests: Any = None  # requests per trial, fed batch_size at a time; None: one batch; "all": every item
+    prompt_tokens: int | None = None  # each prompt made exactly this many tokens long; None: the task's text
+    chat_template: str = "auto"  # auto (instruct/chat models) | on | off
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     device: str = "auto"  # auto | cuda | cpu
     seed: int = 0
@@ -325,6 +369,7 @@ class RunConfig:
     vllm: VllmConfig = field(default_factory=VllmConfig)  # the vLLM backend's options
     api: ApiConfig = field(default_factory=ApiConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)  # file tasks, item limit and sample, the judge
 
 
 def tristate(key: str, value: Any, choices: str) -> str:
@@ -410,6 +455,12 @@ _POS = Limit(low=0, low_open=True)  # seconds, sizes: > 0
 LIMITS: dict[str, Limit] = {
     "seed": Limit(0, 2**32 - 1, what="the random seed (numpy and vLLM take 0 to 2^32-1)"),
     "batch_size": Limit(1, what="prompts generated together"),
+    "prompt_tokens": Limit(1, none=True, what="tokens of each prompt; null: the task's text as written"),
+    "tasks.limit": Limit(1, none=True, what="items kept of each task; null: all"),
+    "tasks.sample_seed": Limit(0, 2**32 - 1, none=True, what="seed of the items' shuffle; null: the task's order"),
+    "tasks.judge.max_output_tokens": Limit(1, what="the judge's output budget per verdict"),
+    "tasks.judge.concurrency": Limit(1, what="judge requests in flight at once"),
+    "tasks.judge.timeout_s": Limit(0, low_open=True, what="seconds per judge request"),
     "sweep.repeats": Limit(1, what="repeats of every grid point"),
     "generation.max_new_tokens": Limit(1, what="new tokens per request on a GPU"),
     "generation.cpu_max_new_tokens": Limit(1, what="new tokens per request on a CPU-only worker"),
