@@ -189,10 +189,8 @@ def run(cfg_node: DictConfig, tally: Tally) -> int:
         spec = by_id[row["trial_id"]]
         row.setdefault("config_json", json.dumps(plan.configs[spec.trial_id], default=str))
         row["driver_env_json"] = json.dumps(driver_env, default=str)
-        # samples first: the trials file is what marks a trial done (resume), so a driver
-        # killed between the two writes reruns the trial instead of losing its samples
-        store.write("samples", result.samples, spec.sweep, spec.hardware, spec.trial_id)
-        store.write("trials", [row], spec.sweep, spec.hardware, spec.trial_id)  # StoreWriteError: exit 2
+        # the trials file last: it marks the trial done (resume); StoreWriteError: exit 2
+        store.write_trial(row, result.samples, result.responses, spec.sweep, spec.hardware)
         tally.add(row)
 
     def on_system(system: dict[str, Any]) -> None:

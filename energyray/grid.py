@@ -2,7 +2,9 @@
 
 Done once, in the driver (not Hydra's multirun, not one process per trial). A trial id
 hashes everything that identifies the measurement, so rerunning a sweep finds the trials
-already in the store.
+already in the store. Axes added later (requests, prompt_tokens, chat_template) and the task
+sample's settings go into the hash only where they differ from their defaults, so the trials
+of stores written before them keep their ids.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ AXES: tuple[str, ...] = (
     "prompt_variant",
     "hardware",
     "max_new_tokens",
+    "requests",
+    "prompt_tokens",
+    "chat_template",
 )
+# Axes whose default value leaves the trial id as it was before the axis existed.
+LATER_AXES: dict[str, Any] = {"requests": None, "prompt_tokens": None, "chat_template": "auto"}
+CHAT_TEMPLATES = ("auto", "on", "off")
 # What a worker loads once and keeps for every trial of the group.
 LOAD_KEY: tuple[str, ...] = ("backend", "model", "weights", "precision", "hardware")
 
@@ -49,6 +57,12 @@ class TrialSpec:
     prompt_variant: str
     hardware: str
     max_new_tokens: int | None
+    requests: int | str | None = None  # a whole number, "all" (every item of the task), None: one batch
+    prompt_tokens: int | None = None  # tokens of each prompt; None: the task's text as written
+    chat_template: str = "auto"  # auto | on | off
+    # the task sample's settings (tasks.limit, tasks.sample_seed): not axes, but they change the items
+    task_limit: int | None = None
+    task_sample_seed: int | None = None
 
     @property
     def load_key(self) -> tuple[Any, ...]:
@@ -63,11 +77,38 @@ class TrialSpec:
         return asdict(self)
 
 
-def trial_id(sweep: str, point: Mapping[str, Any], repeat: int) -> str:
-    """A short hash of the sweep name, the grid point and the repeat index."""
-    ident = {"sweep": sweep, "repeat": repeat, **{k: point[k] for k in AXES}}
+def trial_id(sweep: str, point: Mapping[str, Any], repeat: int, sample: Mapping[str, Any] | None = None) -> str:
+    """A short hash of the sweep name, the grid point and the repeat index, and of the task
+    sample's settings (`sample`: task_limit, task_sample_seed). The LATER_AXES at their
+    defaults and sample settings that are None are left out."""
+    ident = {"sweep": sweep, "repeat": repeat, **{k: point[k] for k in AXES if k not in LATER_AXES}}
+    ident.update({k: point[k] for k, default in LATER_AXES.items() if point.get(k, default) != default})
+    ident.update({k: v for k, v in (sample or {}).items() if v is not None})
     blob = json.dumps(ident, sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def requests_value(value: Any, key: str = "requests") -> int | str | None:
+    """`requests` as a whole number >= 1, "all" or None; anything else is a ConfigError."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={value!r}: use a whole number of at least 1 (requests per trial, fed batch_size "
+                          "at a time), all (every item of the task once) or null (one batch: batch_size requests).")
+    return value
+
+
+def chat_template_value(value: Any, key: str = "chat_template") -> str:
+    """`chat_template` as auto | on | off (YAML may read on/off as booleans)."""
+    text = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else str(value).strip().lower()
+    if text not in CHAT_TEMPLATES:
+        raise ConfigError(f"{key}={value!r}: use auto (the model's chat template where it is an instruct or chat "
+                          "model), on (always; a model without one fails) or off (the raw text).")
+    return text
 
 
 def _as_list(axis: str, values: Any) -> list[Any]:
@@ -85,12 +126,14 @@ def expand(
     repeats: int = 1,
     pinned: Mapping[str, Any] | None = None,
     exclude: Iterable[Mapping[str, Any]] = (),
+    sample: Mapping[str, Any] | None = None,
 ) -> list[TrialSpec]:
     """Expand `grid` (axis -> values) into trial specs.
 
     `defaults` gives every axis's value where the grid does not list it; `pinned` (axes set
     on the command line, e.g. ``model=qwen2-7b``) replaces the grid's values for that axis.
     Trials are ordered so that a load key's trials are contiguous, repeats innermost.
+    `sample` (task_limit, task_sample_seed) goes on every spec and into its id where set.
     """
     unknown = sorted(set(grid) - set(AXES))
     if unknown:
@@ -107,7 +150,10 @@ def expand(
         elif axis in grid:
             axes[axis] = _as_list(axis, grid[axis])
         else:
-            axes[axis] = [defaults.get(axis)]
+            axes[axis] = [defaults.get(axis, LATER_AXES.get(axis))]
+    axes["requests"] = [requests_value(v) for v in axes["requests"]]
+    axes["chat_template"] = [chat_template_value(v) for v in axes["chat_template"]]
+    sample = {k: v for k, v in (sample or {}).items() if k in ("task_limit", "task_sample_seed")}
     excludes = [dict(e) for e in exclude]
     for e in excludes:
         bad = sorted(set(e) - set(AXES))
@@ -121,7 +167,7 @@ def expand(
         for repeat in range(repeats):
             specs.append(
                 TrialSpec(
-                    trial_id=trial_id(sweep, point, repeat),
+                    trial_id=trial_id(sweep, point, repeat, sample),
                     sweep=sweep,
                     repeat=repeat,
                     model=str(point["model"]),
@@ -133,6 +179,11 @@ def expand(
                     prompt_variant=str(point["prompt_variant"]),
                     hardware=str(point["hardware"]),
                     max_new_tokens=None if point["max_new_tokens"] is None else int(point["max_new_tokens"]),
+                    requests=point["requests"],
+                    prompt_tokens=None if point["prompt_tokens"] is None else int(point["prompt_tokens"]),
+                    chat_template=str(point["chat_template"]),
+                    task_limit=sample.get("task_limit"),
+                    task_sample_seed=sample.get("task_sample_seed"),
                 )
             )
     # Keep each load key's trials together (a worker loads once per group), first-seen order.

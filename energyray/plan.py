@@ -40,7 +40,7 @@ from energyray.config import (
     reuse_mode,
 )
 from energyray.errors import ConfigError, StoreError
-from energyray.grid import AXES, TrialSpec, expand, group
+from energyray.grid import AXES, TrialSpec, chat_template_value, expand, group, requests_value
 
 _SECTIONS = {c.__name__: c for c in (ModelConfig, HardwareConfig, GenerationConfig, MeasurementConfig, RayConfig,
                                       SamplerConfig, StoreConfig, SweepConfig, TransformersConfig, VllmConfig,
@@ -256,18 +256,22 @@ def check_knobs(cfg: RunConfig) -> None:
     cfg.dry_run = dry_run_mode(cfg.dry_run)
 
 
-# The grid's numeric axes: whole numbers of at least 1 (max_new_tokens: or null, the default).
-_WHOLE_AXES = {"batch_size": "prompts generated together", "max_new_tokens": "new tokens per request"}
+# The grid's numeric axes: whole numbers of at least 1 (max_new_tokens, prompt_tokens: or null, the default).
+_WHOLE_AXES = {"batch_size": "prompts generated together", "max_new_tokens": "new tokens per request",
+               "prompt_tokens": "tokens of each prompt"}
 
 
 def check_grid(grid: dict[str, Any], pinned: dict[str, Any]) -> None:
-    """The grid's numeric values, before they become trials (where 1.5 would silently be 1)."""
+    """The grid's values, before they become trials (where 1.5 would silently be 1)."""
     for source, axes in (("sweep.grid", grid), ("", pinned)):
+        for axis, check in (("requests", requests_value), ("chat_template", chat_template_value)):
+            for v in _values(axes.get(axis, [])):
+                check(v, f"{source}.{axis}" if source else axis)
         for axis, what in _WHOLE_AXES.items():
             if axis not in axes:
                 continue
             for v in _values(axes[axis]):
-                if v is None and axis == "max_new_tokens":
+                if v is None and axis in ("max_new_tokens", "prompt_tokens"):
                     continue
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     key = f"{source}.{axis}" if source else axis
@@ -275,11 +279,12 @@ def check_grid(grid: dict[str, Any], pinned: dict[str, Any]) -> None:
                                       f"at least 1 ({what}).")
 
 
-def validate(specs: list[TrialSpec], models: dict[str, ModelConfig]) -> None:
-    """Everything that can be known wrong before a trial runs, each with the valid choices."""
+def validate(specs: list[TrialSpec], models: dict[str, ModelConfig], tasks: Any = None) -> None:
+    """Everything that can be known wrong before a trial runs, each with the valid choices.
+    `tasks`: the config's tasks section (file tasks by name)."""
     from energyray.backends import PRECISIONS
     from energyray.registry import BACKENDS
-    from energyray.tasks import TASKS
+    from energyray.trial.workload import check_task
 
     seen: set[tuple[Any, ...]] = set()
     for s in specs:
@@ -294,11 +299,7 @@ def validate(specs: list[TrialSpec], models: dict[str, ModelConfig]) -> None:
                               f"Valid choices: {', '.join(valid)}.")
         if s.weights not in ("real", "dummy"):
             raise ConfigError(f"weights={s.weights!r}: valid choices are real, dummy.")
-        if s.task not in TASKS:
-            raise ConfigError(f"Unknown task {s.task!r}. Valid choices: {', '.join(sorted(TASKS))}.")
-        if s.prompt_variant not in TASKS[s.task]:
-            raise ConfigError(f"Task {s.task!r} has no prompt_variant {s.prompt_variant!r}. "
-                              f"Valid choices: {', '.join(TASKS[s.task])}.")
+        check_task(s.task, s.prompt_variant, tasks)
         if s.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {s.batch_size}.")
         if s.max_new_tokens is not None and s.max_new_tokens < 1:
@@ -321,7 +322,7 @@ def trial_configs(specs: list[TrialSpec], cfg: RunConfig, models: dict[str, Mode
     Everything but the trial itself depends on the model and backend only: built once per pair."""
     shared: dict[tuple[str, str], dict[str, Any]] = {}
     common = {"generation": asdict(cfg.generation), "measurement": asdict(cfg.measurement),
-              "sampler": asdict(cfg.sampler), "device": cfg.device, "seed": cfg.seed,
+              "sampler": asdict(cfg.sampler), "tasks": asdict(cfg.tasks), "device": cfg.device, "seed": cfg.seed,
               "sweep": {"name": cfg.sweep.name, "repeats": cfg.sweep.repeats, "grid": cfg.sweep.grid}}
     out = {}
     for s in specs:
@@ -371,7 +372,8 @@ def make_plan(cfg_node: DictConfig, overrides: list[str]) -> Plan:
             if "hardware" in axes:
                 axes["hardware"] = [local_hw if v == "auto" else v for v in _values(axes["hardware"])]
     check_grid(grid, pinned)
-    specs = expand(cfg.sweep.name, grid, defaults, cfg.sweep.repeats, pinned, cfg.sweep.exclude)
+    specs = expand(cfg.sweep.name, grid, defaults, cfg.sweep.repeats, pinned, cfg.sweep.exclude,
+                   sample={"task_limit": cfg.tasks.limit, "task_sample_seed": cfg.tasks.sample_seed})
     vllm_batches = [s.batch_size for s in specs if s.backend == "vllm"]
     if vllm_batches and cfg.vllm.max_num_seqs is None:  # one engine per group runs each batch as one
         cfg.vllm.max_num_seqs = max(vllm_batches)
@@ -382,7 +384,12 @@ def make_plan(cfg_node: DictConfig, overrides: list[str]) -> Plan:
         from energyray.backends.openai_api import preflight
 
         preflight(specs, models, cfg.api, running=cfg.dry_run == "false")  # a missing API key stops it here
-    validate(specs, models)
+    validate(specs, models, cfg.tasks)
+    from energyray.trial.workload import judge_check
+
+    problem = judge_check(cfg.tasks.judge)  # e.g. no API key: refused before anything runs
+    if problem:
+        raise ConfigError(problem)
     hardware = load_hardware({s.hardware for s in specs}, cfg.hardware, local_hw)
     done, damaged = _done_ids(cfg) if cfg.store.resume else (set(), [])
     todo = [s for s in specs if s.trial_id not in done]

@@ -3,7 +3,8 @@
 Reads the store only, and never changes it: a damaged file is skipped and named (the next run
 of its sweep moves it aside). A configuration is a grid point: its sweep and every axis of
 `energyray.grid.AXES`. Per configuration: trials ok of stored, mean J/token and tokens/s with
-their spread, and whether the energy was measured or estimated, and over what.
+their spread, accuracy where the trials were scored, and whether the energy was measured or
+estimated, and over what.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ MEASURED_SOURCES = frozenset({"counter", "counter_apportioned", "polled", "pdu",
 
 _HEADERS = {"sweep": "sweep", "model": "model", "backend": "backend", "weights": "weights",
             "precision": "precision", "batch_size": "batch", "task": "task", "prompt_variant": "prompt",
-            "hardware": "hw", "max_new_tokens": "max tok"}
+            "hardware": "hw", "max_new_tokens": "max tok", "requests": "requests", "prompt_tokens": "prompt tok",
+            "chat_template": "template"}
+# Axes added later, and what a row written before them (no value) means: chat_template as auto,
+# requests as one batch (batch_size); trial ids leave them out at these values, so such rows are
+# the same configuration as new ones.
+_LATER_DEFAULTS = {"chat_template": "auto"}
 # what each energy label means, keyed by a text the label contains
 _FOOTNOTES = {
     "measured": "measured: read from the device over the trial's window, by an energy counter or "
@@ -80,8 +86,12 @@ def configurations(trials: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFr
     """
     if trials.empty:
         return []
-    keys = [tuple(_norm(v) for v in row)
-            for row in trials.reindex(columns=list(CONFIG_KEYS)).itertuples(index=False, name=None)]
+    keyed = trials.reindex(columns=list(CONFIG_KEYS)).astype(object)
+    for axis, default in _LATER_DEFAULTS.items():
+        keyed[axis] = [default if _norm(v) is None else v for v in keyed[axis]]
+    keyed["requests"] = [b if _norm(r) is None else r for r, b in zip(keyed["requests"], keyed["batch_size"],
+                                                                      strict=True)]
+    keys = [tuple(_norm(v) for v in row) for row in keyed.itertuples(index=False, name=None)]
     positions: dict[tuple[Any, ...], list[int]] = {}
     for i, k in enumerate(keys):
         positions.setdefault(k, []).append(i)
@@ -117,7 +127,7 @@ def energy_label(good: pd.DataFrame) -> str:
 
 # the columns summarize reads
 _READ = ("status", "error", "j_per_token", "tokens_per_s", "output_tokens", "energy_source", "energy_scope",
-         "energy_estimated_j")
+         "energy_estimated_j", "accuracy", "scored_requests", "correct_requests")
 
 
 def summarize(trials: pd.DataFrame) -> pd.DataFrame:
@@ -141,12 +151,21 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
                           for s, c in zip(good["energy_source"], good["energy_scope"], strict=True)
                           if _norm(s) is not None})
         errors = Counter(_first_line(e, s) for e, s in zip(bad["error"], bad["status"], strict=True))
+        scored = pd.to_numeric(good["scored_requests"], errors="coerce").fillna(0)
+        correct = pd.to_numeric(good["correct_requests"], errors="coerce")
+        # pooled over the trials: correct / scored requests; rows without the counts, their mean
+        if scored.sum() > 0:
+            accuracy = float(correct[scored > 0].sum() / scored.sum())
+        else:
+            acc = pd.to_numeric(good["accuracy"], errors="coerce").dropna()
+            accuracy = float(acc.mean()) if len(acc) else math.nan
         rows.append({
             **key, "trials": len(g), "ok": len(good), "failed": len(bad),
             "j_per_token": jpt.mean() if len(jpt) else math.nan,
             "j_per_token_std": jpt.std() if len(jpt) > 1 else math.nan,
             "tokens_per_s": tps.mean() if len(tps) else math.nan,
             "tokens_per_s_std": tps.std() if len(tps) > 1 else math.nan,
+            "accuracy": accuracy,
             "energy": energy_label(good) if len(good) else "-",
             "energy_source": ", ".join(sources) or "-",
             "errors": dict(errors),
@@ -180,6 +199,15 @@ def _value(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _at_default(axis: str, row: Any) -> bool:
+    """An axis at the value that adds nothing to a title: template auto, requests one batch."""
+    if axis == "chat_template":
+        return bool(_norm(row[axis]) == "auto")
+    if axis == "requests":
+        return bool(_norm(row[axis]) == _norm(row["batch_size"]))
+    return False
+
+
 def _constant(axis: str, v: Any) -> str:
     """How a value all rows share reads in the title: bare for the identity axes, named otherwise."""
     if axis in ("model", "backend", "hardware", "precision"):
@@ -191,7 +219,8 @@ def _constant(axis: str, v: Any) -> str:
     return f"{_HEADERS[axis]} {v}"
 
 
-def _table(summary: pd.DataFrame, axes: list[str], spread_cols: bool, energy_col: bool, stacked: bool) -> Table:
+def _table(summary: pd.DataFrame, axes: list[str], spread_cols: bool, energy_col: bool, stacked: bool,
+           accuracy_col: bool = False) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     if stacked:  # every varying axis in one wrapping column: nothing cut, however many there are
         table.add_column(" · ".join(_HEADERS[a] for a in axes), overflow="fold", ratio=2)
@@ -201,12 +230,16 @@ def _table(summary: pd.DataFrame, axes: list[str], spread_cols: bool, energy_col
         cells += [f"{r['ok']}/{r['trials']}",
                   _with_spread(r["j_per_token"], r["j_per_token_std"]) if spread_cols else _num(r["j_per_token"]),
                   _with_spread(r["tokens_per_s"], r["tokens_per_s_std"]) if spread_cols else _num(r["tokens_per_s"])]
+        if accuracy_col:
+            cells.append("-" if _norm(r["accuracy"]) is None else f"{100 * r['accuracy']:.0f}%")
         rows.append(cells)
-    fixed = ([] if stacked else [_HEADERS[a] for a in axes]) + ["ok", "J/token", "tokens/s"]
+    numbers = ["ok", "J/token", "tokens/s"] + (["accuracy"] if accuracy_col else [])
+    fixed = ([] if stacked else [_HEADERS[a] for a in axes]) + numbers
     for i, header in enumerate(fixed):
         # a fixed width: rich never shrinks (and so never cuts) these; the rest wraps
         width = max(len(header), *(len(c[i]) for c in rows))
-        right = i >= len(fixed) - 3 or (not stacked and axes[i] in ("batch_size", "max_new_tokens"))
+        right = i >= len(fixed) - len(numbers) or (not stacked and axes[i] in (
+            "batch_size", "max_new_tokens", "requests", "prompt_tokens"))
         table.add_column(header, width=width, no_wrap=True, justify="right" if right else "left")
     if energy_col:
         table.add_column("energy")
@@ -234,8 +267,9 @@ def print_summary(trials: pd.DataFrame, console: Console | None = None, title: s
     varying = [k for k in CONFIG_KEYS if len({_norm(v) for v in summary[k]}) > 1]
     title_order = ["sweep", "model", "backend", "hardware", "precision"]
     title_order += [k for k in CONFIG_KEYS if k not in title_order]
-    constant = [_constant(k, _norm(summary[k].iloc[0])) for k in title_order
-                if k not in varying and _norm(summary[k].iloc[0]) is not None]
+    first = summary.iloc[0]
+    constant = [_constant(k, _norm(first[k])) for k in title_order
+                if k not in varying and _norm(first[k]) is not None and not _at_default(k, first)]
     labels = sorted(set(summary["energy"]) - {"-"})
     energy_col = len(set(summary["energy"])) > 1
     head = [title] if title else []
@@ -243,13 +277,14 @@ def print_summary(trials: pd.DataFrame, console: Console | None = None, title: s
         constant.append(f"energy {labels[0]}")
     full_title = " · ".join(head + constant) or "energyray summary"
     spread = bool(summary["j_per_token_std"].notna().any() or summary["tokens_per_s_std"].notna().any())
+    accuracy = bool(summary["accuracy"].notna().any())
 
     # the axes as columns if they fit beside the numbers and the energy label wrapped at its
     # longest word; else stacked in one column
-    need = Measurement.get(console, console.options, _table(summary, varying, spread, False, False)).maximum
+    need = Measurement.get(console, console.options, _table(summary, varying, spread, False, False, accuracy)).maximum
     if energy_col:
         need += 3 + max(len(word) for label in summary["energy"] for word in str(label).split())
-    table = _table(summary, varying, spread, energy_col, stacked=need > console.width)
+    table = _table(summary, varying, spread, energy_col, stacked=need > console.width, accuracy_col=accuracy)
     console.print(full_title, style="bold", markup=False, highlight=False)
     console.print(table)
 
@@ -263,6 +298,9 @@ def print_summary(trials: pd.DataFrame, console: Console | None = None, title: s
     notes = []
     if spread:
         notes.append("±: standard deviation over the repeats, relative to the mean.")
+    if accuracy:
+        notes.append("accuracy: requests scored correct of those scored, over the configuration's trials; "
+                     "-: not scored (random weights, or no gold answers: accuracy_reason says which).")
     notes += [note for key, note in _FOOTNOTES.items() if any(key in label for label in labels)]
     for note in notes:
         console.print(note, style="dim", markup=False, highlight=False)

@@ -1,4 +1,4 @@
-"""The result contract: every column of the `trials`, `samples` and `systems` tables.
+"""The result contract: every column of the `trials`, `samples`, `systems` and `responses` tables.
 
 Each column has a name (its unit in the name: `_j`, `_s`, `_w`, ...), an Arrow type, a
 unit, a one-line meaning and the part of energyray that fills it. The store writes every
@@ -17,7 +17,7 @@ import pyarrow as pa
 
 # Bump when a column is added, removed, renamed or retyped. Files written before the declared
 # schema (energyray 0.1.0) have no `schema_version` column: it reads as null there.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Who fills a column (the `filled_by` vocabulary).
 FILLERS = {
@@ -106,10 +106,12 @@ PHASES = {
               "on the load's last trial row only (null with the reason on the others)",
 }
 # Parts of the trial's own window (split at the first token), from the same power series.
+# Over several batches, each part is the sum of its batches' intervals.
 WINDOW_PARTS = {
-    "prefill": "the trial's window up to the first token",
-    "decode": "the trial's window from the first token to the end",
-    "steady": "the part of the decode in which every sequence of the batch is decoding (batches only)",
+    "prefill": "each batch's generation up to its first token, summed over the batches",
+    "decode": "each batch's generation from its first token to its end, summed over the batches",
+    "steady": "the part of each batch's decode in which every sequence of the batch is decoding (batches of 2 "
+              "or more), summed",
 }
 # Node-level sampler roles (samplers.node): a PDU for the whole node, RAPL/CodeCarbon for CPU+RAM.
 NODE_ROLES = {
@@ -193,6 +195,17 @@ _TRIALS: list[Column] = [
     _col("prompt_variant", "str", "variant of the task's prompts (e.g. brief)", "grid"),
     _col("max_new_tokens", "int", "new-token limit set by the grid (null: the generation config's default)",
          "grid"),
+    _col("requests", "int", "requests the trial sent, fed batch_size at a time: the grid's requests (null there: one "
+         "batch, batch_size; all: every item of the task once); null on a row that never ran with requests=all",
+         "grid"),
+    _col("requests_all", "bool", "whether the grid asked for every item of the task (requests=all)", "grid"),
+    _col("prompt_tokens", "int", "tokens of each prompt, chat template included, set by the grid (null: the task's "
+         "text as written)", "grid"),
+    _col("chat_template", "str", "auto (the model's chat template where it is an instruct or chat model), on or off, "
+         "as the grid set it", "grid"),
+    _col("task_limit", "int", "tasks.limit: items kept of the task (null: all)", "grid"),
+    _col("task_sample_seed", "int", "tasks.sample_seed: seed of the items' shuffle before the limit (null: the "
+         "task's order)", "grid"),
     # -- outcome and placement
     _col("status", "str", "ok, failed or oom", "trial.record"),
     _col("error", "str", "the error and its traceback where status is not ok", "trial.record"),
@@ -264,21 +277,52 @@ _TRIALS: list[Column] = [
     _col("server_shutdown_s", "float", "backend=server: time from the signal until the server exited", "backend"),
     _col("server_shutdown_forced", "bool", "backend=server: whether the server had to be killed", "backend"),
     _col("server_exit_code", "int", "backend=server: the server's exit code", "backend"),
+    # -- the workload
+    _col("batches", "int", "batches the requests were fed in (the last may be smaller than batch_size)",
+         "trial.record"),
+    _col("task_items", "int", "items the task has (after tasks.limit); the requests cycle through them",
+         "trial.record"),
+    _col("task_source", "str", "where the task's items come from: builtin, or the file or dataset", "trial.record"),
+    _col("task_items_skipped", "int", "items of the task's file left out (e.g. with an image)", "trial.record"),
+    _col("task_items_skipped_reason", "str", "why items were left out, with their counts", "trial.record"),
+    _col("chat_template_applied", "bool", "whether the prompts went through the model's chat template",
+         "backend"),
+    _col("chat_template_source", "str", "where the applied chat template comes from (the tokenizer's config, the "
+         "server); null: none applied", "backend"),
+    _col("chat_template_reason", "str", "why no chat template was applied", "backend"),
+    _col("scored_requests", "int", "requests scored against a gold answer (0 for random weights)", "trial.record"),
+    _col("correct_requests", "int", "requests scored correct (null: none scored)", "trial.record"),
+    _col("accuracy_reason", "str", "why accuracy is null (random weights: the text is noise; the task has no gold "
+         "answers)", "trial.record"),
+    _col("hit_max_new_tokens", "int", "responses that stopped at max_new_tokens_used (cut short, unless "
+         "ignore_eos)", "trial.record"),
+    _col("judge_requests", "int", "requests sent to the LLM judge (tasks.judge; null: off)", "trial.record"),
+    _col("judge_input_tokens", "int", "the judge's input tokens over the trial (never in energy_j)", "trial.record"),
+    _col("judge_output_tokens", "int", "the judge's output tokens over the trial", "trial.record"),
+    _col("judge_cost_usd", "float", "price of the judge's requests (apart from cost_usd)", "trial.record"),
+    _col("judge_model", "str", "the judge model", "trial.record"),
+    _col("judge_reason", "str", "why the judge's figures are null (off) or what they leave out", "trial.record"),
     # -- generation
-    _col("input_tokens", "int", "prompt tokens of the batch", "backend"),
-    _col("output_tokens", "int", "generated tokens of the batch", "backend"),
+    _col("input_tokens", "int", "prompt tokens of all the trial's requests", "backend"),
+    _col("output_tokens", "int", "generated tokens of all the trial's requests", "backend"),
     _col("output_words", "int", "words of the generated text", "trial.record"),
     _col("max_new_tokens_used", "int", "new-token limit the trial ran with", "trial.record"),
-    _col("decode_steps", "int", "decoding steps (tokens of the longest sequence)", "backend"),
-    _col("duration_s", "float", "generation time of the batch (first call to last token)", "trial.record"),
-    _col("ttft_s", "float", "time to first token: the prefill time", "trial.record"),
-    _col("tpot_s", "float", "time per output token after the first (per decoding step)", "trial.record"),
-    _col("decode_s", "float", "duration_s minus ttft_s", "trial.record"),
+    _col("decode_steps", "int", "decoding steps (each batch's: tokens of its longest sequence), summed over the "
+         "batches", "backend"),
+    _col("duration_s", "float", "generation time (each batch's first call to its last token), summed over the "
+         "batches", "trial.record"),
+    _col("ttft_s", "float", "time to first token: the prefill time (over several batches, their mean)",
+         "trial.record"),
+    _col("tpot_s", "float", "time per output token after the first (per decoding step; over several batches, "
+         "weighted by their steps)", "trial.record"),
+    _col("decode_s", "float", "from each batch's first token to its end, summed (one batch: duration_s minus ttft_s)",
+         "trial.record"),
     _col("tokens_per_s", "float", "output_tokens / duration_s", "trial.record"),
     _col("peak_memory_mb", "float", "peak device memory allocated during generation", "backend"),
-    _col("accuracy", "float", "fraction of the batch's answers scored correct (null: task not scored)",
+    _col("accuracy", "float", "correct_requests / scored_requests (null: none scored, accuracy_reason says why; "
+         "never 0 for random weights)", "trial.record"),
+    _col("sample_output", "str", "first 500 characters of the first request's text (every text: table responses)",
          "trial.record"),
-    _col("sample_output", "str", "first 500 characters of the first sequence's text", "trial.record"),
     _col("steady_s", "float", "duration of the steady window (every sequence decoding)", "trial.record"),
     _col("steady_tokens", "int", "tokens generated in the steady window", "trial.record"),
     _col("ttft_source", "str", "where ttft_s comes from where not the client's clock (vllm_request_metrics)",
@@ -297,7 +341,7 @@ _TRIALS: list[Column] = [
     _col("roofline_efficiency", "float", "roofline_s_per_step / tpot_s (1: at the floor)", "trial.record"),
     _col("roofline_j_per_token", "float", "energy per token at the floor, at the decode's power", "trial.record"),
     # -- the trial's energy
-    _col("energy_j", "float", "device energy of the trial's window (the batch's generation); not idle-subtracted; "
+    _col("energy_j", "float", "device energy of the trial's window (every batch's generation); not idle-subtracted; "
          "no load, warmup or unload", "trial.record"),
     _col("energy_source", "str", f"energy_j: {_SOURCE}", "trial.record"),
     _col("energy_scope", "str", "what energy_j covers (gpu board, cpu package, ...)", "sampler"),
@@ -310,8 +354,8 @@ _TRIALS: list[Column] = [
     _col("energy_idle_subtracted_j", "float", "energy_j minus idle_power_w over the window", "trial.record"),
     _col("j_per_token", "float", "energy_j / output_tokens", "trial.record"),
     _col("j_per_word", "float", "energy_j / output_words", "trial.record"),
-    _col("j_per_request", "float", "energy_j / batch_size", "trial.record"),
-    _col("j_per_correct", "float", "energy_j per correct answer", "trial.record"),
+    _col("j_per_request", "float", "energy_j / requests", "trial.record"),
+    _col("j_per_correct", "float", "energy_j / correct_requests (null: none correct or not scored)", "trial.record"),
     _col("temperature_max_c", "float", "highest device temperature in the window", "sampler"),
     _col("samples_n", "int", "power samples in the window", "sampler"),
     _col("energy_polled_j", "float", "the window's energy from polled power, before counter anchoring", "sampler"),
@@ -467,10 +511,48 @@ _SAMPLES: list[Column] = [
     SCHEMA_VERSION_COLUMN,
 ]
 
+_RESPONSES: list[Column] = [
+    _col("trial_id", "str", "the trial that sent the request (join with trials)", "trial.record"),
+    _col("request_index", "int", "the request's place in the trial's workload (0-based)", "trial.record"),
+    _col("batch_index", "int", "the batch it was sent in (0-based)", "trial.record"),
+    _col("item_id", "str", "the task item's id (requests cycle through the items: one item may repeat)",
+         "trial.record"),
+    _col("category", "str", "the item's category (null: none)", "trial.record"),
+    _col("prompt", "str", "the prompt as sent, after the chat template", "trial.record"),
+    _col("response", "str", "the whole generated text (null: none came back)", "trial.record"),
+    _col("gold", "str", "the item's reference answer (null: not scored)", "trial.record"),
+    _col("correct", "bool", "whether the response was scored correct (null: not scored: no gold answer, random "
+         "weights, no text)", "trial.record"),
+    _col("score", "float", "the scorer's value (1/0, ROUGE-L F1, ...)", "trial.record"),
+    _col("scorer", "str", "how it was scored: exact_match, multiple_choice, numeric, rouge_l, regex, judge",
+         "trial.record"),
+    _col("extracted_answer", "str", "what the scorer read as the answer", "trial.record"),
+    _col("confidence", "float", "the model's own stated confidence (0-1), where the response states one",
+         "trial.record"),
+    _col("input_tokens", "int", "the request's prompt tokens", "backend"),
+    _col("output_tokens", "int", "tokens generated for the request", "backend"),
+    _col("hit_max_new_tokens", "bool", "whether the response stopped at the new-token limit", "trial.record"),
+    _col("latency_s", "float", "from its batch's start to the request's last token (null: the backend does not "
+         "time requests)", "backend"),
+    _col("ttft_s", "float", "from its batch's start to the request's first token", "backend"),
+    _col("energy_j", "float", "this request's share of the trial's energy_j, by energy_share_rule (the shares of a "
+         "trial sum to its energy_j; null where that is null)", "trial.record"),
+    _col("energy_source", "str", "the trial's energy_source (not_measurable: no share)", "trial.record"),
+    _col("energy_share_rule", "str", "how the trial's energy was shared among its requests, in words", "trial.record"),
+    _col("judge_verdict", "bool", "the LLM judge's verdict (null: not judged)", "trial.record"),
+    _col("judge_input_tokens", "int", "the judge's input tokens for this response", "trial.record"),
+    _col("judge_output_tokens", "int", "the judge's output tokens for this response", "trial.record"),
+    _col("judge_cost_usd", "float", "price of the judge's request", "trial.record"),
+    _col("judge_error", "str", "why there is no verdict (the request failed, no gold answer)", "trial.record"),
+    EXTRA_JSON_COLUMN,
+    SCHEMA_VERSION_COLUMN,
+]
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "trials": (*_TRIALS, *PARTITION_COLUMNS),
     "samples": (*_SAMPLES, *PARTITION_COLUMNS),
     "systems": (*_SYSTEMS, *PARTITION_COLUMNS),
+    "responses": (*_RESPONSES, *PARTITION_COLUMNS),
 }
 
 # Columns older versions wrote: old name -> (replacement or None, why). Store.read keeps them
@@ -484,6 +566,7 @@ LEGACY: dict[str, dict[str, tuple[str | None, str]]] = {
     },
     "samples": {},
     "systems": {},
+    "responses": {},
 }
 
 
@@ -519,9 +602,11 @@ def markdown() -> str:
         "",
         f"<!-- generated from energyray/schema.py by `{REGENERATE}`; do not edit -->",
         "",
-        "A store holds three tables, each a folder of Parquet files partitioned by `sweep=` and "
+        "A store holds four tables, each a folder of Parquet files partitioned by `sweep=` and "
         "`hardware=` (hive style): `trials` (one row per trial repetition), `samples` (the power "
-        f"time series) and `systems` (one row per worker and node sampler). Schema version {SCHEMA_VERSION}.",
+        "time series), `systems` (one row per worker and node sampler) and `responses` (one row per request "
+        "of a trial; stores written before it have no `responses` folder). "
+        f"Schema version {SCHEMA_VERSION}.",
         "",
         "Columns ending in `_j` are joules, `_s` seconds, `_w` watts, `_c` degrees Celsius, `_mb` MiB. "
         "Phases: `idle_*` and `load_*` are measured once per load and repeated on every row of that load "

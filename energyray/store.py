@@ -1,8 +1,10 @@
 """The Parquet store: one file per trial per table, written atomically by the driver.
 
 Layout: `<store>/<table>/sweep=<name>/hardware=<name>/<trial_id>.parquet` for the tables
-`trials` (one row per trial repetition), `samples` (the time series) and `systems` (one
-row per node and device). Every file carries the full schema that energyray/schema.py
+`trials` (one row per trial repetition), `samples` (the time series), `responses` (one row
+per request of a trial) and `systems` (one row per node and device). A table may have no
+folder at all (a store written before it, a sweep whose trials all failed): readers get
+no rows. Every file carries the full schema that energyray/schema.py
 declares (typed nulls where a row has no value), so any Parquet reader reads the store;
 partition columns live in the path only. Files are written to a dot-prefixed temp name and
 renamed, so a reader never sees a partial file. `Store.read` also reads stores written
@@ -41,7 +43,7 @@ from energyray.errors import EnergyRayError, StoreError
 TABLES = tuple(schema.TABLES)
 PARTITIONS = ("sweep", "hardware")
 # Tables with one file per trial, named by its id: a trial is whole only with each of them readable.
-TRIAL_TABLES = ("trials", "samples")
+TRIAL_TABLES = ("trials", "samples", "responses")
 # Where damaged files go: beside the tables, so no reader of `<store>/<table>` ever sees them
 # (and `_`-prefixed, which pyarrow's and pandas' dataset discovery skip anyway).
 QUARANTINE = "_quarantine"
@@ -286,6 +288,24 @@ class Store:
         _write_atomic(t, target, self.path)
         return target
 
+    def write_trial(self, row: dict[str, Any], samples: list[dict[str, Any]], responses: list[dict[str, Any]],
+                    sweep: str, hardware: str) -> None:
+        """A trial's files: samples and responses first, the trials file last (it is what marks the
+        trial done for resume, so a driver killed between the writes reruns the trial rather than
+        lose its other files). A responses file an earlier run of the trial left is removed where
+        this run has none (it failed)."""
+        name = str(row["trial_id"])
+        self.write("samples", samples, sweep, hardware, name)
+        if responses:
+            self.write("responses", responses, sweep, hardware, name)
+        else:
+            stale = self.file("responses", sweep, hardware, name)
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError as e:
+                raise _write_error(e, self.path, stale.name) from e
+        self.write("trials", [row], sweep, hardware, name)
+
     def clean_partial(self) -> list[Path]:
         """Remove temp files that a killed writer left (`.<name>.<pid>.tmp` whose pid is gone).
         Readers never see them anyway (dot files are skipped); this only frees the space."""
@@ -414,8 +434,8 @@ class Store:
     def done_ids(self, sweep: str, statuses: tuple[str, ...] = ("ok", "oom"), quarantine: bool = True) -> set[str]:
         """Trial ids of this sweep already stored with one of `statuses` (for resume).
 
-        Reads the trials files' `trial_id` and `status` and the footers of the sweep's samples
-        and systems files, nothing more. A trial with a file that cannot be read is not done;
+        Reads the trials files' `trial_id` and `status` and the footers of the sweep's samples,
+        responses and systems files, nothing more. A trial with a file that cannot be read is not done;
         with `quarantine` (the default: a sweep is about to write here) the damaged file and its
         trial's other files are moved to `<store>/_quarantine/`. Each is logged and added to
         `damaged`."""
@@ -436,7 +456,7 @@ class Store:
             done[f.relative_to(base)] = {tid for tid, status in zip(t.column("trial_id").to_pylist(),
                                                                      t.column("status").to_pylist(), strict=True)
                                          if status in statuses}
-        for table in ("samples", "systems"):
+        for table in ("samples", "responses", "systems"):
             for f in map(Path, self._files(table, sweep)):  # listed now: after the trials' companions moved
                 try:
                     pq.read_metadata(f)

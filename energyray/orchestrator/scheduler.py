@@ -97,8 +97,12 @@ PING_TIMEOUT_S = 15.0
 
 
 def backend_settings(cfg: Any) -> dict[str, Any]:
-    """The RunConfig sections backends may ask for (their `settings`), by name."""
-    return {name: getattr(cfg, name) for name in BACKEND_SETTINGS if hasattr(cfg, name)}
+    """The RunConfig sections backends may ask for (their `settings`), by name, and `tasks`,
+    which the trial runner reads (the items' limit and sample, file tasks, the judge)."""
+    out = {name: getattr(cfg, name) for name in BACKEND_SETTINGS if hasattr(cfg, name)}
+    if hasattr(cfg, "tasks"):
+        out["tasks"] = cfg.tasks
+    return out
 
 
 def _failed(spec: TrialSpec, error: str, status: str = "failed", **extra: Any) -> TrialResult:

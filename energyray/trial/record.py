@@ -1,8 +1,9 @@
 """The record builder: the one place that turns a trial's readings into its row.
 
 Every column the trial runner writes is named here: the base row (the spec, where it ran,
-the config and environment), the measured trial, each phase's columns, the node samplers'
-columns, and the rows of trials that failed or never ran. Phase- and role-patterned names
+the config and environment), the measured trial, its workload (items, batches, accuracy) and
+its `responses` rows, each phase's columns, the node samplers' columns, and the rows of
+trials that failed or never ran. Phase- and role-patterned names
 come from the functions below over the module constants, so a declared schema can be
 checked against them.
 """
@@ -16,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from energyray import roofline, schema, tasks
+from energyray import roofline, schema
 from energyray.errors import TrialFailed
 from energyray.grid import TrialSpec
 from energyray.samplers.base import WindowReading
+from energyray.tasks.base import Item, Score
 
 # What the group columns mean, for the column docs (no longer written on every row).
 GROUP_RULE = (
@@ -52,6 +54,7 @@ NOT_MEASURABLE = "not_measurable"
 class TrialResult:
     row: dict[str, Any]
     samples: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)  # one row per request (table `responses`)
 
 
 def utc() -> str:
@@ -216,12 +219,25 @@ def unload_missing(reason: str) -> dict[str, Any]:
 
 
 # -- the trial's row -----------------------------------------------------------------------------
+RANDOM_WEIGHTS = "random weights: the text is noise"
+NO_GOLD = "the task has no gold answers"
+
+
+def spec_fields(spec: TrialSpec) -> dict[str, Any]:
+    """The spec as row fields: `requests` the number the trial runs (null for "all" until the
+    task's items are counted; requests_all says it was asked)."""
+    out = spec.to_dict()
+    out["requests_all"] = spec.requests == "all"
+    out["requests"] = spec.batch_size if spec.requests is None else None if spec.requests == "all" else spec.requests
+    return out
+
+
 def base_row(spec: TrialSpec, model: Any, config: dict[str, Any], *, info: Any, node: str | None,
              sampler_info: dict[str, Any], group: dict[str, Any], env: dict[str, Any], arch: dict[str, Any],
              node_info: dict[str, Any]) -> dict[str, Any]:
     """What the row says before the trial runs: the spec, where it ran, the group, the config."""
     return {
-        **{k: v for k, v in spec.to_dict().items() if k not in ("hardware",)},
+        **{k: v for k, v in spec_fields(spec).items() if k not in ("hardware",)},
         "status": "failed", "error": None,
         "precision_requested": spec.precision,
         "precision": info.precision if info else spec.precision,
@@ -240,33 +256,31 @@ def base_row(spec: TrialSpec, model: Any, config: dict[str, Any], *, info: Any, 
     }
 
 
-def measured_fields(spec: TrialSpec, gen: Any, reading: WindowReading | str, items: list[tasks.Prompt],
-                    texts: list[str | None], new_tokens: int, *, arch: dict[str, Any],
+def measured_fields(spec: TrialSpec, run: Any, reading: WindowReading | str, new_tokens: int, *, requests: int,
+                    words: int | None, correct: int | None, arch: dict[str, Any],
                     bandwidth: tuple[float | None, str | None], idle_power_w: float | None) -> dict[str, Any]:
-    """The trial's own figures: tokens, timings, accuracy, roofline, and its window's energy."""
-    words = None if any(t is None for t in texts) else sum(tasks.count_words(t or "") for t in texts)
-    scores = [tasks.score(t, p.answer) for t, p in zip(texts, items, strict=True) if t is not None]
-    scored = [s for s in scores if s is not None]
-    accuracy = sum(scored) / len(scored) if scored else None
-    ttft, tpot = gen.ttft_s, gen.tpot_s
+    """The trial's own figures: tokens, timings, roofline, and its window's energy. `run` is the
+    workload's generations as one (trial.workload.Batches); `requests` how many it sent,
+    `words` the words of their text (None: a text is missing), `correct` the requests scored
+    correct (None: not scored)."""
+    ttft, tpot = run.ttft_s, run.tpot_s
+    lengths = run.lengths
     out: dict[str, Any] = {
-        "input_tokens": gen.input_tokens, "output_tokens": gen.output_tokens,
-        "output_words": words, "max_new_tokens_used": new_tokens, "decode_steps": gen.steps,
-        "duration_s": gen.duration_s, "ttft_s": ttft, "tpot_s": tpot,
-        "decode_s": None if ttft is None else gen.duration_s - ttft,
-        "tokens_per_s": div(gen.output_tokens, gen.duration_s),
-        "peak_memory_mb": gen.peak_memory_mb, "accuracy": accuracy,
-        "sample_output": texts[0][:500] if texts and texts[0] is not None else None,
+        "input_tokens": run.input_tokens, "output_tokens": run.output_tokens,
+        "output_words": words, "max_new_tokens_used": new_tokens, "decode_steps": run.decode_steps,
+        "duration_s": run.duration_s, "ttft_s": ttft, "tpot_s": tpot, "decode_s": run.decode_s,
+        "tokens_per_s": div(run.output_tokens, run.duration_s),
+        "peak_memory_mb": run.peak_memory_mb,
+        "hit_max_new_tokens": sum(n >= new_tokens for n in lengths) if len(lengths) == requests else None,
     }
-    steady = gen.steady_window_ns()
-    if steady is not None:
-        steady_tokens = len(gen.lengths) * (min(gen.lengths) - 1)
-        out.update(steady_s=(steady[1] - steady[0]) / 1e9, steady_tokens=steady_tokens)
+    steady = run.steady()
+    if steady:
+        out.update(steady_s=sum(b - a for (a, b), _ in steady) / 1e9, steady_tokens=sum(t for _, t in steady))
     bw, bw_source = bandwidth
     out["roofline_bandwidth_gbs"], out["roofline_bandwidth_source"] = bw, bw_source
-    out.update(roofline.floor(arch, spec.batch_size, (gen.input_tokens or 0) / max(1, spec.batch_size),
-                              gen.steps, bw, tpot, None))
-    out.update(gen.extras)  # backend-specific fields: cost, retries, request timings
+    out.update(roofline.floor(arch, spec.batch_size, (run.input_tokens or 0) / max(1, requests),
+                              run.batch_steps, bw, tpot, None))
+    out.update(run.extras)  # backend-specific fields: cost, retries, request timings
     if isinstance(reading, str):
         out.update(energy_j=None, energy_source=NOT_MEASURABLE, energy_scope=None, energy_reason=reading)
         return out
@@ -279,9 +293,9 @@ def measured_fields(spec: TrialSpec, gen: Any, reading: WindowReading | str, ite
         window_s=reading.duration_s, avg_power_w=reading.avg_power_w, peak_power_w=reading.peak_power_w,
         energy_idle_subtracted_j=None if energy is None or idle_power_w is None
         else energy - idle_power_w * reading.duration_s,
-        j_per_token=div(energy, gen.output_tokens), j_per_word=div(energy, words),
-        j_per_request=div(energy, spec.batch_size),
-        j_per_correct=div(energy, None if accuracy is None else accuracy * len(scored)),
+        j_per_token=div(energy, run.output_tokens), j_per_word=div(energy, words),
+        j_per_request=div(energy, requests),
+        j_per_correct=div(energy, correct),
         temperature_max_c=max(temps) if temps else None,
         samples_n=len(reading.samples),
         energy_polled_j=x.get("polled_j"), energy_anchor_scale=x.get("anchor_scale"),
@@ -303,11 +317,62 @@ def measured_fields(spec: TrialSpec, gen: Any, reading: WindowReading | str, ite
         out["steady_j_per_token"] = div(out["steady_j"], out.get("steady_tokens"))
     decode_w = div(out.get("decode_j"), out.get("decode_s"))
     out["decode_avg_power_w"] = decode_w
-    out["j_per_output_token_decode"] = div(out.get("decode_j"), None if gen.output_tokens is None
-                                           else gen.output_tokens - len(gen.lengths))
+    out["j_per_output_token_decode"] = div(out.get("decode_j"), None if run.output_tokens is None
+                                           else run.output_tokens - len(lengths))
     if out.get("roofline_s_per_token") is not None and decode_w is not None:
         out["roofline_j_per_token"] = out["roofline_s_per_token"] * decode_w
     return out
+
+
+def workload_fields(work: Any) -> dict[str, Any]:
+    """What the trial sent (trial.workload.Workload): its requests and batches, the task's items,
+    and the prompts' chat template."""
+    task, sent = work.task, work.sent
+    skipped = dict(task.skipped or {})
+    return {
+        "requests": work.n, "batches": len(work.members), "task_items": len(task.items), "task_source": task.source,
+        "task_items_skipped": sum(skipped.values()),
+        "task_items_skipped_reason": "; ".join(f"{why}: {n}" for why, n in skipped.items()) or None,
+        "chat_template_applied": sent.chat_template == "applied",
+        "chat_template_source": sent.chat_template_source, "chat_template_reason": sent.chat_template_reason,
+    }
+
+
+def accuracy_fields(spec: TrialSpec, items: list[Item], scores: list[Score | None]) -> dict[str, Any]:
+    """Accuracy over the requests scored (Score.correct not None), or null with the reason:
+    random weights are never scored (their text is noise), nor items without a gold answer."""
+    scored = [s for s in scores if s is not None and s.correct is not None]
+    correct = sum(bool(s.correct) for s in scored)
+    reason = None
+    if spec.weights == "dummy":
+        reason = RANDOM_WEIGHTS
+    elif not any(it.gold is not None for it in items):
+        reason = NO_GOLD
+    elif not scored:
+        reason = "no response could be scored (no text came back)"
+    return {"scored_requests": len(scored), "correct_requests": correct if scored else None,
+            "accuracy": correct / len(scored) if scored else None, "accuracy_reason": reason}
+
+
+def response_rows(trial_id: str, *, batch_of: list[int], items: list[Item], prompts: list[str],
+                  texts: list[str | None], scores: list[Score | None], per_request: list[dict[str, Any]],
+                  energy_j: list[float | None], energy_source: str | None, rule: str,
+                  judge: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The `responses` table's rows: one per request, in request order."""
+    rows = []
+    for i, item in enumerate(items):
+        s = scores[i]
+        rows.append({
+            "trial_id": trial_id, "request_index": i, "batch_index": batch_of[i], "item_id": item.id,
+            "category": item.category, "prompt": prompts[i], "response": texts[i], "gold": item.gold,
+            "correct": None if s is None else s.correct, "score": None if s is None else s.value,
+            "scorer": None if s is None else s.scorer, "extracted_answer": None if s is None else s.extracted,
+            "confidence": None if s is None else s.confidence,
+            **per_request[i], "energy_j": energy_j[i],
+            "energy_source": energy_source if energy_j[i] is not None else NOT_MEASURABLE,
+            "energy_share_rule": rule, **(judge[i] if judge else {}),
+        })
+    return rows
 
 
 def error_fields(e: BaseException) -> dict[str, Any]:
@@ -331,7 +396,7 @@ def failed_row(spec: TrialSpec, error: str, status: str = "failed", retryable: b
                **extra: Any) -> dict[str, Any]:
     """The row of a trial that never ran (its worker died, its load failed, the sweep gave up);
     `retryable`: the cause is not the trial's own, so a rerun may succeed."""
-    return {**spec.to_dict(), "status": status, "error": error, "precision_requested": spec.precision,
+    return {**spec_fields(spec), "status": status, "error": error, "precision_requested": spec.precision,
             "energy_j": None, "energy_source": NOT_MEASURABLE, "energy_reason": "trial did not run",
             "retryable": retryable, **extra}
 

@@ -4,10 +4,12 @@ Plain Python, testable without Ray (the orchestrator wraps it in an actor). The 
 
 - per group: `idle` (model not loaded, device settled: the baseline power), prepare
   (unmeasured), `load`, and, after its last trial, `unload`;
-- per trial: cooldown, `warmup` (before the first trial of each shape; not counted), the
-  trial's window split at the first token into `prefill` and `decode` (plus `steady` for
-  batches: every sequence decoding, no ramp-up or drain), then `response` (decoding the ids
-  to text, scoring).
+- per trial: cooldown, the workload (the task's items, the requests' prompts as sent, their
+  batches: trial/workload.py; unmeasured), `warmup` (before the first trial of each shape, with
+  the first batch's prompts; not counted), the trial's window over every batch, its parts per
+  batch split at the first token into `prefill` and `decode` (plus `steady` for batches: every
+  sequence decoding, no ramp-up or drain), then `response` (decoding the ids to text, scoring);
+  then the LLM judge where it is enabled (after the response phase: its wait is not measured).
 
 Windows are in windows.py, the idle baseline and cooldown in baseline.py, and every column
 of the row in record.py. A failure inside a trial becomes a row with a status and the
@@ -20,15 +22,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from energyray import roofline, tasks
+from energyray import roofline
 from energyray.errors import TrialFailed
 from energyray.grid import TrialSpec
 from energyray.registry import BACKENDS, resolve
 from energyray.samplers.base import WindowReading
-from energyray.trial import record
+from energyray.trial import record, workload
 from energyray.trial.baseline import Baseline
 from energyray.trial.record import TrialResult
 from energyray.trial.windows import Windows
+from energyray.trial.workload import Batches, Workload
 
 
 class TrialRunner:
@@ -39,13 +42,14 @@ class TrialRunner:
     `backend_settings` are the RunConfig sections a backend asks for by name. `node_samplers`
     (role -> samplers.node.SharedNodeSampler, shared by the node's workers) add node-level
     figures (record.NODE_ROLES); their samples go to the samples table under their own source
-    name. `hardware` is the spec's, set again at each load.
+    name. `hardware` is the spec's, set again at each load. `tasks` is the config's tasks section
+    (items' limit and sample, file tasks, the judge); default: backend_settings["tasks"].
     """
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, *, device: str = "auto",
                  seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None,
                  measurement: Any = None, backend_settings: dict[str, Any] | None = None,
-                 node_samplers: dict[str, Any] | None = None, hardware: str = "cpu") -> None:
+                 node_samplers: dict[str, Any] | None = None, hardware: str = "cpu", tasks: Any = None) -> None:
         from energyray.config import MeasurementConfig
 
         self.generation = generation
@@ -53,6 +57,7 @@ class TrialRunner:
         self.cache_dir, self.device, self.seed = cache_dir, device, seed
         self.node, self.env = node, env or {}
         self.backend_settings = backend_settings or {}
+        self.tasks = tasks if tasks is not None else self.backend_settings.get("tasks")
         self.hardware = hardware
         self.windows = Windows(sampler, node_samplers, self.measurement)
         self.baseline = Baseline(self.measurement, self.windows)
@@ -172,26 +177,25 @@ class TrialRunner:
         return record.sample_rows(trial_id, self.sampler_info.get("sampler"), pending, samples)
 
     # -- per trial ------------------------------------------------------------------------
-    def warmup(self, spec: TrialSpec) -> dict[str, Any]:
+    def warmup(self, spec: TrialSpec, inputs: list[Any]) -> dict[str, Any]:
         """Before the first trial of each shape (batch, prompts, length): `warmup_runs`
-        generations of that shape, not counted in the trial's energy, each of
-        `warmup_new_tokens` (at most the trial's length). The first call of a new shape can
-        run 2-3x slower (cuDNN attention builds a plan per shape). Returns the row fields of
+        generations of `inputs` (the first batch's prompts), not counted in the trial's energy,
+        each of `warmup_new_tokens` (at most the trial's length). The first call of a new shape
+        can run 2-3x slower (cuDNN attention builds a plan per shape). Returns the row fields of
         the warmup that ran just before this trial (none: 0 runs, 0 J).
         """
         length = self.max_new_tokens(spec)
-        shape = (spec.batch_size, spec.task, spec.prompt_variant, length)
+        shape = (spec.batch_size, spec.task, spec.prompt_variant, length, spec.prompt_tokens, spec.chat_template)
         own = getattr(self.backend, "warmup_runs", None)  # a paid API's own setting
         runs = max(0, int(self.generation.warmup_runs if own is None else own))
         if shape in self._warmed or not runs:  # where the model is remote, not even a 0 was measured
             return record.warmup_fields(0, 0, None, local=self._not_here() is None)
         self._warmed.add(shape)
-        prompts = [p.text for p in tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)]
         new_tokens = min(int(self.generation.warmup_new_tokens or length), length)
 
         def go() -> None:
             for _ in range(runs):
-                self.backend.generate(prompts, new_tokens, ignore_eos=True)
+                self.backend.generate(inputs, new_tokens, ignore_eos=True)
 
         _, fields, _ = self._measure("warmup", go)
         return record.warmup_fields(runs, new_tokens, fields, local=True)
@@ -217,37 +221,53 @@ class TrialRunner:
                               node_info=self.windows.node_info)
         row["started_at"] = record.utc()
         samples: list[dict[str, Any]] = []
+        responses: list[dict[str, Any]] = []
         reading: WindowReading | str | None = None
         label = f"trial:{spec.trial_id}"
         try:
             if self.backend is None or self.load_info is None:
                 raise TrialFailed("model not loaded")
             row.update(self.cooldown())
-            row.update(self.warmup(spec))
+            work = workload.prepare(spec, self.tasks, self.backend, self.seed)
+            row.update(record.workload_fields(work))
+            row.update(self.warmup(spec, work.inputs(0)))
             row["temperature_start_c"] = self.windows.latest().get("temperature_c")
-            items = tasks.prompts(spec.task, spec.prompt_variant, spec.batch_size)
             new_tokens = self.max_new_tokens(spec)
             not_here = self._not_here()
             err = self.windows.begin(label, not_here)
-            gen = None
+            gens: list[Any] = []
             try:
-                gen = self.backend.generate([p.text for p in items], new_tokens, self.ignore_eos(spec))
+                for batch in range(len(work.members)):
+                    gens.append(self.backend.generate(work.inputs(batch), new_tokens, self.ignore_eos(spec)))
             finally:
-                reading = self.windows.end(label, err, _parts(gen), local=not_here is None)
-            texts, response, _ = self._measure("response", lambda: self.backend.decode(gen))
+                run = Batches(gens, work.members)
+                reading = self.windows.end(label, err, run.parts(), local=not_here is None)
+            (texts, scores), response, _ = self._measure("response", lambda: self._respond(spec, work, run))
             row.update(response)
-            row.update(record.measured_fields(spec, gen, reading, items, texts, new_tokens, arch=self.arch,
+            judged = workload.run_judge(list(zip(work.requests, texts, strict=True)), getattr(self.tasks, "judge", None))
+            if judged is not None:  # its verdict, where it gave one, is the request's score
+                scores = [j or s for j, s in zip(judged.scores, scores, strict=True)]
+            row.update(judged.trial if judged is not None else workload.JUDGE_OFF)
+            accuracy = record.accuracy_fields(spec, work.requests, scores)
+            row.update(accuracy)
+            row["sample_output"] = texts[0][:500] if texts and texts[0] is not None else None
+            words = None if any(t is None for t in texts) else sum(len(str(t).split()) for t in texts)
+            row.update(record.measured_fields(spec, run, reading, new_tokens, requests=work.n, words=words,
+                                              correct=accuracy["correct_requests"], arch=self.arch,
                                               bandwidth=self._bandwidth(), idle_power_w=self.group.get("idle_power_w")))
+            responses = self._responses(spec, work, run, reading, row, texts, scores, new_tokens,
+                                        judged.rows if judged is not None else None)
             if isinstance(reading, WindowReading):
-                samples = [{**s, "phase": _phase_of(s["t_ns"], gen)} for s in reading.samples]
+                samples = [{**s, "phase": run.phase_of(s["t_ns"])} for s in reading.samples]
             if self.windows.node_samplers:
                 nodes = self.windows.node_readings(label)
-                samples += [{**s, "source": self.windows.source_name(role), "phase": _phase_of(s["t_ns"], gen)}
+                samples += [{**s, "source": self.windows.source_name(role), "phase": run.phase_of(s["t_ns"])}
                             for role, r in nodes.items() if isinstance(r, WindowReading) for s in r.samples]
                 row.update(record.node_fields(nodes))
             row["status"] = "ok"
         except Exception as e:  # a trial's failure is data: the sweep goes on
             row.update(record.error_fields(e))
+            responses = []
         if row["status"] != "ok":
             row.update(record.incomplete_fields(row["status"], reading))
         self.windows.node_readings(label)  # a trial that failed before its fields
@@ -256,27 +276,39 @@ class TrialRunner:
         else:
             row.update(record.unload_missing("measured once per group, on its last trial"))
         row["finished_at"] = record.utc()
-        return TrialResult(row=row, samples=self._samples(spec.trial_id, samples))
+        return TrialResult(row=row, samples=self._samples(spec.trial_id, samples), responses=responses)
+
+    def _respond(self, spec: TrialSpec, work: Workload, run: Batches) -> tuple[list[str | None], list[Any]]:
+        """The response phase: each batch's ids to text, and each request scored (random
+        weights are not: their text is noise)."""
+        texts: list[str | None] = [t for g in run.gens for t in self.backend.decode(g)]
+        if len(texts) != work.n:
+            raise TrialFailed(f"the backend decoded {len(texts)} texts for {work.n} requests")
+        if spec.weights == "dummy":
+            return texts, [None] * work.n
+        score = workload.scorer(spec.task, self.tasks)
+        return texts, [None if t is None else score(item, t) for item, t in zip(work.requests, texts, strict=True)]
+
+    def _responses(self, spec: TrialSpec, work: Workload, run: Batches, reading: WindowReading | str,
+                   row: dict[str, Any], texts: list[str | None], scores: list[Any], new_tokens: int,
+                   judge: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """The `responses` rows: each request's text, score, tokens, timings and energy share."""
+        per_request: list[dict[str, Any]] = [{} for _ in range(work.n)]
+        batch_of = [0] * work.n
+        for b, (gen, members) in enumerate(zip(run.gens, run.members, strict=True)):
+            tokens = workload.seq_input_tokens(gen, work.sent, members)
+            known = len(gen.lengths) == len(members)
+            for j, i in enumerate(members):
+                batch_of[i] = b
+                ttft, latency = workload.request_timings(gen, j)
+                out = gen.lengths[j] if known else None
+                per_request[i] = {"input_tokens": tokens[j], "output_tokens": out, "latency_s": latency,
+                                  "ttft_s": ttft, "hit_max_new_tokens": None if out is None else out >= new_tokens}
+        shares, rule = workload.energy_shares(run, reading, row.get("energy_j"), work.sent)
+        return record.response_rows(spec.trial_id, batch_of=batch_of, items=work.requests, prompts=list(work.sent.texts),
+                                    texts=texts, scores=scores, per_request=per_request, energy_j=shares,
+                                    energy_source=row.get("energy_source"), rule=rule, judge=judge)
 
     def _bandwidth(self) -> tuple[float | None, str | None]:
         return roofline.bandwidth(self.hardware, self.measurement.memory_bandwidth_gbs, self._cpu_bandwidth_gbs)
 
-
-def _parts(gen: Any) -> dict[str, tuple[int, int]] | None:
-    """The trial window's parts (record.WINDOW_PARTS) from the generation's timestamps."""
-    if gen is None or gen.first_token_ns is None:
-        return None
-    parts = {"prefill": (gen.start_ns, gen.first_token_ns), "decode": (gen.first_token_ns, gen.end_ns)}
-    steady = gen.steady_window_ns()
-    if steady is not None:
-        parts["steady"] = steady
-    return parts
-
-
-def _phase_of(t_ns: int, gen: Any) -> str:
-    """A trial sample's phase: prefill or decode by the first token, trial_edge outside generate."""
-    if gen is None or t_ns < gen.start_ns or t_ns > gen.end_ns:
-        return "trial_edge"  # inside the window, outside generate (the sampler calls)
-    if gen.first_token_ns is None:
-        return "generate"
-    return "prefill" if t_ns < gen.first_token_ns else "decode"

@@ -9,19 +9,58 @@ with no sampler call inside it.
 A broken sampler never kills a trial: its window gives a string, the reason, where a reading
 would be, and the row gets null energy with that reason. A window too short for the device's
 counter is anchored to the counter over a longer span (`anchored`).
+
+A part of a window (prefill, decode, steady) is one interval or a list of them (one per batch
+of a multi-batch workload): the sampler is asked for each interval (`decode`, `decode#1`, ...)
+and the part's reading is their sum, with each interval's energy kept in `intervals_j`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from energyray.samplers.base import WindowReading, now_ns
 
+Interval = tuple[int, int]
+Parts = Mapping[str, Interval | list[Interval]]
+
 
 def _reading(r: Any) -> WindowReading:
     return r if isinstance(r, WindowReading) else WindowReading(**r)
+
+
+def flatten_parts(parts: Parts | None) -> tuple[dict[str, Interval], dict[str, list[str]]]:
+    """The sampler's parts (name -> one interval) and, per part, the names of its intervals: a
+    part's first interval keeps its name, the others are `<name>#<i>`."""
+    flat: dict[str, Interval] = {}
+    names: dict[str, list[str]] = {}
+    for name, value in (parts or {}).items():
+        intervals = [value] if isinstance(value, tuple) else list(value)
+        keys = [name if i == 0 else f"{name}#{i}" for i in range(len(intervals))]
+        flat.update(zip(keys, ((int(a), int(b)) for a, b in intervals), strict=True))
+        if keys:
+            names[name] = keys
+    return flat, names
+
+
+def merge_parts(reading: WindowReading, names: dict[str, list[str]]) -> WindowReading:
+    """Each part's intervals summed back into the part (null where any is null), each interval's
+    energy in `intervals_j`."""
+    merged: dict[str, dict[str, Any]] = {}
+    for name, keys in names.items():
+        if not any(k in reading.parts for k in keys):
+            continue  # the sampler gave no figure for it (as for a single interval)
+        got = [reading.parts.get(k) or {"energy_j": None, "source": None, "reason": "not measured"} for k in keys]
+        energies = [g.get("energy_j") for g in got]
+        sources = list(dict.fromkeys(str(g["source"]) for g in got if g.get("source")))
+        reasons = list(dict.fromkeys(str(g["reason"]) for g in got if g.get("reason")))
+        merged[name] = {"energy_j": None if any(e is None for e in energies) else sum(energies),
+                        "source": ", ".join(sources) or None, "reason": "; ".join(reasons) or None,
+                        "intervals_j": energies}
+    return dataclasses.replace(reading, parts=merged)
 
 
 class Windows:
@@ -79,11 +118,11 @@ class Windows:
         self._start[label] = now_ns()
         return err
 
-    def end(self, label: str, begin_error: str | None, parts: dict[str, tuple[int, int]] | None = None,
+    def end(self, label: str, begin_error: str | None, parts: Parts | None = None,
             local: bool = True) -> WindowReading | str:
         """Close the window (now, before any sampler call): the device's reading (or why there
         is none); the node samplers' wait for `node_readings(label)`. `local` as at `begin`
-        (no not_here)."""
+        (no not_here). `parts`: name -> an interval or a list of intervals inside the window."""
         t1 = now_ns()
         t0 = self._start.pop(label, None)
         reading = self._device_end(label, begin_error, parts, t0, t1)
@@ -110,15 +149,16 @@ class Windows:
         except Exception as e:
             return f"sampler failed at window start: {type(e).__name__}: {e}"
 
-    def _device_end(self, label: str, begin_error: str | None, parts: dict[str, tuple[int, int]] | None,
+    def _device_end(self, label: str, begin_error: str | None, parts: Parts | None,
                     t0: int | None, t1: int) -> WindowReading | str:
         if begin_error is not None:
             return begin_error
+        flat, names = flatten_parts(parts)
         try:
-            reading = _reading(self.sampler.end(label, parts or None, at_ns=t1, from_ns=t0))
+            reading = _reading(self.sampler.end(label, flat or None, at_ns=t1, from_ns=t0))
         except Exception as e:
             return f"sampler failed at window end: {type(e).__name__}: {e}"
-        return self.anchored(reading)
+        return merge_parts(self.anchored(reading), names)
 
     def anchored(self, reading: WindowReading) -> WindowReading:
         """A window too short for the counter (integrated from polled power, flagged short_window)

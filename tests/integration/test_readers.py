@@ -67,7 +67,9 @@ def test_rows_written_through_store_read_everywhere(tmp_path):
     store.write("samples", [{"trial_id": "c", "t_ns": 1, "energy_j": 3.0}], "s2", "h100", "c")
     store.write("systems", [{"node": "n1", "kind": "cpu"}], "s1", "cpu", "n1")
     store.write("systems", [{"node": "n2", "kind": "gpu", "energy_counter": True}], "s2", "h100", "n2")
-    expected = {"trials": 3, "samples": 6, "systems": 2}
+    store.write("responses", [{"trial_id": "a", "request_index": i, "response": "x", "energy_j": 0.5}
+                              for i in range(2)], "s1", "cpu", "a")
+    expected = {"trials": 3, "samples": 6, "systems": 2, "responses": 2}
     for table in TABLES:
         assert set(_counts(store.path, table).values()) == {expected[table]}, table
     df = pd.read_parquet(store.path / "trials")
@@ -92,7 +94,7 @@ def test_every_reader_leaves_out_the_quarantine(tmp_path):
     quarantine = store.path / "_quarantine"
     assert len(list(quarantine.rglob("*.parquet"))) == 5
     expected = {"trials": 1, "samples": 3, "systems": 1}
-    for table in TABLES:
+    for table in ("trials", "samples", "systems"):
         assert set(_counts(store.path, table).values()) == {expected[table]}, table
     root = ds.dataset(store.path, format="parquet", partitioning="hive", exclude_invalid_files=False)
     assert not [f for f in root.files if "_quarantine" in f]
@@ -138,6 +140,9 @@ def old_store(tmp_path):
 
 def test_an_old_store_reads_through_store_duckdb_and_the_report(old_store, energyray):
     for table in TABLES:
+        if table == "responses":  # a table added since: no folder, no rows
+            assert not (old_store / table).exists() and Store(old_store).read(table).empty
+            continue
         counts = _counts(old_store, table, with_pandas=False)
         assert len(set(counts.values())) == 1, (table, counts)
     with pytest.raises(Exception, match="(?i)cast"):
@@ -152,7 +157,7 @@ def test_store_upgrade_from_the_cli(old_store, energyray):
     r = energyray("store", "upgrade", "--store", str(old_store))
     assert r.returncode == 0, _explain(r)
     assert "8 rewritten" in r.stdout and "group_rule" in r.stdout
-    for table in TABLES:
+    for table in ("trials", "samples", "systems"):
         counts = _counts(old_store, table)
         assert set(counts.values()) == {len(before[table])}, (table, counts)
     trials = pd.read_parquet(old_store / "trials").set_index("trial_id").sort_index()

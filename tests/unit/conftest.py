@@ -45,6 +45,7 @@ def rows_follow_the_schema(monkeypatch):
             if getattr(result, "row", None) is not None:
                 to_arrow("trials", [result.row], strict=True)
                 to_arrow("samples", result.samples, strict=True)
+                to_arrow("responses", getattr(result, "responses", []), strict=True)
             return result
         return wrapper
 

@@ -7,7 +7,7 @@ from itertools import groupby
 import pytest
 
 from energyray.errors import ConfigError
-from energyray.grid import AXES, LOAD_KEY, TrialSpec, expand, group, trial_id
+from energyray.grid import AXES, LATER_AXES, LOAD_KEY, TrialSpec, expand, group, trial_id
 
 DEFAULTS = {
     "model": "m0",
@@ -161,12 +161,62 @@ def test_trial_id_depends_only_on_its_point():
 def test_trial_id_function_matches_spec_ids():
     specs = expand("s", {"model": ["a", "b"]}, DEFAULTS, repeats=2)
     for s in specs:
-        point = {a: DEFAULTS[a] for a in AXES} | {"model": s.model}
+        point = {a: DEFAULTS[a] for a in AXES if a in DEFAULTS} | {"model": s.model}  # no later axes: defaults
         assert trial_id("s", point, s.repeat) == s.trial_id
     assert trial_id("s", {**DEFAULTS, "model": "a"}, 0) != trial_id(
         "s", {**DEFAULTS, "model": "a"}, 1
     )
     assert len(specs[0].trial_id) == 16
+
+
+def test_later_axes_at_their_defaults_keep_the_ids_stores_already_hold():
+    """requests, prompt_tokens and chat_template at their defaults, and tasks.limit/sample_seed
+    unset, leave the id as it was before they existed (a smoke-sweep trial's stored id)."""
+    point = dict(model="tiny-llama", backend="transformers", weights="real", precision="baseline", batch_size=2,
+                 task="qa", prompt_variant="default", hardware="cpu", max_new_tokens=None)
+    stored = ["e83f28d8683b4084", "d280c3850e586798"]  # computed before these axes existed
+    assert [s.trial_id for s in expand("smoke", {}, point, repeats=2)] == stored
+    explicit = {**point, **LATER_AXES}
+    assert [s.trial_id for s in expand("smoke", {}, explicit, repeats=2,
+                                       sample={"task_limit": None, "task_sample_seed": None})] == stored
+    s = expand("smoke", {}, point)[0]
+    assert (s.requests, s.prompt_tokens, s.chat_template, s.task_limit, s.task_sample_seed) == (
+        None, None, "auto", None, None)
+
+
+@pytest.mark.parametrize("change", [{"requests": 4}, {"requests": "all"}, {"prompt_tokens": 128},
+                                    {"chat_template": "off"}, {"chat_template": "on"}])
+def test_later_axes_off_their_defaults_change_the_id(change):
+    base = expand("s", {}, DEFAULTS)[0]
+    other = expand("s", {k: [v] for k, v in change.items()}, DEFAULTS)[0]
+    assert other.trial_id != base.trial_id
+    for k, v in change.items():
+        assert getattr(other, k) == v
+
+
+def test_task_sample_settings_go_into_the_id_and_on_the_spec():
+    base = expand("s", {}, DEFAULTS)[0]
+    limited = expand("s", {}, DEFAULTS, sample={"task_limit": 5})[0]
+    seeded = expand("s", {}, DEFAULTS, sample={"task_limit": 5, "task_sample_seed": 0})[0]
+    assert len({base.trial_id, limited.trial_id, seeded.trial_id}) == 3
+    assert (seeded.task_limit, seeded.task_sample_seed) == (5, 0)
+
+
+def test_requests_and_chat_template_values_are_normalised():
+    specs = expand("s", {"requests": [None, 3, "all", "ALL", "7"], "chat_template": [True, False, "Auto"]}, DEFAULTS)
+    assert sorted({s.requests for s in specs}, key=str) == sorted([None, 3, "all", 7], key=str)
+    assert {s.chat_template for s in specs} == {"on", "off", "auto"}
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "some", True, [2]])
+def test_bad_requests_is_a_clear_config_error(bad):
+    with pytest.raises(ConfigError, match=r"requests=.*whole number of at least 1.*all.*null"):
+        expand("s", {"requests": [bad]}, DEFAULTS)
+
+
+def test_bad_chat_template_is_a_clear_config_error():
+    with pytest.raises(ConfigError, match="chat_template='always': use auto .* on .* off"):
+        expand("s", {"chat_template": ["always"]}, DEFAULTS)
 
 
 # -- ordering and grouping ---------------------------------------------------------------------

@@ -30,11 +30,13 @@ from compare import by_config  # noqa: E402
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "store-0.1.0"
 BASE: dict[str, Any] = {"sweep": "s", "model": "gemma3-270m", "backend": "transformers", "weights": "real",
                         "precision": "fp32", "batch_size": 1, "task": "qa", "prompt_variant": "default",
-                        "hardware": "cpu", "max_new_tokens": None}
+                        "hardware": "cpu", "max_new_tokens": None, "requests": 1, "prompt_tokens": None,
+                        "chat_template": "auto"}
 # for each key, a value other than BASE's
 OTHER: dict[str, Any] = {"sweep": "s2", "model": "qwen2.5-72b", "backend": "vllm", "weights": "dummy",
                          "precision": "nf4", "batch_size": 8, "task": "longform", "prompt_variant": "brief",
-                         "hardware": "h200", "max_new_tokens": 64}
+                         "hardware": "h200", "max_new_tokens": 64, "requests": 4, "prompt_tokens": 128,
+                         "chat_template": "off"}
 
 
 def row(n: int = 0, **kw: Any) -> dict[str, Any]:
@@ -204,3 +206,27 @@ def test_the_dashboard_labels_configurations_by_the_axes_that_vary(tmp_path):
     write_dashboard(df, tmp_path / "d.html")
     html = (tmp_path / "d.html").read_text()
     assert "transformers" in html and "vllm" in html
+
+
+def test_rows_written_before_the_later_axes_are_the_same_configuration():
+    """A store's rows from before requests/chat_template existed (null) are one batch and template
+    auto: the same configuration as new rows at those defaults (their trial ids are the same too)."""
+    df = pd.DataFrame([row(0, j_per_token=1.0, requests=None, chat_template=None), row(1, j_per_token=3.0)])
+    summary = summarize(df)
+    assert len(summary) == 1 and summary["trials"].iloc[0] == 2
+    title = " ".join(render(df)[:2])
+    assert "template" not in title and "requests" not in title  # defaults add nothing to the title
+
+
+def test_accuracy_is_pooled_over_the_scored_requests_and_shown_where_scored():
+    df = pd.DataFrame([row(0, scored_requests=4, correct_requests=1, accuracy=0.25),
+                       row(1, scored_requests=4, correct_requests=3, accuracy=0.75),
+                       row(2, weights="dummy", scored_requests=0, correct_requests=None, accuracy=None,
+                           accuracy_reason="random weights: the text is noise")])
+    summary = summarize(df).set_index("weights")
+    assert summary.loc["real", "accuracy"] == pytest.approx(0.5) and math.isnan(summary.loc["dummy", "accuracy"])
+    lines = render(df)
+    assert any("accuracy" in line for line in lines[:4])
+    assert any("real" in line and "50%" in line for line in lines)
+    assert any("dummy" in line and line.rstrip().endswith("-") for line in lines)
+    assert not any("accuracy" in line for line in render(pd.DataFrame([row(0)])))  # nothing scored: no column

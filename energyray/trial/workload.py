@@ -1,0 +1,480 @@
+"""A trial's workload: the task's items, its requests in batches, the prompts as sent, and each
+request's share of the trial's energy.
+
+A trial runs `requests` items (None: one batch of batch_size; "all": every item once), the
+task's items in order, cycling, fed `batch_size` at a time (the last batch may be smaller).
+One window covers every batch; `Batches` makes the batches' generations one for the row
+(token counts summed, the window's parts as lists of intervals, one per batch).
+
+This module is the one place that calls the task and judge modules: `load_items`, `scorer`,
+`check_task`, `judge_check` and `run_judge`. Where `energyray.tasks` has no `load`/`get`
+(the task registry), today's built-in prompt sets stand in (`_builtin_items`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from energyray import tasks
+from energyray.errors import ConfigError, TrialFailed
+from energyray.samplers.base import WindowReading
+from energyray.samplers.energy import trapezoid
+from energyray.tasks.base import Item, Score, TaskItems
+
+Interval = tuple[int, int]
+
+
+# -- the task and the judge: the one adapter --------------------------------------------------------
+def load_items(task: str, variant: str, options: Any) -> TaskItems:
+    """The task's items for `variant` after the file's skips, the seeded sample and the limit
+    (`options`: config.TasksConfig, or None for the defaults)."""
+    load = getattr(tasks, "load", None)
+    if load is not None:
+        return load(task, variant, options)  # type: ignore[no-any-return]
+    return _builtin_items(task, variant, options)
+
+
+def scorer(task: str, options: Any) -> Callable[[Item, str], Score]:
+    """The task's scorer: (item, response) -> Score."""
+    get = getattr(tasks, "get", None)
+    if get is not None:
+        return get(task, options).score  # type: ignore[no-any-return]
+    return _regex_score
+
+
+def check_task(task: str, variant: str, options: Any) -> None:
+    """A ConfigError naming the choices where `task` or its `variant` is unknown."""
+    get = getattr(tasks, "get", None)
+    if get is not None:
+        variants = tuple(get(task, options).variants)
+        if variant not in variants:
+            raise ConfigError(f"Task {task!r} has no prompt_variant {variant!r}. Valid choices: {', '.join(variants)}.")
+        return
+    if task not in tasks.TASKS:
+        raise ConfigError(f"Unknown task {task!r}. Valid choices: {', '.join(sorted(tasks.TASKS))}.")
+    if variant not in tasks.TASKS[task]:
+        raise ConfigError(f"Task {task!r} has no prompt_variant {variant!r}. "
+                          f"Valid choices: {', '.join(tasks.TASKS[task])}.")
+
+
+def judge_check(cfg: Any) -> str | None:
+    """What stops the enabled LLM judge from running (a missing API key...), or None."""
+    if cfg is None or not getattr(cfg, "enabled", False):
+        return None
+    try:
+        from energyray.tasks.judge import check
+    except ImportError:
+        return "tasks.judge.enabled: this version of energyray has no LLM judge (energyray/tasks/judge.py)."
+    return check(cfg)  # type: ignore[no-any-return]
+
+
+@dataclass
+class Judged:
+    """The judge's outcome on a trial: per response its judge_* fields and its Score (None where
+    the judge gave no verdict), and the trial's judge_* fields."""
+
+    rows: list[dict[str, Any]]
+    scores: list[Score | None]
+    trial: dict[str, Any]
+
+
+JUDGE_OFF = {"judge_requests": None, "judge_input_tokens": None, "judge_output_tokens": None, "judge_cost_usd": None,
+             "judge_model": None, "judge_reason": "off (tasks.judge.enabled=false)"}
+
+
+def run_judge(pairs: list[tuple[Item, str | None]], cfg: Any) -> Judged | None:
+    """The LLM judge on each (item, response) where tasks.judge is enabled; None where it is off.
+    A response with no text is not sent."""
+    if cfg is None or not getattr(cfg, "enabled", False):
+        return None
+    from energyray.tasks.judge import judge
+
+    sent = [i for i, (_, text) in enumerate(pairs) if text is not None]
+    report = judge([(pairs[i][0], str(pairs[i][1])) for i in sent], cfg)
+    rows: list[dict[str, Any]] = [{"judge_error": "no response text"} for _ in pairs]
+    scores: list[Score | None] = [None] * len(pairs)
+    for i, result in zip(sent, report.results, strict=True):
+        rows[i] = result.row()
+        scores[i] = result.score() if result.verdict is not None else None
+    return Judged(rows, scores, report.row())
+
+
+def _builtin_items(task: str, variant: str, options: Any) -> TaskItems:
+    """Today's built-in prompt sets (energyray.tasks.TASKS) as items, scored by regex."""
+    check_task(task, variant, options)
+    prompts = tasks.TASKS[task][variant]
+    items = [Item(id=f"{task}-{i}", prompt=p.text, gold=p.answer, answer_type="regex" if p.answer else None)
+             for i, p in enumerate(prompts)]
+    seed, limit = getattr(options, "sample_seed", None), getattr(options, "limit", None)
+    if seed is not None:
+        random.Random(seed).shuffle(items)
+    if limit is not None:
+        items = items[:limit]
+    return TaskItems(items=items, source="builtin")
+
+
+def _regex_score(item: Item, response: str) -> Score:
+    correct = tasks.score(response, item.gold)
+    return Score(correct=correct, value=None if correct is None else float(correct),
+                 scorer=None if correct is None else "regex")
+
+
+# -- the prompts as sent ------------------------------------------------------------------------------
+@dataclass
+class Sent:
+    """What the backend's `prompts()` gives (backends.base.Prompts), or its plain-text equivalent."""
+
+    inputs: list[Any]
+    texts: list[str]
+    input_tokens: list[int | None]
+    chat_template: str  # applied | none
+    chat_template_source: str | None = None
+    chat_template_reason: str | None = None
+
+
+def build_prompts(backend: Any, backend_name: str, texts: list[str], *, prompt_tokens: int | None,
+                  chat_template: str, seed: int) -> Any:
+    """The requests' prompts as the backend sends them: its `prompts()` where it has one; else the
+    raw text (prompt_tokens or chat_template=on: TrialFailed, it cannot)."""
+    build = getattr(backend, "prompts", None)
+    if build is not None:
+        return build(texts, prompt_tokens=prompt_tokens, chat_template=chat_template, seed=seed)
+    if prompt_tokens is not None:
+        raise TrialFailed(f"prompt_tokens={prompt_tokens}: backend {backend_name!r} cannot make prompts of a given "
+                          "token count (it has no prompts()); leave prompt_tokens null for it.")
+    if chat_template == "on":
+        raise TrialFailed(f"chat_template=on: backend {backend_name!r} cannot apply a chat template; "
+                          "use chat_template=auto or off.")
+    reason = "chat_template=off" if chat_template == "off" else f"backend {backend_name!r} sends the raw text"
+    return Sent(inputs=list(texts), texts=list(texts), input_tokens=[None] * len(texts), chat_template="none",
+                chat_template_reason=reason)
+
+
+# -- the requests and their batches --------------------------------------------------------------------
+def request_count(requests: int | str | None, batch_size: int, items: int) -> int:
+    """How many requests a trial runs: None -> one batch, "all" -> every item once."""
+    if requests is None:
+        return batch_size
+    if requests == "all":
+        return items
+    return int(requests)
+
+
+def batch_members(n: int, batch_size: int) -> list[list[int]]:
+    """Request indices of each batch: [0..b), [b..2b), ...; the last may be smaller."""
+    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
+@dataclass
+class Workload:
+    """A trial's requests: the items sent (cycling through the task's), their prompts, their batches."""
+
+    task: TaskItems
+    requests: list[Item]
+    sent: Any  # Sent or backends.base.Prompts
+    members: list[list[int]]
+
+    @property
+    def n(self) -> int:
+        return len(self.requests)
+
+    def inputs(self, batch: int) -> list[Any]:
+        return [self.sent.inputs[i] for i in self.members[batch]]
+
+
+def prepare(spec: Any, options: Any, backend: Any, seed: int) -> Workload:
+    """The trial's items, requests, prompts (as the backend sends them) and batches."""
+    task = load_items(spec.task, spec.prompt_variant, options)
+    if not task.items:
+        skipped = ", ".join(f"{why}: {k}" for why, k in task.skipped.items())
+        raise TrialFailed(f"task {spec.task!r} ({spec.prompt_variant}) has no items to send"
+                          + (f" (skipped: {skipped})" if skipped else ""))
+    n = request_count(spec.requests, spec.batch_size, len(task.items))
+    requests = [task.items[i % len(task.items)] for i in range(n)]
+    sent = build_prompts(backend, spec.backend, [it.prompt for it in requests], prompt_tokens=spec.prompt_tokens,
+                         chat_template=spec.chat_template, seed=seed)
+    return Workload(task, requests, sent, batch_members(n, spec.batch_size))
+
+
+# -- the batches' generations as one -----------------------------------------------------------------
+def _sum(values: Sequence[int | float | None]) -> Any:
+    return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
+
+# backend extras (Generation.extras) over several batches: summed, the largest, a mean weighted
+# by the batch's requests; any other keeps the first batch's value (settings: the same in all)
+_EXTRA_SUM = ("api_requests", "api_retries", "api_retry_wait_s", "api_failed_requests", "output_deltas",
+              "cached_input_tokens", "reasoning_tokens", "cost_usd", "cost_input_usd", "cost_output_usd",
+              "cached_prompt_tokens", "energy_estimated_j")
+_EXTRA_MAX = ("ttft_request_s_max",)
+_EXTRA_MEAN = ("ttft_request_s_mean", "latency_request_s_mean", "ttft_mean_s")
+_EXTRA_JOIN = ("api_finish_reasons", "timing_reason", "tokens_reason", "cost_reason", "energy_estimate_reason")
+
+
+def merge_extras(extras: list[dict[str, Any]], weights: list[int]) -> dict[str, Any]:
+    if len(extras) == 1:
+        return dict(extras[0])
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(k for e in extras for k in e):
+        values = [e.get(key) for e in extras]
+        if key in _EXTRA_SUM:
+            out[key] = _sum(values)
+        elif key in _EXTRA_MAX:
+            known = [v for v in values if v is not None]
+            out[key] = max(known) if known else None
+        elif key in _EXTRA_MEAN:
+            pairs = [(v, w) for v, w in zip(values, weights, strict=True) if v is not None]
+            out[key] = sum(v * w for v, w in pairs) / sum(w for _, w in pairs) if pairs and sum(
+                w for _, w in pairs) else None
+        elif key in _EXTRA_JOIN:
+            parts = [p for v in values if v for p in str(v).split(",")] if key == "api_finish_reasons" else \
+                [str(v) for v in values if v]
+            out[key] = (",".join(sorted(set(parts))) if key == "api_finish_reasons"
+                        else "; ".join(dict.fromkeys(parts))) or None
+        else:
+            out[key] = next((v for v in values if v is not None), None)
+    return out
+
+
+class Batches:
+    """The generations of a trial's batches, one per batch (`members`: each batch's request
+    indices), as the row sees them. One batch gives exactly its Generation's figures."""
+
+    def __init__(self, gens: list[Any], members: list[list[int]]) -> None:
+        self.gens = gens
+        self.members = members[:len(gens)]
+
+    @property
+    def input_tokens(self) -> int | None:
+        return _sum([g.input_tokens for g in self.gens])  # type: ignore[no-any-return]
+
+    @property
+    def output_tokens(self) -> int | None:
+        return _sum([g.output_tokens for g in self.gens])  # type: ignore[no-any-return]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [n for g in self.gens for n in g.lengths]
+
+    @property
+    def decode_steps(self) -> int:
+        """Decoding steps over the batches (each batch's: its longest sequence's tokens)."""
+        return sum(g.steps for g in self.gens)
+
+    @property
+    def batch_steps(self) -> int:
+        """The longest batch's steps (the roofline's decode length)."""
+        return max((g.steps for g in self.gens), default=0)
+
+    @property
+    def duration_s(self) -> float:
+        """The batches' generate calls, summed (the gaps between them are in the window only)."""
+        return sum(g.duration_s for g in self.gens)
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Time to first token: one batch's; over several, their mean."""
+        known = [g.ttft_s for g in self.gens if g.ttft_s is not None]
+        return sum(known) / len(known) if known and len(known) == len(self.gens) else None
+
+    @property
+    def decode_s(self) -> float | None:
+        """From each batch's first token to its end, summed."""
+        ttfts = [g.ttft_s for g in self.gens]
+        return None if any(t is None for t in ttfts) else sum(g.duration_s - t for g, t in zip(self.gens, ttfts, strict=True))
+
+    @property
+    def tpot_s(self) -> float | None:
+        """Time per decode step after the first token: one batch's; over several, their mean
+        weighted by each batch's decode steps."""
+        if len(self.gens) == 1:
+            return self.gens[0].tpot_s  # type: ignore[no-any-return]
+        pairs = [(g.tpot_s, max(g.steps - 1, 0)) for g in self.gens if g.tpot_s is not None]
+        weight = sum(w for _, w in pairs)
+        return sum(t * w for t, w in pairs) / weight if weight else None
+
+    @property
+    def peak_memory_mb(self) -> float | None:
+        known = [g.peak_memory_mb for g in self.gens if g.peak_memory_mb is not None]
+        return max(known) if known else None
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        return merge_extras([g.extras for g in self.gens], [len(m) for m in self.members])
+
+    def steady(self) -> list[tuple[Interval, int]]:
+        """Each batch's steady window (every sequence decoding) and the tokens in it."""
+        out = []
+        for g in self.gens:
+            w = g.steady_window_ns()
+            if w is not None:
+                out.append((w, len(g.lengths) * (min(g.lengths) - 1)))
+        return out
+
+    def parts(self) -> dict[str, list[Interval]] | None:
+        """The window's parts (record.WINDOW_PARTS), one interval per batch; None where a batch
+        has no first-token time (no parts at all, as for one such batch)."""
+        if not self.gens or any(g.first_token_ns is None for g in self.gens):
+            return None
+        parts: dict[str, list[Interval]] = {
+            "prefill": [(g.start_ns, g.first_token_ns) for g in self.gens],
+            "decode": [(g.first_token_ns, g.end_ns) for g in self.gens]}
+        steady = [w for w, _ in self.steady()]
+        if steady:
+            parts["steady"] = steady
+        return parts
+
+    def phase_of(self, t_ns: int) -> str:
+        """A trial sample's phase: prefill or decode of the batch it falls in; trial_edge outside
+        every generate call (the sampler calls, between batches)."""
+        for g in self.gens:
+            if g.start_ns <= t_ns <= g.end_ns:
+                if g.first_token_ns is None:
+                    return "generate"
+                return "prefill" if t_ns < g.first_token_ns else "decode"
+        return "trial_edge"
+
+
+# -- per request: timings and the energy share ------------------------------------------------------
+def _has_seq_times(gen: Any) -> bool:
+    m = len(gen.lengths)
+    return m > 0 and len(gen.seq_first_ns) == m and len(gen.seq_last_ns) == m
+
+
+def _engine_steps(gen: Any) -> bool:
+    """Whether step_ns are the engine's steps of the whole batch (an API's are stream arrivals)."""
+    return bool(gen.step_ns) and "step_ns_meaning" not in gen.extras
+
+
+def request_timings(gen: Any, j: int) -> tuple[float | None, float | None]:
+    """(ttft_s, latency_s) of sequence j of a batch, from its batch's start; None where unknown."""
+    if _has_seq_times(gen):
+        return (gen.seq_first_ns[j] - gen.start_ns) / 1e9, (gen.seq_last_ns[j] - gen.start_ns) / 1e9
+    if _engine_steps(gen) and j < len(gen.lengths) and gen.lengths[j] >= 1:
+        last = gen.step_ns[min(gen.lengths[j], len(gen.step_ns)) - 1]
+        return (gen.step_ns[0] - gen.start_ns) / 1e9, (last - gen.start_ns) / 1e9
+    return None, None
+
+
+def seq_input_tokens(gen: Any, sent: Any, members: list[int]) -> list[int | None]:
+    """Each request's prompt tokens: the engine's count where it gives one, else the prompts'."""
+    counts = getattr(gen, "seq_input_tokens", None) or []
+    if len(counts) == len(members):
+        return [int(c) for c in counts]
+    known = list(getattr(sent, "input_tokens", None) or [])
+    return [known[i] if i < len(known) else None for i in members]
+
+
+@dataclass
+class _Power:
+    """The window's power series, for weighing sub-intervals (by duration without one)."""
+
+    ts_s: list[float] = field(default_factory=list)
+    power_w: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, reading: Any) -> _Power:
+        samples = reading.samples if isinstance(reading, WindowReading) else []
+        pts = sorted((s["t_ns"] / 1e9, float(s["power_w"])) for s in samples
+                     if s.get("t_ns") is not None and s.get("power_w") is not None)
+        return cls([t for t, _ in pts], [p for _, p in pts])
+
+    def covers(self, a_ns: int, b_ns: int) -> bool:
+        return len(self.ts_s) >= 2 and self.ts_s[0] <= a_ns / 1e9 and self.ts_s[-1] >= b_ns / 1e9
+
+    def weight(self, a_ns: int, b_ns: int, by_power: bool) -> float:
+        if b_ns <= a_ns:
+            return 0.0
+        if by_power:
+            e = trapezoid(self.ts_s, self.power_w, a_ns / 1e9, b_ns / 1e9).energy_j
+            if e is not None:
+                return e
+        return (b_ns - a_ns) / 1e9
+
+
+def _decode_steps(gen: Any, power: _Power) -> tuple[list[tuple[float, list[int]]], str, bool]:
+    """A batch's decode steps as (weight, sequences generating in it), how they were timed, and
+    whether the weights are power-series energies."""
+    lengths = list(gen.lengths)
+    if _engine_steps(gen) and len(gen.step_ns) >= 2:
+        by_power = power.covers(gen.step_ns[0], gen.step_ns[-1])
+        steps = [(power.weight(gen.step_ns[k - 1], gen.step_ns[k], by_power),
+                  [j for j, n in enumerate(lengths) if n > k]) for k in range(1, len(gen.step_ns))]
+        return steps, "the engine's step times", by_power
+    if _has_seq_times(gen) and gen.first_token_ns is not None:
+        # continuous batching: between any two of the sequences' first/last token times, the
+        # sequences whose own decode spans that segment are the ones generating
+        edges = sorted({t for t in (*gen.seq_first_ns, *gen.seq_last_ns, gen.first_token_ns)
+                        if t >= gen.first_token_ns})
+        by_power = len(edges) >= 2 and power.covers(edges[0], edges[-1])
+        steps = [(power.weight(a, b, by_power),
+                  [j for j in range(len(lengths)) if gen.seq_first_ns[j] <= a and gen.seq_last_ns[j] >= b])
+                 for a, b in zip(edges, edges[1:], strict=False)]
+        return steps, "each sequence's first and last token times", by_power
+    steps = [(1.0, [j for j, n in enumerate(lengths) if n > k]) for k in range(1, max(lengths, default=0))]
+    return steps, "equal steps (no step times)", False
+
+
+SHARE_RULE = ("per batch, its prefill energy split among its requests by prompt tokens and its decode energy "
+              "step by step, each step's energy shared equally among the sequences still generating in it; "
+              "the rest of the trial's window (its edges, the gaps between batches) spread by the same weights, "
+              "so the shares sum to energy_j")
+
+
+def energy_shares(batches: Batches, reading: Any, energy_j: float | None, sent: Any) -> tuple[list[float | None], str]:
+    """Each request's share of `energy_j` (by request index) and the rule, in words, as applied."""
+    n = sum(len(m) for m in batches.members)
+    notes: dict[str, None] = {}
+    raw = [0.0] * n
+    parts = reading.parts if isinstance(reading, WindowReading) else {}
+    pre = (parts.get("prefill") or {}).get("intervals_j") or []
+    dec = (parts.get("decode") or {}).get("intervals_j") or []
+    by_parts = (len(pre) == len(dec) == len(batches.gens) and all(e is not None for e in (*pre, *dec)))
+    power = _Power.of(reading)
+    for b, (gen, members) in enumerate(zip(batches.gens, batches.members, strict=True)):
+        tokens = seq_input_tokens(gen, sent, members)
+        if not by_parts:
+            # no prefill/decode split: the batch's generate call weighed by power (or duration),
+            # shared by each request's tokens in and out
+            whole = power.weight(gen.start_ns, gen.end_ns, power.covers(gen.start_ns, gen.end_ns))
+            out_tokens = list(gen.lengths) if len(gen.lengths) == len(members) else [None] * len(members)
+            weights = [None if t is None or o is None else t + o for t, o in zip(tokens, out_tokens, strict=True)]
+            _split(raw, members, whole, weights)
+            notes["no prefill/decode parts: each batch by its generate call's energy, split by prompt and output "
+                  "tokens"] = None
+            continue
+        if not _split(raw, members, pre[b], tokens):
+            notes["prefill shared equally where prompt tokens are unknown"] = None
+        steps, timed, by_power = _decode_steps(gen, power)
+        notes[f"decode steps from {timed}"] = None
+        if not by_power and timed != "equal steps (no step times)":
+            notes["each step weighed by its duration (no power series over it)"] = None
+        steps = [(w, active) for w, active in steps if active]
+        total = sum(w for w, _ in steps)
+        if not steps:
+            _split(raw, members, dec[b], [None] * len(members))
+            continue
+        for w, active in steps:
+            share = dec[b] * (w / total if total > 0 else 1 / len(steps)) / len(active)
+            for j in active:
+                raw[members[j]] += share
+    rule = "; ".join([SHARE_RULE, *notes])
+    if energy_j is None:
+        return [None] * n, rule
+    whole = sum(raw)
+    if whole <= 0:
+        return [energy_j / n] * n if n else [], rule + "; no weights: shared equally"
+    return [energy_j * r / whole for r in raw], rule
+
+
+def _split(raw: list[float], members: list[int], energy: float, weights: Sequence[int | float | None]) -> bool:
+    """Add `energy` to the members' shares by `weights` (equally where any is unknown); whether
+    the weights were used."""
+    known = all(w is not None for w in weights) and sum(w for w in weights if w is not None) > 0
+    total = sum(w for w in weights if w is not None) if known else len(members)
+    for j, i in enumerate(members):
+        raw[i] += energy * (float(weights[j]) if known else 1.0) / total  # type: ignore[arg-type]
+    return known
