@@ -50,14 +50,14 @@ class TrialRunner:
                  seed: int = 0, node: str | None = None, env: dict[str, Any] | None = None,
                  measurement: Any = None, backend_settings: dict[str, Any] | None = None,
                  node_samplers: dict[str, Any] | None = None, hardware: str = "cpu", tasks: Any = None) -> None:
-        from energyray.config import MeasurementConfig
+        from energyray.config import MeasurementConfig, TasksConfig
 
         self.generation = generation
         self.measurement = measurement or MeasurementConfig(idle_s=0.0, idle_settle_s=0.0)
         self.cache_dir, self.device, self.seed = cache_dir, device, seed
         self.node, self.env = node, env or {}
         self.backend_settings = backend_settings or {}
-        self.tasks = tasks if tasks is not None else self.backend_settings.get("tasks")
+        self.tasks = tasks or self.backend_settings.get("tasks") or TasksConfig()
         self.hardware = hardware
         self.windows = Windows(sampler, node_samplers, self.measurement)
         self.baseline = Baseline(self.measurement, self.windows)
@@ -244,7 +244,7 @@ class TrialRunner:
                 reading = self.windows.end(label, err, run.parts(), local=not_here is None)
             (texts, scores), response, _ = self._measure("response", lambda: self._respond(spec, work, run))
             row.update(response)
-            judged = workload.run_judge(list(zip(work.requests, texts, strict=True)), getattr(self.tasks, "judge", None))
+            judged = workload.run_judge(list(zip(work.requests, texts, strict=True)), self.tasks.judge)
             if judged is not None:  # its verdict, where it gave one, is the request's score
                 scores = [j or s for j, s in zip(judged.scores, scores, strict=True)]
             row.update(judged.trial if judged is not None else workload.JUDGE_OFF)
