@@ -333,7 +333,10 @@ class TasksConfig:
 
     limit: int | None = None  # keep the first N items of every task (after the sample's shuffle); None: all
     sample_seed: int | None = None  # None: the task's own order; an int: a seeded shuffle before `limit`
-    files: dict[str, TaskFileConfig] = field(default_factory=dict)  # tasks read from files, by name
+    # tasks read from files, by name: NAME -> TaskFileConfig's keys (or just a path). Any, not
+    # TaskFileConfig: Hydra refuses `+tasks.files.NAME.path=...` under a dict of dataclasses;
+    # energyray.tasks.files.file_config checks each entry instead.
+    files: dict[str, Any] = field(default_factory=dict)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
