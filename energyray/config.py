@@ -43,6 +43,9 @@ class ModelConfig:
     # and where the assumption comes from. Providers do not publish them: an assumption.
     estimate_active_params_b: float | None = None
     estimate_note: str = ""
+    # An instruction-tuned (chat) model: chat_template=auto applies its tokenizer's template.
+    # None: decided by the tokenizer having a template and the name/hub id saying -it/instruct/chat.
+    instruct: bool | None = None
 
 
 @dataclass
