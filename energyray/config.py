@@ -327,6 +327,10 @@ class JudgeConfig:
     max_output_tokens: int = 256
     concurrency: int = 4
     timeout_s: float = 60.0
+    max_retries: int = 4  # on 429, 5xx, timeouts and connection errors, as backend=openai's
+    backoff_s: float = 1.0  # first retry's wait (doubles each time, with jitter; Retry-After wins)
+    backoff_max_s: float = 60.0
+    temperature: float | None = 0.0  # null: not sent (reasoning models accept only their default)
     price_table: str | None = None  # None: conf/prices/openai.yaml
 
 
@@ -467,6 +471,10 @@ LIMITS: dict[str, Limit] = {
     "tasks.judge.max_output_tokens": Limit(1, what="the judge's output budget per verdict"),
     "tasks.judge.concurrency": Limit(1, what="judge requests in flight at once"),
     "tasks.judge.timeout_s": Limit(0, low_open=True, what="seconds per judge request"),
+    "tasks.judge.max_retries": Limit(0, what="retries of a failed judge request"),
+    "tasks.judge.backoff_s": Limit(0, what="first judge retry's wait, seconds"),
+    "tasks.judge.backoff_max_s": Limit(0, what="longest judge retry wait, seconds"),
+    "tasks.judge.temperature": Limit(0, none=True, what="the judge's sampling temperature; null: not sent"),
     "sweep.repeats": Limit(1, what="repeats of every grid point"),
     "generation.max_new_tokens": Limit(1, what="new tokens per request on a GPU"),
     "generation.cpu_max_new_tokens": Limit(1, what="new tokens per request on a CPU-only worker"),

@@ -596,3 +596,74 @@ class OpenAIBackend:
 def with_base_url(api: Any, base_url: str, endpoint: str | None = None) -> Any:
     """A copy of an ApiConfig aimed at another server (backend=server's client)."""
     return replace(api, base_url=base_url, endpoint=endpoint or api.endpoint)
+
+
+def chat_requests(prompts: list[str], *, model: str, base_url: str | None, api_key: str, max_output_tokens: int,
+                  concurrency: int, timeout_s: float, max_retries: int, backoff_s: float, backoff_max_s: float,
+                  temperature: float | None, connect_timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Plain (not streamed) Chat Completions requests, at most `concurrency` in flight, each
+    retried as backend=openai's are (429, 5xx, timeouts, connection errors; exponential backoff
+    with full jitter, or Retry-After, capped at backoff_max_s): the LLM judge's transport.
+    One dict per prompt, in order: text, input_tokens, output_tokens, cached_input_tokens
+    (the server's usage report; None where it sent none), finish_reason, retries, and error
+    (the last failure in one line, scrubbed of the key; the other fields None then). Never raises
+    for a request's failure; a missing `openai` package is every prompt's error."""
+    try:
+        import openai
+    except ImportError:
+        return [{"text": None, "input_tokens": None, "output_tokens": None, "cached_input_tokens": None,
+                 "finish_reason": None, "retries": 0,
+                 "error": "the openai package is not installed: pip install 'energyray[api]'"} for _ in prompts]
+
+    def scrub(text: str) -> str:
+        if api_key and api_key != PLACEHOLDER_KEY:
+            text = text.replace(api_key, "***")
+        return re.sub(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{8,}", r"\1***", text)
+
+    def wait_for(e: Exception, attempt: int) -> float | None:
+        retry_after = None
+        if isinstance(e, openai.APIStatusError):
+            if e.status_code != 429 and e.status_code < 500:
+                return None
+            retry_after = _retry_after_s(getattr(e.response, "headers", None))
+        elif not isinstance(e, openai.APIConnectionError) and not _transport_error(e):
+            return None
+        if retry_after is not None:
+            return min(retry_after, float(backoff_max_s))
+        return random.uniform(0.0, min(float(backoff_max_s), float(backoff_s) * 2 ** attempt))
+
+    client = openai.OpenAI(api_key=api_key or PLACEHOLDER_KEY, base_url=(base_url or OPENAI_BASE_URL).rstrip("/"),
+                           timeout=openai.Timeout(timeout_s, connect=connect_timeout_s), max_retries=0)
+    body: dict[str, Any] = {"max_completion_tokens": int(max_output_tokens)}
+    if temperature is not None:
+        body["temperature"] = temperature
+
+    def one(prompt: str) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            try:
+                resp = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                                      **body)
+                choices = getattr(resp, "choices", None) or []
+                if not choices:
+                    raise BackendError("the server's answer has no choices")
+                u = _usage(getattr(resp, "usage", None), responses=False) or {}
+                return {"text": _field(choices[0], "message", "content") or "", "input_tokens": u.get("input"),
+                        "output_tokens": u.get("output"), "cached_input_tokens": u.get("cached"),
+                        "finish_reason": getattr(choices[0], "finish_reason", None), "retries": attempt,
+                        "error": None}
+            except Exception as e:
+                wait = wait_for(e, attempt)
+                if wait is None or attempt >= max_retries:
+                    tried = f" (after {attempt} retries)" if attempt else ""
+                    return {"text": None, "input_tokens": None, "output_tokens": None, "cached_input_tokens": None,
+                            "finish_reason": None, "retries": attempt, "error": scrub(f"{_error_text(e)}{tried}")}
+                attempt += 1
+                time.sleep(wait)
+
+    try:
+        with ThreadPoolExecutor(max(1, min(int(concurrency), len(prompts) or 1)),
+                                thread_name_prefix="energyray-judge") as pool:
+            return list(pool.map(one, prompts))
+    finally:
+        client.close()
