@@ -12,7 +12,9 @@ counter read (NVML), `model.generate`, a sync, the counter again. The model, its
 the inputs are built as energyray's transformers backend builds them for `weights=dummy`
 (random init of the architecture with the same seed; bitsandbytes quantising the same saved
 checkpoint; random token ids from the same generator), greedy, exactly `new_tokens` tokens,
-cuDNN attention off (energyray's default), under `torch.inference_mode()` as the backend runs.
+cuDNN attention off (energyray's default), under `torch.inference_mode()` as the backend runs,
+with a streamer that records when each step's tokens come out (the backend's, copied: a sync
+after the prefill, then generate's own per-step sync), returned as `step_ns`.
 
 `--ray` runs the same class inside a plain Ray actor (no energyray) and relays the lines to
 it: what a Ray worker process does to the same code, without energyray's own parts.
@@ -26,6 +28,28 @@ import sys
 import threading
 import time
 from typing import Any
+
+
+def step_streamer(sync: Any) -> Any:
+    """energyray's `_StepTimes` (backends/transformers.py), rebuilt here without importing it."""
+    from transformers.generation.streamers import BaseStreamer
+
+    class StepTimes(BaseStreamer):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.puts = 0
+            self.step_ns: list[int] = []
+
+        def put(self, value: Any) -> None:
+            self.puts += 1
+            if self.puts == 2:
+                sync()
+            if self.puts >= 2:
+                self.step_ns.append(time.monotonic_ns())
+
+        def end(self) -> None:
+            pass
+
+    return StepTimes()
 
 
 class Bare:
@@ -91,17 +115,19 @@ class Bare:
         pad = self.model.generation_config.pad_token_id
         kwargs = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False,
                   "pad_token_id": pad if pad is not None else 0}
+        streamer = step_streamer(self._sync)
         self._sync()
         e0 = self._counter_j()
         t0 = time.monotonic_ns()
         with torch.inference_mode():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            out = self.model.generate(input_ids=ids, attention_mask=mask, streamer=streamer, **kwargs)
         self._sync()
         t1 = time.monotonic_ns()
         e1 = self._counter_j()
         tokens = int(out.shape[0] * (out.shape[1] - prompt_len))
         energy = None if e0 is None or e1 is None else e1 - e0
-        return {"t0_ns": t0, "t1_ns": t1, "tokens": tokens, "energy_j": energy, "s": (t1 - t0) / 1e9}
+        return {"t0_ns": t0, "t1_ns": t1, "tokens": tokens, "energy_j": energy, "s": (t1 - t0) / 1e9,
+                "step_ns": [t - t0 for t in streamer.step_ns]}
 
     def env(self) -> dict[str, Any]:
         try:

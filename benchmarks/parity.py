@@ -6,7 +6,8 @@ through `python -m energyray sweep=...`, interleaved trial by trial on the same 
 Needs one NVIDIA GPU. From the repository root:
 
     python benchmarks/parity.py --config gemma3-1b:nf4:1 --config mistral-7b:nf4:1 --pairs 20 \
-        [--variant default --variant 'nice0:env:RAY_worker_niceness=0'] [--diag] [--json-out PATH]
+        [--aa 20] [--variant default --variant 'nice0:env:RAY_worker_niceness=0'] [--diag] \
+        [--budget-s 400] [--json-out PATH]
 
 Design. Per configuration (model:precision:batch, random weights, greedy, exactly
 --new-tokens tokens of the long-form prompt): one bare process (benchmarks/_parity_bare.py,
@@ -26,6 +27,16 @@ polling NVML at 10 Hz in its own process); --solo runs of the bare process befor
 sweep and after the last, with no Ray on the machine, measure what that costs the bare side
 (reported as "bare in sweep / bare solo"; not paired).
 
+--aa N: the control. Before the sweeps, a second bare process, identical to the first, takes
+the sweep's place for N pairs on the same schedule (run of the first, the rest of a cooldown
+idle, run of the second): bare' / bare, an A/A ratio whose interval is what the machine alone
+gives. An A/B interval as wide as it is the machine's noise, not energyray's.
+
+Both bare processes record each step's time (energyray's backend does too); "step noise"
+is the spread of the decode's speed timed over windows of 1, 2, 4 ... steps inside runs and
+over whole runs: a spread falling as 1/sqrt(steps) is fast noise (longer runs cut it),
+one that stays is slow (longer runs do not).
+
 Per pair: ratio = sweep / bare of tokens/s (the row's tokens_per_s: generate's duration) and of
 J/token (the row's j_per_token: the trial window's counter energy). Each ratio's estimate is the
 geometric mean over pairs; its 95 % CI the wider of a t interval on the log ratios and a
@@ -39,6 +50,10 @@ stolen CPU, and the processes that used the most CPU while trials ran. Before th
 also runs --solo runs of the bare code in other settings (`--bare-flavours`): `nice15` (nice 15
 and OMP_NUM_THREADS=1, the settings a Ray worker process gets), `ray` (the bare code inside a
 plain Ray actor, no energyray), round robin with the plain bare process.
+
+--budget-s: a whole-run time limit. A configuration starts only with --config-min-s left, each
+sweep is stopped (SIGINT, keeping its trials) in time to end inside it, and the JSON is
+rewritten after each block, so a run stopped by an outer limit keeps what it did.
 
 Exits 0 whether or not the goals are met (1 if a configuration crashed, 2 with no GPU).
 """
@@ -216,9 +231,17 @@ class BareProc:
         self.pid: int | None = None
 
     def call(self, cmd: str, **kw: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.send(cmd, **kw)
+        return self.recv()
+
+    def send(self, cmd: str, **kw: Any) -> None:
+        """Ask without waiting (processes load their models at once)."""
+        assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
         self.proc.stdin.flush()
+
+    def recv(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"bare process ({self.flavour}) ended (exit {self.proc.wait()})")
@@ -276,6 +299,48 @@ def verdict(r: dict[str, Any]) -> str:
     if hi < GOAL_POINT[0] or lo > GOAL_POINT[1]:
         return "MISS"
     return "NOT RESOLVED"
+
+
+def ci_width_pct(r: dict[str, Any]) -> float | None:
+    """A ratio interval's width, hi/lo - 1 in %: the same measure for A/B and A/A."""
+    ci = r.get("ci")
+    return None if not ci else 100 * (ci[1] / ci[0] - 1)
+
+
+def aa_pair(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """One A/A pair: the second bare process's run over the first's (as pair() does sweep/bare)."""
+    tps1, tps2 = first["tokens"] / first["s"], second["tokens"] / second["s"]
+    jpt1 = None if first["energy_j"] is None else first["energy_j"] / first["tokens"]
+    jpt2 = None if second["energy_j"] is None else second["energy_j"] / second["tokens"]
+    return {"second_tps": tps2, "bare_tps": tps1, "second_jpt": jpt2, "bare_jpt": jpt1, "tps_ratio": tps2 / tps1,
+            "jpt_ratio": jpt2 / jpt1 if jpt1 and jpt2 else None, "second_s": second["s"], "bare_s": first["s"]}
+
+
+def step_noise(step_lists: list[list[int]], sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)) -> dict[str, Any]:
+    """How fast the decode's speed wanders. Each list: one run's step times (the first is after
+    the prefill and is left out). "within": for windows of w steps inside runs (non-overlapping),
+    the spread (sd, %) of log(the window's mean step / its run's mean step), beside what noise
+    independent from step to step gives (the 1-step spread / sqrt(w)); "between": the spread of
+    log(a run's mean step) over runs. A between-run spread far above within-run noise: the speed
+    changes from run to run, not inside one, and a longer run cuts little of it."""
+    steps = [d for d in ([b - a for a, b in zip(ns, ns[1:], strict=False)] for ns in step_lists)
+             if len(d) >= 2 and all(x > 0 for x in d)]
+    out: dict[str, Any] = {"runs": len(steps), "within": {}, "between_pct": None}
+    if len(steps) >= 3:
+        out["between_pct"] = 100 * statistics.stdev(math.log(statistics.fmean(d)) for d in steps)
+    sd1 = None
+    for w in sizes:
+        devs = [math.log(statistics.fmean(d[i:i + w]) / statistics.fmean(d))
+                for d in steps for i in range(0, len(d) - w + 1, w) if len(d) >= 2 * w]
+        if len(devs) < 3:
+            continue
+        sd = 100 * statistics.pstdev(devs)
+        sd1 = sd if w == 1 else sd1
+        out["within"][str(w)] = {"windows": len(devs), "sd_log_pct": sd,
+                                 "independent_pct": None if sd1 is None else sd1 / math.sqrt(w)}
+    if steps:
+        out["steps_per_run"] = statistics.fmean(len(d) for d in steps)
+    return out
 
 
 # -- one configuration ---------------------------------------------------------------------------------------
@@ -455,20 +520,20 @@ def pair(rows: list[dict[str, Any]], runs: list[dict[str, Any]], cooldown_s: flo
     return out
 
 
-def pairing(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+def pairing(pairs: list[dict[str, Any]], side: str = "sweep") -> dict[str, Any]:
     """Does pairing help on this machine? The correlation of the two sides' log tokens/s within
     pairs (near 0: the noise is faster than a pair), each side's spread, and how many pairs a
     95 % CI of +-3 % on the ratio would need at the spread seen."""
     if len(pairs) < 3:
         return {}
-    xs = [math.log(p["sweep_tps"]) for p in pairs]
+    xs = [math.log(p[f"{side}_tps"]) for p in pairs]
     ys = [math.log(p["bare_tps"]) for p in pairs]
     sd = statistics.stdev([x - y for x, y in zip(xs, ys, strict=True)])
     try:
         corr: float | None = statistics.correlation(xs, ys)
     except statistics.StatisticsError:
         corr = None
-    return {"corr": corr, "sd_log_sweep_pct": 100 * statistics.stdev(xs), "sd_log_bare_pct": 100 * statistics.stdev(ys),
+    return {"corr": corr, f"sd_log_{side}_pct": 100 * statistics.stdev(xs), "sd_log_bare_pct": 100 * statistics.stdev(ys),
             "pairs_for_3pct": math.ceil((1.96 * sd / math.log(1.03)) ** 2)}
 
 
@@ -507,12 +572,16 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
     ckpt = checkpoint(cfg.model, Path(args.cache_dir), args.seed) if cfg.precision not in ("bf16", "fp32") else None
     flavours = ["plain"] + ([f for f in args.bare_flavours.split(",") if f and f != "plain"] if args.diag else [])
     bares = {f: BareProc(f) for f in flavours}
+    if args.aa:  # the A/A control's second bare process, identical to "plain"
+        bares["second"] = BareProc("plain")
     res: dict[str, Any] = {"config": cfg.name, "prompt_len": plen, "new_tokens": args.new_tokens, "runs": [],
                            "sweeps": {}, "bare_env": {}}
     try:
+        for b in bares.values():  # all load at once
+            b.send("load", arch=m["architecture"], precision=cfg.precision, checkpoint=ckpt, seed=args.seed,
+                   device=args.device)
         for f, b in bares.items():
-            info = b.call("load", arch=m["architecture"], precision=cfg.precision, checkpoint=ckpt, seed=args.seed,
-                          device=args.device)
+            info = b.recv()
             b.pid = info["pid"]  # the ray flavour's: its actor's process
             res["bare_env"][f] = {**b.call("env"), "load_s": info["load_s"]}
             w = b.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.warmup_tokens)  # as the sweep's warmup
@@ -536,7 +605,17 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
         for f in flavours:
             if f != "plain":  # a second local Ray beside the sweep's could be joined by it
                 bares[f].close()
-        for v in variants:
+        if args.aa:
+            res["aa"] = aa_block(cfg, plain, bares.pop("second"), plen, cooldown, args)
+            if save is not None:
+                save(res)
+        if args.deadline is not None:  # end the sweep in time: its stop and the last solo runs take a while
+            timeout = min(timeout, args.deadline - time.monotonic() - 20 - args.solo * 2 * est)
+        for v in (variants if args.pairs > 0 else []):
+            if timeout < args.sweep_start_s:  # too little left for its start and a few trials
+                print(f"  {cfg.name} sweep variant {v.name}: skipped, {timeout:.0f} s left", flush=True)
+                res["skipped_sweeps"] = [*res.get("skipped_sweeps", []), v.name]
+                continue
             print(f"  {cfg.name} sweep variant {v.name}: {args.pairs} trials, cooldown {cooldown:.1f} s", flush=True)
             s = run_sweep(cfg, v, plain, plen, cooldown, work, args, timeout)
             s["pairs"] = pair(s["rows"], s["runs"], cooldown)
@@ -553,6 +632,8 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
                   f"J/token {C.fmt(s['jpt']['ratio'], '.4f')}", flush=True)
             if save is not None:  # a run stopped at its time limit keeps the sweeps done
                 save(res)
+            if args.deadline is not None:
+                timeout = min(timeout, args.deadline - time.monotonic() - 20 - args.solo * 2 * est)
         res["runs"] += bare_runs(plain, cfg, args.solo, plen, args, "solo_after")
     finally:
         for b in bares.values():
@@ -564,12 +645,53 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
                               for f in flavours if any(r["flavour"] == f for r in res["runs"])}
     res["solo_census"] = {f: summarize_census([r.get("census") for r in res["runs"] if r["flavour"] == f])
                           for f in flavours}
+    every = [r for r in res["runs"] if r["flavour"] == "plain"] + (res.get("aa") or {}).get("runs", []) + [
+        r for s in res["sweeps"].values() for r in s["runs"]]
+    res["step_noise"] = step_noise([r["step_ns"] for r in every if r.get("step_ns")])
     return res
+
+
+def aa_block(cfg: Config, first: BareProc, second: BareProc, plen: int, cooldown: float,
+             args: argparse.Namespace) -> dict[str, Any]:
+    """The A/A control: `second` in the sweep's place, on its schedule (the first's run, the
+    rest of the cooldown idle, the second's run); closes `second`."""
+    runs: list[dict[str, Any]] = []
+    pairs = []
+    try:
+        print(f"  {cfg.name} A/A: {args.aa} pairs of two identical bare processes, cooldown {cooldown:.1f} s",
+              flush=True)
+        for _ in range(args.aa):
+            if args.deadline is not None and args.deadline - time.monotonic() < 0.75 * args.config_min_s:
+                print("    A/A stopped: out of time", flush=True)
+                break
+            a = first.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
+            time.sleep(max(0.0, cooldown - a["s"]))
+            b = second.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
+            runs += [{**a, "label": "aa_first", "flavour": "plain"}, {**b, "label": "aa_second", "flavour": "second"}]
+            pairs.append(aa_pair(a, b))
+    finally:
+        second.close()
+    out: dict[str, Any] = {"runs": runs, "pairs": pairs, "tps": ratio_ci([p["tps_ratio"] for p in pairs], args.bootstrap, args.seed),
+           "jpt": ratio_ci([p["jpt_ratio"] for p in pairs if p["jpt_ratio"]], args.bootstrap, args.seed),
+           "pairing": pairing(pairs, "second")}
+    r = out["tps"]
+    print(f"    A/A tokens/s ratio {C.fmt(r['ratio'], '.4f')} over {r['n']} pairs, CI {r.get('ci')}", flush=True)
+    return out
 
 
 def report(res: dict[str, Any]) -> list[list[Any]]:
     rows = []
     solo = res["solo_plain_tps"]
+    aa = res.get("aa")
+    if aa:
+        for what in ("tps", "jpt"):
+            r = aa[what]
+            ci = r.get("ci")
+            need = aa["pairing"].get("pairs_for_3pct") if what == "tps" else None
+            rows.append([f"{res['config']} [A/A: bare' / bare] {'tokens/s' if what == 'tps' else 'J/token'}", r["n"],
+                         C.fmt(r["ratio"], ".4f"), "-" if not ci else f"{ci[0]:.4f}-{ci[1]:.4f}",
+                         C.fmt(ci_width_pct(r), ".1f"), C.fmt(r.get("sd_log_pct"), ".1f"), verdict(r), "",
+                         C.fmt(need, "d")])
     for name, s in res["sweeps"].items():
         insweep = [r["tokens"] / r["s"] for r in s["runs"] if r["clear"]]
         bvs = statistics.fmean(insweep) / statistics.fmean(solo) if insweep and solo else None
@@ -579,7 +701,8 @@ def report(res: dict[str, Any]) -> list[list[Any]]:
             need = (s.get("pairing") or {}).get("pairs_for_3pct") if what == "tps" else None
             rows.append([f"{res['config']} [{name}] {'tokens/s' if what == 'tps' else 'J/token'}", r["n"],
                          C.fmt(r["ratio"], ".4f"), "-" if not ci else f"{ci[0]:.4f}-{ci[1]:.4f}",
-                         C.fmt(r.get("sd_log_pct"), ".1f"), verdict(r), C.fmt(bvs, ".4f") if what == "tps" else "",
+                         C.fmt(ci_width_pct(r), ".1f"), C.fmt(r.get("sd_log_pct"), ".1f"), verdict(r),
+                         C.fmt(bvs, ".4f") if what == "tps" else "",
                          C.fmt(need, "d")])
     return rows
 
@@ -588,7 +711,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", default=None,
                    help="model:precision:batch, repeatable (default gemma3-1b:nf4:1)")
-    p.add_argument("--pairs", type=int, default=20, help="interleaved pairs per configuration and variant (default 20)")
+    p.add_argument("--pairs", type=int, default=20,
+                   help="interleaved pairs per configuration and variant (default 20; 0: no sweeps)")
+    p.add_argument("--aa", type=int, default=0,
+                   help="A/A control pairs per configuration: a second identical bare process in the sweep's place "
+                        "(default 0: none)")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="whole-run time limit: configurations and sweeps are cut to end inside it (default none)")
+    p.add_argument("--config-min-s", type=float, default=120.0,
+                   help="with --budget-s, a configuration starts only with this much left (default 120)")
     p.add_argument("--variant", action="append", default=None,
                    help="a sweep variant: name[:env:K=V,...][:arg:override,...] (default: 'default', no changes)")
     p.add_argument("--new-tokens", type=int, default=64, help="tokens per request (default 64)")
@@ -615,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="cpu: a smoke test of the plumbing (tiny-llama:fp32:1; no energy, figures mean nothing)")
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
+    args.deadline = None if args.budget_s is None else time.monotonic() + args.budget_s
     configs = []
     for text in args.config or ["gemma3-1b:nf4:1"]:
         model, precision, batch = text.split(":")
@@ -639,6 +771,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     for cfg in configs:
         C.section(cfg.name)
+        if args.deadline is not None and args.deadline - time.monotonic() < args.config_min_s:
+            print(f"skipped: {args.deadline - time.monotonic():.0f} s of --budget-s left", flush=True)
+            result.setdefault("skipped", []).append(cfg.name)
+            continue
         try:
             def save(partial: dict[str, Any], name: str = cfg.name) -> None:
                 if args.json_out:
@@ -670,11 +806,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name} solo tokens/s by flavour: " + ", ".join(f"{k} {v:.2f}" for k, v in res["solo_by_flavour"].items()))
     C.section("parity: sweep / bare, geometric mean over pairs, 95 % CI")
     rows = [r for res in result["configs"].values() for r in report(res)]
-    print(C.table(["configuration [variant] ratio", "pairs", "ratio", "95 % CI", "sd %", "goal", "bare in sweep/solo",
-                   "pairs for ±3 %"], rows))
+    print(C.table(["configuration [variant] ratio", "pairs", "ratio", "95 % CI", "CI width %", "sd %", "goal",
+                   "bare in sweep/solo", "pairs for ±3 %"], rows))
+    C.section("step noise of the bare decode: sd % of log speed over windows of w steps inside runs (measured / if "
+              "independent step to step), and between whole runs")
+    for name, res in result["configs"].items():
+        sn = res.get("step_noise") or {}
+        print(f"  {name}: within runs " + "; ".join(
+            f"w={k} {v['sd_log_pct']:.1f} / {C.fmt(v['independent_pct'], '.1f')}" for k, v in sn.get("within", {}).items())
+            + f"; between {sn.get('runs')} runs {C.fmt(sn.get('between_pct'), '.1f')}")
     for name, err in result["errors"].items():
         print(f"ERROR {name}: {err}")
-    short = {k: {v: {"tps": s["tps"], "jpt": s["jpt"]} for v, s in r["sweeps"].items()}
+    short = {k: {**{v: {"tps": s["tps"], "jpt": s["jpt"]} for v, s in r["sweeps"].items()},
+                 **({"A/A": {"tps": r["aa"]["tps"], "jpt": r["aa"]["jpt"]}} if r.get("aa") else {})}
              for k, r in result["configs"].items()}
     C.emit_result({"benchmark": "parity", "gpu": info.get("name"), "ratios": short, "errors": result["errors"]},
                   None)

@@ -1,4 +1,4 @@
-"""`python -m energyray [report | store ...] [overrides]`: the one driver process.
+"""`python -m energyray [report | store ... | route] [overrides]`: the one driver process.
 
 argv -> Hydra (conf/config.yaml + sweeps/<name>.yaml + the shell's overrides, against the
 typed schema) -> plan.make_plan (checks, grid, what the store already has) -> the
@@ -7,6 +7,7 @@ orchestrator (Ray) -> each result written atomically to the store -> the sweep's
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -14,12 +15,13 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from energyray import env, paths
-from energyray.errors import EnergyRayError
+from energyray.errors import ConfigError, EnergyRayError
 from energyray.grid import AXES
 from energyray.plan import (
     Plan,
@@ -41,6 +43,8 @@ usage: python -m energyray [KEY=VALUE ...]          run a sweep (Hydra overrides
        python -m energyray report [--store DIR]     summarise a store (--help for its options)
        python -m energyray store upgrade ...        bring a store an older version wrote up to date
        python -m energyray store check --store DIR  list damaged files (--quarantine: move aside)
+       python -m energyray route --store DIR        a small model escalating to a larger one:
+                                                    energy and accuracy by rule (--help: options)
        python -m energyray --cfg job [KEY=VALUE ...]  print every knob and its value; run nothing
 
 common overrides:
@@ -280,10 +284,26 @@ def main(argv: list[str] | None = None) -> None:
         from energyray.store import store_main
 
         sys.exit(guarded(lambda: store_main(argv[1:])))
+    if argv and argv[0] == "route":
+        sys.exit(guarded(lambda: _analysis("routing").route_main(argv[1:])))
     if (argv and argv[0] == "help") or any(a in ("--help", "-h") for a in argv):
         print(HELP, end="")
         sys.exit(0)
     sys.exit(guarded(lambda: _run_hydra(argv)))
+
+
+def _analysis(name: str) -> Any:
+    """A module of the checkout's analysis/ folder (analyses over the store; not in the package)."""
+    path = Path(__file__).resolve().parents[1] / "analysis" / f"{name}.py"
+    if not path.is_file():
+        raise ConfigError(f"this command runs analysis/{name}.py of an energyray checkout, not found at {path}: "
+                          "run it from a clone of the repository.")
+    spec = importlib.util.spec_from_file_location(f"energyray_analysis_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def _run_hydra(argv: list[str]) -> int:

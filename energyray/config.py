@@ -43,6 +43,9 @@ class ModelConfig:
     # and where the assumption comes from. Providers do not publish them: an assumption.
     estimate_active_params_b: float | None = None
     estimate_note: str = ""
+    # An instruction-tuned (chat) model: chat_template=auto applies its tokenizer's template.
+    # None: decided by the tokenizer having a template and the name/hub id saying -it/instruct/chat.
+    instruct: bool | None = None
 
 
 @dataclass
@@ -324,6 +327,10 @@ class JudgeConfig:
     max_output_tokens: int = 256
     concurrency: int = 4
     timeout_s: float = 60.0
+    max_retries: int = 4  # on 429, 5xx, timeouts and connection errors, as backend=openai's
+    backoff_s: float = 1.0  # first retry's wait (doubles each time, with jitter; Retry-After wins)
+    backoff_max_s: float = 60.0
+    temperature: float | None = 0.0  # null: not sent (reasoning models accept only their default)
     price_table: str | None = None  # None: conf/prices/openai.yaml
 
 
@@ -333,7 +340,10 @@ class TasksConfig:
 
     limit: int | None = None  # keep the first N items of every task (after the sample's shuffle); None: all
     sample_seed: int | None = None  # None: the task's own order; an int: a seeded shuffle before `limit`
-    files: dict[str, TaskFileConfig] = field(default_factory=dict)  # tasks read from files, by name
+    # tasks read from files, by name: NAME -> TaskFileConfig's keys (or just a path). Any, not
+    # TaskFileConfig: Hydra refuses `+tasks.files.NAME.path=...` under a dict of dataclasses;
+    # energyray.tasks.files.file_config checks each entry instead.
+    files: dict[str, Any] = field(default_factory=dict)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
@@ -461,6 +471,10 @@ LIMITS: dict[str, Limit] = {
     "tasks.judge.max_output_tokens": Limit(1, what="the judge's output budget per verdict"),
     "tasks.judge.concurrency": Limit(1, what="judge requests in flight at once"),
     "tasks.judge.timeout_s": Limit(0, low_open=True, what="seconds per judge request"),
+    "tasks.judge.max_retries": Limit(0, what="retries of a failed judge request"),
+    "tasks.judge.backoff_s": Limit(0, what="first judge retry's wait, seconds"),
+    "tasks.judge.backoff_max_s": Limit(0, what="longest judge retry wait, seconds"),
+    "tasks.judge.temperature": Limit(0, none=True, what="the judge's sampling temperature; null: not sent"),
     "sweep.repeats": Limit(1, what="repeats of every grid point"),
     "generation.max_new_tokens": Limit(1, what="new tokens per request on a GPU"),
     "generation.cpu_max_new_tokens": Limit(1, what="new tokens per request on a CPU-only worker"),

@@ -1,4 +1,4 @@
-"""Lazy name → ``"module:Class"`` registry for the extension points (backends, samplers).
+"""Lazy name → ``"module:Class"`` registry for the extension points (backends, samplers, tasks).
 
 Nothing is imported until a name is used, so ``import energyray`` pulls in neither torch
 nor vllm nor ray. One mapping per extension point is the single source of truth.
@@ -27,6 +27,15 @@ SAMPLERS: dict[str, str] = {
     "rapl": "energyray.samplers.rapl:RaplSampler",
     "codecarbon": "energyray.samplers.codecarbon:CodeCarbonSampler",
     "replay": "energyray.samplers.replay:ReplaySampler",
+}
+
+# built-in tasks (energyray/tasks); a task class takes no arguments (the Task protocol in tasks/base.py)
+TASKS: dict[str, str] = {
+    "longform": "energyray.tasks.builtin:LongformTask",
+    "qa": "energyray.tasks.builtin:QaTask",
+    "summarization": "energyray.tasks.builtin:SummarizationTask",
+    "reasoning": "energyray.tasks.builtin:ReasoningTask",
+    "hle_style": "energyray.tasks.builtin:HleStyleTask",
 }
 
 

@@ -7,6 +7,11 @@ Completions), `responses` (the Responses API: GPT-5 Pro has no other) or `comple
 (legacy Completions: the raw prompt, no chat template -- what the transformers backend feeds
 its model, and what models without a chat template need).
 
+Chat templates: on the chat and responses endpoints the server applies its own template
+(`chat_template` on or auto; off is refused there); the completions endpoint sends the raw
+text (off or auto; on is refused). prompt_tokens is refused: the server's tokenizer is
+unknown here, so no prompt can be made exactly N tokens long.
+
 What is measured, per request, on this process's time.monotonic_ns clock:
 - TTFT at the first non-empty text delta (answer or reasoning text), from the start of the
   request's last attempt (`ttft_request_s_*`). The Generation's `step_ns` are arrival times
@@ -64,7 +69,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
-from energyray.backends.base import Generation, LoadInfo
+from energyray.backends.base import (
+    Generation,
+    LoadInfo,
+    Prompts,
+    check_chat_template,
+    no_prompt_tokens,
+)
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 ENDPOINTS = ("chat", "responses", "completions")
@@ -143,6 +154,30 @@ def preflight(specs: list[Any], models: dict[str, Any], api: Any, running: bool)
         need_key = need_key or api.base_url is None
     if running and need_key:
         read_key(api, required=True)
+
+
+def api_prompts(texts: list[str], *, endpoint: str, backend: str, setting: str, prompt_tokens: int | None,
+                chat_template: str) -> Prompts:
+    """The texts as an OpenAI-compatible endpoint takes them: the chat and responses endpoints
+    template them on the server, completions sends them raw. `setting` names the option
+    that picks the endpoint (api.endpoint, server.endpoint) for the error messages."""
+    check_chat_template(chat_template)
+    no_prompt_tokens(prompt_tokens, backend)
+    n = len(texts)
+    if endpoint == "completions":
+        if chat_template == "on":
+            raise TrialFailed(f"chat_template=on: the completions endpoint sends raw text. Use {setting}=chat for "
+                              "the server to apply the model's chat template, or chat_template=auto or off.")
+        reason = ("chat_template=off" if chat_template == "off" else
+                  f"the completions endpoint sends the raw text ({setting}=chat has the server apply its template)")
+        return Prompts(inputs=list(texts), texts=list(texts), input_tokens=[None] * n, chat_template="none",
+                       chat_template_reason=reason)
+    if chat_template == "off":
+        raise TrialFailed(f"chat_template=off: the {endpoint} endpoint always applies the server's chat template. "
+                          f"Use {setting}=completions for raw text, or chat_template=auto or on.")
+    path = "/v1/chat/completions" if endpoint == "chat" else "/v1/responses"
+    return Prompts(inputs=list(texts), texts=list(texts), input_tokens=[None] * n, chat_template="applied",
+                   chat_template_source=f"the server's own chat template ({path}): texts are sent as a user message")
 
 
 class IncompleteStream(Exception):
@@ -342,6 +377,12 @@ class OpenAIBackend:
         self.client = None
 
     # -- generation ------------------------------------------------------------------------
+    def prompts(self, texts: list[str], *, prompt_tokens: int | None = None, chat_template: str = "auto",
+                seed: int = 0) -> Prompts:
+        """Texts as sent (see `api_prompts`); the endpoint is the one load() resolved."""
+        return api_prompts(texts, endpoint=self.endpoint, backend=self.name, setting="api.endpoint",
+                           prompt_tokens=prompt_tokens, chat_template=chat_template)
+
     def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool) -> Generation:
         """ignore_eos is not sent: the API has no standard parameter for it (vLLM takes
         `ignore_eos` through api.extra_body)."""
@@ -361,12 +402,19 @@ class OpenAIBackend:
                               retryable=all(r.transient for r in failed))
         usages = [r.usage for r in reqs]
         complete = all(u is not None for u in usages)
+        timed = all(r.delta_ns for r in reqs)  # every request streamed text: its first and last delta
         return Generation(
             input_tokens=sum(u["input"] for u in usages if u) if complete else None,  # type: ignore[misc]
             output_tokens=sum(u["output"] for u in usages if u) if complete else None,  # type: ignore[misc]
             start_ns=start, end_ns=end, lengths=[len(r.delta_ns) for r in reqs],
             step_ns=lockstep_steps([r.delta_ns for r in reqs]), peak_memory_mb=None,
             new_ids=[r.text for r in reqs], extras=extras,
+            seq_first_ns=[r.delta_ns[0] for r in reqs] if timed else [],
+            seq_last_ns=[r.delta_ns[-1] for r in reqs] if timed else [],
+            seq_input_tokens=[int(u["input"] or 0) for u in usages if u] if complete else [],
+            seq_output_tokens=[int(u["output"] or 0) for u in usages if u] if complete else [],
+            seq_start_ns=[r.submitted_ns for r in reqs],
+            seq_finish_reasons=[r.finish_reason for r in reqs],
         )
 
     def decode(self, gen: Generation) -> list[str | None]:
@@ -548,3 +596,74 @@ class OpenAIBackend:
 def with_base_url(api: Any, base_url: str, endpoint: str | None = None) -> Any:
     """A copy of an ApiConfig aimed at another server (backend=server's client)."""
     return replace(api, base_url=base_url, endpoint=endpoint or api.endpoint)
+
+
+def chat_requests(prompts: list[str], *, model: str, base_url: str | None, api_key: str, max_output_tokens: int,
+                  concurrency: int, timeout_s: float, max_retries: int, backoff_s: float, backoff_max_s: float,
+                  temperature: float | None, connect_timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Plain (not streamed) Chat Completions requests, at most `concurrency` in flight, each
+    retried as backend=openai's are (429, 5xx, timeouts, connection errors; exponential backoff
+    with full jitter, or Retry-After, capped at backoff_max_s): the LLM judge's transport.
+    One dict per prompt, in order: text, input_tokens, output_tokens, cached_input_tokens
+    (the server's usage report; None where it sent none), finish_reason, retries, and error
+    (the last failure in one line, scrubbed of the key; the other fields None then). Never raises
+    for a request's failure; a missing `openai` package is every prompt's error."""
+    try:
+        import openai
+    except ImportError:
+        return [{"text": None, "input_tokens": None, "output_tokens": None, "cached_input_tokens": None,
+                 "finish_reason": None, "retries": 0,
+                 "error": "the openai package is not installed: pip install 'energyray[api]'"} for _ in prompts]
+
+    def scrub(text: str) -> str:
+        if api_key and api_key != PLACEHOLDER_KEY:
+            text = text.replace(api_key, "***")
+        return re.sub(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{8,}", r"\1***", text)
+
+    def wait_for(e: Exception, attempt: int) -> float | None:
+        retry_after = None
+        if isinstance(e, openai.APIStatusError):
+            if e.status_code != 429 and e.status_code < 500:
+                return None
+            retry_after = _retry_after_s(getattr(e.response, "headers", None))
+        elif not isinstance(e, openai.APIConnectionError) and not _transport_error(e):
+            return None
+        if retry_after is not None:
+            return min(retry_after, float(backoff_max_s))
+        return random.uniform(0.0, min(float(backoff_max_s), float(backoff_s) * 2 ** attempt))
+
+    client = openai.OpenAI(api_key=api_key or PLACEHOLDER_KEY, base_url=(base_url or OPENAI_BASE_URL).rstrip("/"),
+                           timeout=openai.Timeout(timeout_s, connect=connect_timeout_s), max_retries=0)
+    body: dict[str, Any] = {"max_completion_tokens": int(max_output_tokens)}
+    if temperature is not None:
+        body["temperature"] = temperature
+
+    def one(prompt: str) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            try:
+                resp = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                                      **body)
+                choices = getattr(resp, "choices", None) or []
+                if not choices:
+                    raise BackendError("the server's answer has no choices")
+                u = _usage(getattr(resp, "usage", None), responses=False) or {}
+                return {"text": _field(choices[0], "message", "content") or "", "input_tokens": u.get("input"),
+                        "output_tokens": u.get("output"), "cached_input_tokens": u.get("cached"),
+                        "finish_reason": getattr(choices[0], "finish_reason", None), "retries": attempt,
+                        "error": None}
+            except Exception as e:
+                wait = wait_for(e, attempt)
+                if wait is None or attempt >= max_retries:
+                    tried = f" (after {attempt} retries)" if attempt else ""
+                    return {"text": None, "input_tokens": None, "output_tokens": None, "cached_input_tokens": None,
+                            "finish_reason": None, "retries": attempt, "error": scrub(f"{_error_text(e)}{tried}")}
+                attempt += 1
+                time.sleep(wait)
+
+    try:
+        with ThreadPoolExecutor(max(1, min(int(concurrency), len(prompts) or 1)),
+                                thread_name_prefix="energyray-judge") as pool:
+            return list(pool.map(one, prompts))
+    finally:
+        client.close()

@@ -17,6 +17,8 @@ Trials go through the OpenAI client backend (openai_api.py) at `http://{host}:{p
 on `server.endpoint` (default `completions`: the raw prompt, as the transformers backend
 feeds it; the default model and the tiny one have no chat template, so `chat` answers 500).
 The user's API key is never sent to, nor put in the environment of, a server launched here.
+Chat templates follow the endpoint: `chat` has the server apply the model's template,
+`completions` sends raw text; prompt_tokens is refused (openai_api.api_prompts).
 
 Conversion of the default model's GGUF into a transformers directory (transformers.py) is
 `prepare`: cached, not measured. `transformers serve` needs `HF_HOME` to hold a `hub/`
@@ -44,8 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
-from energyray.backends.base import Generation, LoadInfo
-from energyray.backends.openai_api import OpenAIBackend, with_base_url
+from energyray.backends.base import Generation, LoadInfo, Prompts
+from energyray.backends.openai_api import OpenAIBackend, api_prompts, with_base_url
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 RE_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b: ")  # a traceback's last line
@@ -180,6 +182,11 @@ class ServerBackend:
             self._log = None
 
     # -- generation: the client's --------------------------------------------------------------
+    def prompts(self, texts: list[str], *, prompt_tokens: int | None = None, chat_template: str = "auto",
+                seed: int = 0) -> Prompts:
+        return api_prompts(texts, endpoint=self.server.endpoint, backend=self.name, setting="server.endpoint",
+                           prompt_tokens=prompt_tokens, chat_template=chat_template)
+
     def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool) -> Generation:
         if self.client is None or self.proc is None:
             raise BackendError("generate() before load()")

@@ -7,6 +7,10 @@ cache), a Hub id, energyray's built-in tiny model, or random weights of the mode
 architecture (`weights=dummy`, no download). Generation is greedy and left-padded; time to
 first token comes from a streamer. The source and dummy-checkpoint helpers here also serve
 engines that load by path (vLLM).
+
+`prompts()` builds a trial's requests as token ids before its window opens (the chat
+template, exact lengths: backends/prompting.py); `generate` takes those ids, or plain text
+(tokenised then, as before).
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
-from energyray.backends.base import Generation, LoadInfo, estimate_tokens
+from energyray.backends.base import (
+    Generation,
+    LoadInfo,
+    Prompts,
+    check_chat_template,
+    estimate_tokens,
+)
+from energyray.backends.prompting import random_prompts, template_source, tokenizer_prompts
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 PRECISIONS = _ALL_PRECISIONS["transformers"]
@@ -115,6 +126,16 @@ def convert_gguf_package(package: str, cache_dir: str, name: str) -> Path:
         tok.save_pretrained(tmp)
 
     return _build_once(Path(cache_dir) / "models" / name, build)
+
+
+def load_tokenizer(source: str, gguf_file: str | None = None, **kwargs: Any) -> Any:
+    """The model's tokenizer, left-padding, with a pad token (its EOS where it has none)."""
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    tok = AutoTokenizer.from_pretrained(source, padding_side="left", **kwargs)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 def build_tiny_llama(target: str | Path, seed: int = 0) -> Path:
@@ -266,6 +287,9 @@ class TransformersBackend:
         self.model: Any = None
         self.tokenizer: Any = None
         self.device = "cpu"
+        self.model_config: Any = None  # the catalogue entry loaded (its name, hub id, `instruct`)
+        self.weights = "real"
+        self._template_source = ""  # where the tokenizer's chat template comes from
         self._vocab = 0
         self._seed = 0
 
@@ -290,14 +314,18 @@ class TransformersBackend:
         self.device = self._device(device)
         resolved, dtype = resolve_precision(precision, self.device)
         self._seed = seed
+        self.model_config, self.weights = model, weights
         torch.manual_seed(seed)
         quant = self._quantization(resolved, dtype)
         if weights == "dummy":
             source = self._load_dummy(model, dtype, quant, cache_dir, seed)
+            self._template_source = template_source(model.hub_id) if model.hub_id else ""
         elif weights == "real":
             source = self._real_source(model, cache_dir)
-            self.model = self._from_pretrained(source, dtype, quant, gguf_file=model.gguf_file if not model.gguf_package else None)
-            self.tokenizer = self._tokenizer(source, model.gguf_file if not model.gguf_package else None)
+            gguf = model.gguf_file if not model.gguf_package else None
+            self.model = self._from_pretrained(source, dtype, quant, gguf_file=gguf)
+            self.tokenizer = self._tokenizer(source, gguf)
+            self._template_source = template_source(source, gguf)
         else:
             raise ConfigError(f"weights={weights!r} is not one of: real, dummy.")
         self.model.eval()
@@ -349,11 +377,7 @@ class TransformersBackend:
             raise BackendError(f"Cannot load {source!r}: {e}. Offline? Use a local `path`, or weights=dummy.") from e
 
     def _tokenizer(self, source: str, gguf_file: str | None = None) -> Any:
-        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-        tok = AutoTokenizer.from_pretrained(source, padding_side="left", **kwargs)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        return tok
+        return load_tokenizer(source, gguf_file)
 
     @staticmethod
     def _dummy_config(model: Any) -> Any:
@@ -373,19 +397,49 @@ class TransformersBackend:
             self.model = self._from_pretrained(str(path), dtype, quant)
             source = f"random init of {model.name} ({cfg.model_type}), seed {seed}, saved at {path}"
         try:  # the real tokenizer where it is cached locally; else random token ids
-            self.tokenizer = AutoTokenizer.from_pretrained(model.hub_id, padding_side="left", local_files_only=True) if model.hub_id else None
-            if self.tokenizer is not None and self.tokenizer.pad_token is None:
-                self.tokenizer.pad_token = self.tokenizer.eos_token
+            self.tokenizer = load_tokenizer(model.hub_id, local_files_only=True) if model.hub_id else None
         except Exception:
             self.tokenizer = None
         return source
+
+    # -- prompts -----------------------------------------------------------------------------
+    def prompts(self, texts: list[str], *, prompt_tokens: int | None = None, chat_template: str = "auto",
+                seed: int = 0) -> Prompts:
+        """The trial's requests as token ids (module doc of backends/prompting.py): the chat
+        template per `chat_template`, exactly `prompt_tokens` long where set; random ids for
+        random weights with prompt_tokens, or without a tokenizer."""
+        if self.model is None:
+            raise BackendError("prompts() before load()")
+        check_chat_template(chat_template)
+        if self.weights == "dummy" and (prompt_tokens is not None or self.tokenizer is None):
+            why = ("random weights (weights=dummy) with prompt_tokens: random token ids" if prompt_tokens is not None
+                   else "random weights without a tokenizer: random token ids")
+            return random_prompts(texts, vocab_size=self._vocab, seed=seed, prompt_tokens=prompt_tokens,
+                                  chat_template=chat_template, why=why)
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        return tokenizer_prompts(texts, self.tokenizer, model=self.model_config, prompt_tokens=prompt_tokens,
+                                 chat_template=chat_template, source=self._template_source,
+                                 context=int(context) if context else None)
 
     # -- generation --------------------------------------------------------------------------
     def _sync(self) -> None:
         if self.device == "cuda":
             torch.cuda.synchronize()
 
-    def _encode(self, prompts: list[str]) -> dict[str, Any]:
+    def _pad_id(self) -> int:
+        pad = self.model.generation_config.pad_token_id
+        if pad is None:
+            pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad[0] if isinstance(pad, (list, tuple)) else pad) if pad is not None else 0
+
+    def _encode(self, prompts: list[Any]) -> dict[str, Any]:
+        if prompts and not isinstance(prompts[0], str):  # token ids from prompts(): left-padded as they are
+            if not all(isinstance(p, (list, tuple)) for p in prompts):
+                raise BackendError("generate() takes one kind of prompt per batch: all text or all token-id lists")
+            width, pad = max(len(p) for p in prompts), self._pad_id()
+            ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+            return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
         if self.tokenizer is not None:
             return dict(self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device))
         # Dummy weights, no tokenizer: random ids, as many as the longest prompt would have.
@@ -394,7 +448,8 @@ class TransformersBackend:
         ids = torch.randint(10, max(11, self._vocab), (len(prompts), n), generator=gen)
         return {"input_ids": ids.to(self.device), "attention_mask": torch.ones_like(ids).to(self.device)}
 
-    def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool) -> Generation:
+    def generate(self, prompts: list[Any], max_new_tokens: int, ignore_eos: bool) -> Generation:
+        """One static batch: `prompts` are texts or token-id lists (Prompts.inputs)."""
         if self.model is None:
             raise BackendError("generate() before load()")
         enc = self._encode(prompts)
@@ -420,13 +475,21 @@ class TransformersBackend:
             self._free()  # so that the group's next (smaller) trial can still run on this worker
             raise TrialFailed(f"CUDA out of memory: {e}", status="oom") from e
         new = out[:, prompt_len:]
-        lengths = [_generated_length(row, eos) for row in new.tolist()]
+        rows = new.tolist()
+        lengths = [_generated_length(row, eos) for row in rows]
         peak = (torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        steps = streamer.step_ns
+        timed = bool(lengths) and all(1 <= n <= len(steps) for n in lengths)  # the whole batch steps together
         return Generation(
             input_tokens=int(enc["attention_mask"].sum()), output_tokens=sum(lengths),
-            start_ns=t0, end_ns=t1, lengths=lengths, step_ns=streamer.step_ns,
+            start_ns=t0, end_ns=t1, lengths=lengths, step_ns=steps,
             peak_memory_mb=peak, new_ids=new,
+            seq_first_ns=[steps[0]] * len(lengths) if timed else [],
+            seq_last_ns=[steps[n - 1] for n in lengths] if timed else [],
+            seq_input_tokens=[int(x) for x in enc["attention_mask"].sum(dim=1).tolist()],
+            seq_output_tokens=list(lengths),
+            seq_finish_reasons=[_finish_reason(row, n, eos) for row, n in zip(rows, lengths, strict=True)],
         )
 
     def decode(self, gen: Generation) -> list[str | None]:
@@ -497,6 +560,12 @@ def attention_layout(cfg: Any) -> dict[str, Any]:
         sliding = 0 if getattr(cfg, "use_sliding_window", True) is False else int(layers)
     return {"num_layers": layers, "sliding_window": int(window) if window and sliding else None,
             "sliding_layers": sliding}
+
+
+def _finish_reason(row: list[int], length: int, eos: Any) -> str:
+    """"stop" where the sequence ended at an EOS, else "length" (it reached max_new_tokens)."""
+    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    return "stop" if length and row[length - 1] in eos_ids else "length"
 
 
 def _generated_length(row: list[int], eos: Any) -> int:

@@ -9,7 +9,10 @@ nf4-dq is vLLM's in-flight bitsandbytes, which quantises to NF4 with double quan
 `weights=dummy` writes the architecture's config.json and lets vLLM make random weights
 (`load_format="dummy"`), except for bitsandbytes, which quantises while reading a checkpoint:
 for it a random checkpoint is saved once, as the transformers backend does. Dummy weights
-have no tokenizer, so their prompts are random token ids (~4 per 3 words). Time to first
+have no tokenizer, so their prompts are random token ids (~4 per 3 words). `prompts()` builds
+a trial's requests before its window as token ids (TokensPrompt), with the chat template and
+exact lengths through the engine's own tokenizer (`LLM.get_tokenizer()`: backends/prompting.py);
+`generate` takes those ids or plain text. Time to first
 token and per-token times come from each request's metrics (`RequestOutput.metrics`,
 filled only with `disable_log_stats=False`, which is always set here).
 
@@ -23,20 +26,32 @@ GPU host: vLLM 0.33 pins torch 2.14.0 and transformers < 5.21): vLLM itself. Unt
 a real engine: that it accepts these keyword arguments, the fp8 / awq / gptq / bitsandbytes
 paths, dummy loading from the written config, random-id prompts with skip_tokenizer_init,
 the timestamps' clock (engine-core `time.monotonic()`, taken to be this process's clock on
-one host: checked per request, see `request_times`), and `unload()` freeing the GPU.
+one host: checked per request, see `request_times`), `LLM.get_tokenizer()` returning a Hugging
+Face tokenizer with `apply_chat_template`, and `unload()` freeing the GPU.
 """
 
 from __future__ import annotations
 
 import gc
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
-from energyray.backends.base import Generation, LoadInfo, estimate_tokens
+from energyray.backends.base import (
+    Generation,
+    LoadInfo,
+    Prompts,
+    check_chat_template,
+    estimate_tokens,
+)
+from energyray.backends.prompting import (
+    random_ids,
+    random_prompts,
+    template_source,
+    tokenizer_prompts,
+)
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 PRECISIONS = _ALL_PRECISIONS["vllm"]
@@ -130,9 +145,7 @@ def sampling_kwargs(max_new_tokens: int, ignore_eos: bool, seed: int, detokenize
 
 def dummy_prompts(texts: list[str], vocab_size: int, seed: int) -> list[dict[str, list[int]]]:
     """Random token-id prompts (vLLM's TokensPrompt) as long as the texts would be."""
-    rng = random.Random(seed)
-    top = max(11, int(vocab_size))
-    return [{"prompt_token_ids": [rng.randrange(10, top) for _ in range(estimate_tokens(t))]} for t in texts]
+    return [{"prompt_token_ids": ids} for ids in random_ids([estimate_tokens(t) for t in texts], vocab_size, seed)]
 
 
 def request_times(metrics: Any, start_ns: int, end_ns: int, wall_minus_mono_ns: int) -> tuple[int | None, int | None, str | None]:
@@ -188,13 +201,17 @@ def parse_outputs(outputs: list[Any], start_ns: int, end_ns: int, wall_minus_mon
     (`request_times`); when any request lacks them, none are used and `timing_reason` says why.
     """
     lengths, prompt_tokens, firsts, lasts, cached = [], 0, [], [], 0
+    seq_in: list[int] = []
+    finish: list[str | None] = []
     done = Completions()
     reasons: list[str] = []
     for out in outputs:
         completion = out.outputs[0]
         ids = list(completion.token_ids)
         lengths.append(len(ids))
-        prompt_tokens += len(out.prompt_token_ids or [])
+        seq_in.append(len(out.prompt_token_ids or []))
+        prompt_tokens += seq_in[-1]
+        finish.append(getattr(completion, "finish_reason", None))
         cached += int(getattr(out, "num_cached_tokens", 0) or 0)
         done.token_ids.append(ids)
         done.texts.append(completion.text if detokenized else None)
@@ -217,6 +234,7 @@ def parse_outputs(outputs: list[Any], start_ns: int, end_ns: int, wall_minus_mon
         input_tokens=prompt_tokens, output_tokens=sum(lengths), start_ns=start_ns, end_ns=end_ns,
         lengths=lengths, seq_first_ns=seq_first, seq_last_ns=seq_last,
         peak_memory_mb=None, new_ids=done, extras=columns,
+        seq_input_tokens=seq_in, seq_output_tokens=list(lengths), seq_finish_reasons=finish,
     )
 
 
@@ -330,13 +348,39 @@ class VllmBackend:
                      "tokenizer": "the model's" if self._text else "none: random token ids"},
         )
 
+    # -- prompts -----------------------------------------------------------------------------
+    def prompts(self, texts: list[str], *, prompt_tokens: int | None = None, chat_template: str = "auto",
+                seed: int = 0) -> Prompts:
+        """The trial's requests as token ids, through the engine's tokenizer (its chat template
+        per `chat_template`, exactly `prompt_tokens` long where set); random ids for dummy weights."""
+        if self.llm is None:
+            raise BackendError("prompts() before load()")
+        check_chat_template(chat_template)
+        if not self._text:
+            why = ("random weights (weights=dummy) with prompt_tokens: random token ids" if prompt_tokens is not None
+                   else "random weights without a tokenizer: random token ids")
+            return random_prompts(texts, vocab_size=self._vocab, seed=seed, prompt_tokens=prompt_tokens,
+                                  chat_template=chat_template, why=why)
+        get = getattr(self.llm, "get_tokenizer", None)
+        if not callable(get):
+            raise BackendError("this vLLM's LLM has no get_tokenizer(): cannot apply chat templates or prompt_tokens")
+        source = str(self.kwargs.get("tokenizer") or self._source)
+        context = self.kwargs.get("max_model_len")
+        return tokenizer_prompts(texts, get(), model=self.model, prompt_tokens=prompt_tokens,
+                                 chat_template=chat_template, source=f"{template_source(source)}, through vLLM",
+                                 context=int(context) if context else None)
+
     # -- generation --------------------------------------------------------------------------
-    def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool) -> Generation:
+    def generate(self, prompts: list[Any], max_new_tokens: int, ignore_eos: bool) -> Generation:
+        """One `LLM.generate` call: `prompts` are texts or token-id lists (Prompts.inputs)."""
         if self.llm is None:
             raise BackendError("generate() before load()")
         vllm = _import_vllm()
         params = vllm.SamplingParams(**sampling_kwargs(max_new_tokens, ignore_eos, self._seed, self._text))
-        inputs: list[Any] = list(prompts) if self._text else dummy_prompts(prompts, self._vocab, self._seed)
+        if prompts and not isinstance(prompts[0], str):  # token ids from prompts()
+            inputs: list[Any] = [{"prompt_token_ids": list(p)} for p in prompts]
+        else:
+            inputs = list(prompts) if self._text else dummy_prompts(prompts, self._vocab, self._seed)
         wall_minus_mono_ns = time.time_ns() - time.monotonic_ns()
         t0 = time.monotonic_ns()
         try:

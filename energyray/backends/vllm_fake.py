@@ -6,7 +6,8 @@ vllm-project/vllm), `RequestStateStats` (vllm/v1/metrics/stats.py, commit 28ed1f
 timestamps from the engine core's `time.monotonic()`), V0's `RequestMetrics` (vllm/sequence.py,
 wall-clock times). `FakeLLM` mimics `vllm.LLM`: it records its keyword arguments, refuses
 unknown ones, and its `generate` returns outputs in prompt order with metrics only when
-`disable_log_stats=False` (as vLLM >= 0.11 does, vllm-project/vllm#24947). `module()` is a
+`disable_log_stats=False` (as vLLM >= 0.11 does, vllm-project/vllm#24947); its `get_tokenizer`
+loads the model's Hugging Face tokenizer, as vLLM's does for a Hugging Face model. `module()` is a
 stand-in for `import vllm`. Used by tests; it measures nothing.
 """
 
@@ -128,9 +129,17 @@ class FakeLLM:
             text = " ".join(f"w{t}" for t in new) if params.detokenize else ""
             outputs.append(RequestOutput(
                 request_id=str(i), prompt=None if isinstance(p, dict) else p, prompt_token_ids=list(ids),
-                prompt_logprobs=None, outputs=[CompletionOutput(0, text, new, finish_reason="length")],
+                prompt_logprobs=None, outputs=[CompletionOutput(0, text, new, finish_reason="stop" if len(new) < n else "length")],
                 finished=True, metrics=stats, num_cached_tokens=0))
         return outputs
+
+    def get_tokenizer(self) -> Any:
+        """The model's Hugging Face tokenizer, as vLLM's engine holds it (none with skip_tokenizer_init)."""
+        if self.kwargs.get("skip_tokenizer_init"):
+            raise ValueError("Unable to get tokenizer because skip_tokenizer_init is True")
+        from energyray.backends.transformers import load_tokenizer
+
+        return load_tokenizer(str(self.kwargs.get("tokenizer") or self.kwargs["model"]))
 
     def shutdown(self) -> None:
         self.shut_down = True

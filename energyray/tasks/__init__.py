@@ -1,10 +1,16 @@
-"""Built-in prompt sets (tasks) and their scoring.
+"""Tasks: the items a trial sends, and how to score what comes back.
 
-`longform` is the thesis seed's standard prompt (a long, structured answer: decode-heavy);
-`qa` is a few short questions with known answers, scored by whether the answer appears in
-the output. Each task has a `default` and a `brief` prompt variant (the practicum's "prompt
-brevity", after Green Prompt Engineering: a concise prompt that asks for a concise answer).
-`longform` splits brevity in two, so that a sweep can tell which half saves the energy:
+`load(name, variant, options)` gives a task's items for one prompt variant (after a file's
+skips, the seeded shuffle `tasks.sample_seed` and `tasks.limit`); `get(name, options)` gives
+the task, whose `score(item, response)` scores one response. A name is a built-in task
+(energyray.registry.TASKS), a name under `tasks.files`, a .jsonl/.csv/.parquet path, hf:ORG/NAME
+[:split], or your own "package.module:Class". docs/tasks.md lists them.
+
+Built-in: `longform` (the thesis seed's standard prompt: a long, structured answer,
+decode-heavy, not scored), `qa`, `summarization`, `reasoning`, `hle_style`. Every task has a
+`default` and a `brief` prompt variant (the practicum's "prompt brevity", after Green Prompt
+Engineering: a concise prompt that asks for a concise answer). `longform` splits brevity in
+two, so that a sweep can tell which half saves the energy:
 
     variant    prompt                      answer asked for
     default    the thesis prompt (40 w)    a detailed analysis
@@ -12,26 +18,80 @@ brevity", after Green Prompt Engineering: a concise prompt that asks for a conci
     concise    the thesis prompt + limit   at most three sentences -> fewer output tokens only
     brief      terse (8 w)                 brief                   -> both
 
-Fewer output tokens show only with real weights (random weights never stop early). A batch
-of size b takes the task's prompts in order, cycling.
+Fewer output tokens show only with real weights (random weights never stop early).
+
+`prompts`, `score` and `TASKS` below are the earlier interface (the first eight qa questions,
+scored by a regex), kept while the trial runner still uses them.
 """
 
 from __future__ import annotations
 
+import difflib
+import random
 import re
 from dataclasses import dataclass
 
+from energyray.config import TaskFileConfig, TasksConfig
 from energyray.errors import ConfigError
-
-THESIS_PROMPT = (
-    "Write a detailed analysis of the impact of artificial intelligence on modern healthcare, "
-    "focusing on both benefits and challenges. Include specific examples of AI applications in "
-    "diagnosis, treatment, and patient care."
+from energyray.tasks.base import Item, Score, Task, TaskItems
+from energyray.tasks.builtin import (
+    LONGFORM_TEXTS,
+    THESIS_PROMPT,
+    THESIS_PROMPT_BRIEF,
+    THESIS_PROMPT_CONCISE,
+    THESIS_PROMPT_SHORT,
 )
-THESIS_PROMPT_BRIEF = "Briefly: AI in healthcare, main benefits and challenges."
-THESIS_PROMPT_SHORT = ("Detailed analysis: AI in healthcare, benefits and challenges, examples in diagnosis, "
-                       "treatment, patient care.")
-THESIS_PROMPT_CONCISE = THESIS_PROMPT + " Answer in at most three sentences."
+
+__all__ = ["Item", "Score", "Task", "TaskItems", "get", "load", "names", "count_words", "prompts", "score",
+           "LONGFORM_TEXTS", "QA", "TASKS", "THESIS_PROMPT", "THESIS_PROMPT_BRIEF", "THESIS_PROMPT_CONCISE",
+           "THESIS_PROMPT_SHORT"]
+
+
+def names(options: TasksConfig | None = None) -> list[str]:
+    """The task names `get` knows without a path: the built-in ones and those under tasks.files."""
+    from energyray.registry import TASKS as REGISTERED
+
+    return sorted({*REGISTERED, *(options.files if options else {})})
+
+
+def get(name: str, options: TasksConfig | None = None) -> Task:
+    """The task called `name`: one under options.files, a built-in one, a .jsonl/.csv/.parquet path,
+    hf:ORG/NAME[:split], or "package.module:Class" (constructed with no arguments)."""
+    from energyray.registry import TASKS as REGISTERED
+    from energyray.registry import resolve
+    from energyray.tasks.files import FileTask, file_config, is_file_task
+
+    options = options or TasksConfig()
+    if name in options.files:
+        return FileTask(name, file_config(name, options.files[name]))
+    if name in REGISTERED:
+        return resolve("task", REGISTERED, name)()
+    if is_file_task(name):
+        return FileTask(name, TaskFileConfig(path=name), configured=False)
+    if ":" in name:
+        return resolve("task", REGISTERED, name)()
+    known = names(options)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"Unknown task {name!r}.{hint} Valid tasks: {', '.join(known)}; or a .jsonl, .csv or "
+                      ".parquet file, hf:ORG/NAME, or a name you define under tasks.files.")
+
+
+def load(name: str, variant: str, options: TasksConfig | None = None) -> TaskItems:
+    """The items of task `name`'s `variant`: shuffled with options.sample_seed (when set), then the
+    first options.limit of them (when set). The same seed gives the same items in every variant."""
+    options = options or TasksConfig()
+    task = get(name, options)
+    if variant not in task.variants:
+        raise ConfigError(f"Task {name!r} has no prompt variant {variant!r}. Valid: {', '.join(task.variants)}.")
+    got = task.items(variant)
+    items = list(got.items)
+    if options.sample_seed is not None:
+        random.Random(options.sample_seed).shuffle(items)
+    if options.limit is not None:
+        items = items[:options.limit]
+    return TaskItems(items, source=got.source, skipped=dict(got.skipped))
+
 
 QA: list[tuple[str, str]] = [
     ("What is the capital of France?", "Paris"),

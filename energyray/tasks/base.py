@@ -21,6 +21,7 @@ class Item:
     category: str | None = None
     answer_type: str | None = None  # exact_match | multiple_choice | numeric | summary | regex | None
     choices: tuple[str, ...] = ()  # multiple choice options, lettered A, B, ... in order
+    aliases: tuple[str, ...] = ()  # other accepted answers (exact match): "8" also as "eight"
 
 
 @dataclass(frozen=True)

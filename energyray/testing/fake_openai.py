@@ -8,6 +8,11 @@ event, delay tokens, report usage or not. It serves POST /v1/chat/completions,
 OpenAI's API uses (chat and completions send usage only when asked with
 `stream_options={"include_usage": true}`, in a last chunk with empty `choices`).
 
+A prompt shaped like the LLM judge's (energyray.tasks.judge: `[question]:`, `[response]:` and
+`[correct_answer]:` sections) gets a deterministic verdict when the reply has no scripted text:
+`correct: yes` iff the response's final answer (its last "Answer:" line, else its last line)
+equals the correct answer shown, both normalised (`judge_answer`).
+
 It stands in for the far side we cannot reach in tests (OpenAI's servers); the real-server
 tests run `transformers serve`.
 
@@ -39,7 +44,7 @@ class Reply:
 
     status: int = 200
     retry_after_s: float | None = None  # sent as Retry-After (and retry-after-ms) on an error status
-    text: str | Callable[[str], str] | None = None  # None: DEFAULT_TEXT; a callable gets the prompt
+    text: str | Callable[[str], str] | None = None  # None: DEFAULT_TEXT (a judge prompt: the verdict); a callable gets the prompt
     first_token_delay_s: float = 0.0
     token_delay_s: float = 0.0
     usage: bool = True  # report usage (chat/completions: only where the request asks for it)
@@ -52,6 +57,40 @@ class Reply:
     drop_after_tokens: int | None = None  # after this many tokens, close the connection
     echo_auth: bool = False  # put the request's Authorization header in the error message (a leaky server)
     detail: str | None = None  # an error status's body as FastAPI servers send it: {"detail": ...}
+
+
+_ANSWER_LINE = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*(.*\S)\s*$", re.I | re.M)
+
+
+def _normalised(text: str) -> str:
+    """Lower case; punctuation, articles and extra whitespace dropped (a decimal point kept)."""
+    text = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text.lower().replace("*", " "))
+    text = re.sub(r"[^\w\s.%/-]", " ", text)
+    return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
+
+
+def final_answer(response: str) -> str | None:
+    """The response's final answer as the fake judge reads it: its last "Answer:" line, else
+    its last non-empty line; None when it is empty."""
+    found = _ANSWER_LINE.findall(response)
+    if found:
+        return str(found[-1]).strip()
+    lines = [x.strip() for x in response.splitlines() if x.strip()]
+    return lines[-1] if lines else None
+
+
+def judge_answer(prompt: str) -> str | None:
+    """The fake judge's reply to a judge-shaped prompt, or None for any other prompt."""
+    q, r, g = prompt.find("[question]:\n"), prompt.find("\n\n[response]:\n"), prompt.rfind("\n\n[correct_answer]:\n")
+    if q < 0 or not q < r < g:
+        return None
+    response = prompt[r + len("\n\n[response]:\n"):g]
+    gold = prompt[g + len("\n\n[correct_answer]:\n"):].split("\n\n", 1)[0].strip()
+    extracted = final_answer(response)
+    ok = extracted is not None and _normalised(extracted) == _normalised(gold) != ""
+    return (f"extracted_final_answer: {extracted}\n"
+            f"reasoning: (fake judge) the normalised final answer {'equals' if ok else 'differs from'} the "
+            f"normalised correct answer.\ncorrect: {'yes' if ok else 'no'}")
 
 
 def tokens_of(text: str) -> list[str]:
@@ -187,7 +226,12 @@ class _Handler(BaseHTTPRequestHandler):
     # -- answers ---------------------------------------------------------------------------
     def _answer(self, kind: str, body: dict[str, Any], reply: Reply) -> None:
         prompt = _prompt_text(kind, body)
-        text = reply.text(prompt) if callable(reply.text) else (reply.text if reply.text is not None else DEFAULT_TEXT)
+        if callable(reply.text):
+            text = reply.text(prompt)
+        elif reply.text is not None:
+            text = reply.text
+        else:
+            text = judge_answer(prompt) or DEFAULT_TEXT
         cap = body.get("max_output_tokens") or body.get("max_completion_tokens") or body.get("max_tokens")
         toks = tokens_of(text)
         finish = "stop"

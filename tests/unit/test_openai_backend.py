@@ -114,6 +114,26 @@ def test_length_cap_and_finish_reason():
     assert gen.output_tokens == 3 and gen.extras["api_finish_reasons"] == "length"
 
 
+@pytest.mark.extra("api")
+def test_per_request_tokens_times_and_finish_reasons():
+    """Each request's own counts (the server's usage), its first and last text delta, and the
+    time it was sent: with concurrency 1 the second waits for the first."""
+    short, long = "What is the capital of France?", "Name the capital of France, please."
+    with FakeOpenAI(default=Reply(token_delay_s=0.005)) as fake:
+        b = backend(fake, endpoint="completions", concurrency=1)
+        p = b.prompts([short, long], prompt_tokens=None, chat_template="auto", seed=0)
+        gen = b.generate(p.inputs, 64, False)
+        capped = b.generate(p.inputs, 3, False)
+    assert gen.seq_input_tokens == [len(tokens_of(short)), len(tokens_of(long))]
+    assert sum(gen.seq_input_tokens) == gen.input_tokens and gen.seq_output_tokens == [n_tokens()] * 2
+    assert gen.seq_finish_reasons == ["stop", "stop"] and capped.seq_finish_reasons == ["length", "length"]
+    assert all(s <= f <= last <= gen.end_ns for s, f, last
+               in zip(gen.seq_start_ns, gen.seq_first_ns, gen.seq_last_ns, strict=True))
+    assert gen.seq_start_ns[1] >= gen.seq_last_ns[0]  # sent after the first finished
+    reqs = gen.per_request()
+    assert all(0 < r["ttft_s"] <= r["latency_s"] < gen.duration_s for r in reqs)
+
+
 def test_lockstep_steps_take_the_slowest_stream():
     assert lockstep_steps([[10, 20, 30], [15, 18]]) == [15, 20, 30]
     assert lockstep_steps([[10, 50], [40, 45, 60]]) == [40, 50, 60]

@@ -88,3 +88,42 @@ def test_a_worker_asleep_in_its_cooldown_is_spotted(par: Any) -> None:
         child.kill()
         child.wait()
     assert not par.in_cooldown(child.pid)  # gone
+
+
+def test_an_aa_pair_is_the_second_process_over_the_first(par: Any) -> None:
+    first = {"tokens": 64, "s": 2.0, "energy_j": 320.0}
+    second = {"tokens": 64, "s": 2.5, "energy_j": 352.0}
+    p = par.aa_pair(first, second)
+    assert p["tps_ratio"] == pytest.approx(0.8) and p["jpt_ratio"] == pytest.approx(1.1)
+    assert par.aa_pair(first, {**second, "energy_j": None})["jpt_ratio"] is None  # no counter: unknown, not 0
+    pairs = [par.aa_pair({"tokens": 64, "s": 2.0 + 0.1 * k, "energy_j": None}, {"tokens": 64, "s": 2.0, "energy_j": None})
+             for k in range(5)]
+    assert par.pairing(pairs, "second")["sd_log_bare_pct"] > 0 and "sd_log_second_pct" in par.pairing(pairs, "second")
+
+
+def test_ci_width_is_one_measure_for_every_interval(par: Any) -> None:
+    assert par.ci_width_pct({"ci": (0.9, 1.08)}) == pytest.approx(20.0)
+    assert par.ci_width_pct({"ci": None}) is None
+
+
+def _runs(rng: random.Random, n_runs: int, steps: int, step_sd: float, run_sd: float) -> list[list[int]]:
+    out = []
+    for _ in range(n_runs):
+        base = 30e6 * math.exp(rng.gauss(0, run_sd))  # a run's own speed
+        t, ns = 0.0, []
+        for _ in range(steps + 1):
+            t += base * math.exp(rng.gauss(0, step_sd))
+            ns.append(int(t))
+        out.append(ns)
+    return out
+
+
+def test_step_noise_tells_fast_noise_from_slow(par: Any) -> None:
+    rng = random.Random(1)
+    fast = par.step_noise(_runs(rng, 30, 64, 0.2, 0.0))  # independent from step to step
+    w1, w16 = fast["within"]["1"]["sd_log_pct"], fast["within"]["16"]["sd_log_pct"]
+    assert w1 == pytest.approx(20, rel=0.15) and w16 == pytest.approx(w1 / 4, rel=0.3)
+    assert fast["between_pct"] < 6  # 20 % / sqrt(64) ~ 2.5 %
+    slow = par.step_noise(_runs(rng, 30, 64, 0.02, 0.2))  # each run at its own speed
+    assert slow["within"]["1"]["sd_log_pct"] < 3 and slow["between_pct"] == pytest.approx(20, rel=0.35)
+    assert par.step_noise([[0, 10, 20]])["within"] == {}  # too few windows: nothing claimed

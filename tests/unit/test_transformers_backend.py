@@ -95,6 +95,10 @@ def _check_counts(b: TransformersBackend, gen: Generation, batch: int, max_new: 
     assert gen.peak_memory_mb is not None and gen.peak_memory_mb > 0
     assert tuple(gen.new_ids.shape) == (batch, max_new)
     assert len(b.decode(gen)) == batch
+    # per sequence: prompt tokens (padding excluded), and first/last token from the steps
+    assert len(gen.seq_input_tokens) == batch and sum(gen.seq_input_tokens) == gen.input_tokens
+    assert gen.seq_first_ns == [gen.step_ns[0]] * batch and gen.seq_last_ns == [gen.step_ns[-1]] * batch
+    assert gen.seq_output_tokens == gen.lengths and gen.seq_finish_reasons == ["length"] * batch
 
 
 # -- precision ---------------------------------------------------------------------------------

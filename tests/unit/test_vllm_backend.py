@@ -246,6 +246,11 @@ def test_parse_counts_tokens_and_times_per_sequence():
     assert gen.extras["timing_reason"] is None and gen.extras["cached_prompt_tokens"] == 0
     assert gen.peak_memory_mb is None
     assert gen.new_ids.token_ids == [[7, 8, 2], [7, 8, 9, 9, 9]]
+    # per request: its prompt tokens, output tokens, finish reason and times
+    assert gen.seq_input_tokens == [3, 5] and gen.seq_output_tokens == [3, 5]
+    assert gen.seq_finish_reasons == ["length", "length"]
+    assert [(r["ttft_s"], r["latency_s"]) for r in gen.per_request()] == [
+        pytest.approx((0.010, 0.030), abs=1e-6), pytest.approx((0.012, 0.052), abs=1e-6)]
 
 
 def test_parse_without_metrics_has_counts_and_no_times():
