@@ -271,7 +271,6 @@ def measured_fields(spec: TrialSpec, run: Any, reading: WindowReading | str, new
         "duration_s": run.duration_s, "ttft_s": ttft, "tpot_s": tpot, "decode_s": run.decode_s,
         "tokens_per_s": div(run.output_tokens, run.duration_s),
         "peak_memory_mb": run.peak_memory_mb,
-        "hit_max_new_tokens": sum(n >= new_tokens for n in lengths) if len(lengths) == requests else None,
     }
     steady = run.steady()
     if steady:

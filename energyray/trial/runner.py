@@ -296,14 +296,10 @@ class TrialRunner:
         per_request: list[dict[str, Any]] = [{} for _ in range(work.n)]
         batch_of = [0] * work.n
         for b, (gen, members) in enumerate(zip(run.gens, run.members, strict=True)):
-            tokens = workload.seq_input_tokens(gen, work.sent, members)
-            known = len(gen.lengths) == len(members)
-            for j, i in enumerate(members):
-                batch_of[i] = b
-                ttft, latency = workload.request_timings(gen, j)
-                out = gen.lengths[j] if known else None
-                per_request[i] = {"input_tokens": tokens[j], "output_tokens": out, "latency_s": latency,
-                                  "ttft_s": ttft, "hit_max_new_tokens": None if out is None else out >= new_tokens}
+            for i, fields in zip(members, workload.request_fields(gen, work.sent, members, new_tokens), strict=True):
+                batch_of[i], per_request[i] = b, fields
+        hits = [r["hit_max_new_tokens"] for r in per_request]
+        row["hit_max_new_tokens"] = None if None in hits else sum(hits)
         shares, rule = workload.energy_shares(run, reading, row.get("energy_j"), work.sent)
         return record.response_rows(spec.trial_id, batch_of=batch_of, items=work.requests, prompts=list(work.sent.texts),
                                     texts=texts, scores=scores, per_request=per_request, energy_j=shares,

@@ -6,19 +6,18 @@ task's items in order, cycling, fed `batch_size` at a time (the last batch may b
 One window covers every batch; `Batches` makes the batches' generations one for the row
 (token counts summed, the window's parts as lists of intervals, one per batch).
 
-This module is the one place that calls the task and judge modules: `load_items`, `scorer`,
-`check_task`, `judge_check` and `run_judge`. Where `energyray.tasks` has no `load`/`get`
-(the task registry), today's built-in prompt sets stand in (`_builtin_items`).
+This module is the one place the trial calls the task and judge modules: `load_items`,
+`scorer`, `check_task`, `judge_check` and `run_judge`.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from energyray import tasks
+from energyray.backends.base import Prompts, plain_prompts
 from energyray.errors import ConfigError, TrialFailed
 from energyray.samplers.base import WindowReading
 from energyray.samplers.energy import trapezoid
@@ -27,48 +26,30 @@ from energyray.tasks.base import Item, Score, TaskItems
 Interval = tuple[int, int]
 
 
-# -- the task and the judge: the one adapter --------------------------------------------------------
+# -- the task and the judge: the one caller ------------------------------------------------------
 def load_items(task: str, variant: str, options: Any) -> TaskItems:
     """The task's items for `variant` after the file's skips, the seeded sample and the limit
     (`options`: config.TasksConfig, or None for the defaults)."""
-    load = getattr(tasks, "load", None)
-    if load is not None:
-        return load(task, variant, options)  # type: ignore[no-any-return]
-    return _builtin_items(task, variant, options)
+    return tasks.load(task, variant, options)
 
 
 def scorer(task: str, options: Any) -> Callable[[Item, str], Score]:
     """The task's scorer: (item, response) -> Score."""
-    get = getattr(tasks, "get", None)
-    if get is not None:
-        return get(task, options).score  # type: ignore[no-any-return]
-    return _regex_score
+    return tasks.get(task, options).score
 
 
 def check_task(task: str, variant: str, options: Any) -> None:
     """A ConfigError naming the choices where `task` or its `variant` is unknown."""
-    get = getattr(tasks, "get", None)
-    if get is not None:
-        variants = tuple(get(task, options).variants)
-        if variant not in variants:
-            raise ConfigError(f"Task {task!r} has no prompt_variant {variant!r}. Valid choices: {', '.join(variants)}.")
-        return
-    if task not in tasks.TASKS:
-        raise ConfigError(f"Unknown task {task!r}. Valid choices: {', '.join(sorted(tasks.TASKS))}.")
-    if variant not in tasks.TASKS[task]:
-        raise ConfigError(f"Task {task!r} has no prompt_variant {variant!r}. "
-                          f"Valid choices: {', '.join(tasks.TASKS[task])}.")
+    variants = tuple(tasks.get(task, options).variants)
+    if variant not in variants:
+        raise ConfigError(f"Task {task!r} has no prompt_variant {variant!r}. Valid choices: {', '.join(variants)}.")
 
 
 def judge_check(cfg: Any) -> str | None:
     """What stops the enabled LLM judge from running (a missing API key...), or None."""
-    if cfg is None or not getattr(cfg, "enabled", False):
-        return None
-    try:
-        from energyray.tasks.judge import check
-    except ImportError:
-        return "tasks.judge.enabled: this version of energyray has no LLM judge (energyray/tasks/judge.py)."
-    return check(cfg)  # type: ignore[no-any-return]
+    from energyray.tasks.judge import check
+
+    return check(cfg)
 
 
 @dataclass
@@ -102,55 +83,16 @@ def run_judge(pairs: list[tuple[Item, str | None]], cfg: Any) -> Judged | None:
     return Judged(rows, scores, report.row())
 
 
-def _builtin_items(task: str, variant: str, options: Any) -> TaskItems:
-    """Today's built-in prompt sets (energyray.tasks.TASKS) as items, scored by regex."""
-    check_task(task, variant, options)
-    prompts = tasks.TASKS[task][variant]
-    items = [Item(id=f"{task}-{i}", prompt=p.text, gold=p.answer, answer_type="regex" if p.answer else None)
-             for i, p in enumerate(prompts)]
-    seed, limit = getattr(options, "sample_seed", None), getattr(options, "limit", None)
-    if seed is not None:
-        random.Random(seed).shuffle(items)
-    if limit is not None:
-        items = items[:limit]
-    return TaskItems(items=items, source="builtin")
-
-
-def _regex_score(item: Item, response: str) -> Score:
-    correct = tasks.score(response, item.gold)
-    return Score(correct=correct, value=None if correct is None else float(correct),
-                 scorer=None if correct is None else "regex")
-
-
 # -- the prompts as sent ------------------------------------------------------------------------------
-@dataclass
-class Sent:
-    """What the backend's `prompts()` gives (backends.base.Prompts), or its plain-text equivalent."""
-
-    inputs: list[Any]
-    texts: list[str]
-    input_tokens: list[int | None]
-    chat_template: str  # applied | none
-    chat_template_source: str | None = None
-    chat_template_reason: str | None = None
-
-
 def build_prompts(backend: Any, backend_name: str, texts: list[str], *, prompt_tokens: int | None,
-                  chat_template: str, seed: int) -> Any:
-    """The requests' prompts as the backend sends them: its `prompts()` where it has one; else the
-    raw text (prompt_tokens or chat_template=on: TrialFailed, it cannot)."""
+                  chat_template: str, seed: int) -> Prompts:
+    """The requests' prompts as the backend sends them (backends.base.Prompts): its `prompts()`,
+    or the raw text where it has none (plain_prompts)."""
     build = getattr(backend, "prompts", None)
     if build is not None:
-        return build(texts, prompt_tokens=prompt_tokens, chat_template=chat_template, seed=seed)
-    if prompt_tokens is not None:
-        raise TrialFailed(f"prompt_tokens={prompt_tokens}: backend {backend_name!r} cannot make prompts of a given "
-                          "token count (it has no prompts()); leave prompt_tokens null for it.")
-    if chat_template == "on":
-        raise TrialFailed(f"chat_template=on: backend {backend_name!r} cannot apply a chat template; "
-                          "use chat_template=auto or off.")
-    reason = "chat_template=off" if chat_template == "off" else f"backend {backend_name!r} sends the raw text"
-    return Sent(inputs=list(texts), texts=list(texts), input_tokens=[None] * len(texts), chat_template="none",
-                chat_template_reason=reason)
+        return build(texts, prompt_tokens=prompt_tokens, chat_template=chat_template, seed=seed)  # type: ignore[no-any-return]
+    return plain_prompts(texts, prompt_tokens=prompt_tokens, chat_template=chat_template, seed=seed,
+                         backend=backend_name)
 
 
 # -- the requests and their batches --------------------------------------------------------------------
@@ -174,7 +116,7 @@ class Workload:
 
     task: TaskItems
     requests: list[Item]
-    sent: Any  # Sent or backends.base.Prompts
+    sent: Prompts
     members: list[list[int]]
 
     @property
@@ -349,14 +291,34 @@ def _engine_steps(gen: Any) -> bool:
     return bool(gen.step_ns) and "step_ns_meaning" not in gen.extras
 
 
-def request_timings(gen: Any, j: int) -> tuple[float | None, float | None]:
-    """(ttft_s, latency_s) of sequence j of a batch, from its batch's start; None where unknown."""
-    if _has_seq_times(gen):
-        return (gen.seq_first_ns[j] - gen.start_ns) / 1e9, (gen.seq_last_ns[j] - gen.start_ns) / 1e9
+def _step_timings(gen: Any, j: int) -> tuple[float | None, float | None]:
+    """(ttft_s, latency_s) of sequence j from the engine's step times, from its batch's start."""
     if _engine_steps(gen) and j < len(gen.lengths) and gen.lengths[j] >= 1:
         last = gen.step_ns[min(gen.lengths[j], len(gen.step_ns)) - 1]
         return (gen.step_ns[0] - gen.start_ns) / 1e9, (last - gen.start_ns) / 1e9
     return None, None
+
+
+def request_fields(gen: Any, sent: Any, members: list[int], new_tokens: int) -> list[dict[str, Any]]:
+    """Each request of a batch: its prompt and output tokens, TTFT and latency (from when it was
+    sent), and whether it stopped at the new-token limit; None where unknown. The backend's own
+    per-request figures (Generation.per_request) first."""
+    known = len(gen.lengths) == len(members)
+    reported = gen.per_request() if known and hasattr(gen, "per_request") else [{} for _ in members]
+    prompt_tokens = seq_input_tokens(gen, sent, members)
+    out = []
+    for j, r in enumerate(reported):
+        ttft, latency = r.get("ttft_s"), r.get("latency_s")
+        if ttft is None and latency is None:
+            ttft, latency = _step_timings(gen, j)
+        tokens = r.get("output_tokens")
+        if tokens is None and known and "step_ns_meaning" not in gen.extras:  # an API's lengths count deltas
+            tokens = gen.lengths[j]
+        finish = r.get("finish_reason")
+        hit = (finish == "length") if finish is not None else None if tokens is None else tokens >= new_tokens
+        out.append({"input_tokens": prompt_tokens[j], "output_tokens": tokens, "ttft_s": ttft, "latency_s": latency,
+                    "hit_max_new_tokens": hit})
+    return out
 
 
 def seq_input_tokens(gen: Any, sent: Any, members: list[int]) -> list[int | None]:

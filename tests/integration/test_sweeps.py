@@ -23,16 +23,11 @@ CPU_RUN = ["model=tiny-llama", "measurement.idle_s=0", "generation.cpu_max_new_t
            "sampler.interval_s=0.01", "sweep.repeats=1"]
 
 
-# Sweeps naming tasks or axes of the workload that are still to come (see tests/unit/test_sweep_files.py).
-PENDING = pytest.mark.xfail(strict=False, reason="needs the new tasks (summarization, reasoning, hle_style) "
-                            "and the requests / prompt_tokens axes")
-
-
 @pytest.mark.parametrize(("sweep", "count"), [
-    ("quantization", 24), ("smoke", 4), ("batching", 12), pytest.param("prompt_brevity", 36, marks=PENDING),
-    ("model_scale", 30), ("backends", 42), ("open_vs_closed", 64), pytest.param("accuracy", 42, marks=PENDING),
-    pytest.param("input_length", 54, marks=PENDING), pytest.param("summarization", 36, marks=PENDING),
-    pytest.param("reasoning", 36, marks=PENDING),
+    ("quantization", 24), ("smoke", 4), ("batching", 12), ("prompt_brevity", 36),
+    ("model_scale", 30), ("backends", 42), ("open_vs_closed", 64), ("accuracy", 42),
+    ("input_length", 54), ("summarization", 36),
+    ("reasoning", 36),
 ])
 def test_every_named_sweep_expands(energyray, tmp_path, sweep, count):
     r = energyray(f"sweep={sweep}", "dry_run=true", f"store.path={tmp_path / 'store'}")
@@ -75,7 +70,6 @@ def test_batching_runs_on_cpu(cli, tmp_path, shared_cache):
     assert t.iloc[1]["steady_tokens"] == 4 * 3  # the batch's steady window (no ramp-up, no drain)
 
 
-@PENDING
 def test_prompt_brevity_runs_on_cpu_and_changes_the_input(cli, tmp_path, shared_cache):
     _, t = _run(cli, tmp_path, shared_cache, "sweep=prompt_brevity", "sweep.grid.max_new_tokens=[4]",
                 "sweep.grid.task=[longform,qa]", "tasks.limit=4")

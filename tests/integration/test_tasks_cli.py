@@ -34,7 +34,7 @@ def test_a_workload_of_four_requests_in_two_batches(qa_run):
     assert real["scored_requests"] == 4 and 0 <= real["accuracy"] <= 1 and pd.isna(real["accuracy_reason"])
     assert pd.isna(dummy["accuracy"])  # null, never 0
     assert dummy["accuracy_reason"] == "random weights: the text is noise" and dummy["scored_requests"] == 0
-    assert (trials["task_items"] == 8).all() and (trials["task_source"] == "builtin").all()
+    assert (trials["task_items"] >= 24).all() and (trials["task_source"] == "builtin").all()
 
 
 def test_every_request_has_a_responses_row_whose_energy_sums_to_the_trials(qa_run):
@@ -47,15 +47,16 @@ def test_every_request_has_a_responses_row_whose_energy_sums_to_the_trials(qa_ru
     for tid, g in responses.groupby("trial_id"):
         g = g.sort_values("request_index")
         assert g["request_index"].tolist() == [0, 1, 2, 3] and g["batch_index"].tolist() == [0, 0, 1, 1]
-        assert g["item_id"].tolist() == ["qa-0", "qa-1", "qa-2", "qa-3"]
-        assert g["prompt"].str.startswith("Question:").all()
-        assert g["gold"].notna().all() and (g["output_tokens"] >= 1).all() and (g["input_tokens"].isna() | (
-            g["input_tokens"] > 0)).all()
+        assert g["item_id"].tolist() == ["qa-01", "qa-02", "qa-03", "qa-04"]
+        random_ids = trials.loc[tid, "weights"] == "dummy"  # the prompt as sent: random ids, no text
+        assert g["prompt"].str.contains("random token ids" if random_ids else "Question:").all(), g["prompt"]
+        assert g["gold"].notna().all() and (g["output_tokens"] >= 1).all() and (g["input_tokens"] > 0).all()
         assert g["energy_j"].sum() == pytest.approx(trials.loc[tid, "energy_j"], rel=1e-6)
         assert g["energy_share_rule"].str.contains("prompt tokens").all()
     real = responses[responses["trial_id"] == trials.index[trials["weights"] == "real"][0]]
     assert real["response"].notna().all()  # random weights have no tokenizer here: no text, null
-    assert real["correct"].notna().all() and (real["scorer"] == "regex").all()
+    assert real["correct"].notna().all() and (real["scorer"] == "exact_match").all()
+    assert real["category"].notna().all()
 
 
 def test_the_summary_shows_accuracy_where_scored(qa_run):
@@ -68,3 +69,10 @@ def test_requests_out_of_range_is_refused_naming_the_choices(energyray, tmp_path
     r = energyray("sweep=smoke", "requests=0", f"store.path={tmp_path / 'store'}", "dry_run=true")
     assert r.returncode == 2, r.explain()
     assert "requests=0" in r.stderr and "all" in r.stderr and "Traceback" not in r.output
+
+
+def test_an_enabled_judge_without_its_key_is_refused_before_anything_runs(energyray, tmp_path):
+    r = energyray("sweep=smoke", "tasks.judge.enabled=true", "tasks.judge.api_key_env=ENERGYRAY_TEST_NO_SUCH_KEY",
+                  f"store.path={tmp_path / 'store'}", "dry_run=true")
+    assert r.returncode == 2, r.explain()
+    assert "ENERGYRAY_TEST_NO_SUCH_KEY" in r.stderr and "Traceback" not in r.output

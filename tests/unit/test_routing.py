@@ -181,7 +181,6 @@ def test_route_on_a_store_without_responses_is_one_line_and_exit_2(tmp_path, cap
     assert "python -m energyray sweep=accuracy" in err
 
 
-@pytest.mark.xfail(strict=False, reason="needs the responses table in energyray/schema.py (Store.write)")
 def test_route_prints_the_table_from_a_store(tmp_path, capsys, small_large):
     responses, trials = small_large
     store = Store(tmp_path)

@@ -18,23 +18,6 @@ SWEEP_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 SWEEPS = sorted(p.stem for p in SWEEP_DIR.glob("*.yaml"))
 # The task-and-accuracy sweeps: each header gives a command that runs it on a CPU in minutes.
 TASK_SWEEPS = ("accuracy", "input_length", "summarization", "reasoning", "prompt_brevity")
-# Sweeps that name what is not on this branch yet: the tasks summarization, reasoning and
-# hle_style (energyray/tasks) and the grid axes requests and prompt_tokens (energyray/grid.py).
-PENDING = {
-    "accuracy": "needs the hle_style task and the requests axis",
-    "input_length": "needs the prompt_tokens axis",
-    "summarization": "needs the summarization task and the requests axis",
-    "reasoning": "needs the reasoning task and the requests axis",
-    "prompt_brevity": "needs the summarization, reasoning and hle_style tasks and the requests axis",
-}
-
-
-def _pending(sweep: str) -> list[pytest.MarkDecorator]:
-    if sweep not in PENDING:
-        return []
-    return [pytest.mark.xfail(strict=False, reason=PENDING[sweep])]
-
-
 def _plan(tmp_path: Path, sweep: str, *args: str) -> plan.Plan:
     """What `python -m energyray sweep=SWEEP ARGS dry_run=true` plans, in-process."""
     overrides = [f"sweep={sweep}", *(a for a in args if not a.startswith("dry_run=")), "dry_run=true",
@@ -85,7 +68,7 @@ def test_every_sweep_composes_through_hydra(sweep):
     assert _header(sweep), f"sweeps/{sweep}.yaml: no header comment saying what it measures"
 
 
-@pytest.mark.parametrize("sweep", [pytest.param(s, marks=_pending(s)) for s in SWEEPS])
+@pytest.mark.parametrize("sweep", SWEEPS)
 def test_every_sweep_plans_with_known_axes_models_and_tasks(tmp_path, sweep):
     p = _plan(tmp_path, sweep)
     assert p.todo and p.cfg.sweep.name == sweep
@@ -94,7 +77,7 @@ def test_every_sweep_plans_with_known_axes_models_and_tasks(tmp_path, sweep):
 
 
 @pytest.mark.parametrize(("sweep", "args"), [
-    pytest.param(s, args, marks=_pending(s), id=f"{s}:{' '.join(args[1:]) or '-'}")
+    pytest.param(s, args, id=f"{s}:{' '.join(args[1:]) or '-'}")
     for s in SWEEPS for args in _commands(s)])
 def test_every_command_a_header_gives_plans(tmp_path, sweep, args):
     assert _plan(tmp_path, sweep, *args[1:]).todo
@@ -107,7 +90,7 @@ def test_the_task_sweeps_say_how_to_run_on_a_cpu_in_minutes(sweep):
     assert any("minutes" in line and "CPU" in line for line in _header(sweep))
 
 
-@pytest.mark.parametrize("sweep", [pytest.param(s, marks=_pending(s)) for s in TASK_SWEEPS])
+@pytest.mark.parametrize("sweep", TASK_SWEEPS)
 def test_the_cpu_command_plans_a_few_short_trials(tmp_path, sweep):
     [args] = [a for a in _commands(sweep) if "device=cpu" in a]
     p = _plan(tmp_path, sweep, *args[1:])

@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from energyray.backends.base import Generation, LoadInfo
+from energyray.backends.base import Generation, LoadInfo, Prompts
 from energyray.config import GenerationConfig, TasksConfig
 from energyray.grid import expand
 from energyray.samplers.base import WindowReading
 from energyray.store import Store
-from energyray.tasks import QA
 from energyray.trial import TrialRunner, workload
 from energyray.trial.windows import flatten_parts, merge_parts
 
@@ -96,7 +95,7 @@ class TemplatedBackend(FakeBackend):
 
     def prompts(self, texts: list[str], *, prompt_tokens: int | None, chat_template: str, seed: int) -> Any:
         sent = [f"<user>{t}</user>" for t in texts]
-        return workload.Sent(inputs=sent, texts=sent, input_tokens=[len(t.split()) + 2 for t in texts],
+        return Prompts(inputs=sent, texts=sent, input_tokens=[len(t.split()) + 2 for t in texts],
                              chat_template="applied", chat_template_source="the fake's own")
 
 
@@ -132,11 +131,11 @@ def test_five_requests_in_batches_of_two_run_three_batches_in_one_window():
     assert row["output_tokens"] == 4 + 2 + 3 + 4 + 2
     assert row["decode_steps"] == 4 + 4 + 2  # each batch's longest sequence
     assert row["j_per_request"] == pytest.approx(row["energy_j"] / 5)
-    assert row["task_items"] == len(QA) and row["task_source"] == "builtin"
+    assert row["task_items"] == len(workload.load_items("qa", "default", None).items) and row["task_source"] == "builtin"
     rows = result.responses
     assert [r["request_index"] for r in rows] == [0, 1, 2, 3, 4]
     assert [r["batch_index"] for r in rows] == [0, 0, 1, 1, 2]
-    assert [r["item_id"] for r in rows] == [f"qa-{i}" for i in range(5)]
+    assert [r["item_id"] for r in rows] == [f"qa-0{i}" for i in range(1, 6)]
     assert [r["output_tokens"] for r in rows] == [4, 2, 3, 4, 2]
     assert all(r["trial_id"] == s.trial_id and r["prompt"].startswith("Question:") for r in rows)
     assert all(0 < r["ttft_s"] <= r["latency_s"] for r in rows)
@@ -145,7 +144,7 @@ def test_five_requests_in_batches_of_two_run_three_batches_in_one_window():
 def test_requests_cycle_through_the_items_and_all_means_each_once():
     tasks = TasksConfig(limit=3)
     result = runner(FakeBackend(), ConstantSampler(), tasks).run(spec(requests=7), None, {})
-    assert [r["item_id"] for r in result.responses] == ["qa-0", "qa-1", "qa-2"] * 2 + ["qa-0"]
+    assert [r["item_id"] for r in result.responses] == ["qa-01", "qa-02", "qa-03"] * 2 + ["qa-01"]
     assert result.row["task_items"] == 3
     every = runner(FakeBackend(), ConstantSampler(), tasks).run(spec(requests="all"), None, {})
     assert every.row["requests"] == 3 and every.row["requests_all"] is True and every.row["batches"] == 2
@@ -199,7 +198,7 @@ def test_the_share_rule_exactly():
     four; the window's other 2 J spread by the same weights."""
     ms = 1_000_000
     gen = _gen(0, 10 * ms, [10 * ms, 20 * ms, 30 * ms, 40 * ms, 50 * ms], [5, 2], 50 * ms)
-    sent = workload.Sent(inputs=["a", "b"], texts=["a", "b"], input_tokens=[10, 20], chat_template="none")
+    sent = Prompts(inputs=["a", "b"], texts=["a", "b"], input_tokens=[10, 20], chat_template="none")
     batches = workload.Batches([gen], [[0, 1]])
     shares, rule = workload.energy_shares(batches, _reading({"prefill": [6.0], "decode": [8.0]}, 16.0, 60 * ms),
                                           16.0, sent)
@@ -213,7 +212,7 @@ def test_the_share_rule_exactly():
 
 def test_shares_from_sequence_times_and_from_equal_steps():
     ms = 1_000_000
-    sent = workload.Sent(inputs=["a", "b"], texts=["a", "b"], input_tokens=[None, None], chat_template="none")
+    sent = Prompts(inputs=["a", "b"], texts=["a", "b"], input_tokens=[None, None], chat_template="none")
     reading = _reading({"prefill": [2.0], "decode": [8.0]}, 10.0, 50 * ms)
     # continuous batching: the short sequence ends at 20 ms, the long one at 50 ms
     vllm = _gen(0, 10 * ms, [], [2, 5], 50 * ms, seq_first_ns=[10 * ms, 10 * ms], seq_last_ns=[20 * ms, 50 * ms])
@@ -246,7 +245,7 @@ def test_a_backend_without_prompts_cannot_shape_prompt_length_or_force_a_templat
     row = r.run(spec(chat_template="on"), None, {}).row
     assert row["status"] == "failed" and "chat_template=on" in row["error"]
     row = r.run(spec(), None, {}).row
-    assert row["chat_template_applied"] is False and "raw text" in row["chat_template_reason"]
+    assert row["chat_template_applied"] is False and "applies no chat template" in row["chat_template_reason"]
 
 
 # -- accuracy and nulls -----------------------------------------------------------------------------
@@ -258,7 +257,7 @@ def test_accuracy_is_over_every_request_and_j_per_correct_follows():
     assert row["accuracy_reason"] is None
     assert row["j_per_correct"] == pytest.approx(row["energy_j"] / 3)
     assert [r["correct"] for r in rows] == [True, False, True, True, False]
-    assert all(r["scorer"] == "regex" and r["gold"] for r in rows)
+    assert all(r["scorer"] == "exact_match" and r["gold"] for r in rows)
     assert row["judge_reason"].startswith("off")
 
 
@@ -309,56 +308,25 @@ def test_the_store_keeps_responses_and_a_failed_rerun_drops_the_old_ones(tmp_pat
     assert store.read("responses").empty and store.read("trials")["status"].tolist() == ["failed"]
 
 
-# -- the judge, through the one adapter --------------------------------------------------------------
-class _Result:
-    def __init__(self, verdict: bool | None) -> None:
-        self.verdict = verdict
+# -- the judge ---------------------------------------------------------------------------------------
+@pytest.mark.extra("api")
+def test_an_enabled_judge_scores_the_responses_and_its_cost_stays_apart():
+    """The judge (tasks/judge.py, against the shipped fake OpenAI server) gives each request its
+    verdict, which is then its score; its tokens and cost are in the judge_* columns, never in
+    energy_j."""
+    from energyray.testing.fake_openai import FakeOpenAI
 
-    def row(self) -> dict[str, Any]:
-        return {"judge_verdict": self.verdict, "judge_input_tokens": 50, "judge_output_tokens": 5,
-                "judge_cost_usd": 0.001, "judge_error": None if self.verdict is not None else "no gold answer"}
-
-    def score(self) -> Any:
-        from energyray.tasks.base import Score
-
-        return Score(correct=self.verdict, value=float(bool(self.verdict)), scorer="judge")
-
-
-class _Report:
-    def __init__(self, results: list[_Result]) -> None:
-        self.results = results
-
-    def row(self) -> dict[str, Any]:
-        return {"judge_requests": len(self.results), "judge_input_tokens": 50 * len(self.results),
-                "judge_output_tokens": 5 * len(self.results), "judge_cost_usd": 0.001 * len(self.results),
-                "judge_model": "fake-judge", "judge_reason": None}
-
-
-def test_an_enabled_judge_scores_the_responses_and_its_cost_stays_apart(monkeypatch):
-    """The judge's verdict, where it gives one, is the request's score; its tokens and cost are
-    on the judge_* columns, never in energy_j (tasks.judge: J's module, faked here)."""
-    import sys
-    import types
-
-    fake = types.ModuleType("energyray.tasks.judge")
-    seen: list[Any] = []
-
-    def judge(pairs: list[Any], cfg: Any) -> _Report:
-        seen.extend(pairs)
-        return _Report([_Result(True), _Result(None), _Result(False)])
-
-    fake.judge = judge  # type: ignore[attr-defined]
-    fake.check = lambda cfg: None  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "energyray.tasks.judge", fake)
     tasks = TasksConfig()
-    tasks.judge.enabled = True
-    result = runner(FakeBackend(answers=["Rome", "8", "36"]), ConstantSampler(), tasks).run(spec(requests=3), None, {})
+    with FakeOpenAI() as fake:
+        tasks.judge.enabled, tasks.judge.base_url = True, fake.base_url
+        backend = FakeBackend(answers=["Answer: Rome", "Answer: 8", "Answer: 36"])
+        result = runner(backend, ConstantSampler(), tasks).run(spec(requests=3), None, {})
     row, rows = result.row, result.responses
-    assert [item.id for item, _ in seen] == ["qa-0", "qa-1", "qa-2"] and seen[0][1] == "Rome"
-    assert [r["judge_verdict"] for r in rows] == [True, None, False]
-    # the judge's verdicts where it gave one, the task's scorer where not ("8" answers qa-1)
-    assert [r["correct"] for r in rows] == [True, True, False]
-    assert [r["scorer"] for r in rows] == ["judge", "regex", "judge"]
-    assert row["correct_requests"] == 2 and row["judge_model"] == "fake-judge" and row["judge_requests"] == 3
-    assert row["judge_cost_usd"] == pytest.approx(0.003) and row["energy_j"] > 0
-    assert workload.judge_check(tasks.judge) is None
+    assert row["status"] == "ok", row["error"]
+    assert len(fake.requests) == 3 and row["judge_requests"] == 3 and row["judge_model"] == tasks.judge.model
+    assert [r["judge_verdict"] for r in rows] == [False, True, True]
+    assert [r["correct"] for r in rows] == [False, True, True] and {r["scorer"] for r in rows} == {"judge"}
+    assert row["correct_requests"] == 2 and row["accuracy"] == pytest.approx(2 / 3)
+    assert all(r["judge_input_tokens"] > 0 for r in rows) and row["judge_input_tokens"] == sum(
+        r["judge_input_tokens"] for r in rows)
+    assert row["energy_j"] == pytest.approx(sum(r["energy_j"] for r in rows))  # the judge's wait is not in it
