@@ -531,10 +531,11 @@ _RESPONSES: list[Column] = [
          "trial.record"),
     _col("input_tokens", "int", "the request's prompt tokens", "backend"),
     _col("output_tokens", "int", "tokens generated for the request", "backend"),
-    _col("hit_max_new_tokens", "bool", "whether the response stopped at the new-token limit", "trial.record"),
-    _col("latency_s", "float", "from its batch's start to the request's last token (null: the backend does not "
-         "time requests)", "backend"),
-    _col("ttft_s", "float", "from its batch's start to the request's first token", "backend"),
+    _col("hit_max_new_tokens", "bool", "whether the response stopped at the new-token limit (the backend's finish "
+         "reason where it gives one, else its tokens reached the limit)", "trial.record"),
+    _col("latency_s", "float", "from when the request was sent (its batch's start where the backend does not say) "
+         "to its last token (null: the backend does not time requests)", "backend"),
+    _col("ttft_s", "float", "from when the request was sent to its first token", "backend"),
     _col("energy_j", "float", "this request's share of the trial's energy_j, by energy_share_rule (the shares of a "
          "trial sum to its energy_j; null where that is null)", "trial.record"),
     _col("energy_source", "str", "the trial's energy_source (not_measurable: no share)", "trial.record"),
