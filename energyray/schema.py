@@ -539,7 +539,9 @@ _RESPONSES: list[Column] = [
     _col("energy_j", "float", "this request's share of the trial's energy_j, by energy_share_rule (the shares of a "
          "trial sum to its energy_j; null where that is null)", "trial.record"),
     _col("energy_source", "str", "the trial's energy_source (not_measurable: no share)", "trial.record"),
-    _col("energy_share_rule", "str", "how the trial's energy was shared among its requests, in words", "trial.record"),
+    _col("energy_share_rule", "str", "how the trial's energy was shared among its requests, as codes: "
+         "prefill=prompt_tokens; decode=per_step; times=step_times|seq_times|no_times; weight=power|duration|equal "
+         "(docs/measurement.md, 'Each request's share')", "trial.record"),
     _col("judge_verdict", "bool", "the LLM judge's verdict (null: not judged)", "trial.record"),
     _col("judge_input_tokens", "int", "the judge's input tokens for this response", "trial.record"),
     _col("judge_output_tokens", "int", "the judge's output tokens for this response", "trial.record"),

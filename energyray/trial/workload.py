@@ -380,10 +380,11 @@ def _decode_steps(gen: Any, power: _Power) -> tuple[list[tuple[float, list[int]]
     return steps, "equal steps (no step times)", False
 
 
-SHARE_RULE = ("per batch, its prefill energy split among its requests by prompt tokens and its decode energy "
-              "step by step, each step's energy shared equally among the sequences still generating in it; "
-              "the rest of the trial's window (its edges, the gaps between batches) spread by the same weights, "
-              "so the shares sum to energy_j")
+# energy_share_rule's codes (docs/measurement.md says what each means): how prefill and decode
+# energy were split, what timed the decode steps, and what weighed each step
+SHARE_RULE = "prefill=prompt_tokens; decode=per_step"
+TIMES = {"the engine's step times": "step_times", "each sequence's first and last token times": "seq_times",
+         "equal steps (no step times)": "no_times"}
 
 
 def energy_shares(batches: Batches, reading: Any, energy_j: float | None, sent: Any) -> tuple[list[float | None], str]:
@@ -405,15 +406,13 @@ def energy_shares(batches: Batches, reading: Any, energy_j: float | None, sent: 
             out_tokens = list(gen.lengths) if len(gen.lengths) == len(members) else [None] * len(members)
             weights = [None if t is None or o is None else t + o for t, o in zip(tokens, out_tokens, strict=True)]
             _split(raw, members, whole, weights)
-            notes["no prefill/decode parts: each batch by its generate call's energy, split by prompt and output "
-                  "tokens"] = None
+            notes["no_parts: batch=generate, split by input+output tokens"] = None
             continue
         if not _split(raw, members, pre[b], tokens):
-            notes["prefill shared equally where prompt tokens are unknown"] = None
+            notes["prefill=equal (prompt tokens unknown)"] = None
         steps, timed, by_power = _decode_steps(gen, power)
-        notes[f"decode steps from {timed}"] = None
-        if not by_power and timed != "equal steps (no step times)":
-            notes["each step weighed by its duration (no power series over it)"] = None
+        weight = "power" if by_power else "equal" if timed == "equal steps (no step times)" else "duration"
+        notes[f"times={TIMES[timed]}; weight={weight}"] = None
         steps = [(w, active) for w, active in steps if active]
         total = sum(w for w, _ in steps)
         if not steps:
@@ -428,7 +427,7 @@ def energy_shares(batches: Batches, reading: Any, energy_j: float | None, sent: 
         return [None] * n, rule
     whole = sum(raw)
     if whole <= 0:
-        return [energy_j / n] * n if n else [], rule + "; no weights: shared equally"
+        return [energy_j / n] * n if n else [], rule + "; no weights: equal"
     return [energy_j * r / whole for r in raw], rule
 
 

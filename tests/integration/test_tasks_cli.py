@@ -52,7 +52,7 @@ def test_every_request_has_a_responses_row_whose_energy_sums_to_the_trials(qa_ru
         assert g["prompt"].str.contains("random token ids" if random_ids else "Question:").all(), g["prompt"]
         assert g["gold"].notna().all() and (g["output_tokens"] >= 1).all() and (g["input_tokens"] > 0).all()
         assert g["energy_j"].sum() == pytest.approx(trials.loc[tid, "energy_j"], rel=1e-6)
-        assert g["energy_share_rule"].str.contains("prompt tokens").all()
+        assert g["energy_share_rule"].str.contains("prefill=prompt_tokens").all()
     real = responses[responses["trial_id"] == trials.index[trials["weights"] == "real"][0]]
     assert real["response"].notna().all()  # random weights have no tokenizer here: no text, null
     assert real["correct"].notna().all() and (real["scorer"] == "exact_match").all()

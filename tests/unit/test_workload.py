@@ -175,7 +175,8 @@ def test_shares_sum_to_the_trials_energy_and_a_long_sequence_gets_more():
     assert sum(shares) == pytest.approx(row["energy_j"], rel=1e-9)
     assert shares[0] > shares[1] and shares[2] > shares[3]  # 8 tokens against 2, in each batch
     assert all(r["energy_source"] == "counter" for r in rows)
-    assert "prompt tokens" in rows[0]["energy_share_rule"] and "still generating" in rows[0]["energy_share_rule"]
+    assert rows[0]["energy_share_rule"].startswith("prefill=prompt_tokens; decode=per_step;")
+    assert "times=step_times; weight=power" in rows[0]["energy_share_rule"]
     assert [r["hit_max_new_tokens"] for r in rows] == [True, False, True, False]  # max_new_tokens 8
     assert row["hit_max_new_tokens"] == 2
 
@@ -205,7 +206,7 @@ def test_the_share_rule_exactly():
     raw = [2.0 + 1.0 + 2.0 * 3, 4.0 + 1.0]  # prefill 2|4; step 1 (2 J) halved; steps 2-4 (6 J) the long one's
     assert shares == pytest.approx([16.0 * r / 14.0 for r in raw])
     assert sum(shares) == pytest.approx(16.0)
-    assert "the engine's step times" in rule
+    assert "times=step_times" in rule
     none, _ = workload.energy_shares(batches, "no sampler", None, sent)
     assert none == [None, None]
 
@@ -218,11 +219,11 @@ def test_shares_from_sequence_times_and_from_equal_steps():
     vllm = _gen(0, 10 * ms, [], [2, 5], 50 * ms, seq_first_ns=[10 * ms, 10 * ms], seq_last_ns=[20 * ms, 50 * ms])
     shares, rule = workload.energy_shares(workload.Batches([vllm], [[0, 1]]), reading, 10.0, sent)
     assert shares == pytest.approx([1.0 + 8.0 / 4 / 2, 1.0 + 8.0 / 4 / 2 + 8.0 * 3 / 4])
-    assert "first and last token times" in rule and "prefill shared equally" in rule
+    assert "times=seq_times" in rule and "prefill=equal" in rule
     bare = _gen(0, 10 * ms, [], [2, 5], 50 * ms)  # no times at all: first_token_ns unknown -> no parts
     shares, rule = workload.energy_shares(workload.Batches([bare], [[0, 1]]), "x", 10.0, sent)
     assert sum(shares) == pytest.approx(10.0) and shares[0] == shares[1]  # tokens unknown: equal
-    assert "no prefill/decode parts" in rule
+    assert "no_parts" in rule
 
 
 def test_prefill_follows_the_prompts_token_counts_and_the_template_is_recorded():
