@@ -278,8 +278,12 @@ _TRIALS: list[Column] = [
     _col("server_shutdown_forced", "bool", "backend=server: whether the server had to be killed", "backend"),
     _col("server_exit_code", "int", "backend=server: the server's exit code", "backend"),
     # -- the workload
-    _col("batches", "int", "batches the requests were fed in (the last may be smaller than batch_size)",
-         "trial.record"),
+    _col("batches", "int", "generate calls the requests were fed in: static batches (the last may be smaller than "
+         "batch_size), or 1 where the feed is concurrent", "trial.record"),
+    _col("batching", "str", "static (batches of batch_size, each finished before the next: transformers) or "
+         "concurrent (all requests in one call, batch_size in flight: servers, APIs, vLLM at max_num_seqs = "
+         "batch_size)", "trial.record"),
+    _col("batching_reason", "str", "why the feed is static where the backend can run concurrently", "trial.record"),
     _col("task_items", "int", "items the task has (after tasks.limit); the requests cycle through them",
          "trial.record"),
     _col("task_source", "str", "where the task's items come from: builtin, or the file or dataset", "trial.record"),

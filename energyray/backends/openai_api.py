@@ -383,13 +383,18 @@ class OpenAIBackend:
         return api_prompts(texts, endpoint=self.endpoint, backend=self.name, setting="api.endpoint",
                            prompt_tokens=prompt_tokens, chat_template=chat_template)
 
-    def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool) -> Generation:
+    def concurrent_feed(self, batch_size: int) -> str | None:
+        """A trial's requests all go to one generate call, batch_size of them in flight at once."""
+        return None
+
+    def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool,
+                 concurrency: int | None = None) -> Generation:
         """ignore_eos is not sent: the API has no standard parameter for it (vLLM takes
-        `ignore_eos` through api.extra_body)."""
+        `ignore_eos` through api.extra_body). `concurrency`: requests in flight (None: api.concurrency)."""
         if self.client is None:
             raise BackendError("generate() before load()")
         reqs = [_Request(p) for p in prompts]
-        workers = max(1, min(int(self.api.concurrency), len(reqs)))
+        workers = max(1, min(int(concurrency or self.api.concurrency), len(reqs)))
         start = time.monotonic_ns()
         with ThreadPoolExecutor(workers, thread_name_prefix="energyray-api") as pool:
             list(pool.map(lambda r: self._run(r, max_new_tokens), reqs))

@@ -187,13 +187,18 @@ class ServerBackend:
         return api_prompts(texts, endpoint=self.server.endpoint, backend=self.name, setting="server.endpoint",
                            prompt_tokens=prompt_tokens, chat_template=chat_template)
 
-    def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool) -> Generation:
+    def concurrent_feed(self, batch_size: int) -> str | None:
+        """A trial's requests all go to one generate call, batch_size of them in flight at once."""
+        return None
+
+    def generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool,
+                 concurrency: int | None = None) -> Generation:
         if self.client is None or self.proc is None:
             raise BackendError("generate() before load()")
         if self.proc.poll() is not None:
             raise BackendError(f"the server exited (code {self.proc.returncode}); see {self.log_path}")
         try:
-            gen = self.client.generate(prompts, max_new_tokens, ignore_eos)
+            gen = self.client.generate(prompts, max_new_tokens, ignore_eos, concurrency)
         except TrialFailed as e:  # the client saw a status or a dropped connection: the log says why
             why = self._log_error()
             raise TrialFailed(f"{e}; the server's log ({self.log_path}) ends with: {why}" if why else str(e),

@@ -371,7 +371,17 @@ class VllmBackend:
                                  context=int(context) if context else None)
 
     # -- generation --------------------------------------------------------------------------
-    def generate(self, prompts: list[Any], max_new_tokens: int, ignore_eos: bool) -> Generation:
+    def concurrent_feed(self, batch_size: int) -> str | None:
+        """None where the engine keeps batch_size sequences in flight over all of a trial's
+        requests (its max_num_seqs is batch_size); else why the requests go in static batches."""
+        seqs = self.kwargs.get("max_num_seqs")
+        if seqs == batch_size:
+            return None
+        return (f"vllm.max_num_seqs={seqs} (fixed when the engine loads) is not batch_size={batch_size}: "
+                "static batches of batch_size")
+
+    def generate(self, prompts: list[Any], max_new_tokens: int, ignore_eos: bool,
+                 concurrency: int | None = None) -> Generation:
         """One `LLM.generate` call: `prompts` are texts or token-id lists (Prompts.inputs)."""
         if self.llm is None:
             raise BackendError("generate() before load()")

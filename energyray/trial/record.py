@@ -329,7 +329,8 @@ def workload_fields(work: Any) -> dict[str, Any]:
     task, sent = work.task, work.sent
     skipped = dict(task.skipped or {})
     return {
-        "requests": work.n, "batches": len(work.members), "task_items": len(task.items), "task_source": task.source,
+        "requests": work.n, "batches": len(work.members), "batching": work.batching,
+        "batching_reason": work.batching_reason, "task_items": len(task.items), "task_source": task.source,
         "task_items_skipped": sum(skipped.values()),
         "task_items_skipped_reason": "; ".join(f"{why}: {n}" for why, n in skipped.items()) or None,
         "chat_template_applied": sent.chat_template == "applied",

@@ -238,7 +238,8 @@ class TrialRunner:
             gens: list[Any] = []
             try:
                 for batch in range(len(work.members)):
-                    gens.append(self.backend.generate(work.inputs(batch), new_tokens, self.ignore_eos(spec)))
+                    gens.append(self.backend.generate(work.inputs(batch), new_tokens, self.ignore_eos(spec),
+                                                      **work.generate_kwargs()))
             finally:
                 run = Batches(gens, work.members)
                 reading = self.windows.end(label, err, run.parts(), local=not_here is None)

@@ -105,6 +105,17 @@ def request_count(requests: int | str | None, batch_size: int, items: int) -> in
     return int(requests)
 
 
+def feed(backend: Any, batch_size: int) -> tuple[str, str | None]:
+    """How the trial's requests reach the engine: ("concurrent", None) where the backend keeps
+    batch_size requests in flight over all of them (servers, APIs, vLLM at max_num_seqs ==
+    batch_size), else ("static", why): batches of batch_size, each finished before the next."""
+    check = getattr(backend, "concurrent_feed", None)
+    if check is None:
+        return "static", f"{getattr(backend, 'name', 'this backend')} generates static batches"
+    why = check(batch_size)
+    return ("concurrent", None) if why is None else ("static", str(why))
+
+
 def batch_members(n: int, batch_size: int) -> list[list[int]]:
     """Request indices of each batch: [0..b), [b..2b), ...; the last may be smaller."""
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
@@ -118,6 +129,9 @@ class Workload:
     requests: list[Item]
     sent: Prompts
     members: list[list[int]]
+    batching: str = "static"  # static | concurrent (see feed)
+    batching_reason: str | None = None
+    concurrency: int | None = None  # requests in flight where concurrent
 
     @property
     def n(self) -> int:
@@ -125,6 +139,10 @@ class Workload:
 
     def inputs(self, batch: int) -> list[Any]:
         return [self.sent.inputs[i] for i in self.members[batch]]
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """generate()'s extra arguments: the requests in flight where the feed is concurrent."""
+        return {} if self.concurrency is None else {"concurrency": self.concurrency}
 
 
 def prepare(spec: Any, options: Any, backend: Any, seed: int) -> Workload:
@@ -138,7 +156,10 @@ def prepare(spec: Any, options: Any, backend: Any, seed: int) -> Workload:
     requests = [task.items[i % len(task.items)] for i in range(n)]
     sent = build_prompts(backend, spec.backend, [it.prompt for it in requests], prompt_tokens=spec.prompt_tokens,
                          chat_template=spec.chat_template, seed=seed)
-    return Workload(task, requests, sent, batch_members(n, spec.batch_size))
+    batching, why = feed(backend, spec.batch_size)
+    if batching == "concurrent":
+        return Workload(task, requests, sent, [list(range(n))], batching, why, spec.batch_size)
+    return Workload(task, requests, sent, batch_members(n, spec.batch_size), batching, why)
 
 
 # -- the batches' generations as one -----------------------------------------------------------------

@@ -151,6 +151,17 @@ def test_concurrency_limit_holds(limit):
     assert gen.extras["api_concurrency"] == limit and len(gen.lengths) == 6
 
 
+@pytest.mark.extra("api")
+def test_a_trials_batch_size_sets_the_requests_in_flight_over_api_concurrency():
+    """The runner feeds an API all of a trial's requests in one call with concurrency=batch_size."""
+    with FakeOpenAI(default=Reply(token_delay_s=0.02)) as fake:
+        b = backend(fake, concurrency=8)
+        assert b.concurrent_feed(2) is None
+        gen = b.generate(["q"] * 6, 16, False, concurrency=2)
+        seen = fake.max_in_flight
+    assert seen == 2 and gen.extras["api_concurrency"] == 2 and len(gen.lengths) == 6
+
+
 # -- retries ------------------------------------------------------------------------------------
 @pytest.mark.extra("api")
 def test_429_then_ok_honours_retry_after():

@@ -356,6 +356,9 @@ def test_dummy_weights_end_to_end_with_the_fake(fake_vllm, tmp_path):
     assert gen.lengths == [5, 5] and gen.output_tokens == 10 and gen.input_tokens == 12
     assert gen.start_ns < gen.first_token_ns < gen.end_ns and gen.tpot_s > 0
     assert b.decode(gen) == [None, None]
+    # the engine keeps max_num_seqs sequences in flight: a trial at that batch size is fed all at once
+    assert b.concurrent_feed(4) is None
+    assert "max_num_seqs=4" in b.concurrent_feed(2) and "static batches" in b.concurrent_feed(2)
     b.unload()
     assert llm.shut_down and b.llm is None
 

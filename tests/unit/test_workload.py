@@ -141,6 +141,48 @@ def test_five_requests_in_batches_of_two_run_three_batches_in_one_window():
     assert all(0 < r["ttft_s"] <= r["latency_s"] for r in rows)
 
 
+class ConcurrentBackend(FakeBackend):
+    """A backend that keeps `concurrency` requests in flight over all it is sent (a server, an
+    API): one generate call per trial, each sequence timed on its own."""
+
+    name = "concurrent"
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.concurrency: list[int | None] = []
+
+    def concurrent_feed(self, batch_size: int) -> str | None:
+        return None
+
+    def generate(self, prompts: list[Any], max_new_tokens: int, ignore_eos: bool,
+                 concurrency: int | None = None) -> Generation:
+        self.concurrency.append(concurrency)
+        gen = super().generate(prompts, max_new_tokens, ignore_eos)
+        first = gen.step_ns[0]
+        gen.seq_first_ns = [first] * len(prompts)
+        gen.seq_last_ns = [gen.step_ns[n - 1] for n in gen.lengths]
+        gen.step_ns = []
+        return gen
+
+
+def test_a_concurrent_backend_gets_every_request_in_one_call_with_batch_size_in_flight():
+    backend = ConcurrentBackend(lengths=[4, 2, 3])
+    result = runner(backend, ConstantSampler()).run(spec(requests=5, batch_size=2), None, {})
+    row, rows = result.row, result.responses
+    assert row["status"] == "ok", row["error"]
+    assert [len(c) for c in backend.calls] == [5] and backend.concurrency == [2]
+    assert row["batching"] == "concurrent" and row["batching_reason"] is None and row["batches"] == 1
+    assert [r["batch_index"] for r in rows] == [0] * 5
+    assert sum(r["energy_j"] for r in rows) == pytest.approx(row["energy_j"], rel=1e-9)
+    assert "times=seq_times" in rows[0]["energy_share_rule"]
+
+
+def test_a_static_backend_says_why_it_batches():
+    row = runner(FakeBackend(), ConstantSampler()).run(spec(requests=3), None, {}).row
+    assert row["batching"] == "static" and row["batches"] == 2
+    assert row["batching_reason"] == "fake generates static batches"
+
+
 def test_requests_cycle_through_the_items_and_all_means_each_once():
     tasks = TasksConfig(limit=3)
     result = runner(FakeBackend(), ConstantSampler(), tasks).run(spec(requests=7), None, {})
