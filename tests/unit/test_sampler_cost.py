@@ -16,6 +16,7 @@ from energyray.grid import expand
 from energyray.samplers import nvml
 from energyray.samplers.base import PollingSampler, WindowReading
 from energyray.trial import record
+from energyray.trial.workload import Batches
 
 
 def _burn(seconds: float) -> None:
@@ -134,12 +135,12 @@ def test_the_trial_row_has_the_samplers_cost_per_second_of_its_window() -> None:
     gen = Generation(input_tokens=10, output_tokens=4, start_ns=0, end_ns=1_000_000_000, lengths=[4])
     reading = WindowReading(label="t", source="counter", scope="gpu", start_ns=0, end_ns=2_000_000_000,
                             energy_j=100.0, extras={"sampler_cpu_s": 0.03, "sampler_device_calls": 130})
-    row = record.measured_fields(_spec(), gen, reading, [], [], 4, arch={}, bandwidth=(None, None),
-                                 idle_power_w=None)
+    row = record.measured_fields(_spec(), Batches([gen], [[0]]), reading, 4, requests=1, words=None, correct=None,
+                                 arch={}, bandwidth=(None, None), idle_power_w=None)
     assert row["sampler_cpu_s"] == 0.03
     assert row["sampler_device_calls_per_s"] == pytest.approx(65.0)
     unknown = WindowReading(label="t", source="counter", scope="gpu", start_ns=0, end_ns=2_000_000_000,
                             energy_j=100.0)  # a sampler that reports neither
-    row = record.measured_fields(_spec(), gen, unknown, [], [], 4, arch={}, bandwidth=(None, None),
-                                 idle_power_w=None)
+    row = record.measured_fields(_spec(), Batches([gen], [[0]]), unknown, 4, requests=1, words=None, correct=None,
+                                 arch={}, bandwidth=(None, None), idle_power_w=None)
     assert row["sampler_cpu_s"] is None and row["sampler_device_calls_per_s"] is None
