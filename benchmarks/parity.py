@@ -13,12 +13,23 @@ Design. Per configuration (model:precision:batch, random weights, greedy, exactl
 --new-tokens tokens of the long-form prompt): one bare process (benchmarks/_parity_bare.py,
 which imports nothing of energyray: the NVML counter read at the edges of `generate`) loads
 the model and runs one 16-token warmup, as the sweep's worker does before its first trial of
-a shape. Then one sweep per --variant runs the same configuration with `sweep.repeats=--pairs`
-and `measurement.cooldown_s` set a little longer than one bare run. This script watches the
-sweep's worker process: each time its main thread sleeps in that cooldown (between trials, no
-window open), the bare process runs one generate; it must end before the cooldown does (else
-the pair is dropped). Pair k is bare run k and the sweep's trial k that follows it, seconds
-apart on the same GPU: a drift of the machine (clocks, heat, a noisy neighbour) falls on both.
+a shape. Then one sweep per --variant runs the same configuration, with as many trials as
+--pairs needs and `measurement.cooldown_s` long enough for one bare run and two idle gaps.
+This script watches the sweep's worker process: each time its main thread sleeps in that
+cooldown (between trials, no window open), the bare process waits --bare-gap-s and runs one
+generate; it must end before the cooldown does (else it is dropped). The gap is by default
+as long as the idle the trial then gets before its own start, on average: neither side alone
+runs after an idle GPU. Slot k is bare run k and the sweep's trial k, seconds apart on the
+same GPU: a drift of the machine (clocks, heat, a noisy neighbour) falls on both.
+
+Order (--order abba, the default): pairs alternate which side runs first, ab, ba, ba, ab, ...:
+an "ab" pair is (bare run k, trial k), a "ba" pair (trial k, bare run k+1, in the next
+cooldown); about 5 slots give 4 pairs. Whatever running second does to a run (the GPU's or
+CPU's state after the other side, a drift within the pair) multiplies one order's ratio and
+divides the other's: each order's ratio is reported, their geometric mean is the estimate
+(the effect cancels), and half their log distance is "second/first", the effect itself.
+--order fixed: every pair (bare run k, trial k), the design before (then --bare-gap-s 0 gives
+its schedule: the bare run at once after a trial, the trial after the idle rest).
 One sweep per variant rather than one per pair: a sweep's start (Ray, the model's load, the
 idle baseline) costs tens of seconds, a pair a few.
 
@@ -28,9 +39,11 @@ sweep and after the last, with no Ray on the machine, measure what that costs th
 (reported as "bare in sweep / bare solo"; not paired).
 
 --aa N: the control. Before the sweeps, a second bare process, identical to the first, takes
-the sweep's place for N pairs on the same schedule (run of the first, the rest of a cooldown
-idle, run of the second): bare' / bare, an A/A ratio whose interval is what the machine alone
-gives. An A/B interval as wide as it is the machine's noise, not energyray's.
+the sweep's place for N pairs on the same schedule and order (slot k: the gap, run of the
+first, the rest of a cooldown idle, run of the second; paired as the trials are): bare' /
+bare, an A/A ratio whose interval is what the machine alone gives. An A/B interval as wide as
+it is the machine's noise, not energyray's; an A/A "second/first" away from 1 is an order
+effect of the schedule itself.
 
 Both bare processes record each step's time (energyray's backend does too); "step noise"
 is the spread of the decode's speed timed over windows of 1, 2, 4 ... steps inside runs and
@@ -38,9 +51,10 @@ over whole runs: a spread falling as 1/sqrt(steps) is fast noise (longer runs cu
 one that stays is slow (longer runs do not).
 
 Per pair: ratio = sweep / bare of tokens/s (the row's tokens_per_s: generate's duration) and of
-J/token (the row's j_per_token: the trial window's counter energy). Each ratio's estimate is the
-geometric mean over pairs; its 95 % CI the wider of a t interval on the log ratios and a
-percentile bootstrap. Goal: for every configuration, CI inside 0.97-1.03 and point inside
+J/token (the row's j_per_token: the trial window's counter energy), whichever ran first. Each
+ratio's estimate is the geometric mean of the two orders' geometric means over pairs; its
+95 % CI the wider of a t interval on the log ratios (the spread pooled within orders) and a
+bootstrap resampling pairs within each order. Goal: for every configuration, CI inside 0.97-1.03 and point inside
 0.98-1.02 (GOAL PASS / MISS / NOT RESOLVED, as overhead.py).
 
 --diag: a thread census of the worker process and the bare process (from /proc, by this
@@ -81,6 +95,8 @@ BARE = Path(__file__).resolve().parent / "_parity_bare.py"
 SLEEP_SYSCALLS = {35, 230}  # x86-64 nanosleep, clock_nanosleep (what time.sleep() waits in)
 GOAL_CI = (0.97, 1.03)
 GOAL_POINT = (0.98, 1.02)
+# a pair's order: the reference (the bare run; in the A/A the first process) ran first or second
+ORDER_NAMES = {"ab": "ref first", "ba": "ref second"}
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -301,6 +317,87 @@ def verdict(r: dict[str, Any]) -> str:
     return "NOT RESOLVED"
 
 
+def order_at(i: int, order: str) -> str:
+    """The order of the i-th pair: "ab" (the reference, bare or the first process, runs first)
+    or "ba" (the other side first). "abba": ab, ba, ba, ab, ab, ba, ...; "fixed": always ab."""
+    if order == "fixed":
+        return "ab"
+    if order != "abba":
+        raise ValueError(f"unknown order {order!r} (abba, fixed)")
+    return "ab" if i % 4 in (0, 3) else "ba"
+
+
+def abba_pairs(ref_ok: list[bool], side_ok: list[bool], order: str) -> list[tuple[str, int, int]]:
+    """Disjoint pairs over slots 0..n-1, slot k being a reference run then the side's run (the
+    bare run in trial k's cooldown, then trial k): an "ab" pair at k is (ref k, side k), a "ba"
+    pair (side k, ref k+1). Returns (order, ref slot, side slot) in time order. A pair that
+    cannot be formed (a run missing or dropped) is sought at the next slots in the same order,
+    so the orders stay balanced; "abba" uses about 5 slots for 4 pairs."""
+    n = len(ref_ok)
+    used_ref: set[int] = set()
+    used_side: set[int] = set()
+    out: list[tuple[str, int, int]] = []
+    k = 0
+    while k < n:
+        o = order_at(len(out), order)
+        for j in range(k, n):
+            r = j if o == "ab" else j + 1
+            if r < n and ref_ok[r] and side_ok[j] and r not in used_ref and j not in used_side:
+                out.append((o, r, j))
+                used_ref.add(r)
+                used_side.add(j)
+                k = j + 1
+                break
+        else:
+            break
+    return out
+
+
+def slots_for(pairs: int, order: str) -> int:
+    """How many slots (sweep trials) give `pairs` pairs when every run is kept."""
+    n = pairs
+    while len(abba_pairs([True] * n, [True] * n, order)) < pairs:
+        n += 1
+    return n
+
+
+def balanced_ratio(pairs: list[dict[str, Any]], key: str, boot: int = 4000, seed: int = 0) -> dict[str, Any]:
+    """ratio_ci over pairs of both orders, weighting the orders equally: the geometric mean of the
+    two orders' geometric means (an effect of running first or second cancels, however many
+    pairs each order has), a t interval on the pooled within-order spread and a bootstrap
+    resampling within each order, the wider kept. Also each order's own ratio_ci, and the
+    order effect: how much running second (after the other side) multiplies a ratio."""
+    logs: dict[str, list[float]] = {"ab": [], "ba": []}
+    for p in pairs:
+        r = p.get(key)
+        if r and r > 0 and math.isfinite(r):
+            logs[p.get("order", "ab")].append(math.log(r))
+    by = {o: ratio_ci([math.exp(x) for x in v], boot, seed) for o, v in logs.items() if v}
+    if len(by) < 2:  # one order only: nothing to balance
+        out = ratio_ci([math.exp(x) for v in logs.values() for x in v], boot, seed)
+        return {**out, "balanced": False, "by_order": by, "order_effect": None, "order_effect_ci": None}
+    a, b = logs["ab"], logs["ba"]
+    n = len(a) + len(b)
+    ma, mb = statistics.fmean(a), statistics.fmean(b)
+    out = {"n": n, "ratio": math.exp((ma + mb) / 2), "ci": None, "balanced": True, "by_order": by,
+           "order_effect": math.exp((ma - mb) / 2), "order_effect_ci": None}
+    if n < 3:
+        return out
+    df = n - 2
+    sp = math.sqrt((sum((x - ma) ** 2 for x in a) + sum((x - mb) ** 2 for x in b)) / df)
+    half = t975(df) * sp / 2 * math.sqrt(1 / len(a) + 1 / len(b))
+    mid, eff = (ma + mb) / 2, (ma - mb) / 2
+    ci_t = (math.exp(mid - half), math.exp(mid + half))
+    ci_b = ci_t
+    if boot:
+        rng = random.Random(seed)
+        means = sorted((statistics.fmean(rng.choices(a, k=len(a))) + statistics.fmean(rng.choices(b, k=len(b)))) / 2
+                       for _ in range(boot))
+        ci_b = (math.exp(means[int(0.025 * boot)]), math.exp(means[int(0.975 * boot) - 1]))
+    return {**out, "ci": (min(ci_t[0], ci_b[0]), max(ci_t[1], ci_b[1])), "ci_t": ci_t, "ci_boot": ci_b,
+            "sd_log_pct": 100 * sp, "order_effect_ci": (math.exp(eff - half), math.exp(eff + half))}
+
+
 def ci_width_pct(r: dict[str, Any]) -> float | None:
     """A ratio interval's width, hi/lo - 1 in %: the same measure for A/B and A/A."""
     ci = r.get("ci")
@@ -314,6 +411,14 @@ def aa_pair(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     jpt2 = None if second["energy_j"] is None else second["energy_j"] / second["tokens"]
     return {"second_tps": tps2, "bare_tps": tps1, "second_jpt": jpt2, "bare_jpt": jpt1, "tps_ratio": tps2 / tps1,
             "jpt_ratio": jpt2 / jpt1 if jpt1 and jpt2 else None, "second_s": second["s"], "bare_s": first["s"]}
+
+
+def aa_pairs(firsts: list[dict[str, Any]], seconds: list[dict[str, Any]], order: str) -> list[dict[str, Any]]:
+    """The A/A's pairs, as pair() forms the sweep's: slot k is the first process's run k (kept
+    where `clear`: it ended inside its cooldown) then the second's run k; "ab" pairs (first k,
+    second k), "ba" (second k, first k+1). Each ratio is second / first, whichever ran first."""
+    return [{"order": o, "slot": k, **aa_pair(firsts[r], seconds[k])}
+            for o, r, k in abba_pairs([bool(f.get("clear", True)) for f in firsts], [True] * len(seconds), order)]
 
 
 def step_noise(step_lists: list[list[int]], sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)) -> dict[str, Any]:
@@ -401,6 +506,19 @@ def checkpoint(model: str, cache: Path, seed: int) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+def schedule(est: float, cooldown_s: float | None = None, gap_s: float | None = None) -> tuple[float, float]:
+    """The cooldown each bare run lies in, and how far into it the run starts. A run can take
+    ~1.8x the median on a noisy VM (one that outlasts its cooldown is dropped): it gets 1.8 x
+    `est` + 0.5 s. By default (`gap_s` None) the run starts as long after the previous trial as
+    the next trial starts after it, on average, so neither side alone follows an idle GPU."""
+    room = max(1.0, 1.8 * est + 0.5)
+    if gap_s is None:
+        if cooldown_s:
+            return cooldown_s, max(0.0, (cooldown_s - est) / 2)
+        return 2 * room - est, room - est
+    return cooldown_s or gap_s + room, gap_s
+
+
 def bare_runs(b: BareProc, cfg: Config, n: int, plen: int, args: argparse.Namespace, label: str) -> list[dict[str, Any]]:
     out = []
     for _ in range(n):
@@ -409,22 +527,23 @@ def bare_runs(b: BareProc, cfg: Config, n: int, plen: int, args: argparse.Namesp
     return out
 
 
-def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: float, work: Path,
-              args: argparse.Namespace, timeout_s: float) -> dict[str, Any]:
-    """One sweep of `args.pairs` trials, with a bare run in each trial's cooldown."""
-    store = work / f"store-{v.name}"
+def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: float, gap_s: float, trials: int,
+              work: Path, args: argparse.Namespace, timeout_s: float) -> dict[str, Any]:
+    """One sweep of `trials` trials, with a bare run in each trial's cooldown, `gap_s` into it."""
+    tag = f"{cfg.name.replace(':', '-')}-{v.name}"  # each configuration its own store and log
+    store = work / f"store-{tag}"
     cmd = [sys.executable, "-m", "energyray", "sweep=quantization", f"model={cfg.model}", "weights=dummy",
            f"sweep.grid.precision=[{cfg.precision}]", f"sweep.grid.batch_size=[{cfg.batch}]",
-           f"sweep.grid.task=[{args.task}]", f"sweep.repeats={args.pairs}",
+           f"sweep.grid.task=[{args.task}]", f"sweep.repeats={trials}",
            f"generation.max_new_tokens={args.new_tokens}", f"measurement.cooldown_s={cooldown_s:.2f}",
            f"measurement.idle_settle_max_s={args.idle_settle_max_s}", f"seed={args.seed}",
-           f"store.path={store}", f"cache_dir={args.cache_dir}", f"hydra.run.dir={work / ('hydra-' + v.name)}",
+           f"store.path={store}", f"cache_dir={args.cache_dir}", f"hydra.run.dir={work / ('hydra-' + tag)}",
            f"device={args.device}", *v.args]
     if args.device == "cpu":  # the smoke test: a CPU worker's own length setting, no energy
         cmd += [f"generation.cpu_max_new_tokens={args.new_tokens}", "sampler.cpu=none"]
     env = {**os.environ, **v.env}
     t_start = time.monotonic()
-    log = open(work / f"sweep-{v.name}.log", "w")  # noqa: SIM115  (closed below, after the child)
+    log = open(work / f"sweep-{tag}.log", "w")  # noqa: SIM115  (closed below, after the child)
     proc = subprocess.Popen(cmd, cwd=C.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     runs: list[dict[str, Any]] = []
     worker: int | None = None
@@ -452,6 +571,7 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
                     if c:
                         trials_census.append(c)
                 cooldown_end = time.monotonic() + cooldown_s
+                time.sleep(gap_s)  # idle after the trial, as the trial has idle before it
                 bsnap0 = snap(bare.pid, args.diag)
                 wall0 = time.time()
                 r = bare.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
@@ -471,7 +591,7 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
     rows = read_trials(store)
     return {"variant": v.name, "cmd": cmd, "env": v.env, "exit": proc.returncode, "runs": runs, "rows": rows,
             "wall_s": time.monotonic() - t_start, "trial_census": trials_census,
-            "log_tail": (work / f"sweep-{v.name}.log").read_text()[-3000:]}
+            "log_tail": (work / f"sweep-{tag}.log").read_text()[-3000:]}
 
 
 def read_trials(store: Path) -> list[dict[str, Any]]:
@@ -494,26 +614,29 @@ def _isnan(x: Any) -> bool:
     return isinstance(x, float) and math.isnan(x)
 
 
-def pair(rows: list[dict[str, Any]], runs: list[dict[str, Any]], cooldown_s: float) -> list[dict[str, Any]]:
-    """Bare run k with the sweep trial whose cooldown it ran in (the trial started, by its row,
-    at most the cooldown before the run)."""
+def pair(rows: list[dict[str, Any]], runs: list[dict[str, Any]], cooldown_s: float,
+         order: str = "abba") -> list[dict[str, Any]]:
+    """Slot k: the bare run in trial k's cooldown (the trial started, by its row, at most the
+    cooldown before the run; a run that overlapped the trial is dropped) and trial k. Pairs over
+    the slots by abba_pairs: "ab" (bare run k, trial k), "ba" (trial k, bare run k+1)."""
     from datetime import datetime
 
     starts = [datetime.fromisoformat(str(r["started_at"]).replace("Z", "+00:00")).timestamp() for r in rows]
-    out = []
+    bare: list[dict[str, Any] | None] = [None] * len(rows)
     for run in runs:
         # started_at is stamped before the cooldown: the trial is the last one begun before the run
         k = [i for i, s in enumerate(starts) if s - 0.05 <= run["wall_start"] <= s + cooldown_s]
-        if not k or not run["clear"]:
-            continue
-        k = [max(k, key=lambda i: starts[i])]
-        row = rows[k[0]]
-        if row["status"] != "ok" or not row["tokens_per_s"]:
-            continue
+        if k and run["clear"]:
+            bare[max(k, key=lambda i: starts[i])] = run
+    trial_ok = [r["status"] == "ok" and bool(r["tokens_per_s"]) for r in rows]
+    out = []
+    for o, b, t in abba_pairs([r is not None for r in bare], trial_ok, order):
+        run, row = bare[b], rows[t]
+        assert run is not None
         bare_tps = run["tokens"] / run["s"]
         bare_jpt = None if run["energy_j"] is None else run["energy_j"] / run["tokens"]
         jpt_ratio = row["j_per_token"] / bare_jpt if row["j_per_token"] and bare_jpt else None
-        out.append({"trial": k[0], "sweep_tps": row["tokens_per_s"], "bare_tps": bare_tps,
+        out.append({"order": o, "trial": t, "bare_slot": b, "sweep_tps": row["tokens_per_s"], "bare_tps": bare_tps,
                     "sweep_jpt": row["j_per_token"], "bare_jpt": bare_jpt,
                     "tps_ratio": row["tokens_per_s"] / bare_tps, "jpt_ratio": jpt_ratio,
                     "sweep_s": row["duration_s"], "bare_s": run["s"]})
@@ -598,15 +721,15 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
         warm = [r["s"] for r in res["runs"] if r["flavour"] == "plain"]
         est = (statistics.median(warm) if warm else
                res["bare_env"]["plain"]["warmup_s"] * args.new_tokens / args.warmup_tokens)
-        # a run can take ~1.8x the median on a noisy VM; one that outlasts the cooldown is dropped
-        cooldown = args.cooldown_s or max(1.0, 1.8 * est + 0.5)
-        res["cooldown_s"], res["run_estimate_s"] = cooldown, est
-        timeout = args.sweep_timeout_s or args.sweep_start_s + args.pairs * (cooldown + 1.5 * est + 1.0)
+        cooldown, gap = schedule(est, args.cooldown_s, args.bare_gap_s)
+        trials = slots_for(args.pairs, args.order)
+        res.update(cooldown_s=cooldown, bare_gap_s=gap, run_estimate_s=est, order=args.order, slots=trials)
+        timeout = args.sweep_timeout_s or args.sweep_start_s + trials * (cooldown + 1.5 * est + 1.0)
         for f in flavours:
             if f != "plain":  # a second local Ray beside the sweep's could be joined by it
                 bares[f].close()
         if args.aa:
-            res["aa"] = aa_block(cfg, plain, bares.pop("second"), plen, cooldown, args)
+            res["aa"] = aa_block(cfg, plain, bares.pop("second"), plen, cooldown, gap, args)
             if save is not None:
                 save(res)
         if args.deadline is not None:  # end the sweep in time: its stop and the last solo runs take a while
@@ -616,20 +739,19 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
                 print(f"  {cfg.name} sweep variant {v.name}: skipped, {timeout:.0f} s left", flush=True)
                 res["skipped_sweeps"] = [*res.get("skipped_sweeps", []), v.name]
                 continue
-            print(f"  {cfg.name} sweep variant {v.name}: {args.pairs} trials, cooldown {cooldown:.1f} s", flush=True)
-            s = run_sweep(cfg, v, plain, plen, cooldown, work, args, timeout)
-            s["pairs"] = pair(s["rows"], s["runs"], cooldown)
-            s["tps"] = ratio_ci([p["tps_ratio"] for p in s["pairs"]], args.bootstrap, args.seed)
-            s["jpt"] = ratio_ci([p["jpt_ratio"] for p in s["pairs"] if p["jpt_ratio"]], args.bootstrap, args.seed)
+            print(f"  {cfg.name} sweep variant {v.name}: {trials} trials for {args.pairs} pairs (order {args.order}), "
+                  f"cooldown {cooldown:.1f} s, bare run {gap:.1f} s into it", flush=True)
+            s = run_sweep(cfg, v, plain, plen, cooldown, gap, trials, work, args, timeout)
+            s["pairs"] = pair(s["rows"], s["runs"], cooldown, args.order)
+            s["tps"] = balanced_ratio(s["pairs"], "tps_ratio", args.bootstrap, args.seed)
+            s["jpt"] = balanced_ratio(s["pairs"], "jpt_ratio", args.bootstrap, args.seed)
             s["pairing"] = pairing(s["pairs"])
             s["census_sweep"] = summarize_census(s["trial_census"])
             s["census_bare"] = summarize_census([r.get("census") for r in s["runs"]])
             res["sweeps"][v.name] = s
             if s["exit"] not in (0, None) and not s["rows"]:
                 print(s["log_tail"])
-            r = s["tps"]
-            print(f"    tokens/s ratio {C.fmt(r['ratio'], '.4f')} over {r['n']} pairs, CI {r.get('ci')}; "
-                  f"J/token {C.fmt(s['jpt']['ratio'], '.4f')}", flush=True)
+            print("    " + ratio_line(s), flush=True)
             if save is not None:  # a run stopped at its time limit keeps the sweeps done
                 save(res)
             if args.deadline is not None:
@@ -651,59 +773,76 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
     return res
 
 
-def aa_block(cfg: Config, first: BareProc, second: BareProc, plen: int, cooldown: float,
+def aa_block(cfg: Config, first: BareProc, second: BareProc, plen: int, cooldown: float, gap: float,
              args: argparse.Namespace) -> dict[str, Any]:
-    """The A/A control: `second` in the sweep's place, on its schedule (the first's run, the
-    rest of the cooldown idle, the second's run); closes `second`."""
-    runs: list[dict[str, Any]] = []
-    pairs = []
+    """The A/A control: `second` in the sweep's place, on its schedule (slot k: `gap` idle, the
+    first's run, the rest of the cooldown idle, the second's run), paired as the sweep's trials
+    are; closes `second`."""
+    firsts: list[dict[str, Any]] = []
+    seconds: list[dict[str, Any]] = []
+    slots = slots_for(args.aa, args.order)
     try:
-        print(f"  {cfg.name} A/A: {args.aa} pairs of two identical bare processes, cooldown {cooldown:.1f} s",
-              flush=True)
-        for _ in range(args.aa):
+        print(f"  {cfg.name} A/A: {args.aa} pairs ({slots} slots, order {args.order}) of two identical bare "
+              f"processes, cooldown {cooldown:.1f} s, first run {gap:.1f} s into it", flush=True)
+        for _ in range(slots):
             if args.deadline is not None and args.deadline - time.monotonic() < 0.75 * args.config_min_s:
                 print("    A/A stopped: out of time", flush=True)
                 break
+            time.sleep(gap)
             a = first.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
-            time.sleep(max(0.0, cooldown - a["s"]))
+            time.sleep(max(0.0, cooldown - gap - a["s"]))
             b = second.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
-            runs += [{**a, "label": "aa_first", "flavour": "plain"}, {**b, "label": "aa_second", "flavour": "second"}]
-            pairs.append(aa_pair(a, b))
+            # a first run past its cooldown is dropped, as a bare run that overlaps its trial is
+            firsts.append({**a, "label": "aa_first", "flavour": "plain", "clear": gap + a["s"] <= cooldown})
+            seconds.append({**b, "label": "aa_second", "flavour": "second"})
     finally:
         second.close()
-    out: dict[str, Any] = {"runs": runs, "pairs": pairs, "tps": ratio_ci([p["tps_ratio"] for p in pairs], args.bootstrap, args.seed),
-           "jpt": ratio_ci([p["jpt_ratio"] for p in pairs if p["jpt_ratio"]], args.bootstrap, args.seed),
-           "pairing": pairing(pairs, "second")}
-    r = out["tps"]
-    print(f"    A/A tokens/s ratio {C.fmt(r['ratio'], '.4f')} over {r['n']} pairs, CI {r.get('ci')}", flush=True)
+    pairs = aa_pairs(firsts, seconds, args.order)
+    runs = [r for ab in zip(firsts, seconds, strict=True) for r in ab]
+    out: dict[str, Any] = {"runs": runs, "pairs": pairs, "slots": len(firsts),
+                           "tps": balanced_ratio(pairs, "tps_ratio", args.bootstrap, args.seed),
+                           "jpt": balanced_ratio(pairs, "jpt_ratio", args.bootstrap, args.seed),
+                           "pairing": pairing(pairs, "second")}
+    print("    A/A " + ratio_line(out), flush=True)
     return out
+
+
+def fmt_ci(ci: Any) -> str:
+    return "-" if not ci else f"{ci[0]:.4f}-{ci[1]:.4f}"
+
+
+def ratio_line(r: dict[str, Any]) -> str:
+    """One line of a block's ratios: pooled, and by order where both ran."""
+    parts = []
+    for what, name in (("tps", "tokens/s"), ("jpt", "J/token")):
+        x = r[what]
+        line = f"{name} {C.fmt(x['ratio'], '.4f')} over {x['n']} pairs, CI {fmt_ci(x.get('ci'))}"
+        if x.get("balanced"):
+            line += "; " + ", ".join(f"{ORDER_NAMES[o]} {C.fmt(v['ratio'], '.4f')} ({v['n']})"
+                                     for o, v in x["by_order"].items())
+            line += f"; second / first {C.fmt(x['order_effect'], '.4f')}"
+        parts.append(line)
+    return " | ".join(parts)
 
 
 def report(res: dict[str, Any]) -> list[list[Any]]:
     rows = []
     solo = res["solo_plain_tps"]
-    aa = res.get("aa")
-    if aa:
-        for what in ("tps", "jpt"):
-            r = aa[what]
-            ci = r.get("ci")
-            need = aa["pairing"].get("pairs_for_3pct") if what == "tps" else None
-            rows.append([f"{res['config']} [A/A: bare' / bare] {'tokens/s' if what == 'tps' else 'J/token'}", r["n"],
-                         C.fmt(r["ratio"], ".4f"), "-" if not ci else f"{ci[0]:.4f}-{ci[1]:.4f}",
-                         C.fmt(ci_width_pct(r), ".1f"), C.fmt(r.get("sd_log_pct"), ".1f"), verdict(r), "",
-                         C.fmt(need, "d")])
-    for name, s in res["sweeps"].items():
-        insweep = [r["tokens"] / r["s"] for r in s["runs"] if r["clear"]]
+    blocks = ([("A/A: bare' / bare", res["aa"], None)] if res.get("aa") else []) + [
+        (name, s, [r["tokens"] / r["s"] for r in s["runs"] if r["clear"]]) for name, s in res["sweeps"].items()]
+    for name, blk, insweep in blocks:
         bvs = statistics.fmean(insweep) / statistics.fmean(solo) if insweep and solo else None
         for what in ("tps", "jpt"):
-            r = s[what]
-            ci = r.get("ci")
-            need = (s.get("pairing") or {}).get("pairs_for_3pct") if what == "tps" else None
-            rows.append([f"{res['config']} [{name}] {'tokens/s' if what == 'tps' else 'J/token'}", r["n"],
-                         C.fmt(r["ratio"], ".4f"), "-" if not ci else f"{ci[0]:.4f}-{ci[1]:.4f}",
-                         C.fmt(ci_width_pct(r), ".1f"), C.fmt(r.get("sd_log_pct"), ".1f"), verdict(r),
-                         C.fmt(bvs, ".4f") if what == "tps" else "",
-                         C.fmt(need, "d")])
+            r = blk[what]
+            label = f"{res['config']} [{name}] {'tokens/s' if what == 'tps' else 'J/token'}"
+            need = (blk.get("pairing") or {}).get("pairs_for_3pct") if what == "tps" else None
+            rows.append([label, r["n"], C.fmt(r["ratio"], ".4f"), fmt_ci(r.get("ci")), C.fmt(ci_width_pct(r), ".1f"),
+                         C.fmt(r.get("sd_log_pct"), ".1f"), verdict(r), C.fmt(r.get("order_effect"), ".4f"),
+                         C.fmt(bvs, ".4f") if what == "tps" else "", C.fmt(need, "d")])
+            if r.get("balanced"):  # each order alone: an order effect shows as the two apart
+                for o, x in r["by_order"].items():
+                    rows.append([f"  {ORDER_NAMES[o]}", x["n"], C.fmt(x["ratio"], ".4f"), fmt_ci(x.get("ci")),
+                                 C.fmt(ci_width_pct(x), ".1f"), C.fmt(x.get("sd_log_pct"), ".1f"), "", "", "", ""])
     return rows
 
 
@@ -713,6 +852,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="model:precision:batch, repeatable (default gemma3-1b:nf4:1)")
     p.add_argument("--pairs", type=int, default=20,
                    help="interleaved pairs per configuration and variant (default 20; 0: no sweeps)")
+    p.add_argument("--order", choices=("abba", "fixed"), default="abba",
+                   help="abba: pairs alternate which side runs first (ab, ba, ba, ab, ...); fixed: the bare run "
+                        "always first (default abba)")
     p.add_argument("--aa", type=int, default=0,
                    help="A/A control pairs per configuration: a second identical bare process in the sweep's place "
                         "(default 0: none)")
@@ -733,8 +875,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-settle-max-s", type=float, default=5.0,
                    help="the sweeps' measurement.idle_settle_max_s (the idle baseline is not compared; default 5)")
     p.add_argument("--cooldown-s", type=float, default=None,
-                   help="the sweeps' measurement.cooldown_s, in which each bare run happens (default: 1.8 x the "
-                        "median warm bare run + 0.5 s)")
+                   help="the sweeps' measurement.cooldown_s, in which each bare run happens (default: room for a "
+                        "bare run, 1.8 x the median warm run + 0.5 s, plus --bare-gap-s)")
+    p.add_argument("--bare-gap-s", type=float, default=None,
+                   help="how long into the cooldown the bare run starts (default: as long after the previous trial "
+                        "as the next trial starts after it, on average; 0: at once, the earlier design)")
     p.add_argument("--sweep-start-s", type=float, default=150.0,
                    help="allowance for a sweep's start (Ray, idle baseline, load) in its time limit (default 150)")
     p.add_argument("--sweep-timeout-s", type=float, default=None,
@@ -804,10 +949,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"      other threads [name, CPU share, wake-ups/s]: {c['top_other_threads']}")
                     print(f"      procs {c['top_processes_cpu_share'][:5]}")
         print(f"  {name} solo tokens/s by flavour: " + ", ".join(f"{k} {v:.2f}" for k, v in res["solo_by_flavour"].items()))
-    C.section("parity: sweep / bare, geometric mean over pairs, 95 % CI")
+    C.section("parity: sweep / bare, geometric mean over pairs (both orders weighted equally), 95 % CI")
     rows = [r for res in result["configs"].values() for r in report(res)]
     print(C.table(["configuration [variant] ratio", "pairs", "ratio", "95 % CI", "CI width %", "sd %", "goal",
-                   "bare in sweep/solo", "pairs for ±3 %"], rows))
+                   "second/first", "bare in sweep/solo", "pairs for ±3 %"], rows))
     C.section("step noise of the bare decode: sd % of log speed over windows of w steps inside runs (measured / if "
               "independent step to step), and between whole runs")
     for name, res in result["configs"].items():

@@ -1,6 +1,6 @@
 """benchmarks/parity.py's parts that need no GPU: the ratio statistics and the goal's verdict,
-the pairing of bare runs with sweep trials, and spotting a worker asleep in its cooldown (a real
-child process with a worker's title)."""
+the pairing of bare runs with sweep trials in a counterbalanced order, the schedule, and
+spotting a worker asleep in its cooldown (a real child process with a worker's title)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_each_bare_run_pairs_with_the_trial_whose_cooldown_it_ran_in(par: Any) -
              "duration_s": 3.0} for k in range(3)]
     runs = [{"wall_start": t0 + 5 * k + 0.02, "clear": k != 1, "tokens": 64, "s": 3.2, "energy_j": 320.0}
             for k in range(3)]
-    pairs = par.pair(rows, runs, cooldown_s=1.8)  # the cooldowns overlap the next trial's start margin
+    pairs = par.pair(rows, runs, cooldown_s=1.8, order="fixed")  # cooldowns overlap the next trial's start margin
     assert [p["trial"] for p in pairs] == [0, 2]  # run 1 overlapped its trial: dropped
     assert pairs[1]["tps_ratio"] == pytest.approx(22.0 / 20.0) and pairs[1]["jpt_ratio"] == pytest.approx(1.0)
 
@@ -127,3 +127,80 @@ def test_step_noise_tells_fast_noise_from_slow(par: Any) -> None:
     slow = par.step_noise(_runs(rng, 30, 64, 0.02, 0.2))  # each run at its own speed
     assert slow["within"]["1"]["sd_log_pct"] < 3 and slow["between_pct"] == pytest.approx(20, rel=0.35)
     assert par.step_noise([[0, 10, 20]])["within"] == {}  # too few windows: nothing claimed
+
+
+def test_abba_alternates_which_side_runs_first_in_disjoint_pairs(par: Any) -> None:
+    assert [par.order_at(i, "abba") for i in range(8)] == ["ab", "ba", "ba", "ab"] * 2
+    assert {par.order_at(i, "fixed") for i in range(8)} == {"ab"}
+    pairs = par.abba_pairs([True] * 10, [True] * 10, "abba")
+    # (order, reference slot, side slot): ab = (ref k, side k), ba = (side k, ref k+1)
+    assert pairs == [("ab", 0, 0), ("ba", 2, 1), ("ba", 3, 2), ("ab", 4, 4),
+                     ("ab", 5, 5), ("ba", 7, 6), ("ba", 8, 7), ("ab", 9, 9)]
+    assert len({r for _, r, _ in pairs}) == len({s for _, _, s in pairs}) == 8  # no run in two pairs
+    assert all(s + 1 == r for o, r, s in pairs if o == "ba") and all(s == r for o, r, s in pairs if o == "ab")
+    assert par.slots_for(8, "abba") == 10 and par.slots_for(8, "fixed") == 8 and par.slots_for(1, "abba") == 1
+    assert par.abba_pairs([True] * 3, [True] * 3, "fixed") == [("ab", 0, 0), ("ab", 1, 1), ("ab", 2, 2)]
+    with pytest.raises(ValueError):
+        par.order_at(0, "random")
+
+
+def test_a_dropped_run_moves_its_pair_on_keeping_the_order(par: Any) -> None:
+    ref_ok = [True, True, False, True, True, True, True]  # the reference run of slot 2 dropped
+    pairs = par.abba_pairs(ref_ok, [True] * 7, "abba")
+    # (side 1, ref 2) impossible: the ba pair moves to the next slot, and the orders go on
+    assert pairs == [("ab", 0, 0), ("ba", 3, 2), ("ba", 4, 3), ("ab", 5, 5), ("ab", 6, 6)]
+    assert par.abba_pairs([False] * 4, [True] * 4, "abba") == []
+
+
+def test_the_balanced_ratio_cancels_an_order_effect_and_shows_it(par: Any) -> None:
+    rng = random.Random(2)
+    true, second = 0.97, 0.88  # the side's true ratio; running second costs 12 %
+    pairs = [{"order": "ab", "r": true * second * math.exp(rng.gauss(0, 0.01))} for _ in range(12)]
+    pairs += [{"order": "ba", "r": true / second * math.exp(rng.gauss(0, 0.01))} for _ in range(4)]
+    b = par.balanced_ratio(pairs, "r", boot=1000)
+    assert b["balanced"] and b["n"] == 16
+    assert b["ratio"] == pytest.approx(true, rel=0.01) and b["ci"][0] < true < b["ci"][1]
+    assert b["order_effect"] == pytest.approx(second, rel=0.01)
+    assert b["order_effect_ci"][0] < second < b["order_effect_ci"][1] < 1
+    assert b["by_order"]["ab"]["ratio"] == pytest.approx(true * second, rel=0.01)
+    assert b["by_order"]["ba"]["n"] == 4
+    naive = par.ratio_ci([p["r"] for p in pairs], boot=0)  # unbalanced orders bias the plain mean
+    assert naive["ratio"] < 0.93
+    one = par.balanced_ratio([p for p in pairs if p["order"] == "ab"], "r", boot=0)
+    assert not one["balanced"] and one["order_effect"] is None  # one order: nothing to cancel
+    assert par.balanced_ratio([{"order": "ab", "r": 1.0}, {"order": "ba", "r": None}], "r")["ci"] is None
+    assert par.balanced_ratio([{"order": "ab", "r": 1.0}, {"order": "ba", "r": 1.0}], "r")["ci"] is None  # df 0
+
+
+def test_sweep_pairs_follow_the_order(par: Any) -> None:
+    t0 = 1_800_000_000.0
+    rows = [{"started_at": _iso(t0 + 10 * k), "status": "ok", "tokens_per_s": 20.0, "j_per_token": 5.0,
+             "duration_s": 3.2} for k in range(5)]
+    runs = [{"wall_start": t0 + 10 * k + 2.0, "clear": True, "tokens": 64, "s": 3.2 * (1 + k / 10),
+             "energy_j": 320.0} for k in range(5)]
+    pairs = par.pair(rows, runs, cooldown_s=6.0)
+    assert [(p["order"], p["bare_slot"], p["trial"]) for p in pairs] == [("ab", 0, 0), ("ba", 2, 1), ("ba", 3, 2),
+                                                                         ("ab", 4, 4)]
+    assert pairs[1]["tps_ratio"] == pytest.approx(1.2)  # always sweep / bare: 20 against 64 / 3.84
+    rows[2]["status"] = "failed"
+    assert [(p["order"], p["bare_slot"], p["trial"]) for p in par.pair(rows, runs, 6.0)] == [
+        ("ab", 0, 0), ("ba", 2, 1), ("ba", 4, 3)]
+
+
+def test_aa_pairs_are_second_over_first_in_either_order(par: Any) -> None:
+    firsts = [{"tokens": 64, "s": 2.0, "energy_j": 300.0, "clear": True} for _ in range(5)]
+    seconds = [{"tokens": 64, "s": 2.5, "energy_j": 300.0} for _ in range(5)]
+    pairs = par.aa_pairs(firsts, seconds, "abba")
+    assert [p["order"] for p in pairs] == ["ab", "ba", "ba", "ab"]
+    assert all(p["tps_ratio"] == pytest.approx(0.8) for p in pairs)
+    firsts[0]["clear"] = False  # it outlasted its cooldown: dropped, as a bare run overlapping its trial
+    assert par.aa_pairs(firsts, seconds, "fixed")[0]["slot"] == 1
+
+
+def test_the_schedule_gives_each_side_the_same_idle_before_it(par: Any) -> None:
+    cooldown, gap = par.schedule(2.0)
+    assert cooldown - gap - 2.0 == pytest.approx(gap)  # the trial's idle after an average bare run
+    assert cooldown - gap >= 1.8 * 2.0 + 0.5  # room for a slow bare run
+    assert par.schedule(2.0, gap_s=0.0) == (pytest.approx(4.1), 0.0)  # the earlier design
+    assert par.schedule(2.0, cooldown_s=6.0) == (6.0, 2.0)
+    assert par.schedule(2.0, cooldown_s=8.0, gap_s=1.0) == (8.0, 1.0)
