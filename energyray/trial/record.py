@@ -220,7 +220,17 @@ def unload_missing(reason: str) -> dict[str, Any]:
 
 # -- the trial's row -----------------------------------------------------------------------------
 RANDOM_WEIGHTS = "random weights: the text is noise"
+# a catalogue model energyray builds itself (ModelConfig.builtin, e.g. tiny-llama) is random init
+RANDOM_BUILTIN = "random weights ({name} is built random): the text is noise"
 NO_GOLD = "the task has no gold answers"
+
+
+def random_weights(spec: TrialSpec, model: Any) -> str | None:
+    """Why the model's text is noise (weights=dummy, or a built-in random-init model), or None."""
+    if spec.weights == "dummy":
+        return RANDOM_WEIGHTS
+    builtin = getattr(model, "builtin", None)
+    return RANDOM_BUILTIN.format(name=getattr(model, "name", None) or builtin) if builtin else None
 
 
 def spec_fields(spec: TrialSpec) -> dict[str, Any]:
@@ -338,17 +348,17 @@ def workload_fields(work: Any) -> dict[str, Any]:
     }
 
 
-def accuracy_fields(spec: TrialSpec, items: list[Item], scores: list[Score | None]) -> dict[str, Any]:
+def accuracy_fields(spec: TrialSpec, items: list[Item], scores: list[Score | None],
+                    model: Any = None) -> dict[str, Any]:
     """Accuracy over the requests scored (Score.correct not None), or null with the reason:
-    random weights are never scored (their text is noise), nor items without a gold answer."""
-    scored = [s for s in scores if s is not None and s.correct is not None]
+    random weights (weights=dummy, or a built-in random-init `model`) are never scored (their
+    text is noise, whatever a judge said), nor items without a gold answer."""
+    reason = random_weights(spec, model)
+    scored = [] if reason else [s for s in scores if s is not None and s.correct is not None]
     correct = sum(bool(s.correct) for s in scored)
-    reason = None
-    if spec.weights == "dummy":
-        reason = RANDOM_WEIGHTS
-    elif not any(it.gold is not None for it in items):
+    if reason is None and not any(it.gold is not None for it in items):
         reason = NO_GOLD
-    elif not scored:
+    elif reason is None and not scored:
         reason = "no response could be scored (no text came back)"
     return {"scored_requests": len(scored), "correct_requests": correct if scored else None,
             "accuracy": correct / len(scored) if scored else None, "accuracy_reason": reason}

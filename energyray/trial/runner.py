@@ -243,13 +243,13 @@ class TrialRunner:
             finally:
                 run = Batches(gens, work.members)
                 reading = self.windows.end(label, err, run.parts(), local=not_here is None)
-            (texts, scores), response, _ = self._measure("response", lambda: self._respond(spec, work, run))
+            (texts, scores), response, _ = self._measure("response", lambda: self._respond(spec, model, work, run))
             row.update(response)
             judged = workload.run_judge(list(zip(work.requests, texts, strict=True)), self.tasks.judge)
             if judged is not None:  # its verdict, where it gave one, is the request's score
                 scores = [j or s for j, s in zip(judged.scores, scores, strict=True)]
             row.update(judged.trial if judged is not None else workload.JUDGE_OFF)
-            accuracy = record.accuracy_fields(spec, work.requests, scores)
+            accuracy = record.accuracy_fields(spec, work.requests, scores, model)
             row.update(accuracy)
             row["sample_output"] = texts[0][:500] if texts and texts[0] is not None else None
             words = None if any(t is None for t in texts) else sum(len(str(t).split()) for t in texts)
@@ -279,13 +279,13 @@ class TrialRunner:
         row["finished_at"] = record.utc()
         return TrialResult(row=row, samples=self._samples(spec.trial_id, samples), responses=responses)
 
-    def _respond(self, spec: TrialSpec, work: Workload, run: Batches) -> tuple[list[str | None], list[Any]]:
+    def _respond(self, spec: TrialSpec, model: Any, work: Workload, run: Batches) -> tuple[list[str | None], list[Any]]:
         """The response phase: each batch's ids to text, and each request scored (random
-        weights are not: their text is noise)."""
+        weights are not, nor a built-in random-init model: their text is noise)."""
         texts: list[str | None] = [t for g in run.gens for t in self.backend.decode(g)]
         if len(texts) != work.n:
             raise TrialFailed(f"the backend decoded {len(texts)} texts for {work.n} requests")
-        if spec.weights == "dummy":
+        if record.random_weights(spec, model):
             return texts, [None] * work.n
         score = workload.scorer(spec.task, self.tasks)
         return texts, [None if t is None else score(item, t) for item, t in zip(work.requests, texts, strict=True)]

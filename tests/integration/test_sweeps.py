@@ -78,7 +78,8 @@ def test_prompt_brevity_runs_on_cpu_and_changes_the_input(cli, tmp_path, shared_
     assert long["brief"] < long["short"] < long["default"] < long["concise"]
     qa = t[t["task"] == "qa"]
     assert set(qa["prompt_variant"]) == {"default", "brief"}
-    assert qa["accuracy"].notna().all()  # scored, so brevity's cost in accuracy shows
+    assert qa["accuracy"].isna().all()  # the tiny model is random init; a real model's is scored
+    assert qa["accuracy_reason"].str.contains("tiny-llama is built random").all()
     assert set(t["max_new_tokens_used"]) == {4}
 
 
