@@ -177,7 +177,10 @@ def route(responses: pd.DataFrame, trials: pd.DataFrame, models: Sequence[str] |
     if task is not None:
         trials = trials[trials["task"].astype(str) == task]
     notes: list[str] = []
+    # random weights: weights=dummy, or a model built random (its accuracy_reason says so)
     random = trials["weights"].astype(str) == "dummy" if "weights" in trials else pd.Series(False, trials.index)
+    if "accuracy_reason" in trials:
+        random = random | trials["accuracy_reason"].fillna("").astype(str).str.startswith("random weights")
     systems, dummy = systems_of(trials[~random]), systems_of(trials[random])
     if systems.empty and dummy.empty:
         raise RoutingError("no ok trials" + (f" of task {task!r}" if task else "") + " to route between.")

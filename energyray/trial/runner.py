@@ -245,10 +245,12 @@ class TrialRunner:
                 reading = self.windows.end(label, err, run.parts(), local=not_here is None)
             (texts, scores), response, _ = self._measure("response", lambda: self._respond(spec, model, work, run))
             row.update(response)
-            judged = workload.run_judge(list(zip(work.requests, texts, strict=True)), self.tasks.judge)
+            random = record.random_weights(spec, model)  # noise is never sent to a paid judge
+            judged = None if random else workload.run_judge(list(zip(work.requests, texts, strict=True)),
+                                                            self.tasks.judge)
             if judged is not None:  # its verdict, where it gave one, is the request's score
                 scores = [j or s for j, s in zip(judged.scores, scores, strict=True)]
-            row.update(judged.trial if judged is not None else workload.JUDGE_OFF)
+            row.update(judged.trial if judged is not None else workload.judge_off(self.tasks.judge, random))
             accuracy = record.accuracy_fields(spec, work.requests, scores, model)
             row.update(accuracy)
             row["sample_output"] = texts[0][:500] if texts and texts[0] is not None else None

@@ -62,6 +62,13 @@ class Judged:
     trial: dict[str, Any]
 
 
+def judge_off(cfg: Any, random: str | None) -> dict[str, Any]:
+    """The trial's judge_* fields where the judge did not run, with why."""
+    if random and cfg is not None and getattr(cfg, "enabled", False):
+        return {**JUDGE_OFF, "judge_reason": f"not sent: {random}"}
+    return dict(JUDGE_OFF)
+
+
 JUDGE_OFF = {"judge_requests": None, "judge_input_tokens": None, "judge_output_tokens": None, "judge_cost_usd": None,
              "judge_model": None, "judge_reason": "off (tasks.judge.enabled=false)"}
 

@@ -373,3 +373,18 @@ def test_an_enabled_judge_scores_the_responses_and_its_cost_stays_apart():
     assert all(r["judge_input_tokens"] > 0 for r in rows) and row["judge_input_tokens"] == sum(
         r["judge_input_tokens"] for r in rows)
     assert row["energy_j"] == pytest.approx(sum(r["energy_j"] for r in rows))  # the judge's wait is not in it
+
+
+def test_an_enabled_judge_is_never_sent_random_weights_text():
+    from energyray.testing.fake_openai import FakeOpenAI
+
+    tasks = TasksConfig()
+    with FakeOpenAI() as fake:
+        tasks.judge.enabled, tasks.judge.base_url = True, fake.base_url
+        result = runner(FakeBackend(answers=["Answer: Paris"]), ConstantSampler(), tasks).run(
+            spec(requests=2, weights="dummy"), None, {})
+    row = result.row
+    assert row["status"] == "ok", row["error"]
+    assert fake.requests == [] and row["judge_requests"] is None
+    assert row["judge_reason"].startswith("not sent: random weights") and row["accuracy"] is None
+    assert all(r.get("judge_verdict") is None and r["correct"] is None for r in result.responses)
