@@ -348,6 +348,22 @@ class TasksConfig:
 
 
 @dataclass
+class FootprintConfig:
+    """CO2 and cost of every measured joule (energyray/footprint). Tables in conf/footprint/ and
+    conf/prices/ carry `as_of` and `source` on every row."""
+
+    region: str = "auto"  # a country (ISO 3166 alpha-3, e.g. USA, DEU) or a sub-national region (e.g. USA-CA); auto: sampler.country_iso_code
+    carbon_intensity_g_per_kwh: float | None = None  # your own figure; overrides the table (source "user")
+    pue: float | None = None  # data-centre power usage effectiveness; None: none applied (recorded)
+    embodied: bool = False  # add the GPU's manufacturing footprint, amortised per GPU-second
+    gpu_lifetime_years: float = 5.0
+    gpu_utilization: float = 0.5  # share of its life a GPU is busy (embodied carbon is spread over that)
+    electricity_usd_per_kwh: float | None = None  # your own price; overrides the table
+    gpu_hour_usd: float | None = None  # your own GPU-hour price; overrides the cloud table
+    cloud_offering: str | None = None  # a row of conf/prices/cloud_gpu.yaml (e.g. aws-p5-h100); None: by hardware
+
+
+@dataclass
 class RunConfig:
     """The whole composed configuration of one `python -m energyray` run."""
 
@@ -380,6 +396,7 @@ class RunConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)  # file tasks, item limit and sample, the judge
+    footprint: FootprintConfig = field(default_factory=FootprintConfig)  # CO2 and cost of the measured energy
 
 
 def tristate(key: str, value: Any, choices: str) -> str:
@@ -467,6 +484,12 @@ LIMITS: dict[str, Limit] = {
     "batch_size": Limit(1, what="prompts generated together"),
     "prompt_tokens": Limit(1, none=True, what="tokens of each prompt; null: the task's text as written"),
     "tasks.limit": Limit(1, none=True, what="items kept of each task; null: all"),
+    "footprint.carbon_intensity_g_per_kwh": Limit(0, none=True, what="grid carbon intensity, gCO2e/kWh; null: the table's"),
+    "footprint.pue": Limit(1, 3, none=True, what="power usage effectiveness; null: none applied"),
+    "footprint.gpu_lifetime_years": Limit(0, 30, low_open=True, what="years a GPU is in service"),
+    "footprint.gpu_utilization": Limit(0, 1, low_open=True, what="share of its life a GPU is busy"),
+    "footprint.electricity_usd_per_kwh": Limit(0, none=True, what="electricity price, USD/kWh; null: the table's"),
+    "footprint.gpu_hour_usd": Limit(0, none=True, what="GPU-hour price, USD; null: the cloud table's"),
     "tasks.sample_seed": Limit(0, 2**32 - 1, none=True, what="seed of the items' shuffle; null: the task's order"),
     "tasks.judge.max_output_tokens": Limit(1, what="the judge's output budget per verdict"),
     "tasks.judge.concurrency": Limit(1, what="judge requests in flight at once"),
