@@ -419,6 +419,8 @@ def energy_shares(batches: Batches, reading: Any, energy_j: float | None, sent: 
     """Each request's share of `energy_j` (by request index) and the rule, in words, as applied."""
     n = sum(len(m) for m in batches.members)
     notes: dict[str, None] = {}
+    times_seen: dict[str, None] = {}
+    weights_seen: dict[str, None] = {}
     raw = [0.0] * n
     parts = reading.parts if isinstance(reading, WindowReading) else {}
     pre = (parts.get("prefill") or {}).get("intervals_j") or []
@@ -439,8 +441,8 @@ def energy_shares(batches: Batches, reading: Any, energy_j: float | None, sent: 
         if not _split(raw, members, pre[b], tokens):
             notes["prefill=equal (prompt tokens unknown)"] = None
         steps, timed, by_power = _decode_steps(gen, power)
-        weight = "power" if by_power else "equal" if timed == "equal steps (no step times)" else "duration"
-        notes[f"times={TIMES[timed]}; weight={weight}"] = None
+        times_seen[TIMES[timed]] = None
+        weights_seen["power" if by_power else "equal" if timed == "equal steps (no step times)" else "duration"] = None
         steps = [(w, active) for w, active in steps if active]
         total = sum(w for w, _ in steps)
         if not steps:
@@ -450,6 +452,8 @@ def energy_shares(batches: Batches, reading: Any, energy_j: float | None, sent: 
             share = dec[b] * (w / total if total > 0 else 1 / len(steps)) / len(active)
             for j in active:
                 raw[members[j]] += share
+    if times_seen:  # over several batches, each code used (e.g. weight=power,duration)
+        notes[f"times={','.join(times_seen)}; weight={','.join(weights_seen)}"] = None
     rule = "; ".join([SHARE_RULE, *notes])
     if energy_j is None:
         return [None] * n, rule
