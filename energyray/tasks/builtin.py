@@ -116,4 +116,7 @@ class HleStyleTask(BuiltinTask):
             out.append(Item(id=f"hle_style-{slug}-{seen[cat]}", prompt=f"{self.FORMATS[variant]}\n\n{text}",
                             gold=gold, category=cat, answer_type="multiple_choice" if choices else "exact_match",
                             choices=choices, aliases=aliases))
-        return out
+        # round robin over the categories, so that tasks.limit=8 keeps one item of each
+        rank = {id(it): sum(o.category == it.category for o in out[:i]) for i, it in enumerate(out)}
+        cats = list(seen)
+        return sorted(out, key=lambda it: (rank[id(it)], cats.index(it.category)))

@@ -23,7 +23,7 @@ from energyray.tasks.base import Item
 pytestmark = pytest.mark.slow
 
 TASKS = ("qa", "summarization", "reasoning", "hle_style", "longform")
-LIMIT, SEED = 2, 18  # seed 18's two hle_style items: Math (exact match) and Humanities (multiple choice)
+LIMIT, SEED = 2, 18  # seed 18's two hle_style items: Math (exact match) and Chemistry (multiple choice)
 NEW_TOKENS = 16
 # the scorer each task's items get (hle_style: by the item's answer type)
 SCORERS = {"qa": {"exact_match"}, "summarization": {"rouge_l"}, "reasoning": {"numeric"},
