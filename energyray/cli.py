@@ -178,7 +178,7 @@ def run(cfg_node: DictConfig, tally: Tally) -> int:
         _say(console, tally.last_line())
         return EXIT_OK
 
-    from energyray import orchestrator, report
+    from energyray import footprint, orchestrator, report
     from energyray.progress import SweepProgress
     from energyray.store import TRIAL_TABLES, Store
     from energyray.trial import TrialResult
@@ -186,6 +186,7 @@ def run(cfg_node: DictConfig, tally: Tally) -> int:
     store = Store(cfg.store.path)
     todo = plan.todo
     driver_env = env.snapshot()
+    tables = footprint.load_tables()  # read once (the planner's check already did)
     by_id = {s.trial_id: s for s in todo}
 
     def on_result(result: TrialResult) -> None:
@@ -193,6 +194,7 @@ def run(cfg_node: DictConfig, tally: Tally) -> int:
         spec = by_id[row["trial_id"]]
         row.setdefault("config_json", json.dumps(plan.configs[spec.trial_id], default=str))
         row["driver_env_json"] = json.dumps(driver_env, default=str)
+        row.update(footprint.footprint_fields(row, cfg.footprint, tables))  # CO2 (and cost) of its energy
         # the trials file last: it marks the trial done (resume); StoreWriteError: exit 2
         store.write_trial(row, result.samples, result.responses, spec.sweep, spec.hardware)
         tally.add(row)

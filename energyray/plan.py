@@ -254,6 +254,9 @@ def check_knobs(cfg: RunConfig) -> None:
     cfg.ray.reuse_workers = reuse_mode(cfg.ray.reuse_workers)
     cfg.ray.bytecode_cache = bytecode_mode(cfg.ray.bytecode_cache)
     cfg.dry_run = dry_run_mode(cfg.dry_run)
+    from energyray import footprint
+
+    footprint.check(cfg)  # footprint.region resolved (auto: the sampler's country); one the table lacks fails here
 
 
 # The grid's numeric axes: whole numbers of at least 1 (max_new_tokens, prompt_tokens: or null, the default).

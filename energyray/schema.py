@@ -17,7 +17,7 @@ import pyarrow as pa
 
 # Bump when a column is added, removed, renamed or retyped. Files written before the declared
 # schema (energyray 0.1.0) have no `schema_version` column: it reads as null there.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Who fills a column (the `filled_by` vocabulary).
 FILLERS = {
@@ -30,6 +30,8 @@ FILLERS = {
     "worker": "the Ray worker that ran the trial (orchestrator/actors.py)",
     "orchestrator": "the scheduler (orchestrator/scheduler.py)",
     "driver": "the sweep's driver process (cli.py)",
+    "footprint": "the driver's footprint step (energyray/footprint/): the finished row's energy and the dated "
+                 "tables of conf/footprint/, just before the row is stored",
     "store": "the Parquet store, on write (store.py)",
 }
 
@@ -47,6 +49,9 @@ UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("tokens_per_s", "tokens/s"),
     ("calls_per_s", "calls/s"),
     ("g_per_kwh", "gCO2e/kWh"),
+    ("g_per_request", "gCO2e/request"),
+    ("g_per_1k_tokens", "gCO2e/1k tokens"),
+    ("co2_g", "gCO2e"),
     ("usd_per_1m", "USD/1M tokens"),
     ("j", "J"),
     ("s", "s"),
@@ -170,6 +175,48 @@ def _role_columns(role: str, what: str) -> list[Column]:
              "exactly this (the worker's edges; equal to window_s where the device has a sampler)", "node sampler"),
     ]
 
+
+# The footprint of the trial's energy (energyray/footprint/, docs/footprint.md).
+_CO2_OF = "at carbon_intensity_g_per_kwh, times pue where one is given"
+_FOOTPRINT: list[Column] = [
+    _col("co2_g", "float", f"CO2 of energy_j (the device's: GPU board on a GPU worker, CPU+RAM on a CPU one), {_CO2_OF}; "
+         "null with co2_reason", "footprint"),
+    _col("wall_co2_g", "float", f"CO2 of wall_energy_j, {_CO2_OF}", "footprint"),
+    _col("cpu_co2_g", "float", f"CO2 of cpu_energy_total_j (a GPU node's CPU+RAM), {_CO2_OF}", "footprint"),
+    _col("co2_reason", "str", "why co2_g is null (the trial did not complete, no measured energy)", "footprint"),
+    _col("co2_estimated", "bool", "whether co2_g rests on an estimated energy (energy_source estimated, e.g. "
+         "CodeCarbon's CPU model); wall_energy_source and cpu_energy_source say it for the others", "footprint"),
+    _col("co2_g_per_request", "float", "co2_g / requests", "footprint"),
+    _col("co2_g_per_1k_tokens", "float", "co2_g per 1000 output tokens", "footprint"),
+    _col("carbon_intensity_g_per_kwh", "float", "the grid carbon intensity every *co2_g of the row uses: "
+         "footprint.carbon_intensity_g_per_kwh, else conf/footprint/intensity.yaml's for carbon_region",
+         "footprint"),
+    _col("carbon_intensity_source", "str", "where carbon_intensity_g_per_kwh comes from (the table row's source, "
+         "or user)", "footprint"),
+    _col("carbon_intensity_as_of", "str", "the year or date carbon_intensity_g_per_kwh is for (null: the user's)",
+         "footprint"),
+    _col("carbon_region", "str", "the grid region of the intensity: a country (ISO alpha-3) or a region "
+         "(USA-CA, CAN-QC, ...); footprint.region, auto: sampler.country_iso_code", "footprint"),
+    _col("pue", "float", "the data centre's power usage effectiveness applied to every *co2_g (null: none applied)",
+         "footprint"),
+    _col("embodied_co2_g", "float", "the GPU's manufacturing carbon for the trial window's GPU-seconds: kgCO2e "
+         "x 1000 x window_s / (gpu_lifetime_years x utilisation); null with embodied_reason (off by default)",
+         "footprint"),
+    _col("embodied_source", "str", "the GPU's figure, its source and the lifetime and utilisation it is spread "
+         "over", "footprint"),
+    _col("embodied_as_of", "str", "the date of the embodied figure", "footprint"),
+    _col("embodied_reason", "str", "why embodied_co2_g is null (footprint.embodied=false, not a GPU, no figure "
+         "for the GPU)", "footprint"),
+    _col("wall_over_gpu", "float", "wall_energy_j / energy_j over the trial's window (GPU workers; null where "
+         "either is missing)", "footprint"),
+    _col("non_gpu_share", "float", "1 - energy_j / wall_energy_j: the share of the wall's energy not drawn by the "
+         "GPU over the trial's window", "footprint"),
+    *[c for p in PHASES for c in (
+        _col(f"{p}_wall_over_gpu", "float", f"{p}_wall_j / {p}_j (GPU workers; null where either is missing)",
+             "footprint"),
+        _col(f"{p}_non_gpu_share", "float", f"1 - {p}_j / {p}_wall_j: the share of the wall's energy over {p} not "
+             "drawn by the GPU", "footprint"))],
+]
 
 SCHEMA_VERSION_COLUMN = _col("schema_version", "int", "version of this contract the file was written with "
                              "(energyray.schema.SCHEMA_VERSION); null: written by energyray 0.1.0", "store")
@@ -372,8 +419,9 @@ _TRIALS: list[Column] = [
     _col("cpu_energy_total_j", "float", "node role cpu: CPU + RAM energy of the trial's window", "node sampler"),
     _col("ram_energy_j", "float", "RAM energy of the trial's window (CodeCarbon: an estimate; RAPL: dram zone)",
          "sampler"),
-    _col("co2_kg", "float", "emissions of the window's energy (CodeCarbon)", "sampler"),
-    _col("carbon_intensity_g_per_kwh", "float", "grid carbon intensity CodeCarbon used", "sampler"),
+    _col("co2_kg", "float", "CodeCarbon's own CO2 figure for its CPU+RAM energy of the window, at its own "
+         "intensity (the country sampler.country_iso_code); superseded by co2_g / cpu_co2_g", "sampler"),
+    *_FOOTPRINT,
     _col("failed_window_j", "float", "a trial that did not complete: what its window used up to the failure",
          "trial.record"),
     *[c for part, what in WINDOW_PARTS.items() for c in _part_columns(part, what)],
