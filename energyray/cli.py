@@ -1,4 +1,4 @@
-"""`python -m energyray [report | store ... | route] [overrides]`: the one driver process.
+"""`python -m energyray [report | store ... | route | bill] [overrides]`: the one driver process.
 
 argv -> Hydra (conf/config.yaml + sweeps/<name>.yaml + the shell's overrides, against the
 typed schema) -> plan.make_plan (checks, grid, what the store already has) -> the
@@ -45,6 +45,8 @@ usage: python -m energyray [KEY=VALUE ...]          run a sweep (Hydra overrides
        python -m energyray store check --store DIR  list damaged files (--quarantine: move aside)
        python -m energyray route --store DIR        a small model escalating to a larger one:
                                                     energy and accuracy by rule (--help: options)
+       python -m energyray bill --store DIR         local and API models on one bill: USD, gCO2e
+                                                    and seconds per request (--sweep S: one sweep)
        python -m energyray --cfg job [KEY=VALUE ...]  print every knob and its value; run nothing
 
 common overrides:
@@ -288,6 +290,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(guarded(lambda: store_main(argv[1:])))
     if argv and argv[0] == "route":
         sys.exit(guarded(lambda: _analysis("routing").route_main(argv[1:])))
+    if argv and argv[0] == "bill":
+        from energyray.footprint.cost import bill_main
+
+        sys.exit(guarded(lambda: bill_main(argv[1:])))
     if (argv and argv[0] == "help") or any(a in ("--help", "-h") for a in argv):
         print(HELP, end="")
         sys.exit(0)

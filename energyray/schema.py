@@ -53,6 +53,10 @@ UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("g_per_1k_tokens", "gCO2e/1k tokens"),
     ("co2_g", "gCO2e"),
     ("usd_per_1m", "USD/1M tokens"),
+    ("usd_per_1k_tokens", "USD/1k tokens"),
+    ("usd_per_request", "USD/request"),
+    ("usd_per_kwh", "USD/kWh"),
+    ("gpu_hour_usd", "USD/GPU-hour"),
     ("j", "J"),
     ("s", "s"),
     ("ns", "ns"),
@@ -429,6 +433,35 @@ _TRIALS: list[Column] = [
     _col("decode_avg_power_w", "float", "decode_j / decode_s", "trial.record"),
     _col("j_per_output_token_decode", "float", "decode_j per token generated after the first", "trial.record"),
     *[c for role, what in NODE_ROLES.items() for c in _role_columns(role, what)],
+    # -- cost (energyray/footprint/cost.py, in the driver; docs/footprint.md)
+    _col("energy_cost_usd", "float", "price of energy_j (x PUE where footprint.pue is set) at electricity_usd_per_kwh; "
+         "null on API rows and where either is unknown", "driver"),
+    _col("energy_cost_estimated", "bool", "whether energy_cost_usd rests on an estimated energy_j (energy_source "
+         "estimated: CodeCarbon)", "driver"),
+    _col("energy_cost_reason", "str", "why energy_cost_usd is null, or what it covers (energy_j's scope only, PUE)",
+         "driver"),
+    _col("electricity_usd_per_kwh", "float", "the electricity price used (conf/prices/electricity.yaml, or "
+         "footprint.electricity_usd_per_kwh)", "driver"),
+    _col("electricity_price_source", "str", "where the electricity price comes from (user: footprint.*)", "driver"),
+    _col("electricity_price_as_of", "str", "the date or period of the electricity price (user: the trial's date)",
+         "driver"),
+    _col("electricity_price_region", "str", "the region whose price was used (a region missing from the table: its "
+         "country)", "driver"),
+    _col("gpu_time_cost_usd", "float", "renting the trial's GPU for its window: window_s x 1 GPU x gpu_hour_usd / 3600; "
+         "null on CPU workers and API rows", "driver"),
+    _col("gpu_time_cost_reason", "str", "why gpu_time_cost_usd is null, or what it covers", "driver"),
+    _col("gpu_hour_usd", "float", "the per-GPU hourly price used: a cloud instance's on-demand price / its GPUs "
+         "(conf/prices/cloud_gpu.yaml), or footprint.gpu_hour_usd", "driver"),
+    _col("gpu_hour_source", "str", "where the GPU-hour price comes from (user: footprint.gpu_hour_usd)", "driver"),
+    _col("gpu_hour_as_of", "str", "the date of the GPU-hour price (user: the trial's date)", "driver"),
+    _col("cloud_offering", "str", "the cloud offering priced (footprint.cloud_offering, else the hardware's default)",
+         "driver"),
+    _col("cost_usd_per_request", "float", "the trial's cost per request: local, energy_cost_usd + gpu_time_cost_usd "
+         "(CPU workers: energy only); API, cost_usd (cost_basis says which)", "driver"),
+    _col("cost_usd_per_1k_tokens", "float", "the same cost per 1,000 output tokens", "driver"),
+    _col("cost_basis", "str", "what cost_usd_per_request counts: energy+gpu_time, energy (a CPU worker) or api_tokens",
+         "driver"),
+    _col("cost_per_request_reason", "str", "why cost_usd_per_request is null", "driver"),
     # -- remote APIs (backend=openai, server)
     _col("api_base_url", "str", "API base URL", "backend"),
     _col("api_model", "str", "model name sent to the API", "backend"),

@@ -223,12 +223,13 @@ def test_footprint_fields_passes_the_co2_columns_to_the_cost_part(monkeypatch):
         seen.update(row)
         return {"energy_cost_usd": 1.0}
 
-    monkeypatch.setattr(footprint, "_cost", lambda: SimpleNamespace(cost_fields=cost_fields))
-    out = footprint.footprint_fields(ok_row(), fp(), TABLES)
+    monkeypatch.setattr(footprint.cost, "cost_fields", cost_fields)
+    out = footprint.footprint_fields(ok_row(), fp(), {**TABLES, "cost": None})
     assert out["co2_g"] == pytest.approx(400.0) and out["energy_cost_usd"] == 1.0
     assert seen["co2_g"] == pytest.approx(400.0) and seen["trial_id"] == "t"
 
 
-def test_footprint_fields_without_the_cost_part(monkeypatch):
-    monkeypatch.setattr(footprint, "_cost", lambda: None)
-    assert set(footprint.footprint_fields(ok_row(), fp(), TABLES)) == set(carbon.columns())
+def test_footprint_fields_are_carbon_and_cost_columns():
+    out = footprint.footprint_fields(ok_row(), fp(), {**TABLES, "cost": footprint.cost.load_cost_tables()})
+    assert set(out) == set(carbon.columns()) | set(footprint.cost.COST_COLUMNS)
+    assert out["energy_cost_usd"] is not None and out["gpu_time_cost_usd"] is None  # a CPU row: no GPU time
