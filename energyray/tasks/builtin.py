@@ -119,4 +119,4 @@ class HleStyleTask(BuiltinTask):
         # round robin over the categories, so that tasks.limit=8 keeps one item of each
         rank = {id(it): sum(o.category == it.category for o in out[:i]) for i, it in enumerate(out)}
         cats = list(seen)
-        return sorted(out, key=lambda it: (rank[id(it)], cats.index(it.category)))
+        return sorted(out, key=lambda it: (rank[id(it)], cats.index(str(it.category))))

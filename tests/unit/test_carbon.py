@@ -4,8 +4,6 @@ estimate label, embodied carbon, and the wall-versus-GPU view per phase."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from energyray import footprint, plan, schema
