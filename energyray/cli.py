@@ -45,6 +45,7 @@ usage: python -m energyray [KEY=VALUE ...]          run a sweep (Hydra overrides
        python -m energyray store check --store DIR  list damaged files (--quarantine: move aside)
        python -m energyray route --store DIR        a small model escalating to a larger one:
                                                     energy and accuracy by rule (--help: options)
+       python -m energyray project --store DIR --queries-per-day N   measured J/request at scale (--help)
        python -m energyray --cfg job [KEY=VALUE ...]  print every knob and its value; run nothing
 
 common overrides:
@@ -286,6 +287,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(guarded(lambda: store_main(argv[1:])))
     if argv and argv[0] == "route":
         sys.exit(guarded(lambda: _analysis("routing").route_main(argv[1:])))
+    if argv and argv[0] == "project":
+        from energyray.footprint.project import project_main
+
+        sys.exit(guarded(lambda: project_main(argv[1:])))
     if (argv and argv[0] == "help") or any(a in ("--help", "-h") for a in argv):
         print(HELP, end="")
         sys.exit(0)
