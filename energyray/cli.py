@@ -47,6 +47,7 @@ usage: python -m energyray [KEY=VALUE ...]          run a sweep (Hydra overrides
                                                     energy and accuracy by rule (--help: options)
        python -m energyray bill --store DIR         local and API models on one bill: USD, gCO2e
                                                     and seconds per request (--sweep S: one sweep)
+       python -m energyray project --store DIR --queries-per-day N   measured J/request at scale (--help)
        python -m energyray --cfg job [KEY=VALUE ...]  print every knob and its value; run nothing
 
 common overrides:
@@ -294,6 +295,10 @@ def main(argv: list[str] | None = None) -> None:
         from energyray.footprint.cost import bill_main
 
         sys.exit(guarded(lambda: bill_main(argv[1:])))
+    if argv and argv[0] == "project":
+        from energyray.footprint.project import project_main
+
+        sys.exit(guarded(lambda: project_main(argv[1:])))
     if (argv and argv[0] == "help") or any(a in ("--help", "-h") for a in argv):
         print(HELP, end="")
         sys.exit(0)
