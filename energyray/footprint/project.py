@@ -463,7 +463,8 @@ def report_lines(p: dict[str, Any]) -> list[str]:
     cfg = " ".join(f"{k}={_norm(key[k])}" for k in CONFIG_KEYS if _norm(key.get(k)) is not None)
     m: Estimate = p["j_per_request"]
     lines = [f"configuration: {cfg}",
-             f"energy: {p['energy']}: energy_j over each trial's window (a GPU's board alone; no host, no cooling)",
+             f"energy: {p['energy']}: energy_j over each trial's window (the device alone: a GPU's board, or "
+             "a CPU worker's CPU and RAM; not the rest of the host, not cooling)",
              f"J per request (energy_j / requests, per trial): {m.text('J')}"]
     if m.n == 1:
         lines.append(f"  {NO_INTERVAL}")
