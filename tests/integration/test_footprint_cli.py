@@ -39,6 +39,12 @@ def test_the_default_cpu_sweep_stores_labelled_co2(default_cpu_run):
     assert "footprint.embodied=false" in row["embodied_reason"]
     # CodeCarbon's own figure used the same country's intensity: the same grams
     assert row["co2_kg"] * 1000 == pytest.approx(row["co2_g"], rel=0.02)
+    # and its cost: the energy at the region's dated electricity price; a CPU worker has no GPU time
+    assert row["energy_cost_usd"] == pytest.approx(row["energy_j"] / 3.6e6 * row["electricity_usd_per_kwh"])
+    assert row["electricity_price_source"] and row["electricity_price_as_of"] and bool(row["energy_cost_estimated"])
+    assert pd.isna(row["gpu_time_cost_usd"]) and row["gpu_time_cost_reason"]
+    assert row["cost_basis"] == "energy" and row["cost_usd_per_request"] == pytest.approx(
+        row["energy_cost_usd"] / row["requests"])
 
 
 def test_an_unknown_region_is_refused_before_anything_runs(energyray):
