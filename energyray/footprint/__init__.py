@@ -7,10 +7,13 @@ so a region the table lacks, or an unknown cloud offering, fails there, not at a
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from energyray.config import FootprintConfig, RunConfig
 from energyray.footprint import carbon, cost
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -32,8 +35,13 @@ def check(cfg: RunConfig) -> None:
 def footprint_fields(row: dict[str, Any], cfg: FootprintConfig, tables: dict[str, Any]) -> dict[str, Any]:
     """The footprint columns of a finished trial row (ok or not: a failed row's are null with the
     reason): CO2 (carbon.carbon_fields), then cost (cost.cost_fields, which sees the CO2 columns)."""
-    out = carbon.carbon_fields(row, cfg, tables)
-    out.update(cost.cost_fields({**row, **out}, cfg, tables["cost"]))
+    try:
+        out = carbon.carbon_fields(row, cfg, tables)
+        out.update(cost.cost_fields({**row, **out}, cfg, tables["cost"]))
+    except Exception as e:  # a bug here must not lose the measured row: nulls, saying why
+        why = f"the footprint could not be computed: {type(e).__name__}: {e}"
+        log.warning("trial %s: %s", row.get("trial_id"), why)
+        return {"co2_reason": why, "energy_cost_reason": why}
     return out
 
 

@@ -231,3 +231,12 @@ def test_footprint_fields_are_carbon_and_cost_columns():
     out = footprint.footprint_fields(ok_row(), fp(), {**TABLES, "cost": footprint.cost.load_cost_tables()})
     assert set(out) == set(carbon.columns()) | set(footprint.cost.COST_COLUMNS)
     assert out["energy_cost_usd"] is not None and out["gpu_time_cost_usd"] is None  # a CPU row: no GPU time
+
+def test_a_footprint_bug_keeps_the_row_with_the_reason(monkeypatch):
+    def broken(row, cfg, tables):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(footprint.carbon, "carbon_fields", broken)
+    out = footprint.footprint_fields(ok_row(), fp(), {**TABLES, "cost": None})
+    assert out["co2_reason"].startswith("the footprint could not be computed: KeyError")
+    assert out["energy_cost_reason"] == out["co2_reason"]
