@@ -264,7 +264,9 @@ class ApiConfig:
     temperature: float | None = 0.0  # null: not sent (reasoning models accept only their default)
     warmup_runs: int = 0  # paid requests: no warmup unless asked (the first trial pays the handshake)
     price_table: str | None = None  # a YAML file; None: conf/prices/<provider>.yaml
-    energy_estimate: str = "none"  # none | flops: a labelled estimate of the provider's energy (energy_estimated_j)
+    # none | flops (energy_estimated_j) | ecologits (energy_estimated_ecologits_min_j/_max_j) | both:
+    # labelled estimates of the provider's energy, never in energy_j
+    energy_estimate: str = "none"
     estimate_gpu_peak_flops: float = 9.89e14  # H100 dense bf16 (Epoch AI's assumption)
     estimate_utilization: float = 0.10
     estimate_gpu_power_w: float = 1071.0  # 1275 W per GPU x 0.7 average load x 1.2 PUE

@@ -495,6 +495,17 @@ _TRIALS: list[Column] = [
     _col("energy_estimated_source", "str", "estimated, or null", "backend"),
     _col("energy_estimate_method", "str", "how energy_estimated_j was computed, with its assumptions", "backend"),
     _col("energy_estimate_reason", "str", "why energy_estimated_j is null", "backend"),
+    _col("energy_estimated_ecologits_min_j", "float", "EcoLogits' estimate of a remote model's energy (not measured): "
+         "low end of its range, summed over requests (api.energy_estimate=ecologits or both)", "backend"),
+    _col("energy_estimated_ecologits_max_j", "float", "EcoLogits' estimate: high end of its range", "backend"),
+    _col("ecologits_min_co2_g", "float", "EcoLogits' estimate of the usage-phase CO2 of that energy at the provider's "
+         "datacenter mix (its own, not carbon_intensity_g_per_kwh): low end", "backend"),
+    _col("ecologits_max_co2_g", "float", "EcoLogits' usage-phase CO2 estimate: high end", "backend"),
+    _col("energy_estimated_ecologits_source", "str", "estimated, or null", "backend"),
+    _col("energy_estimate_ecologits_method", "str", "EcoLogits' version and assumptions behind the ecologits columns",
+         "backend"),
+    _col("energy_estimate_ecologits_reason", "str", "why the ecologits estimate is null (model or provider unknown "
+         "to EcoLogits, package not installed, no token counts)", "backend"),
     EXTRA_JSON_COLUMN,
     SCHEMA_VERSION_COLUMN,
 ]

@@ -30,6 +30,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "quant": ("bitsandbytes",),
     "pdu": ("pysnmp",),
     "report": ("plotly", "duckdb"),
+    "ecologits": ("ecologits",),
 }
 
 

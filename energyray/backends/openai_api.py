@@ -49,6 +49,11 @@ reasoning tokens (billed and computed as output); input tokens (prefill) are lef
 Epoch's method for short inputs, and so is any parallel sampling a "pro" model may do: a
 floor-ish order of magnitude, not a measurement.
 
+`api.energy_estimate=ecologits` gives instead EcoLogits' range (energyray.footprint.ecologits_estimate:
+its model repository's parameter counts, each request's output tokens and latency, the
+provider's datacenter PUE and electricity mix) in `energy_estimated_ecologits_min_j`/`_max_j`
+and `ecologits_min_co2_g`/`_max_co2_g`; `both` gives both estimates side by side.
+
 The API key is read from the environment variable named by `api.api_key_env`, in the worker,
 when the client is built; it goes into the client's Authorization header and nowhere else
 (no row, config, log or error message: errors are scrubbed of it). With `api.base_url`
@@ -79,7 +84,7 @@ from energyray.backends.base import (
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 ENDPOINTS = ("chat", "responses", "completions")
-ESTIMATES = ("none", "flops")
+ESTIMATES = ("none", "flops", "ecologits", "both")
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "unused"  # what a keyless local server gets (the SDK refuses an empty key)
 NOT_LOCAL_REASON = ("the model runs on a remote API server; this machine's sampler does not measure "
@@ -315,6 +320,10 @@ class OpenAIBackend:
         timeout = openai.Timeout(self.api.timeout_s, connect=self.api.connect_timeout_s)
         self.client = openai.OpenAI(api_key=self._key, base_url=self.base_url, timeout=timeout, max_retries=0)
         self._prime()
+        if self.api.energy_estimate in ("ecologits", "both"):
+            from energyray.footprint import ecologits_estimate
+
+            ecologits_estimate.prime()
         return LoadInfo(precision="api", device="remote", params_b=getattr(model, "params_b", None), details={
             "base_url": self.base_url, "api_model": self.api_model, "endpoint": self.endpoint,
             "concurrency": self.api.concurrency, "timeout_s": self.api.timeout_s, "max_retries": self.api.max_retries,
@@ -569,14 +578,19 @@ class OpenAIBackend:
             out.update(cost_usd=None, cost_input_usd=None, cost_output_usd=None, price_table_date=None,
                        cost_reason="not a priced provider model (model.provider is unset)")
         out.update(self.estimate(tot["output"]))
+        if self.api.energy_estimate in ("ecologits", "both"):
+            from energyray.footprint import ecologits_estimate
+
+            per_req = [((r.usage or {}).get("output"), (r.end_ns - r.attempt_ns) / 1e9) for r in ok]
+            out.update(ecologits_estimate.estimate(getattr(self.model, "provider", None), self.api_model, per_req))
         return out
 
     def estimate(self, output_tokens: int | None) -> dict[str, Any]:
         """energy_estimated_j after Epoch AI's method (module doc); null with a reason, never 0."""
         method = self.api.energy_estimate
-        if method == "none":
+        if method not in ("flops", "both"):
             return {"energy_estimated_j": None, "energy_estimated_source": None, "energy_estimate_method": None,
-                    "energy_estimate_reason": "off (api.energy_estimate=none)"}
+                    "energy_estimate_reason": f"off (api.energy_estimate={method})"}
         n_b = getattr(self.model, "estimate_active_params_b", None)
         if not n_b:
             reason = f"model {self.model.name!r} has no estimate_active_params_b in conf/model/"

@@ -178,10 +178,12 @@ def _sum(values: Sequence[int | float | None]) -> Any:
 # by the batch's requests; any other keeps the first batch's value (settings: the same in all)
 _EXTRA_SUM = ("api_requests", "api_retries", "api_retry_wait_s", "api_failed_requests", "output_deltas",
               "cached_input_tokens", "reasoning_tokens", "cost_usd", "cost_input_usd", "cost_output_usd",
-              "cached_prompt_tokens", "energy_estimated_j")
+              "cached_prompt_tokens", "energy_estimated_j", "energy_estimated_ecologits_min_j",
+              "energy_estimated_ecologits_max_j", "ecologits_min_co2_g", "ecologits_max_co2_g")
 _EXTRA_MAX = ("ttft_request_s_max",)
 _EXTRA_MEAN = ("ttft_request_s_mean", "latency_request_s_mean", "ttft_mean_s")
-_EXTRA_JOIN = ("api_finish_reasons", "timing_reason", "tokens_reason", "cost_reason", "energy_estimate_reason")
+_EXTRA_JOIN = ("api_finish_reasons", "timing_reason", "tokens_reason", "cost_reason", "energy_estimate_reason",
+               "energy_estimate_ecologits_method", "energy_estimate_ecologits_reason")
 
 
 def merge_extras(extras: list[dict[str, Any]], weights: list[int]) -> dict[str, Any]:

@@ -438,6 +438,19 @@ def run_group(fake: FakeOpenAI, tmp_path, n: int = 2, batch_size: int = 2,
     return sampler, rows
 
 
+@pytest.mark.extra("api", "ecologits")
+def test_runner_rows_with_both_estimates_keep_energy_null(tmp_path):
+    with FakeOpenAI() as fake:
+        _, rows = run_group(fake, tmp_path, n=1, energy_estimate="both")
+    row = rows[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["energy_j"] is None and row["energy_source"] == "not_measurable"
+    assert row["energy_estimated_j"] > 0 and row["energy_estimated_source"] == "estimated"
+    assert 0 < row["energy_estimated_ecologits_min_j"] <= row["energy_estimated_ecologits_max_j"]
+    assert row["energy_estimated_ecologits_source"] == "estimated"
+    assert "ecologits" in row["energy_estimate_ecologits_method"]
+
+
 @pytest.mark.extra("api")
 def test_runner_rows_have_null_energy_with_reason_and_never_touch_the_sampler(tmp_path):
     with FakeOpenAI() as fake:
