@@ -110,9 +110,10 @@ def _trial_files(store: Path) -> list[Path]:
 def test_ctrl_c_stops_cleanly_says_what_is_stored_and_the_same_command_resumes(tmp_path, shared_cache, cli_process):
     argv, cwd, env = cli_process
     store = tmp_path / "store"
-    # trials of a few seconds each, so that the second is still running when Ctrl-C comes
+    # trials of several seconds each (16 requests of 200 tokens, 2 at a time), so that the second is
+    # still running when Ctrl-C comes, however fast the machine
     args = ["sweep=smoke", "sweep.grid.precision=[baseline]", f"sweep.repeats={TRIALS}", "generation.ignore_eos=true",
-            "generation.cpu_max_new_tokens=200", f"store.path={store}", f"cache_dir={shared_cache}"]
+            "generation.cpu_max_new_tokens=200", "requests=16", f"store.path={store}", f"cache_dir={shared_cache}"]
     proc = subprocess.Popen([*argv, *args, f"hydra.run.dir={tmp_path / 'h1'}"], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
