@@ -114,8 +114,11 @@ def test_ctrl_c_stops_cleanly_says_what_is_stored_and_the_same_command_resumes(t
     # still running when Ctrl-C comes, however fast the machine
     args = ["sweep=smoke", "sweep.grid.precision=[baseline]", f"sweep.repeats={TRIALS}", "generation.ignore_eos=true",
             "generation.cpu_max_new_tokens=200", "requests=16", f"store.path={store}", f"cache_dir={shared_cache}"]
+    # SIGINT as a terminal's Ctrl-C finds it: not ignored, even where this suite runs as a
+    # background job (whose children inherit SIGINT ignored, so Python would not raise on it)
     proc = subprocess.Popen([*argv, *args, f"hydra.run.dir={tmp_path / 'h1'}"], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not _trial_files(store) and time.monotonic() < deadline and proc.poll() is None:
