@@ -10,7 +10,7 @@ import sys
 
 import pandas as pd
 
-from energyray.report import CONFIG_KEYS, configurations
+from energyray.report.summary import CONFIG_KEYS, configurations
 from energyray.store import Store
 
 CONFIG = list(CONFIG_KEYS)

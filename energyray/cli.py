@@ -282,7 +282,7 @@ def _hydra_entry(cfg_node: DictConfig) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "report":
-        from energyray.report import report_main
+        from energyray.report.main import report_main
 
         sys.exit(guarded(lambda: report_main(argv[1:])))
     if argv and argv[0] == "store":

@@ -334,7 +334,7 @@ def bill(trials: pd.DataFrame) -> pd.DataFrame:
     or CO2 is an estimate), reasons (why a figure is null, distinct)."""
     import pandas as pd
 
-    from energyray.report import _norm, configurations
+    from energyray.report.summary import _norm, configurations
 
     if trials.empty or "status" not in trials:
         return pd.DataFrame()
@@ -384,7 +384,7 @@ WIDTH = 100
 def format_bill(b: pd.DataFrame, trials: pd.DataFrame, title: str, width: int = WIDTH) -> str:
     """The bill as text, at most `width` columns. The configuration keys that vary are columns where
     they fit beside the figures; else each line's configuration is on a line of its own above them."""
-    from energyray.report import _HEADERS, CONFIG_KEYS, _norm
+    from energyray.report.summary import _HEADERS, CONFIG_KEYS, _norm
 
     varying = [k for k in CONFIG_KEYS if len({_norm(v) for v in b[k]}) > 1] or ["model"]
     constant = [f"{k} {_norm(b.iloc[0][k])}" for k in ("sweep", "model", "hardware", "backend", "precision")
@@ -433,20 +433,20 @@ def format_bill(b: pd.DataFrame, trials: pd.DataFrame, title: str, width: int = 
 
 
 def _value(v: Any) -> str:
-    from energyray.report import _norm
+    from energyray.report.summary import _norm
 
     return "-" if _norm(v) is None else str(_norm(v))
 
 
 def _label(r: Any, keys: list[str]) -> str:
-    from energyray.report import _norm
+    from energyray.report.summary import _norm
 
     return " · ".join("-" if _norm(r[k]) is None else str(_norm(r[k])) for k in keys)
 
 
 def _prices(trials: pd.DataFrame) -> list[str]:
     """One line per distinct price the bill's rows used: value, what, date, source."""
-    from energyray.report import _norm
+    from energyray.report.summary import _norm
 
     seen: dict[str, None] = {}
     for r in trials[trials["status"] == "ok"].to_dict("records"):

@@ -23,7 +23,7 @@ import pandas as pd
 
 from energyray import paths
 from energyray.errors import ConfigError
-from energyray.report import CONFIG_KEYS, _norm, configurations, energy_label, skipped_lines
+from energyray.report.summary import CONFIG_KEYS, _norm, configurations, energy_label, skipped_lines
 from energyray.store import Store, _safe
 
 J_PER_KWH = 3.6e6

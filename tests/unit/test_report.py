@@ -1,4 +1,4 @@
-"""energyray/report.py and analysis/compare.py: one definition of a configuration (the sweep and
+"""energyray/report/ and analysis/compare.py: one definition of a configuration (the sweep and
 every grid axis), the end-of-sweep table at 100 columns, the whole sweep after a resume."""
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import pytest
 from rich.console import Console
 
 from energyray.grid import AXES
-from energyray.report import (
+from energyray.report.main import report_main, write_dashboard
+from energyray.report.summary import (
     CONFIG_KEYS,
     configurations,
     print_summary,
     print_sweep_summary,
-    report_main,
     summarize,
-    write_dashboard,
 )
 from energyray.store import Store
 
