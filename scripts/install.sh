@@ -7,8 +7,9 @@
 # Every other package is installed at the exact version in constraints.txt (the versions the
 # tests last passed with), so a new release cannot break a fresh install unseen.
 # Usage: bash scripts/install.sh [--dev] [--latest]
-#   --dev     adds pytest, ruff, mypy, and Debian's snmpd where it is missing and apt-get can
-#             be run as root (the PDU tests' real SNMP agent)
+#   --dev     adds pytest, ruff, mypy, playwright, and Debian's snmpd and chromium where they are
+#             missing and apt-get can be run as root (the PDU tests' real SNMP agent; the browser
+#             that static export and the dashboard's browser test drive)
 #   --latest  ignores constraints.txt: the newest releases (to test them; scripts/lock.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,4 +53,22 @@ if [ -n "$dev" ] && ! command -v snmpd >/dev/null 2>&1 && [ ! -x /usr/sbin/snmpd
   else
     echo "install.sh: no snmpd, and not root without a password-less sudo: the PDU tests will be skipped (apt-get install snmpd)"
   fi
+fi
+
+# report --export (kaleido) and tests/integration/test_dashboard_browser.py (playwright) drive a
+# system Chromium; without it those tests are skipped, saying so. No browser is downloaded by pip.
+if [ -n "$dev" ] && ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install.sh: no chromium and no apt-get: install Chromium yourself (or set BROWSER_PATH), or the export and browser tests are skipped"
+  elif [ "$(id -u)" = 0 ] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
+    as_root=""; [ "$(id -u)" = 0 ] || as_root="sudo -n"
+    echo "install.sh: installing chromium (apt-get) for static export and the dashboard's browser test"
+    { $as_root apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { $as_root apt-get update -q >/dev/null 2>&1 && $as_root apt-get install -y -q chromium >/dev/null 2>&1; }; } \
+      || echo "install.sh: could not install chromium: the export and browser tests will be skipped"
+  else
+    echo "install.sh: no chromium, and not root without a password-less sudo: the export and browser tests will be skipped (apt-get install chromium)"
+  fi
+elif [ -z "$dev" ] && ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+  echo "install.sh: report --export (PNG/PDF) needs Chromium: apt-get install chromium"
 fi
