@@ -65,14 +65,29 @@ def _select(views: Iterable[ViewLike], ids: Sequence[str] | None) -> list[ViewLi
     return [by_id[i] for i in dict.fromkeys(ids)]
 
 
-def _figure(view: ViewLike) -> Any:
-    """The view's figure for a page of its own: its title on it when it has none (the dashboard
-    shows titles outside the charts)."""
-    fig = view.fig
+def _legend_entries(fig: Any) -> int:
+    if fig.layout.showlegend is False:
+        return 0
+    groups = set()
+    for i, trace in enumerate(fig.data):
+        if trace.showlegend is not False and trace.name:
+            groups.add(trace.legendgroup or f"trace {i}")
+    return len(groups) if len(groups) > 1 or fig.layout.showlegend else 0
+
+
+def _figure(view: ViewLike) -> tuple[Any, dict[str, int]]:
+    """A copy of the view's figure for a page of its own, and its size: its title on it (the
+    dashboard shows titles outside the charts), room above for it, and tall enough that every
+    legend entry shows (a file cannot scroll its legend as the page does)."""
+    fig = type(view.fig)(view.fig)  # a copy: the dashboard's figure stays as it is
     if not (fig.layout.title and fig.layout.title.text):
-        fig = type(fig)(fig)  # a copy: the dashboard's figure stays as it is
         fig.update_layout(title_text=view.title)
-    return fig
+    if fig.layout.margin.t is not None and fig.layout.margin.t < 70:  # None: plotly's default, 100
+        fig.update_layout(margin_t=70)
+    entries = _legend_entries(fig)
+    width = fig.layout.width or (DEFAULT_WIDTH_PX + 400 if entries else DEFAULT_WIDTH_PX)
+    height = max(fig.layout.height or DEFAULT_HEIGHT_PX, 140 + 22 * entries)
+    return fig, {"width": int(width), "height": int(height)}
 
 
 def export(views: Iterable[ViewLike], out_dir: str | Path, formats: Sequence[str] = ("png", "pdf"),
@@ -97,8 +112,7 @@ def export(views: Iterable[ViewLike], out_dir: str | Path, formats: Sequence[str
     out.mkdir(parents=True, exist_ok=True)
     jobs, paths = [], []
     for view in chosen:
-        fig = _figure(view)
-        size = {"width": fig.layout.width or DEFAULT_WIDTH_PX, "height": fig.layout.height or DEFAULT_HEIGHT_PX}
+        fig, size = _figure(view)
         for fmt in formats:
             path = out / f"{view.id}.{fmt}"
             opts = {"format": fmt, **size, **({"scale": PNG_SCALE} if fmt == "png" else {})}

@@ -66,6 +66,17 @@ def test_export_main_writes_the_chosen_views(tmp_path, capsys):
     assert f"figure: {tmp_path / 'pareto_time_energy.png'}" in capsys.readouterr().out
 
 
+@needs_renderer
+@pytest.mark.timeout(300)
+def test_every_legend_entry_fits(tmp_path):
+    fig = go.Figure([go.Scatter(x=[i], y=[i], mode="markers", name=f"configuration {i}") for i in range(30)])
+    fig.update_layout(height=420, margin={"t": 24})
+    (path,) = ex.export([View("many", "Thirty configurations", "x", fig)], tmp_path, formats=("png",))
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])
+    assert height >= (140 + 22 * 30) * ex.PNG_SCALE and width > ex.DEFAULT_WIDTH_PX * ex.PNG_SCALE
+    assert fig.layout.title.text is None and fig.layout.margin.t == 24  # the page's figure is left as it was
+
+
 @pytest.mark.parametrize(("kwargs", "says"), [
     ({"formats": ("gif",)}, "cannot export as gif: the formats are png, pdf, svg"),
     ({"ids": ["nope"]}, "no view 'nope': the views are pareto_time_energy, temperature"),
