@@ -135,7 +135,8 @@ def check_page(page: Page, failures: tuple[str, ...] = (), drop_model: str | Non
                required: tuple[str, ...] = (), with_data: tuple[str, ...] = ()) -> dict[str, Any]:
     """The DOM contract's checks; returns what it saw (for the assertion messages)."""
     p = page.page
-    assert p.inner_text("h1").strip(), "the page has no <h1> title"
+    h1 = p.query_selector("h1")
+    assert h1 and h1.inner_text().strip(), "the page has no <h1> title"
     for sel in ("#run-info", "#cheapest", "#summary-table", "#failures"):
         assert p.query_selector(sel), f"no {sel} on the page"
     for key in FILTER_KEYS:
