@@ -267,13 +267,9 @@ def _versions(trials: pd.DataFrame) -> list[str]:
     if "energyray_version" in trials:
         found |= {_s(v) for v in trials["energyray_version"].dropna().unique()}
     if "env_json" in trials:
-        for text in trials["env_json"].dropna().unique():
-            try:
-                v = (json.loads(text).get("versions") or {}).get("energyray")
-            except (ValueError, AttributeError):
-                v = None
-            if v:
-                found.add(str(v))
+        # a regex, not json.loads: 100k rows' environments read in a blink
+        found |= set(trials["env_json"].dropna().astype(str)
+                     .str.extract(r'"energyray":\s*"([^"]+)"', expand=False).dropna().unique())
     return sorted(found - {""})
 
 
