@@ -25,7 +25,14 @@ from typing import Any
 import pandas as pd
 
 from energyray import __version__
-from energyray.report.summary import CONFIG_KEYS, MEASURED_SOURCES, _constant, _first_line, _norm
+from energyray.report.summary import (
+    CONFIG_KEYS,
+    MEASURED_SOURCES,
+    _at_default,
+    _constant,
+    _first_line,
+    _norm,
+)
 
 # the keys a filter selects on, in the order of trace.meta "key"/"keys" lists
 FILTER_KEYS: tuple[str, ...] = ("sweep", "hardware", "model", "precision", "backend", "task")
@@ -133,9 +140,17 @@ def config_records(configs: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for _, r in configs.iterrows():
         kind, label = energy_kind(r.get("energy_sources"))
+        given = _norm(r.get("energy"))  # config_stats' summary.energy_label, where it gives one
+        if given is not None and given != "-":
+            label = str(given)
+            kind = " + ".join(k for k in ("measured", "estimated", "not measured") if k in label) or kind
         out.append({
             "keys": [_s(r.get(k)) for k in FILTER_KEYS],
             "label": config_label(r, axes),
+            # each axis as a label names it ('' where null or at its default): the answer names a
+            # configuration by the axes that differ among those shown
+            "parts": ["" if _norm(r.get(a)) is None or _at_default(a, r) else _constant(a, _norm(r[a]))
+                      for a in CONFIG_KEYS],
             "accuracy": _num_or_none(r.get("accuracy")),
             "j_per_request": _num_or_none(r.get("j_per_request")),
             "ok": int(_norm(r.get("ok")) or 0),
@@ -167,6 +182,18 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}×" if b > 0 else "∞×"
 
 
+_NAMING = tuple(CONFIG_KEYS.index(a) for a in ("model", "precision", "hardware"))
+
+
+def _relabel(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records with labels of the axes whose value differs among them (model, precision and
+    hardware where none does); records without parts keep their label."""
+    if not all("parts" in r for r in recs):
+        return recs
+    idx = [i for i in range(len(CONFIG_KEYS)) if len({r["parts"][i] for r in recs}) > 1] or list(_NAMING)
+    return [{**r, "label": ", ".join(r["parts"][i] for i in idx if r["parts"][i]) or r["label"]} for r in recs]
+
+
 def cheapest_answer(configs: list[dict[str, Any]] | pd.DataFrame) -> str:
     """The plain-language answer to 'which configuration is cheapest for the quality I need?'.
 
@@ -177,6 +204,7 @@ def cheapest_answer(configs: list[dict[str, Any]] | pd.DataFrame) -> str:
     recs = config_records(configs) if isinstance(configs, pd.DataFrame) else configs
     if not recs:
         return "No configuration selected."
+    recs = _relabel(recs)
     if not any(r["ok"] for r in recs):
         failed = sum(r["failed"] for r in recs)
         return f"No trial completed ({failed} failed): there is nothing to compare; the failures section says why."

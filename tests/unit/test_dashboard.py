@@ -226,6 +226,8 @@ CASES = {
     "no energy": [rec("X", 0.5, None, "not measured")],
     "mixed kinds": [rec("X", 0.62, 1.27), rec("Y", 0.61, 0.2, "estimated (cpu+ram)"), rec("W", None, 0.01)],
     "none": [],
+    # the page's records, filtered to m-big: named by the one axis left that differs (precision)
+    "filtered records": [r for r in config_records(data_of(ROWS).configs) if r["keys"][2] == "m-big"],
 }
 
 
@@ -252,6 +254,14 @@ def test_cheapest_answer_with_failures_only_or_no_energy():
     assert cheapest_answer(CASES["none"]) == "No configuration selected."
     text = cheapest_answer(CASES["mixed kinds"])
     assert "Careful: one figure is measured, the other estimated." in text and "1 configuration(s) without" in text
+
+
+def test_cheapest_answer_names_configurations_by_the_axes_that_differ_among_those_shown():
+    assert cheapest_answer(CASES["filtered records"]) == (
+        "Highest accuracy measured: 62 % (bf16), at 1.29 J/request (measured (gpu)). Cheapest configuration within "
+        "2 points of it: nf4 (61 %) at 0.41 J/request (measured (gpu)), 3.1× less energy than bf16.")
+    one = cheapest_answer(CASES["filtered records"][:1])
+    assert one.startswith("Highest accuracy measured: 62 % (m-big, bf16, h100)")
 
 
 def test_cheapest_answer_from_config_stats():

@@ -22,8 +22,28 @@ function pct(v) { return (100 * v).toFixed(0) + " %"; }
 function minBy(xs, f) { var best = xs[0]; for (var i = 1; i < xs.length; i++) if (f(xs[i]) < f(best)) best = xs[i]; return best; }
 function maxBy(xs, f) { var best = xs[0]; for (var i = 1; i < xs.length; i++) if (f(xs[i]) > f(best)) best = xs[i]; return best; }
 
+var NAMING = [1, 4, 8];  // model, precision, hardware in CONFIG_KEYS (dashboard.py's _NAMING)
+
+function relabel(recs) {
+  // labels of the axes whose value differs among the records (as dashboard.py's _relabel)
+  if (!recs.every(function (r) { return Array.isArray(r.parts); })) return recs;
+  var n = recs[0].parts.length, idx = [];
+  for (var i = 0; i < n; i++) {
+    var seen = {};
+    recs.forEach(function (r) { seen[r.parts[i]] = true; });
+    if (Object.keys(seen).length > 1) idx.push(i);
+  }
+  if (!idx.length) idx = NAMING;
+  return recs.map(function (r) {
+    var copy = Object.assign({}, r);
+    copy.label = idx.map(function (i) { return r.parts[i]; }).filter(function (p) { return p; }).join(", ") || r.label;
+    return copy;
+  });
+}
+
 function cheapestAnswer(recs) {
   if (!recs.length) return "No configuration selected.";
+  recs = relabel(recs);
   if (!recs.some(function (r) { return r.ok; })) {
     var failed = recs.reduce(function (s, r) { return s + r.failed; }, 0);
     return "No trial completed (" + failed + " failed): there is nothing to compare; the failures section says why.";
