@@ -26,6 +26,7 @@ import pandas as pd
 
 from energyray import __version__
 from energyray.report.summary import (
+    _HEADERS,
     CONFIG_KEYS,
     MEASURED_SOURCES,
     _at_default,
@@ -167,13 +168,13 @@ def _num_or_none(v: Any) -> float | None:
 
 # -- the cheapest answer: assets/dashboard.js has the same function (cheapestAnswer); keep both alike
 
-def fmt(v: float) -> str:
-    """3 significant digits, no exponent, trailing zeros dropped (0.41, 12.3, 1234); as the page's fmt."""
+def fmt(v: float, digits: int = 3) -> str:
+    """`digits` significant digits, no exponent, trailing zeros dropped (0.41, 12.3, 1234); as the page's fmt."""
     if v == 0 or not math.isfinite(v):
         return "0" if v == 0 else str(v)
-    if abs(v) >= 100:
+    if abs(v) >= 10 ** (digits - 1):
         return f"{v:.0f}"
-    decimals = max(0, 2 - math.floor(math.log10(abs(v))))
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
     text = f"{v:.{decimals}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
@@ -204,11 +205,10 @@ def cheapest_answer(configs: list[dict[str, Any]] | pd.DataFrame) -> str:
     recs = config_records(configs) if isinstance(configs, pd.DataFrame) else configs
     if not recs:
         return "No configuration selected."
-    recs = _relabel(recs)
     if not any(r["ok"] for r in recs):
         failed = sum(r["failed"] for r in recs)
         return f"No trial completed ({failed} failed): there is nothing to compare; the failures section says why."
-    priced = [r for r in recs if r["ok"] and r["j_per_request"] is not None]
+    priced = _relabel([r for r in recs if r["ok"] and r["j_per_request"] is not None])
     if not priced:
         return ("No configuration has an energy per request (energy not measured): "
                 "nothing to compare; run on hardware with an energy counter or an estimate.")
@@ -264,16 +264,22 @@ def _cell(r: Any, metric: str) -> tuple[str, str, str]:
         return "–", "no value", ""
     pct = metric == "accuracy"
     show = (lambda v: f"{100 * v:.1f} %") if pct else (lambda v: fmt(float(v)))
-    text = show(mean) + (f" ± {show(ci).replace(' %', '')}{' %' if pct else ''}" if ci is not None else "")
+    # the interval to 2 significant digits: more would be noise
+    half = (f"{fmt(100 * ci, 2)} %" if pct else fmt(float(ci), 2)) if ci is not None else ""
+    text = show(mean) + (f" ± {half}" if half else "")
     title = [f"mean {show(mean)}", f"n {n if n is not None else '?'}"]
     title.append(f"std {show(std)}" if std is not None else "std – (one value)")
-    title.append(f"95 % CI ± {show(ci)}" if ci is not None else "95 % CI – (fewer than 2 values)")
+    title.append(f"95 % CI ± {half}" if half else "95 % CI – (fewer than 2 values)")
     return text, ", ".join(title), repr(float(mean))
+
+
+# the terminal's short headers, spelled out where a web page has the room
+_TABLE_HEADERS = {**_HEADERS, "hardware": "hardware", "max_new_tokens": "max tokens", "prompt_tokens": "prompt tokens"}
 
 
 def _summary_table(configs: pd.DataFrame) -> str:
     axes = varying_axes(configs)
-    head = [*(_e(a.replace("_", " ")) for a in axes), "trials ok", *(_e(h) for _, h in METRICS), "energy"]
+    head = [*(_e(_TABLE_HEADERS.get(a, a)) for a in axes), "ok", *(_e(h) for _, h in METRICS), "energy"]
     rows = []
     for (_, r), rec in zip(configs.iterrows(), config_records(configs), strict=True):
         cells = [f"<td>{_e('–' if _norm(r.get(a)) is None else _norm(r[a]))}</td>" for a in axes]

@@ -26,7 +26,7 @@ var NAMING = [1, 4, 8];  // model, precision, hardware in CONFIG_KEYS (dashboard
 
 function relabel(recs) {
   // labels of the axes whose value differs among the records (as dashboard.py's _relabel)
-  if (!recs.every(function (r) { return Array.isArray(r.parts); })) return recs;
+  if (!recs.length || !recs.every(function (r) { return Array.isArray(r.parts); })) return recs;
   var n = recs[0].parts.length, idx = [];
   for (var i = 0; i < n; i++) {
     var seen = {};
@@ -43,12 +43,11 @@ function relabel(recs) {
 
 function cheapestAnswer(recs) {
   if (!recs.length) return "No configuration selected.";
-  recs = relabel(recs);
   if (!recs.some(function (r) { return r.ok; })) {
     var failed = recs.reduce(function (s, r) { return s + r.failed; }, 0);
     return "No trial completed (" + failed + " failed): there is nothing to compare; the failures section says why.";
   }
-  var priced = recs.filter(function (r) { return r.ok && r.j_per_request !== null; });
+  var priced = relabel(recs.filter(function (r) { return r.ok && r.j_per_request !== null; }));
   if (!priced.length) {
     return "No configuration has an energy per request (energy not measured): " +
       "nothing to compare; run on hardware with an energy counter or an estimate.";
