@@ -195,7 +195,8 @@ if (typeof module !== "undefined" && module.exports) {
           return true;
         });
         var t = sliceArrays(trace, mask, n, 0);
-        if (p && trace.visible !== false && trace.visible !== "legendonly") {
+        // the frontier is of our own measurements: published (external) figures are drawn, not on it
+        if (p && meta.kind !== "external" && trace.visible !== false && trace.visible !== "legendonly") {
           mask.forEach(function (m, i) { if (m) { px.push(xs[i]); py.push(ys[i]); } });
         }
         data.push(t);
@@ -262,13 +263,18 @@ if (typeof module !== "undefined" && module.exports) {
     if (!div) return;
     var fig = decode(FIGURES[id]);
     var layout = fig.layout || {};
+    // plotly.js 3 reads titles only as {text}: a bare string (plotly.py 5 style) would be dropped
+    Object.keys(layout).forEach(function (k) {
+      if (/^[xy]axis\d*$/.test(k) && layout[k] && typeof layout[k].title === "string") layout[k].title = { text: layout[k].title };
+    });
+    if (typeof layout.title === "string") layout.title = { text: layout.title };
     layout.autosize = true;
     layout.height = 420;
     delete layout.width;
     if (!layout.margin) {
       // plotly's default leaves 100 px above the plot for a title: the page's heading is the title
       var titled = layout.title && (typeof layout.title === "string" || layout.title.text);
-      layout.margin = { t: titled ? 50 : 24, r: 20, b: 50, l: 64 };
+      layout.margin = { t: titled ? 50 : 24 };  // the rest as plotly sets them (room for axis titles)
     }
     var p = layout.meta && layout.meta.pareto ? layout.meta.pareto : null;
     var chart = { div: div, orig: { data: fig.data || [] }, layout: layout, pareto: p, inputs: {},
