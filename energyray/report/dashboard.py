@@ -33,6 +33,7 @@ from energyray.report.summary import (
     _constant,
     _first_line,
     _norm,
+    _order,
 )
 
 # the keys a filter selects on, in the order of trace.meta "key"/"keys" lists
@@ -89,10 +90,10 @@ def representative_trials(trials: pd.DataFrame, limit: int = MAX_SERIES_TRIALS) 
     if trials.empty or "trial_id" not in trials:
         return []
     ok = trials[trials["status"] == "ok"] if "status" in trials else trials
-    keyed = ok.reindex(columns=[*CONFIG_KEYS, "repeat", "trial_id"])
-    keyed = keyed.sort_values([*CONFIG_KEYS, "repeat"], na_position="last", key=lambda s: s.astype(str))
-    firsts = keyed.astype({k: str for k in CONFIG_KEYS}).drop_duplicates(list(CONFIG_KEYS))
-    return [str(t) for t in firsts["trial_id"].head(limit)]
+    keyed = ok.reindex(columns=[*CONFIG_KEYS, "repeat", "trial_id"]).sort_values("repeat", kind="stable")
+    firsts = keyed.drop_duplicates(subset=list(CONFIG_KEYS))  # NaN equals NaN here
+    rows = sorted(firsts.to_dict("records"), key=lambda r: _order(tuple(_norm(r[k]) for k in CONFIG_KEYS)))
+    return [str(r["trial_id"]) for r in rows[:limit]]
 
 
 # -- configurations ---------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def energy_kind(sources: Any) -> tuple[str, str]:
 
 def varying_axes(configs: pd.DataFrame) -> list[str]:
     """The configuration keys whose value differs among `configs` (the model at least)."""
-    axes = [k for k in CONFIG_KEYS if k in configs and len({_s(v) for v in configs[k]}) > 1]
+    axes = [k for k in CONFIG_KEYS if k in configs and len({_s(v) for v in configs[k].unique()}) > 1]
     return axes or (["model"] if "model" in configs else [])
 
 
@@ -139,7 +140,7 @@ def config_records(configs: pd.DataFrame) -> list[dict[str, Any]]:
     """The configurations as the cheapest answer reads them (and the page's script, as JSON)."""
     axes = varying_axes(configs)
     out = []
-    for _, r in configs.iterrows():
+    for r in configs.to_dict("records"):
         kind, label = energy_kind(r.get("energy_sources"))
         given = _norm(r.get("energy"))  # config_stats' summary.energy_label, where it gives one
         if given is not None and given != "-":
@@ -277,11 +278,11 @@ def _cell(r: Any, metric: str) -> tuple[str, str, str]:
 _TABLE_HEADERS = {**_HEADERS, "hardware": "hardware", "max_new_tokens": "max tokens", "prompt_tokens": "prompt tokens"}
 
 
-def _summary_table(configs: pd.DataFrame) -> str:
+def _summary_table(configs: pd.DataFrame, records: list[dict[str, Any]]) -> str:
     axes = varying_axes(configs)
     head = [*(_e(_TABLE_HEADERS.get(a, a)) for a in axes), "ok", *(_e(h) for _, h in METRICS), "energy"]
     rows = []
-    for (_, r), rec in zip(configs.iterrows(), config_records(configs), strict=True):
+    for r, rec in zip(configs.to_dict("records"), records, strict=True):
         cells = [f"<td>{_e('–' if _norm(r.get(a)) is None else _norm(r[a]))}</td>" for a in axes]
         ok, trials = int(_norm(r.get("ok")) or 0), int(_norm(r.get("trials")) or 0)
         cells.append(f'<td class="num">{ok}/{trials}</td>')
@@ -302,7 +303,7 @@ def _versions(trials: pd.DataFrame) -> list[str]:
         found |= {_s(v) for v in trials["energyray_version"].dropna().unique()}
     if "env_json" in trials:
         # a regex, not json.loads: 100k rows' environments read in a blink
-        found |= set(trials["env_json"].dropna().astype(str)
+        found |= set(pd.Series(trials["env_json"].dropna().unique()).astype(str)
                      .str.extract(r'"energyray":\s*"([^"]+)"', expand=False).dropna().unique())
     return sorted(found - {""})
 
@@ -315,7 +316,9 @@ def run_info(data: ReportData) -> list[tuple[str, str]]:
     def counts(col: str) -> str:
         if col not in t or t.empty:
             return "–"
-        c = Counter(_s(v) or "(none)" for v in t[col])
+        c: Counter[str] = Counter()
+        for v, n in t[col].value_counts(dropna=False).items():
+            c[_s(v) or "(none)"] += int(n)
         return ", ".join(f"{k} ({n} trial{'s' if n != 1 else ''})" for k, n in sorted(c.items()))
 
     lines.append(("sweeps", counts("sweep")))
@@ -324,18 +327,21 @@ def run_info(data: ReportData) -> list[tuple[str, str]]:
         hw += "; GPUs: " + ", ".join(sorted({str(v) for v in t["gpu_name"].dropna().unique()}))
     lines.append(("hardware", hw))
     if "started_at" in t and t["started_at"].notna().any():
-        starts = sorted(str(v) for v in t["started_at"].dropna())
-        lines.append(("dates", f"{starts[0][:16].replace('T', ' ')} to {starts[-1][:16].replace('T', ' ')} UTC"))
+        starts = t["started_at"].dropna().astype(str)
+        first, last = starts.min(), starts.max()
+        lines.append(("dates", f"{first[:16].replace('T', ' ')} to {last[:16].replace('T', ' ')} UTC"))
     else:
         lines.append(("dates", "– (no start times stored)"))
     versions = _versions(t)
     lines.append(("energyray", ", ".join(versions) if versions else "– (not recorded)"))
     if "schema_version" in t:
-        sv = sorted({_s(v) or "none (energyray 0.1.0)" for v in t["schema_version"]})
+        sv = sorted({_s(v) or "none (energyray 0.1.0)" for v in t["schema_version"].unique()})
     else:
         sv = ["none (energyray 0.1.0)"] if not t.empty else []
     lines.append(("schema versions", ", ".join(sv) or "–"))
-    status = Counter(_s(v) or "(none)" for v in t["status"]) if "status" in t else Counter()
+    status: Counter[str] = Counter()
+    for v, n in (t["status"].value_counts(dropna=False).items() if "status" in t else ()):
+        status[_s(v) or "(none)"] += int(n)
     ok = status.pop("ok", 0)
     lines.append(("trials", f"{len(t)}: {ok} ok, {sum(status.values())} not ok"
                   + (f" ({', '.join(f'{n} {k}' for k, n in sorted(status.items()))})" if status else "")))
@@ -356,7 +362,7 @@ def _failures(trials: pd.DataFrame) -> str:
     if bad.empty:
         return '<p class="er-none">No failed trials.</p>'
     groups: dict[str, list[Any]] = {}
-    for _, r in bad.iterrows():
+    for r in bad.to_dict("records"):
         groups.setdefault(_first_line(r["error"], r["status"]), []).append(r)
     axes = varying_axes(trials.reindex(columns=list(CONFIG_KEYS)))
     rows = []
@@ -406,7 +412,7 @@ def write_report(data: ReportData, out: Path, title: str | None = None, views: l
     if views is None:
         from energyray.report.views import build_views
         views = build_views(data)
-    sweeps = sorted({_s(v) for v in data.trials["sweep"]} - {""}) if "sweep" in data.trials else []
+    sweeps = sorted({_s(v) for v in data.trials["sweep"].unique()} - {""}) if "sweep" in data.trials else []
     title = title or f"energyray report: {', '.join(sweeps) or 'no sweeps'}"
     configs = config_records(data.configs)
     figures = {v.id: _figure_json(v.fig) for v in views if v.fig is not None}
@@ -432,7 +438,7 @@ def write_report(data: ReportData, out: Path, title: str | None = None, views: l
                  "(read from a device), <span class=\"er-energy er-estimated\">estimated</span> (a model's "
                  "estimate, not a measurement), <span class=\"er-energy er-not-measured\">not measured</span>."
                  "</p><div class=\"er-table-wrap\">")
-    parts.append(_summary_table(data.configs) + "</div></section>")
+    parts.append(_summary_table(data.configs, configs) + "</div></section>")
     parts.append('<section id="views">')
     for family in _family_order(views):
         parts.append(f'<section class="er-family"><h2>{_e(family.capitalize())}</h2>')
