@@ -312,6 +312,26 @@ def test_the_script_answers_as_python_does_and_recomputes_frontiers():
     assert got["frontMax"] == [0, 2, 3]
 
 
+@pytest.mark.skipif(NODE is None, reason="needs node to run the page's script")
+def test_a_filter_drops_a_points_every_array_and_leaves_the_rest():
+    """plotly's JSON (base64 arrays, nested marker and error arrays, 2-D customdata) sliced by a
+    mask as the page does: every attribute as long as the points loses the same points."""
+    go = pytest.importorskip("plotly.graph_objects")
+    import numpy as np
+
+    fig = go.Figure(go.Scatter(x=np.array([1.0, 2.0, 3.0]), y=np.array([4, 5, 6]), text=["a", "b", "c"],
+                               customdata=np.array([[1, 2], [3, 4], [5, 6]]), marker={"color": ["red", "green", "blue"],
+                               "size": np.array([7.0, 8.0, 9.0])}, error_y={"array": [0.1, 0.2, 0.3]},
+                               line={"dash": "dot"}, meta={"keys": [["s"] * 6] * 3}))
+    script = (f"const d = require({json.dumps(str(JS))}); const t = d.decode({fig.to_json()}).data[0];"
+              "console.log(JSON.stringify(d.sliceArrays(t, [true, false, true], 3, 0)));")
+    got = json.loads(subprocess.run([NODE, "-e", script], check=True, capture_output=True, text=True).stdout)
+    assert got["x"] == [1, 3] and got["y"] == [4, 6] and got["text"] == ["a", "c"]
+    assert got["customdata"] == [[1, 2], [5, 6]]
+    assert got["marker"] == {"color": ["red", "blue"], "size": [7, 9]} and got["error_y"]["array"] == [0.1, 0.3]
+    assert got["line"] == {"dash": "dot"} and len(got["meta"]["keys"]) == 3  # meta kept whole
+
+
 def test_config_records_carry_filter_keys_in_order():
     recs = config_records(data_of(ROWS).configs)
     assert [r["keys"] for r in recs][2] == ["s", "cpu", "m-small", "bf16", "transformers", "qa"]

@@ -101,8 +101,49 @@ function paretoFront(xs, ys, xdir, ydir) {
   return front;
 }
 
+// --- filtering a trace's points --------------------------------------------------------------------
+var DTYPES = { f8: Float64Array, f4: Float32Array, i4: Int32Array, u4: Uint32Array, i2: Int16Array,
+               u2: Uint16Array, i1: Int8Array, u1: Uint8Array, u1c: Uint8ClampedArray };
+
+function decode(v) {
+  // plotly's base64 arrays ({dtype, bdata, shape}) as plain arrays, so that filters can slice them
+  if (Array.isArray(v)) return v.map(decode);
+  if (v && typeof v === "object") {
+    if (typeof v.bdata === "string" && typeof v.dtype === "string" && DTYPES[v.dtype]) {
+      var raw = atob(v.bdata), bytes = new Uint8Array(raw.length);
+      for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+      var flat = Array.prototype.slice.call(new DTYPES[v.dtype](bytes.buffer));
+      if (!v.shape) return flat;
+      var shape = String(v.shape).split(",").map(function (s) { return parseInt(s, 10); });
+      if (shape.length !== 2) return flat;
+      var rows = [];
+      for (var r = 0; r < shape[0]; r++) rows.push(flat.slice(r * shape[1], (r + 1) * shape[1]));
+      return rows;
+    }
+    var out = {};
+    Object.keys(v).forEach(function (k) { out[k] = decode(v[k]); });
+    return out;
+  }
+  return v;
+}
+
+
+function sliceArrays(obj, mask, n, depth) {
+  // every array attribute of length n (the trace's points), nested objects too, kept where mask
+  var out = {};
+  Object.keys(obj).forEach(function (k) {
+    var v = obj[k];
+    if (k === "meta") out[k] = v;
+    else if (Array.isArray(v) && v.length === n) out[k] = v.filter(function (_, i) { return mask[i]; });
+    else if (v && typeof v === "object" && !Array.isArray(v) && depth < 3) out[k] = sliceArrays(v, mask, n, depth + 1);
+    else out[k] = v;
+  });
+  return out;
+}
+
 if (typeof module !== "undefined" && module.exports) {
-  module.exports = { fmt: fmt, cheapestAnswer: cheapestAnswer, paretoFront: paretoFront };
+  module.exports = { fmt: fmt, cheapestAnswer: cheapestAnswer, paretoFront: paretoFront, decode: decode,
+                     sliceArrays: sliceArrays };
 }
 
 // --- the page -----------------------------------------------------------------------------------------
@@ -112,31 +153,6 @@ if (typeof module !== "undefined" && module.exports) {
   var FIGURES = JSON.parse(document.getElementById("er-figures").textContent);
   var CONFIGS = JSON.parse(document.getElementById("er-configs").textContent);
   var charts = [];  // {div, orig: {data, layout}, pareto, inputs}
-
-  var DTYPES = { f8: Float64Array, f4: Float32Array, i4: Int32Array, u4: Uint32Array, i2: Int16Array,
-                 u2: Uint16Array, i1: Int8Array, u1: Uint8Array, u1c: Uint8ClampedArray };
-
-  function decode(v) {
-    // plotly's base64 arrays ({dtype, bdata, shape}) as plain arrays, so that filters can slice them
-    if (Array.isArray(v)) return v.map(decode);
-    if (v && typeof v === "object") {
-      if (typeof v.bdata === "string" && typeof v.dtype === "string" && DTYPES[v.dtype]) {
-        var raw = atob(v.bdata), bytes = new Uint8Array(raw.length);
-        for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-        var flat = Array.prototype.slice.call(new DTYPES[v.dtype](bytes.buffer));
-        if (!v.shape) return flat;
-        var shape = String(v.shape).split(",").map(function (s) { return parseInt(s, 10); });
-        if (shape.length !== 2) return flat;
-        var rows = [];
-        for (var r = 0; r < shape[0]; r++) rows.push(flat.slice(r * shape[1], (r + 1) * shape[1]));
-        return rows;
-      }
-      var out = {};
-      Object.keys(v).forEach(function (k) { out[k] = decode(v[k]); });
-      return out;
-    }
-    return v;
-  }
 
   function clone(v) { return JSON.parse(JSON.stringify(v)); }
 
@@ -157,19 +173,6 @@ if (typeof module !== "undefined" && module.exports) {
       if (s && !s[String(key[i] === null ? "" : key[i])]) return false;
     }
     return true;
-  }
-
-  function sliceArrays(obj, mask, n, depth) {
-    // every array attribute of length n (the trace's points), nested objects too, kept where mask
-    var out = {};
-    Object.keys(obj).forEach(function (k) {
-      var v = obj[k];
-      if (k === "meta") out[k] = v;
-      else if (Array.isArray(v) && v.length === n) out[k] = v.filter(function (_, i) { return mask[i]; });
-      else if (v && typeof v === "object" && !Array.isArray(v) && depth < 3) out[k] = sliceArrays(v, mask, n, depth + 1);
-      else out[k] = v;
-    });
-    return out;
   }
 
   function axisValues(trace, axis) { return trace[axis] || []; }
