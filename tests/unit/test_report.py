@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from energyray.grid import AXES
-from energyray.report.main import report_main, write_dashboard
+from energyray.report.main import report_main
 from energyray.report.summary import (
     CONFIG_KEYS,
     configurations,
@@ -200,11 +200,54 @@ def test_report_skips_a_damaged_file_says_so_and_leaves_the_store_as_it_was(tmp_
 
 
 @pytest.mark.extra("report")
-def test_the_dashboard_labels_configurations_by_the_axes_that_vary(tmp_path):
-    df = pd.DataFrame([row(0, output_tokens=4, energy_j=4.0), row(1, backend="vllm", output_tokens=4, energy_j=12.0)])
-    write_dashboard(df, tmp_path / "d.html")
-    html = (tmp_path / "d.html").read_text()
+def test_report_out_writes_the_dashboard(tmp_path, capsys):
+    """--out: the terminal summary as before, and the page, its table labelled by the axes that vary."""
+    pytest.importorskip("energyray.report.query")
+    pytest.importorskip("energyray.report.views")
+    store = Store(tmp_path / "store")
+    for n, backend in enumerate(("transformers", "vllm")):
+        r = row(n, backend=backend, output_tokens=4, energy_j=4.0 * (n + 1))
+        store.write("trials", [r], "s", "cpu", r["trial_id"])
+    out = tmp_path / "html" / "d.html"
+    assert report_main(["--store", str(store.path), "--out", str(out), "--title", "Backends"]) == 0
+    assert f"dashboard: {out}" in capsys.readouterr().out
+    html = out.read_text()
+    assert "<h1>Backends</h1>" in html and "<th>backend</th>" in html
     assert "transformers" in html and "vllm" in html
+
+
+def test_report_options_that_cannot_work_fail_in_one_line(tmp_path, capsys):
+    store = Store(tmp_path / "store")
+    r = row(0)
+    store.write("trials", [r], "s", "cpu", r["trial_id"])
+    cases = [(["--store", str(tmp_path / "nowhere")], "no store at"),
+             (["--store", str(store.path), "--out", str(tmp_path / "r.html"), "--external", str(tmp_path / "x.csv")],
+              "--external"),
+             (["--store", str(store.path), "--external", __file__], "add --out"),
+             (["--store", str(store.path), "--out", str(tmp_path)], "is a directory"),
+             (["--store", str(store.path), "--queries-per-day", "-3"], "positive number"),
+             (["--store", str(store.path), "--bogus"], "unrecognized arguments")]
+    for argv, text in cases:
+        try:
+            code = report_main(argv)
+        except SystemExit as e:  # argparse's errors
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2 and text in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_a_sweep_that_matches_nothing_exits_1_naming_the_sweeps_there(tmp_path, capsys):
+    store = Store(tmp_path / "store")
+    for n, sweep in enumerate(("s", "s2")):
+        r = row(n, sweep=sweep)
+        store.write("trials", [r], sweep, "cpu", r["trial_id"])
+    assert report_main(["--store", str(store.path), "--sweep", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert "No trials in" in err and "'nope'" in err and "sweeps there: s, s2" in err
+    assert report_main(["--store", str(store.path), "--sweep", "s", "--sweep", "nope"]) == 1
+    assert "No trials of sweep 'nope'" in capsys.readouterr().err
+    assert report_main(["--store", str(store.path), "--sweep", "s", "--sweep", "s2"]) == 0
+    assert "2 trials" in capsys.readouterr().out
 
 
 def test_rows_written_before_the_later_axes_are_the_same_configuration():
