@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from energyray.report.summary import (
     CONFIG_KEYS,
     MEASURED_SOURCES,
+    _constant,
     _first_line,
     _norm,
     _order,
@@ -159,8 +160,11 @@ def _figure(traces: list[Any]) -> go.Figure:
 
 
 def _layout(fig: go.Figure, x: str, y: str, **kw: Any) -> go.Figure:
-    fig.update_layout(height=HEIGHT, template="plotly_white", margin={"l": 60, "r": 20, "t": 30, "b": 60},
-                      xaxis_title=x, yaxis_title=y, legend={"font": {"size": 10}}, hovermode="closest", **kw)
+    # the layout is checked (and its template expanded) whatever VALIDATE says: one object, cheap
+    layout = go.Layout(height=HEIGHT, template="plotly_white", margin={"l": 60, "r": 20, "t": 30, "b": 60},
+                       xaxis={"title": {"text": x}}, yaxis={"title": {"text": y}}, legend={"font": {"size": 10}},
+                       hovermode="closest", **kw)
+    fig.update_layout(layout.to_plotly_json())
     return fig
 
 
@@ -280,9 +284,20 @@ def _configs(df: pd.DataFrame) -> tuple[np.ndarray, list[Config]]:
     sorted_keys = [dict(zip(CONFIG_KEYS, keys[i], strict=True)) for i in order]
     varying = [k for k in CONFIG_KEYS if len({key[k] for key in sorted_keys}) > 1] or ["model"]
     colors = _palette(len(sorted_keys))
-    configs = [Config(i, key, " · ".join(_value(key[k]) for k in varying), colors[i])
-               for i, key in enumerate(sorted_keys)]
+    configs = [Config(i, key, _label(key, varying), colors[i]) for i, key in enumerate(sorted_keys)]
     return rank[np.asarray(inverse).reshape(-1)], configs
+
+
+def _label(key: dict[str, Any], axes: Sequence[str]) -> str:
+    """'mistral-7b · nf4 · batch 8 · task qa': the axes that vary, named where a bare value is unclear
+    (requests left out where they are one batch)."""
+    parts = []
+    for k in axes:
+        v = key.get(k)
+        if k == "requests" and v == key.get("batch_size"):
+            continue
+        parts.append(_constant(k, "-" if v is None else v))
+    return " · ".join(parts) or _value(key.get("model"))
 
 
 def _energy_words(df: pd.DataFrame) -> str:
@@ -937,7 +952,7 @@ def v_cross_hardware(t: Trials, ext: pd.DataFrame) -> View:
     for key, cfgs in list(shown.items())[:limit]:
         cfgs = sorted(cfgs, key=lambda i: hardware.index(_value(t.configs[i].key["hardware"])))
         first = t.configs[cfgs[0]]
-        label = " · ".join(_value(key[rest.index(k)]) for k in varying)
+        label = _label(dict(zip(rest, key, strict=True)), varying)
         k = MEASURED if all((kinds.get(i) or MEASURED) == MEASURED for i in cfgs) else ESTIMATED
         traces.append(go.Scatter(_validate=VALIDATE,
             x=[_value(t.configs[i].key["hardware"]) for i in cfgs], y=_sig([st.loc[i, "mean"] for i in cfgs]),

@@ -5,6 +5,7 @@ at 100,000 trials."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,3 +334,15 @@ def test_caps_hold_at_100k_trials():
     size = sum(len(x.fig.to_json()) for x in views if x.fig is not None)
     print(f"figures' JSON: {size / 1e6:.2f} MB")
     assert size < 5e6
+
+
+def test_unchecked_figures_equal_checked_ones(monkeypatch):
+    """The views skip plotly's property checks for speed: the figures' JSON must not change."""
+    data = realistic()
+    fast = [json.loads(v.fig.to_json()) if v.fig is not None else None for v in build_views(data)]
+    monkeypatch.setattr(views_module, "VALIDATE", True)
+    checked = [json.loads(v.fig.to_json()) if v.fig is not None else None for v in build_views(data)]
+    for vid, a, b in zip(VIEW_IDS, fast, checked, strict=True):
+        assert a == b, vid
+    html = build_views(data)[0].fig.to_html(full_html=False, include_plotlyjs=False)
+    assert "Energy per trial (J)" in html
