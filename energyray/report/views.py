@@ -139,7 +139,8 @@ def _palette(n: int) -> list[str]:
 
     if n <= 10:
         return list(pc.qualitative.Plotly[:n])
-    base = [*pc.qualitative.Alphabet, *pc.qualitative.Dark24, *pc.qualitative.Light24]
+    base = [c for c in dict.fromkeys([*pc.qualitative.Dark24, *pc.qualitative.Alphabet, *pc.qualitative.Light24])
+            if _luminance(c) < 0.75]  # pale ones vanish on white
     if n <= len(base):
         return base[:n]
     out = []
@@ -147,6 +148,17 @@ def _palette(n: int) -> list[str]:
         r, g, b = colorsys.hls_to_rgb((i * 0.61803398875) % 1.0, (0.35, 0.5, 0.65)[i % 3], 0.75)
         out.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
     return out
+
+
+def _luminance(color: str) -> float:
+    h = color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) / 255 for i in (0, 2, 4))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _category_font(n: int) -> dict[str, Any]:
+    """Every category labelled, in a font that fits n of them in the chart's height."""
+    return {"dtick": 1, "tickfont": {"size": max(7, min(12, int(330 / max(n, 1))))}}
 
 
 def _t975(dof: int) -> float:
@@ -541,10 +553,11 @@ def v_latency_distribution(t: Trials, ext: pd.DataFrame) -> View:
         hi = v[v <= q3 + 1.5 * iqr].max()
         traces.append(go.Box(_validate=VALIDATE,
             y=[c.label], q1=_sig([q1]), median=_sig([med]), q3=_sig([q3]), lowerfence=_sig([lo]),
-            upperfence=_sig([hi]), mean=_sig([v.mean()]), orientation="h", name=c.label, marker_color=c.color,
+            upperfence=_sig([hi]), mean=_sig([v.mean()]), boxmean=True, orientation="h", name=c.label,
+            marker_color=c.color,
             meta={"key": c.filter_key, "kind": MEASURED}, hovertext=f"{len(v)} trials"))
     fig = _layout(_figure(traces), "Latency per request (s)", "", showlegend=False)
-    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_yaxes(autorange="reversed", type="category", automargin=True, **_category_font(len(traces)))
     note = (f"Per configuration: the quartiles of its trials' latency (box), the median, the mean (dashed) and "
             f"the range within 1.5 x the interquartile range; {LATENCY_WORDS}. Time only: no energy.")
     return View(vid, title, fam, fig, note)
@@ -725,16 +738,18 @@ def _bars(t: Trials, df: pd.DataFrame, values: pd.Series, hover_unit: str,
             marker = {"color": "rgba(255,255,255,0)", "line": {"color": c.color, "width": 2},
                       "pattern": {"shape": "/", "fgcolor": c.color, "size": 6}}
         traces.append(go.Bar(_validate=VALIDATE,
-            x=[c.label], y=_sig([r["mean"]]), name=c.label + ("" if k == MEASURED else f" ({k})"),
+            y=[c.label], x=_sig([r["mean"]]), orientation="h", name=c.label + ("" if k == MEASURED else f" ({k})"),
             marker=marker, meta={"key": c.filter_key, "kind": k},
-            error_y={"type": "data", "array": _sig([r["ci95"]]), "visible": bool(r["ci95"] == r["ci95"])},
-            hovertemplate=f"{c.label} ({k})<br>%{{y}} {hover_unit}<br>n={int(r['n'])} trials<extra></extra>"))
+            error_x={"type": "data", "array": _sig([r["ci95"]]), "visible": bool(r["ci95"] == r["ci95"])},
+            hovertemplate=f"{c.label} ({k})<br>%{{x}} {hover_unit}<br>n={int(r['n'])} trials<extra></extra>"))
     return traces
 
 
-def _bar_layout(fig: go.Figure, y: str) -> go.Figure:
-    _layout(fig, "", y, showlegend=False, bargap=0.25)
-    fig.update_xaxes(type="category", tickangle=-30, automargin=True)
+def _bar_layout(fig: go.Figure, x: str, n: int | None = None, **kw: Any) -> go.Figure:
+    """Horizontal bars, one row per configuration in order, each labelled."""
+    n = len({str(y) for tr in fig.data for y in (tr.y or ())}) if n is None else n
+    _layout(fig, x, "", showlegend=False, bargap=0.25, **kw)
+    fig.update_yaxes(type="category", autorange="reversed", automargin=True, **_category_font(n))
     return fig
 
 
@@ -850,18 +865,19 @@ def v_daily_projection(t: Trials, projection: dict[str, Any] | None) -> View:
             marker = {"color": "rgba(255,255,255,0)", "line": {"color": c.color, "width": 2},
                       "pattern": {"shape": "/", "fgcolor": c.color, "size": 6}}
         traces.append(go.Bar(_validate=VALIDATE,
-            x=[c.label], y=_sig([r["kwh_per_day"]]), name=c.label, marker=marker, offsetgroup="measured",
+            y=[c.label], x=_sig([r["kwh_per_day"]]), orientation="h", name=c.label, marker=marker,
+            offsetgroup="measured",
             meta={"key": c.filter_key, "kind": k},
-            error_y={"type": "data", "array": _sig([err]), "visible": err is not None},
-            hovertemplate=f"{c.label} ({k})<br>%{{y}} kWh a day (n={int(r['n'])})<extra></extra>"))
+            error_x={"type": "data", "array": _sig([err]), "visible": err is not None},
+            hovertemplate=f"{c.label} ({k})<br>%{{x}} kWh a day (n={int(r['n'])})<extra></extra>"))
         traces.append(go.Bar(_validate=VALIDATE,
-            x=[c.label], y=_sig([r["fixed_10s_kwh_per_day"]]), name=f"{c.label}: thesis' 10-s method",
+            y=[c.label], x=_sig([r["fixed_10s_kwh_per_day"]]), orientation="h",
+            name=f"{c.label}: thesis' 10-s method",
             offsetgroup="ten", meta={"key": c.filter_key, "kind": ESTIMATED},
             marker={"color": "rgba(255,255,255,0)", "line": {"color": "#777777", "width": 1.5},
                     "pattern": {"shape": ".", "fgcolor": "#777777", "size": 5}},
-            hovertemplate=f"{c.label}<br>10-s method: %{{y}} kWh a day<extra></extra>"))
-    fig = _bar_layout(_figure(traces), "Energy a day (kWh)")
-    fig.update_layout(barmode="group")
+            hovertemplate=f"{c.label}<br>10-s method: %{{x}} kWh a day<extra></extra>"))
+    fig = _bar_layout(_figure(traces), "Energy a day (kWh)", barmode="group")
     given = "given" if projection and projection.get("queries_per_day") else "the thesis' figure; --queries-per-day sets it"
     note = (f"Measured J per request x {n:,.0f} queries a day ({given}), utilisation {u:g}, "
             f"{'no PUE' if pue is None else f'PUE {pue:g}'}: the device's energy only ({_energy_words(ok)}), 95 % "
@@ -990,7 +1006,7 @@ def v_roofline(t: Trials, ext: pd.DataFrame) -> View:
     kinds = pd.Series(MEASURED, index=t.ok.index)
     fig = _bar_layout(_figure(_bars(t, t.ok, v * 100, "% of the memory-bandwidth floor", kinds=kinds)),
                       "Decode speed, % of the memory-bandwidth floor")
-    fig.add_hline(y=100, line_dash="dot", line_color="#444444", annotation_text="at the floor")
+    fig.add_vline(x=100, line_dash="dot", line_color="#444444", annotation_text="at the floor")
     src = sorted({str(s) for s in t.ok.get("roofline_bandwidth_source", pd.Series(dtype=object)).dropna().unique()})
     note = ("Per configuration: the memory-bound floor of a decode step (weights and KV cache read once at the "
             "memory bandwidth) over the measured time per step, in % (100 %: as fast as memory allows; low at "
@@ -1038,12 +1054,13 @@ def v_phase_breakdown(t: Trials, ext: pd.DataFrame) -> View:
                 marker = {"color": "rgba(255,255,255,0)", "line": {"color": color, "width": 1.5},
                           "pattern": {"shape": "/", "fgcolor": color, "size": 6}}
             traces.append(go.Bar(_validate=VALIDATE,
-                x=[labels[j] for j in sel], y=_sig([means.iloc[j] for j in sel]),
+                y=[labels[j] for j in sel], x=_sig([means.iloc[j] for j in sel]), orientation="h",
                 name=words + ("" if k == MEASURED else " (estimated)"), legendgroup=p, marker=marker,
                 meta={"keys": [t.configs[int(cfgs[j])].filter_key for j in sel], "kind": k},
-                hovertemplate=f"%{{x}}<br>{words}: %{{y}} J per trial<extra></extra>"))
-    fig = _layout(_figure(traces), "", "Energy per trial (J)", barmode="stack")
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=labels, tickangle=-30, automargin=True)
+                hovertemplate=f"%{{y}}<br>{words}: %{{x}} J per trial<extra></extra>"))
+    fig = _layout(_figure(traces), "Energy per trial (J)", "", barmode="stack")
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels, autorange="reversed",
+                     automargin=True, **_category_font(len(labels)))
     note = ("Mean energy per trial by phase, on the device: prefill and decode split the trial's window at the first "
             "token (the rest of the window: between batches, or not split); model load and unload are per load, "
             "shared over its trials; warmup before the first trial of a shape; after it, decoding to text and "
