@@ -12,6 +12,7 @@ round floats to 4 significant digits, so a store of 100,000 trials makes a small
 from __future__ import annotations
 
 import colorsys
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -167,16 +168,20 @@ def _t975(dof: int) -> float:
     return t975(dof)
 
 
+_TEMPLATE: dict[str, Any] = {}
+
+
 def _figure(traces: list[Any]) -> go.Figure:
-    return go.Figure(traces, _validate=VALIDATE)
+    # the template expanded once (a figure's update_layout with it costs ~0.5 s unchecked)
+    if not _TEMPLATE:
+        _TEMPLATE.update(go.Layout(template="plotly_white").to_plotly_json()["template"])
+    return go.Figure(traces, layout={"template": copy.deepcopy(_TEMPLATE)}, _validate=VALIDATE)
 
 
 def _layout(fig: go.Figure, x: str, y: str, **kw: Any) -> go.Figure:
-    # the layout is checked (and its template expanded) whatever VALIDATE says: one object, cheap
-    layout = go.Layout(height=HEIGHT, template="plotly_white", margin={"l": 60, "r": 20, "t": 30, "b": 60},
-                       xaxis={"title": {"text": x}}, yaxis={"title": {"text": y}}, legend={"font": {"size": 10}},
-                       hovermode="closest", **kw)
-    fig.update_layout(layout.to_plotly_json())
+    # plain nested dicts only: an unchecked figure does not expand "xaxis_title"-style names
+    fig.update_layout(height=HEIGHT, margin={"l": 60, "r": 20, "t": 30, "b": 60}, xaxis={"title": {"text": x}},
+                      yaxis={"title": {"text": y}}, legend={"font": {"size": 10}}, hovermode="closest", **kw)
     return fig
 
 
@@ -973,10 +978,12 @@ def v_cross_hardware(t: Trials, ext: pd.DataFrame) -> View:
         traces.append(go.Scatter(_validate=VALIDATE,
             x=[_value(t.configs[i].key["hardware"]) for i in cfgs], y=_sig([st.loc[i, "mean"] for i in cfgs]),
             error_y={"type": "data", "array": _sig([st.loc[i, "ci95"] for i in cfgs]), "thickness": 1},
-            mode="lines+markers", name=label + ("" if k == MEASURED else f" ({k})"),
+            mode="lines+markers", name=label + ("" if k == MEASURED else " (estimated)" if all(
+                kinds.get(i) == ESTIMATED for i in cfgs) else " (estimated on some: hollow)"),
             meta={"keys": [t.configs[i].filter_key for i in cfgs], "kind": k},
             line={"color": first.color, "dash": DASH[k]},
-            marker={"symbol": SYMBOL[k], "size": 9, "color": first.color, "line": {"color": first.color, "width": 1.5}},
+            marker={"symbol": [SYMBOL[kinds.get(i) or MEASURED] for i in cfgs], "size": 9, "color": first.color,
+                    "line": {"color": first.color, "width": 1.5}},
             hovertemplate=f"{label}<br>%{{x}}: %{{y}} J per token<extra></extra>"))
     e = _ext_points(ext, "hardware", "j_per_token")
     if len(e):
