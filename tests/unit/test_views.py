@@ -19,7 +19,7 @@ pytest.importorskip("plotly")
 
 from energyray import schema  # noqa: E402
 from energyray.report import views as views_module  # noqa: E402
-from energyray.report.summary import CONFIG_KEYS  # noqa: E402
+from energyray.report.summary import CONFIG_KEYS, configurations  # noqa: E402
 from energyray.report.views import (  # noqa: E402
     EXTERNAL,
     MAX_POINTS,
@@ -346,3 +346,14 @@ def test_unchecked_figures_equal_checked_ones(monkeypatch):
         assert a == b, vid
     html = build_views(data)[0].fig.to_html(full_html=False, include_plotlyjs=False)
     assert "Energy per trial (J)" in html
+
+
+def test_configurations_in_the_summary_order():
+    trials = make_trials()
+    views = by_id(build_views(Data(trials, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None)))
+    ok = trials[(trials["status"] == "ok") & trials["duration_s"].notna()]
+    want = [["" if k.get(c) is None else str(k[c]) for c in ("sweep", "hardware", "model", "precision", "backend",
+                                                              "task")] for k, _ in configurations(ok)]
+    got = [tr.meta["key"] for tr in views["latency_distribution"].fig.data]
+    assert got == want
+    assert len({tr.marker.color for tr in views["latency_distribution"].fig.data}) == len(got)
