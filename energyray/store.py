@@ -408,8 +408,9 @@ class Store:
         self.write("trials", [row], sweep, hardware, name)
 
     def clean_partial(self) -> list[Path]:
-        """Remove temp files that a killed writer left (`.<name>.<pid>.tmp` whose pid is gone).
-        Readers never see them anyway (dot files are skipped); this only frees the space."""
+        """Remove temp files that a killed writer left (`.<name>.<pid>.tmp` whose pid is gone: a
+        trial's file or a compaction's segment). Readers never see them anyway (dot files are
+        skipped); this only frees the space."""
         removed: list[Path] = []
         if not self.path.exists():
             return removed

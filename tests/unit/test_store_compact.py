@@ -260,3 +260,14 @@ def test_segments_hold_the_declared_schema(store):
     for table in ("trials", "samples", "responses"):
         for p in _data_files(store, table):
             assert pq.read_schema(p).remove_metadata().equals(schema.arrow_schema(table))
+
+
+def test_clean_partial_removes_a_segment_a_killed_compaction_left(store):
+    store.compact()
+    part = store.path / "trials" / "sweep=s1" / "hardware=h1"
+    seg = next(part.glob("_segment-*.parquet"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    tmp = part / f".{seg.name}.{int(dead.stdout)}.tmp"
+    tmp.write_bytes(seg.read_bytes()[:100])
+    assert len(store.read()) == 7
+    assert store.clean_partial() == [tmp] and not tmp.exists()
