@@ -491,11 +491,11 @@ class Store:
             trial = path.relative_to(self.path).parts[0] in TRIAL_TABLES
             if moved is not None:
                 with_ = f" with its {', '.join(damaged.moved_with)} file" if damaged.moved_with else ""
-                then = "; its trial runs again" if trial and damaged.held is None else damaged.held_note()
+                then = damaged.held_note() if _is_segment(path.name) else "; its trial runs again" if trial else ""
                 log.warning(f"energyray: damaged file in the store: {path} ({reason}); moved to {moved}{with_}{then}")
             else:
                 then = "a rerun of its sweep moves it to " + str(self.path / QUARANTINE)
-                then += " and runs its trial again" if trial and not _is_segment(path.name) else damaged.held_note()
+                then += damaged.held_note() if _is_segment(path.name) else " and runs its trial again" if trial else ""
                 log.warning(f"energyray: skipped a damaged file: {path} ({reason}); {then}")
         return damaged
 

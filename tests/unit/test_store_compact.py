@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -134,12 +135,15 @@ def test_the_newer_segment_wins_after_a_crash_before_the_old_one_was_deleted(sto
         pd.testing.assert_frame_equal(df, before[table])
 
 
-def test_a_damaged_segment_is_moved_aside_whole_and_its_trials_are_not_done(store):
+def test_a_damaged_segment_is_moved_aside_whole_and_its_trials_are_not_done(store, caplog):
     store.compact()
     seg = [p for p in _data_files(store, "samples") if "sweep=s1" in str(p)][0]
     seg.write_bytes(seg.read_bytes()[: seg.stat().st_size // 2])
     assert store.done_ids("s2") == {"b0"}
-    assert store.done_ids("s1") == set()
+    with caplog.at_level(logging.WARNING, logger="energyray.store"):
+        assert store.done_ids("s1") == set()
+    [line] = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert str(seg) in line and "a segment of 6 trial(s): a rerun of its sweep runs them again" in line
     [d] = store.damaged
     assert d.path == seg and d.moved_to == store.path / QUARANTINE / seg.relative_to(store.path)
     assert d.held == 6 and "a segment of 6 trial(s): a rerun of its sweep runs them again" in d.line()
