@@ -35,7 +35,7 @@ import numbers
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,7 @@ def _segment_keys(trials_dir: Path) -> tuple[set[str], set[str]]:
     return loose, held
 
 
-def _winners(table: str, loose: dict[str, Any], segs: list[pa.Array], trials_loose: set[str],
+def _winners(table: str, loose: Collection[str], segs: list[pa.Array], trials_loose: set[str],
              trials_held: set[str]) -> tuple[set[str], list[pa.Array]]:
     """The precedence: which loose files (by key) and which segment rows (a mask per segment,
     `segs` the segments' key arrays oldest first) hold each trial's rows.
@@ -853,11 +853,13 @@ def _compact_partition(store: Store, rel: Path, summary: CompactSummary, skip: s
         return True  # compact already
     # read every input first: a damaged one is moved aside (with its companions) before anything is written
     stats: dict[Path, tuple[int, int, int]] = {}
-    loose_tables: dict[str, dict[str, pa.Table]] = {}
-    seg_tables: dict[str, list[pa.Table]] = {}
+    loose_keys: dict[str, list[str]] = {}
+    loose_tables: dict[str, list[pa.Table]] = {}  # the loose files' rows, merged in blocks: one small table
+    seg_tables: dict[str, list[pa.Table]] = {}    # per file costs tens of kB of Arrow buffers
     for table in TRIAL_TABLES:
         loose, segs = listing[table]
-        loose_tables[table], seg_tables[table] = {}, []
+        loose_keys[table], loose_tables[table], seg_tables[table] = [], [], []
+        pending: list[pa.Table] = []
         for p in loose + segs:
             key = None if _is_segment(p.name) else p.name[: -len(".parquet")]
             if key is not None and table != "trials" and key not in trials_loose:
@@ -875,8 +877,14 @@ def _compact_partition(store: Store, rel: Path, summary: CompactSummary, skip: s
             stats[p] = st
             if key is None:
                 seg_tables[table].append(t)
-            else:
-                loose_tables[table][key] = t
+                continue
+            loose_keys[table].append(key)
+            pending.append(t)
+            if len(pending) >= 512:
+                loose_tables[table].append(pa.concat_tables(pending).combine_chunks())
+                pending = []
+        if pending:
+            loose_tables[table].append(pa.concat_tables(pending).combine_chunks())
     trials_held: set[str] = set()
     for t in seg_tables["trials"]:
         trials_held.update(pc.unique(_keys(t.column("trial_id"))).to_pylist())
@@ -885,9 +893,9 @@ def _compact_partition(store: Store, rel: Path, summary: CompactSummary, skip: s
     for table in TRIAL_TABLES:
         c = summary.tables[table]
         keys = [_keys(t.column("trial_id")) for t in seg_tables[table]]
-        chosen, masks = _winners(table, loose_tables[table], keys, trials_loose, trials_held)
-        parts = [loose_tables[table][k] for k in sorted(chosen) if k in loose_tables[table]]
-        parts += [t.filter(m) for t, m in zip(seg_tables[table], masks, strict=True)]
+        # every loose file read is of a trial with a loose trials file: the winner, merged whole
+        _, masks = _winners(table, set(loose_keys[table]), keys, trials_loose, trials_held)
+        parts = loose_tables[table] + [t.filter(m) for t, m in zip(seg_tables[table], masks, strict=True)]
         merged = [p for p in listing[table][0] + listing[table][1] if p in stats]
         c.merged += len(merged)
         c.segments_in += sum(1 for p in merged if _is_segment(p.name))
