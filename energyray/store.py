@@ -562,7 +562,7 @@ class Store:
             # a partition with segments: read each segment with its trial ids, then keep the winners
             seg_tables, seg_keys = [], []
             for p in segs:
-                t = self._read_one(p, table, None if want is None else [*want, "trial_id"], base, quarantine)
+                t = self._read_one(p, table, None if want is None else [*want, "trial_id"] if "trial_id" not in want else want, base, quarantine)
                 if t is None or "trial_id" not in t.column_names:
                     continue
                 seg_tables.append(t)

@@ -227,6 +227,8 @@ def test_read_of_a_column_subset_works_on_segments(store):
     df = store.read("trials", columns=["energy_j", "sweep", "no_such_column"])
     assert list(df.columns) == ["energy_j", "sweep"]
     assert sorted(df["energy_j"]) == [1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 9.0]  # b0, a2..a5, then a1, a0 rerun
+    ids = store.read("trials", columns=["trial_id", "energy_j"]).set_index("trial_id")["energy_j"]
+    assert len(ids) == 7 and ids["a1"] == 8.0 and ids["a0"] == 9.0
     s = store.read("samples", columns=["power_w", "hardware"])
     assert list(s.columns) == ["power_w", "hardware"]
     assert sorted(s["power_w"]) == sorted([1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 9.0] * 3)
