@@ -43,6 +43,7 @@ usage: python -m energyray [KEY=VALUE ...]          run a sweep (Hydra overrides
        python -m energyray report [--store DIR]     summarise a store (--help for its options)
        python -m energyray store upgrade ...        bring a store an older version wrote up to date
        python -m energyray store check --store DIR  list damaged files (--quarantine: move aside)
+       python -m energyray store compact --store DIR   merge per-trial files: a large store reads fast
        python -m energyray route --store DIR        a small model escalating to a larger one:
                                                     energy and accuracy by rule (--help: options)
        python -m energyray bill --store DIR         local and API models on one bill: USD, gCO2e

@@ -14,11 +14,19 @@ A file that cannot be read (truncated, zeroed, not Parquet) never stops a sweep 
 readers skip it and name it; the resume check (`done_ids`) moves it, with the other files of
 its trial, to `<store>/_quarantine/<same relative path>` and leaves its trial to run again.
 A write that fails (disk full, file too large, no permission) raises StoreWriteError.
+
+Compaction (`Store.compact`, `python -m energyray store compact`) merges a partition's loose
+per-trial files of the tables trials/samples/responses into one segment,
+`_segment-<UTC time>-<8 hex>.parquet` beside them. Every reader applies the same precedence:
+for a trial id a loose file beats any segment, and a later segment (by name) beats an earlier
+one; for samples/responses the rows of one winning file are kept, of the same kind (loose or
+segment) as the trial's trials row where it has one. Other `_`- or `.`-prefixed files are not data.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import errno
 import json
 import logging
@@ -27,7 +35,7 @@ import numbers
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from energyray import schema
@@ -49,6 +58,8 @@ TRIAL_TABLES = ("trials", "samples", "responses")
 QUARANTINE = "_quarantine"
 STRICT_ENV = "ENERGYRAY_STRICT_SCHEMA"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# A compacted file of many trials' rows; the UTC time in its name orders segments (later wins).
+SEGMENT_PREFIX = "_segment-"
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
 
@@ -69,11 +80,19 @@ class Damaged:
     reason: str
     moved_to: Path | None = None
     moved_with: tuple[str, ...] = ()  # the tables of its trial's other files, moved along
+    held: int | None = None  # a segment: how many trials it held (None: not a segment, or not known)
 
     def line(self) -> str:
         where = f"; moved to {self.moved_to}" if self.moved_to else ""
-        with_ = f" with its {', '.join(self.moved_with)} file" if self.moved_with else ""
-        return f"{self.path}: {self.reason}{where}{with_}"
+        what = "segment" if _is_segment(self.path.name) else "file"
+        with_ = f" with its {', '.join(self.moved_with)} {what}" if self.moved_with else ""
+        return f"{self.path}: {self.reason}{where}{with_}{self.held_note()}"
+
+    def held_note(self) -> str:
+        if not _is_segment(self.path.name):
+            return ""
+        n = "an unknown number of" if self.held is None else str(self.held)
+        return f"; a segment of {n} trial(s): a rerun of its sweep runs them again"
 
 
 # What reading a damaged file raises: ArrowInvalid (a ValueError: no magic bytes, 0 bytes, a bad
@@ -91,6 +110,88 @@ def _reason(e: BaseException) -> str:
 
 def _safe(value: Any) -> str:
     return _SAFE.sub("_", str(value)) or "_"
+
+
+def _is_segment(name: str) -> bool:
+    return name.startswith(SEGMENT_PREFIX) and name.endswith(".parquet")
+
+
+def _is_data(name: str) -> bool:
+    """A loose `<trial_id>.parquet` or a segment; other `.`/`_`-prefixed files are not data."""
+    return name.endswith(".parquet") and (not name.startswith((".", "_")) or _is_segment(name))
+
+
+def _split(paths: Iterable[str | Path]) -> dict[Path, tuple[list[Path], list[Path]]]:
+    """Paths grouped by folder (partition): (loose files, segments oldest first)."""
+    out: dict[Path, tuple[list[Path], list[Path]]] = {}
+    for f in paths:
+        p = Path(f)
+        loose, segs = out.setdefault(p.parent, ([], []))
+        (segs if _is_segment(p.name) else loose).append(p)
+    for _, segs in out.values():
+        segs.sort(key=lambda p: p.name)
+    return out
+
+
+def _keys(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Trial ids as the names of their loose files (`_safe`), vectorised."""
+    col = col.cast(pa.string())
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    out = pc.replace_substring_regex(col, pattern=_SAFE.pattern, replacement="_")
+    out = pc.fill_null(out, "_")
+    return pc.if_else(pc.equal(out, ""), "_", out)
+
+
+def _not_in(keys: pa.Array, seen: set[str]) -> pa.Array:
+    if not seen:
+        return pa.array([True] * len(keys), pa.bool_())
+    return pc.invert(pc.is_in(keys, value_set=pa.array(sorted(seen), pa.string())))
+
+
+def _segment_keys(trials_dir: Path) -> tuple[set[str], set[str]]:
+    """Of a trials partition: the loose files' trial keys, and the trial keys its segments hold
+    (trial_id column only; an unreadable segment counts for nothing here, its readers name it)."""
+    loose: set[str] = set()
+    held: set[str] = set()
+    if not trials_dir.is_dir():
+        return loose, held
+    for entry in os.scandir(trials_dir):
+        if not _is_data(entry.name):
+            continue
+        if not _is_segment(entry.name):
+            loose.add(entry.name[: -len(".parquet")])
+            continue
+        try:
+            held.update(pc.unique(_keys(pq.read_table(entry.path, columns=["trial_id"]).column(0))).to_pylist())
+        except _UNREADABLE:
+            pass
+    return loose, held
+
+
+def _winners(table: str, loose: Collection[str], segs: list[pa.Array], trials_loose: set[str],
+             trials_held: set[str]) -> tuple[set[str], list[pa.Array]]:
+    """The precedence: which loose files (by key) and which segment rows (a mask per segment,
+    `segs` the segments' key arrays oldest first) hold each trial's rows.
+
+    A loose file beats a segment; a later segment beats an earlier one. For samples/responses
+    the winner is of the trial's trials row's kind: a trial with a loose trials file keeps its
+    loose file only (none where its rerun wrote none); one whose trials row is in a segment
+    keeps its latest segment's rows where a segment has it."""
+    if table == "trials":
+        chosen = set(loose)
+        seen = set(chosen)
+    else:
+        in_segs: set[str] = set()
+        for k in segs:
+            in_segs.update(pc.unique(k).to_pylist())
+        chosen = {k for k in loose if k in trials_loose or not (k in trials_held and k in in_segs)}
+        seen = chosen | trials_loose
+    masks: list[pa.Array] = [pa.array([], pa.bool_())] * len(segs)
+    for i in range(len(segs) - 1, -1, -1):
+        masks[i] = _not_in(segs[i], seen)
+        seen.update(pc.unique(segs[i]).to_pylist())
+    return chosen, masks
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -307,8 +408,9 @@ class Store:
         self.write("trials", [row], sweep, hardware, name)
 
     def clean_partial(self) -> list[Path]:
-        """Remove temp files that a killed writer left (`.<name>.<pid>.tmp` whose pid is gone).
-        Readers never see them anyway (dot files are skipped); this only frees the space."""
+        """Remove temp files that a killed writer left (`.<name>.<pid>.tmp` whose pid is gone: a
+        trial's file or a compaction's segment). Readers never see them anyway (dot files are
+        skipped); this only frees the space."""
         removed: list[Path] = []
         if not self.path.exists():
             return removed
@@ -331,7 +433,7 @@ class Store:
             root = root / f"sweep={_safe(sweep)}"
         if not root.exists():
             return []
-        return sorted(str(p) for p in root.rglob("*.parquet") if not p.name.startswith("."))
+        return sorted(str(p) for p in root.rglob("*.parquet") if _is_data(p.name))
 
     # -- damaged files ---------------------------------------------------------------------------
     def quarantine(self, path: str | Path) -> tuple[Path | None, list[Path]]:
@@ -376,8 +478,9 @@ class Store:
         if prior is not None and not quarantine:
             return prior  # reported once
         reason = _reason(e)
+        held = self._held(path) if _is_segment(path.name) else None  # before its companions move
         moved, others = self.quarantine(path) if quarantine else (None, [])
-        damaged = Damaged(path, reason, moved, tuple(p.relative_to(self.path).parts[0] for p in others))
+        damaged = Damaged(path, reason, moved, tuple(p.relative_to(self.path).parts[0] for p in others), held)
         if prior is not None:
             self.damaged[self.damaged.index(prior)] = damaged
             if moved is None:
@@ -388,13 +491,54 @@ class Store:
             trial = path.relative_to(self.path).parts[0] in TRIAL_TABLES
             if moved is not None:
                 with_ = f" with its {', '.join(damaged.moved_with)} file" if damaged.moved_with else ""
-                then = "; its trial runs again" if trial else ""
+                then = damaged.held_note() if _is_segment(path.name) else "; its trial runs again" if trial else ""
                 log.warning(f"energyray: damaged file in the store: {path} ({reason}); moved to {moved}{with_}{then}")
             else:
                 then = "a rerun of its sweep moves it to " + str(self.path / QUARANTINE)
-                then += " and runs its trial again" if trial else ""
+                then += damaged.held_note() if _is_segment(path.name) else " and runs its trial again" if trial else ""
                 log.warning(f"energyray: skipped a damaged file: {path} ({reason}); {then}")
         return damaged
+
+    def _held(self, segment: Path) -> int | None:
+        """How many trials a (damaged) segment held: from its footer (trials), else from the
+        segment of the same name in another trial table; None where none can tell."""
+        rel = segment.relative_to(self.path)
+        if rel.parts[0] == "trials":
+            try:
+                return pq.read_metadata(segment).num_rows
+            except _UNREADABLE:
+                pass
+        for table in TRIAL_TABLES:
+            other = self.path / table / Path(*rel.parts[1:])
+            if other == segment or not other.exists():
+                continue
+            try:
+                return len(pc.unique(pq.read_table(other, columns=["trial_id"]).column(0)))
+            except _UNREADABLE:
+                continue
+        return None
+
+    # -- compaction --------------------------------------------------------------------------------
+    def compact(self, sweep: str | None = None) -> CompactSummary:
+        """Merge each partition's loose files and older segments of the trial tables into one new
+        segment per table, written atomically, then remove the merged inputs (a loose file only if
+        unchanged since it was read: one rewritten meanwhile stays, and wins). The precedence is
+        the readers' (module docstring); damaged files are moved aside as the resume check does.
+        Idempotent. Raises FileNotFoundError where the store or the sweep is not there."""
+        _require_store(self)
+        if sweep is not None and not any((self.path / t / f"sweep={_safe(sweep)}").is_dir() for t in TRIAL_TABLES):
+            have = sorted({p.name.partition("=")[2] for t in TRIAL_TABLES if (self.path / t).is_dir()
+                           for p in (self.path / t).iterdir() if p.name.startswith("sweep=")})
+            raise FileNotFoundError(f"no sweep {sweep!r} in the store {self.path} (its sweeps: "
+                                    f"{', '.join(have) or 'none'}): give --sweep one of them, or leave it out")
+        summary = CompactSummary(self.path, damaged=self.damaged)
+        parts = sorted({Path(f).parent.relative_to(self.path / t) for t in TRIAL_TABLES for f in self._files(t, sweep)})
+        skip: set[Path] = set()
+        for rel in parts:
+            for _ in range(10):  # each retry follows a damaged file moved aside
+                if _compact_partition(self, rel, summary, skip):
+                    break
+        return summary
 
     # -- reading -----------------------------------------------------------------------------------
     def read(self, table: str = "trials", columns: Iterable[str] | None = None, sweep: str | None = None,
@@ -411,19 +555,25 @@ class Store:
         want = None if columns is None else list(dict.fromkeys(columns))
         base = self.path / table
         parts = []
-        for f in files:
-            path = Path(f)
-            try:
-                names = pq.read_schema(f).names
-                t = pq.read_table(f, columns=None if want is None else [c for c in want if c in names])
-            except _UNREADABLE as e:
-                self._found(path, e, quarantine)
+        for folder, (loose, segs) in _split(files).items():
+            if not segs or table not in TRIAL_TABLES:
+                parts += [t for p in loose + segs if (t := self._read_one(p, table, want, base, quarantine)) is not None]
                 continue
-            t = _conform_types(t, table)
-            for key, value in _partition_values(path, base).items():
-                if key not in t.column_names and (want is None or key in want):
-                    t = t.append_column(key, pa.array([value] * t.num_rows, pa.string()))
-            parts.append(t)
+            # a partition with segments: read each segment with its trial ids, then keep the winners
+            seg_tables, seg_keys = [], []
+            for p in segs:
+                t = self._read_one(p, table, None if want is None else [*want, "trial_id"] if "trial_id" not in want else want, base, quarantine)
+                if t is None or "trial_id" not in t.column_names:
+                    continue
+                seg_tables.append(t)
+                seg_keys.append(_keys(t.column("trial_id")))
+            trials_loose, trials_held = (set(), set()) if table == "trials" else \
+                _segment_keys(self.path / "trials" / folder.relative_to(base))
+            by_key = {p.name[: -len(".parquet")]: p for p in loose}
+            chosen, masks = _winners(table, by_key, seg_keys, trials_loose, trials_held)
+            parts += [t for k in sorted(chosen) if (t := self._read_one(by_key[k], table, want, base, quarantine))
+                      is not None]
+            parts += [t.filter(m) for t, m in zip(seg_tables, masks, strict=True)]
         if not parts:
             return pd.DataFrame()
         out = pa.concat_tables(parts, promote_options="permissive")
@@ -431,18 +581,38 @@ class Store:
             out = out.select([c for c in want if c in out.column_names])
         return out.to_pandas()
 
+    def _read_one(self, path: Path, table: str, want: list[str] | None, base: Path, quarantine: bool) -> pa.Table | None:
+        """One file's rows (the `want` columns it has), types conformed, partition columns added;
+        None where it cannot be read (recorded in `damaged`)."""
+        try:
+            names = pq.read_schema(path).names
+            t = pq.read_table(path, columns=None if want is None else [c for c in want if c in names])
+        except _UNREADABLE as e:
+            self._found(path, e, quarantine)
+            return None
+        t = _conform_types(t, table)
+        for key, value in _partition_values(path, base).items():
+            if key not in t.column_names and (want is None or key in want):
+                t = t.append_column(key, pa.array([value] * t.num_rows, pa.string()))
+        return t
+
     def done_ids(self, sweep: str, statuses: tuple[str, ...] = ("ok", "oom"), quarantine: bool = True) -> set[str]:
         """Trial ids of this sweep already stored with one of `statuses` (for resume).
 
-        Reads the trials files' `trial_id` and `status` and the footers of the sweep's samples,
-        responses and systems files, nothing more. A trial with a file that cannot be read is not done;
+        Reads the trials files' and segments' `trial_id` and `status` and the footers of the sweep's
+        samples, responses and systems files, nothing more; a loose file beats a segment, a later
+        segment an earlier one. A trial with a file that cannot be read is not done (a damaged
+        segment: none of its trials);
         with `quarantine` (the default: a sweep is about to write here) the damaged file and its
         trial's other files are moved to `<store>/_quarantine/`. Each is logged and added to
         `damaged`."""
-        broken: set[Path] = set()  # <sweep>/<hardware>/<trial>.parquet of trials with a damaged file
-        done: dict[Path, set[str]] = {}
+        broken: set[Path] = set()  # <sweep>/<hardware>/<file> of trials with a damaged file
+        rows: dict[Path, list[tuple[Any, Any]]] = {}  # a trials file's (trial_id, status) pairs
+        listed: list[Path] = []
         base = self.path / "trials"
         for f in map(Path, self._files("trials", sweep)):
+            rel = f.relative_to(base)
+            listed.append(rel)
             try:
                 with pq.ParquetFile(f) as pf:
                     names = pf.schema_arrow.names
@@ -451,11 +621,9 @@ class Store:
                     t = pf.read(columns=["trial_id", "status"])
             except _UNREADABLE as e:
                 if self._found(f, e, quarantine) is not None:
-                    broken.add(f.relative_to(base))
+                    broken.add(rel)
                 continue
-            done[f.relative_to(base)] = {tid for tid, status in zip(t.column("trial_id").to_pylist(),
-                                                                     t.column("status").to_pylist(), strict=True)
-                                         if status in statuses}
+            rows[rel] = list(zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist(), strict=True))
         for table in ("samples", "responses", "systems"):
             for f in map(Path, self._files(table, sweep)):  # listed now: after the trials' companions moved
                 try:
@@ -463,7 +631,21 @@ class Store:
                 except _UNREADABLE as e:
                     if self._found(f, e, quarantine) is not None and table in TRIAL_TABLES:
                         broken.add(f.relative_to(self.path / table))
-        return {tid for rel, ids in done.items() if rel not in broken for tid in ids}
+        # the precedence: a loose file (damaged or not) decides its trial; then the latest segment
+        done: set[str] = set()
+        for loose, segs in _split(listed).values():
+            seen = {rel.name[: -len(".parquet")] for rel in loose}
+            for rel in loose:
+                if rel not in broken:
+                    done.update(tid for tid, status in rows.get(rel, ()) if status in statuses)
+            for rel in reversed(segs):
+                pairs = rows.get(rel, [])
+                for tid, status in pairs:
+                    key = _safe(tid)
+                    if key not in seen and rel not in broken and status in statuses:
+                        done.add(tid)
+                seen.update(_safe(tid) for tid, _ in pairs)
+        return done
 
 
 def check(path: str | Path, quarantine: bool = False) -> list[Damaged]:
@@ -471,8 +653,7 @@ def check(path: str | Path, quarantine: bool = False) -> list[Damaged]:
     with `quarantine`, with their trial's other files). Raises FileNotFoundError where `path`
     holds no store."""
     store = Store(path, log_damaged=False)
-    if not store.path.is_dir() or not any((store.path / t).is_dir() for t in TABLES):
-        raise FileNotFoundError(f"no energyray store at {store.path} (expected {', '.join(TABLES)} folders)")
+    _require_store(store)
     for table in TABLES:
         for f in map(Path, store._files(table)):  # listed now: after an earlier table's companions moved
             try:
@@ -546,8 +727,7 @@ def upgrade(path: str | Path) -> UpgradeSummary:
     to the declared types, undeclared columns kept in extra_json. Idempotent: a current file is
     left alone. Raises FileNotFoundError where `path` holds no store."""
     store = Store(path, strict=False, log_damaged=False)
-    if not store.path.is_dir() or not any((store.path / t).is_dir() for t in TABLES):
-        raise FileNotFoundError(f"no energyray store at {store.path} (expected {', '.join(TABLES)} folders)")
+    _require_store(store)
     summary = UpgradeSummary(store.path, damaged=store.damaged)
     for table in TABLES:
         target = schema.arrow_schema(table)
@@ -582,8 +762,192 @@ def upgrade(path: str | Path) -> UpgradeSummary:
     return summary
 
 
+# -- compaction: a partition's loose files and older segments into one segment -----------------
+@dataclass
+class TableCompaction:
+    """What `compact` did to one table."""
+
+    merged: int = 0  # input files merged (loose files and older segments)
+    segments_in: int = 0  # of which segments
+    trials: int = 0  # trials in the segments written
+    segments: int = 0  # segments written
+    bytes_before: int = 0  # size of the merged inputs
+    bytes_after: int = 0  # size of the segments written
+    left: list[Path] = field(default_factory=list)  # merged, but changed while compacting: left, and they win
+    kept_loose: int = 0  # samples/responses files of trials with no trials file yet: not merged
+
+
+@dataclass
+class CompactSummary:
+    """What `compact` did, per table, and the damaged files it moved aside."""
+
+    path: Path
+    tables: dict[str, TableCompaction] = field(default_factory=lambda: {t: TableCompaction() for t in TRIAL_TABLES})
+    partitions: int = 0  # partitions compacted
+    damaged: list[Damaged] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.path}: {self.partitions} partition(s) compacted"
+               + ("" if self.partitions else ": nothing to merge, already compact")]
+        for table, c in self.tables.items():
+            if not (c.merged or c.left or c.kept_loose):
+                continue
+            out.append(f"  {table}: {c.merged} file(s) merged ({c.merged - c.segments_in} loose, {c.segments_in} "
+                       f"segment(s)), {c.trials} trial(s) in {c.segments} segment(s) written; "
+                       f"{_size(c.bytes_before)} -> {_size(c.bytes_after)}; {len(c.left)} file(s) left")
+            out += [f"    left (changed while compacting; it wins over the segment): {p}" for p in c.left]
+            if c.kept_loose:
+                out.append(f"    {c.kept_loose} file(s) kept loose: their trial has no trials file (being written, or "
+                           "cut short: its rerun replaces them)")
+        if self.damaged:
+            out.append(f"{len(self.damaged)} damaged file(s) skipped:")
+            out += [f"  {d.line()}" for d in self.damaged]
+        return out
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def _stat(p: Path) -> tuple[int, int, int]:
+    st = p.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _declared(table: str, t: pa.Table, key: str | None = None) -> pa.Table:
+    """A file's rows in the declared schema (an older file's as `upgrade` writes them); a loose
+    file's rows without a trial id get the one its name holds (`key`)."""
+    target = schema.arrow_schema(table)
+    if not t.schema.remove_metadata().equals(target):
+        rows = _upgrade_rows(table, t, UpgradeSummary(Path()))
+        t = to_arrow(table, [{k: v for k, v in r.items() if k not in PARTITIONS} for r in rows], strict=False)
+    t = t.replace_schema_metadata(None)
+    if key is not None and t.column("trial_id").null_count:
+        i = t.column_names.index("trial_id")
+        t = t.set_column(i, target.field(i), pc.fill_null(t.column(i), key))
+    return t
+
+
+def _segment_name(after: Iterable[str]) -> str:
+    """A new segment's name, later than every name in `after` (a clock set back cannot make it lose)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    last = max((n for n in after if _is_segment(n)), default="")
+    stamp = now.strftime("%Y%m%dT%H%M%S%f")
+    if last and stamp <= last[len(SEGMENT_PREFIX):len(SEGMENT_PREFIX) + len(stamp)]:
+        prior = datetime.datetime.strptime(last[len(SEGMENT_PREFIX):len(SEGMENT_PREFIX) + len(stamp)], "%Y%m%dT%H%M%S%f")
+        stamp = (prior + datetime.timedelta(microseconds=1)).strftime("%Y%m%dT%H%M%S%f")
+    return f"{SEGMENT_PREFIX}{stamp}-{os.urandom(4).hex()}.parquet"
+
+
+def _compact_partition(store: Store, rel: Path, summary: CompactSummary, skip: set[Path]) -> bool:
+    """Compact `<table>/<rel>` for the three trial tables into segments of one name. False where a
+    damaged file was moved aside meanwhile (the caller lists the partition again)."""
+    listing: dict[str, tuple[list[Path], list[Path]]] = {}
+    for table in TRIAL_TABLES:  # trials first: a trial's trials file is written last, so its others are listed too
+        folder = store.path / table / rel
+        names = [e.name for e in os.scandir(folder)] if folder.is_dir() else []
+        paths = [folder / n for n in sorted(names) if _is_data(n) and folder / n not in skip]
+        listing[table] = _split(paths).get(folder, ([], []))
+    trials_loose = {p.name[: -len(".parquet")] for p in listing["trials"][0]}
+    if not trials_loose and all(len(segs) <= 1 for _, segs in listing.values()):
+        return True  # compact already
+    # read every input first: a damaged one is moved aside (with its companions) before anything is written
+    stats: dict[Path, tuple[int, int, int]] = {}
+    loose_keys: dict[str, list[str]] = {}
+    loose_tables: dict[str, list[pa.Table]] = {}  # the loose files' rows, merged in blocks: one small table
+    seg_tables: dict[str, list[pa.Table]] = {}    # per file costs tens of kB of Arrow buffers
+    for table in TRIAL_TABLES:
+        loose, segs = listing[table]
+        loose_keys[table], loose_tables[table], seg_tables[table] = [], [], []
+        pending: list[pa.Table] = []
+        for p in loose + segs:
+            key = None if _is_segment(p.name) else p.name[: -len(".parquet")]
+            if key is not None and table != "trials" and key not in trials_loose:
+                continue  # no trials file: kept loose (counted below)
+            try:
+                st = _stat(p)
+                with pq.ParquetFile(p) as pf:  # cheaper per small file than read_table's dataset
+                    t = _declared(table, pf.read(), key)
+            except _UNREADABLE as e:
+                d = store._found(p, e, quarantine=True)
+                if d is None or d.moved_to is not None:
+                    return False
+                skip.add(p)  # left in place (a read-only store): named in `damaged`, not merged
+                continue
+            stats[p] = st
+            if key is None:
+                seg_tables[table].append(t)
+                continue
+            loose_keys[table].append(key)
+            pending.append(t)
+            if len(pending) >= 512:
+                loose_tables[table].append(pa.concat_tables(pending).combine_chunks())
+                pending = []
+        if pending:
+            loose_tables[table].append(pa.concat_tables(pending).combine_chunks())
+    trials_held: set[str] = set()
+    for t in seg_tables["trials"]:
+        trials_held.update(pc.unique(_keys(t.column("trial_id"))).to_pylist())
+    name = _segment_name(p.name for _, segs in listing.values() for p in segs)
+    written: list[Path] = []
+    for table in TRIAL_TABLES:
+        c = summary.tables[table]
+        keys = [_keys(t.column("trial_id")) for t in seg_tables[table]]
+        # every loose file read is of a trial with a loose trials file: the winner, merged whole
+        _, masks = _winners(table, set(loose_keys[table]), keys, trials_loose, trials_held)
+        parts = loose_tables[table] + [t.filter(m) for t, m in zip(seg_tables[table], masks, strict=True)]
+        merged = [p for p in listing[table][0] + listing[table][1] if p in stats]
+        c.merged += len(merged)
+        c.segments_in += sum(1 for p in merged if _is_segment(p.name))
+        c.bytes_before += sum(stats[p][0] for p in merged)
+        c.kept_loose += sum(1 for p in listing[table][0] if p.name[: -len(".parquet")] not in trials_loose)
+        rows = pa.concat_tables(parts) if parts else None
+        if rows is None or rows.num_rows == 0:
+            continue
+        target = store.path / table / rel / name
+        _write_atomic(rows, target, store.path)
+        written.append(target)
+        c.segments += 1
+        c.trials += len(pc.unique(rows.column("trial_id")))
+        c.bytes_after += target.stat().st_size
+    # every new segment is in place: the inputs go (older segments lose to it anyway, should this stop)
+    for table in TRIAL_TABLES:
+        for p in listing[table][1]:
+            if p in stats:
+                p.unlink(missing_ok=True)
+    left_trials: set[str] = set()
+    for table in TRIAL_TABLES:
+        for p in listing[table][0]:
+            key = p.name[: -len(".parquet")]
+            if p not in stats:
+                continue
+            try:
+                unchanged = key not in left_trials and _stat(p) == stats[p]
+            except FileNotFoundError:
+                continue
+            if unchanged:
+                p.unlink(missing_ok=True)
+            else:  # rewritten meanwhile (a rerun): it wins, and so do its trial's other loose files
+                summary.tables[table].left.append(p)
+                if table == "trials":
+                    left_trials.add(key)
+    summary.partitions += 1
+    return True
+
+
+def compact(path: str | Path, sweep: str | None = None) -> CompactSummary:
+    """`Store(path).compact(sweep)`, its damaged files not logged (the summary names them)."""
+    return Store(path, log_damaged=False).compact(sweep)
+
+
+def _require_store(store: Store) -> None:
+    if not store.path.is_dir() or not any((store.path / t).is_dir() for t in TABLES):
+        raise FileNotFoundError(f"no energyray store at {store.path} (expected {', '.join(TABLES)} folders): "
+                                "give --store the folder a sweep's store.path names")
+
+
 def store_main(argv: list[str]) -> int:
-    """`python -m energyray store upgrade|check --store PATH`."""
+    """`python -m energyray store upgrade|check|compact --store PATH`."""
     ap = argparse.ArgumentParser(prog="python -m energyray store", description="Maintain an energyray store.")
     sub = ap.add_subparsers(dest="command", required=True)
     up = sub.add_parser("upgrade", help="rewrite an older store's files to the declared schema (in place, atomically; "
@@ -595,10 +959,16 @@ def store_main(argv: list[str]) -> int:
     ck.add_argument("--quarantine", action="store_true", help=f"move damaged files (and their trial's other files) "
                                                               f"to <store>/{QUARANTINE}/; a rerun of the sweep runs "
                                                               "their trials again")
+    cp = sub.add_parser("compact", help="merge each partition's per-trial files into one segment file, so that "
+                                        "a large store reads fast (atomically; safe to run twice)")
+    cp.add_argument("--store", required=True, help="the store's folder (store.path of the sweep)")
+    cp.add_argument("--sweep", help="compact only this sweep (default: all)")
     args = ap.parse_args(argv)
     try:
         if args.command == "check":
             damaged = check(args.store, args.quarantine)
+        elif args.command == "compact":
+            compacted = compact(args.store, args.sweep)
         else:
             summary = upgrade(args.store)
     except (FileNotFoundError, StoreWriteError) as e:
@@ -606,6 +976,9 @@ def store_main(argv: list[str]) -> int:
         return 2
     if args.command == "upgrade":
         print("\n".join(summary.lines()))
+        return 0
+    if args.command == "compact":
+        print("\n".join(compacted.lines()))
         return 0
     if not damaged:
         print(f"{args.store}: every file reads")
