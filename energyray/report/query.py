@@ -242,16 +242,20 @@ class StoreQuery:
         df = self._sql(lambda: f"SELECT {keys}, {', '.join(aggs)} FROM ({self._keyed_trials(extra)}) GROUP BY {keys}",
                        ["trials"])
         rows = []
+        labels: dict[tuple[Any, ...], tuple[str, str]] = {}
         for r in df.to_dict("records"):
             key = {k: _plain(r[k]) for k in key_cols}
-            seen = [list(s) for s in (r["_sources"] if r["_sources"] is not None else [])]
-            srcs = pd.DataFrame([{"energy_source": s[0], "energy_scope": s[1],
-                                  "energy_estimated_j": 1.0 if s[2] == "true" else None} for s in seen],
-                                columns=["energy_source", "energy_scope", "energy_estimated_j"])
-            names = sorted({f"{s[0]} ({_scope(s[1])})" if _scope(s[1]) else str(s[0]) for s in seen if s[0] is not None})
+            seen = tuple(sorted((tuple(s) for s in (r["_sources"] if r["_sources"] is not None else [])),
+                                key=lambda s: tuple(str(v) for v in s)))
+            if seen not in labels:  # few distinct sets: the summary's labels computed once each
+                srcs = pd.DataFrame([{"energy_source": s[0], "energy_scope": s[1],
+                                      "energy_estimated_j": 1.0 if s[2] == "true" else None} for s in seen],
+                                    columns=["energy_source", "energy_scope", "energy_estimated_j"])
+                names = sorted({f"{s[0]} ({_scope(s[1])})" if _scope(s[1]) else str(s[0])
+                                for s in seen if s[0] is not None})
+                labels[seen] = (", ".join(names) or "-", energy_label(srcs) if seen else "-")
             out: dict[str, Any] = {**key, "trials": int(r["trials"]), "ok": int(r["ok"]), "failed": int(r["failed"]),
-                                   "energy_sources": ", ".join(names) or "-",
-                                   "energy": energy_label(srcs) if r["ok"] else "-"}
+                                   "energy_sources": labels[seen][0], "energy": labels[seen][1] if r["ok"] else "-"}
             for i, m in enumerate(metrics):
                 mean, std, n = r[f"_m{i}"], r[f"_s{i}"], int(r[f"_n{i}"])
                 if m == "j_per_token" and n == 0 and fallback:
@@ -328,8 +332,8 @@ FROM k GROUP BY trial_id, source, run, bucket ORDER BY trial_id, source, t_s"""
         df = df[cols]
         for c in ("responses", "correct", "scored", "output_words"):
             df[c] = pd.array(df[c], dtype="Int64")
-        order = sorted(range(len(df)), key=lambda i: _order(tuple(_plain(df.iloc[i][k])
-                                                                  for k in [*CONFIG_KEYS, "category"])))
+        keys = [tuple(map(_plain, k)) for k in df[[*CONFIG_KEYS, "category"]].itertuples(index=False, name=None)]
+        order = sorted(range(len(df)), key=lambda i: _order(keys[i]))
         return df.iloc[order].reset_index(drop=True)
 
     def systems(self) -> pd.DataFrame:
