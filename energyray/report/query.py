@@ -332,8 +332,8 @@ FROM k GROUP BY trial_id, source, run, bucket ORDER BY trial_id, source, t_s"""
         df = df[cols]
         for c in ("responses", "correct", "scored", "output_words"):
             df[c] = pd.array(df[c], dtype="Int64")
-        keys = [tuple(map(_plain, k)) for k in df[[*CONFIG_KEYS, "category"]].itertuples(index=False, name=None)]
-        order = sorted(range(len(df)), key=lambda i: _order(keys[i]))
+        sort_keys = [tuple(map(_plain, k)) for k in df[[*CONFIG_KEYS, "category"]].itertuples(index=False, name=None)]
+        order = sorted(range(len(df)), key=lambda i: _order(sort_keys[i]))
         return df.iloc[order].reset_index(drop=True)
 
     def systems(self) -> pd.DataFrame:
