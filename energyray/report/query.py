@@ -29,6 +29,10 @@ from energyray.store import PARTITIONS, TRIAL_TABLES, Damaged, _safe
 SEGMENT = re.compile(r"^_segment-.*\.parquet$")
 _DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
 _MAGIC = b"PAR1"
+# the trials columns every query needs (configuration keys, grouping, energy labels)
+_BASE_ORDER = ("trial_id", "status", *CONFIG_KEYS, "energy_source", "energy_scope", "energy_estimated_j",
+               "output_tokens")
+_BASE = frozenset(_BASE_ORDER)
 
 
 def ci95(std: float, n: int) -> float:
@@ -75,8 +79,10 @@ class StoreQuery:
         self.sweeps = None if sweeps is None else list(sweeps)
         self.damaged: list[Damaged] = []
         self._con = duckdb.connect(":memory:")
+        self._con.execute("SET enable_progress_bar = false")  # no bar drawn over the report's output
         self._files: dict[str, list[str]] = {}
         self._columns: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type, over its files
+        self._trials_cols: set[str] | None = None  # the columns of the temporary table _trials
 
     # -- files ------------------------------------------------------------------------------------
     def files(self, table: str) -> list[str]:
@@ -106,6 +112,7 @@ class StoreQuery:
             if path.as_posix() in files:
                 files.remove(path.as_posix())
         self._columns.clear()
+        self._trials_cols = None  # built from the files before this one was found
 
     def _source(self, table: str) -> str:
         files = self.files(table)
@@ -114,9 +121,13 @@ class StoreQuery:
 
     def _sql(self, build: Any, tables: Sequence[str]) -> pd.DataFrame:
         """Run the query `build()` makes; where a file breaks it, skip that file and run it again."""
+        return self._run(lambda: self._con.execute(build()).df(), tables)
+
+    def _run(self, call: Any, tables: Sequence[str]) -> Any:
+        """`call()` (DuckDB reads in it); where a file breaks it, skip that file and call it again."""
         while True:
             try:
-                return self._con.execute(build()).df()
+                return call()
             except duckdb.Error as e:
                 bad = self._culprit(str(e), tables)
                 if bad is None:
@@ -178,14 +189,27 @@ class StoreQuery:
         """`table`'s rows (samples, responses) of each trial's winning file: of the kind of its
         trials row's file where it has one of that kind, then by precedence."""
         assert table in TRIAL_TABLES
-        kinds = ("SELECT trial_id, left(_rank, 1) AS _kind FROM (" + self._trials_sql(["trial_id"], where) + ")"
+        kinds = (f"SELECT trial_id, left(_rank, 1) AS _kind FROM {self._trials_table(['trial_id'])}"
                  if self.files("trials") else "SELECT NULL::VARCHAR AS trial_id, NULL::VARCHAR AS _kind WHERE false")
-        return (f"WITH r AS (SELECT *, {self._rank()} AS _rank FROM {self._source(table)} {where}), "
+        return (f"WITH r AS MATERIALIZED (SELECT *, {self._rank()} AS _rank FROM {self._source(table)} {where}), "
                 f"k AS ({kinds}), "
                 "w AS (SELECT r.trial_id, max((left(r._rank, 1) = coalesce(k._kind, left(r._rank, 1)))::INT || r._rank)"
                 " AS _best FROM r LEFT JOIN k USING (trial_id) GROUP BY r.trial_id) "
                 f"SELECT {self._select(table, wanted)} FROM r JOIN w USING (trial_id) "
                 "WHERE substr(w._best, 2) = r._rank")
+
+    def _trials_table(self, cols: Sequence[str]) -> str:
+        """The name of a temporary table of the winning trials rows with at least `cols` (and the
+        configuration keys, the energy columns and `_rank`): the store's trials are read once
+        for all queries, again only for columns not yet in it."""
+        need = set(cols) | _BASE
+        if self._trials_cols is None or not need <= self._trials_cols:
+            have = self._trials_cols or set()
+            keep = list(dict.fromkeys([*_BASE_ORDER, *sorted(have | need)]))
+            self._run(lambda: self._con.execute(f"CREATE OR REPLACE TEMP TABLE _trials AS {self._trials_sql(keep)}"),
+                      ["trials"])
+            self._trials_cols = need | have
+        return "_trials"
 
     # -- queries ----------------------------------------------------------------------------------
     def trials(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -197,8 +221,8 @@ class StoreQuery:
             wanted = [c for c in self.columns("trials") if c != "filename"]
         else:
             wanted = list(dict.fromkeys([*columns, "trial_id", "status", "sweep", "hardware"]))
-        df = self._sql(lambda: f"SELECT * EXCLUDE (_rank) FROM ({self._trials_sql(wanted)}) ORDER BY trial_id",
-                       ["trials"])
+        df = self._sql(lambda: f"SELECT {', '.join(map(_ident, wanted))} FROM {self._trials_table(wanted)} "
+                       "ORDER BY trial_id", ["trials"])
         return df[[c for c in wanted if c in df.columns]] if columns is not None else df
 
     def _keyed_trials(self, extra: Sequence[str]) -> str:
@@ -213,7 +237,7 @@ class StoreQuery:
             else:
                 keys.append(_ident(k))
         rest = [_ident(c) for c in cols if c not in CONFIG_KEYS]
-        return f"SELECT {', '.join(keys + rest)} FROM ({self._trials_sql(cols)})"
+        return f"SELECT {', '.join(keys + rest)} FROM {self._trials_table(cols)}"
 
     def config_stats(self, metrics: Sequence[str]) -> pd.DataFrame:
         """One row per configuration (CONFIG_KEYS, summary's order): trials, ok, failed,
