@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from energyray.report.query import StoreQuery
+from energyray.report.query import StoreQuery, spaced_sql, words_sql
 from energyray.report.summary import summarize
 from energyray.store import Damaged, Store, to_arrow
 
@@ -186,3 +186,12 @@ def test_an_empty_or_missing_store_gives_empty_frames(tmp_path):
     q = StoreQuery(tmp_path)
     assert q.trials().empty and q.config_stats(["j_per_token"]).empty and q.samples(["a"]).empty
     assert q.responses_by_category().empty and q.systems().empty
+
+
+@pytest.mark.parametrize("text", ["  a  b\nc ", "", "   ", "one", "x\u00a0y\u3000z", "a" + " " * 40 + "b",
+                                  "tab\tsep\r\nline", None])
+def test_words_count_as_str_split_does(text):
+    import duckdb
+
+    sql = f"SELECT {words_sql('w')} FROM (SELECT {spaced_sql('s')} AS w FROM (SELECT ?::VARCHAR AS s))"
+    assert duckdb.connect().execute(sql, [text]).fetchone()[0] == (None if text is None else len(text.split()))
