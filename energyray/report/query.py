@@ -209,14 +209,20 @@ class StoreQuery:
                 f"SELECT *, {self._rank()} AS _rank FROM {self._source('trials')}) {where} "
                 "QUALIFY row_number() OVER (PARTITION BY trial_id ORDER BY _rank DESC) = 1")
 
-    def _trial_rows_sql(self, table: str, wanted: Sequence[str], where: str = "") -> str:
+    def _trial_rows_sql(self, table: str, wanted: Sequence[str], where: str = "",
+                        per_file: tuple[Sequence[str], str] | None = None) -> str:
         """`table`'s rows (samples, responses) of each trial's winning file: of the kind of its
-        trials row's file where it has one of that kind, then by precedence."""
+        trials row's file where it has one of that kind, then by precedence. `per_file`
+        (group columns with trial_id, aggregate expressions over `wanted`): the rows aggregated
+        per file first, so precedence works on few rows."""
         assert table in TRIAL_TABLES
         kinds = (f"SELECT trial_id, left(_rank, 1) AS _kind FROM {self._trials_table(['trial_id'])}"
                  if self.files("trials") else "SELECT NULL::VARCHAR AS trial_id, NULL::VARCHAR AS _kind WHERE false")
-        return (f"WITH r AS MATERIALIZED (SELECT {self._select(table, wanted)}, {self._rank()} AS _rank "
-                f"FROM {self._source(table)} {where}), "
+        rows = f"SELECT {self._select(table, wanted)}, {self._rank()} AS _rank FROM {self._source(table)} {where}"
+        if per_file is not None:
+            group = ", ".join([*map(_ident, per_file[0]), "_rank"])
+            rows = f"SELECT {group}, {per_file[1]} FROM ({rows}) GROUP BY {group}"
+        return (f"WITH r AS MATERIALIZED ({rows}), "
                 f"k AS ({kinds}), "
                 "w AS (SELECT r.trial_id, max((left(r._rank, 1) = coalesce(k._kind, left(r._rank, 1)))::INT || r._rank)"
                 " AS _best FROM r LEFT JOIN k USING (trial_id) GROUP BY r.trial_id) "
@@ -366,14 +372,17 @@ FROM k GROUP BY trial_id, source, run, bucket ORDER BY trial_id, source, t_s"""
             return pd.DataFrame(columns=cols)
         keys = ", ".join(f"t.{_ident(k)}" for k in CONFIG_KEYS)
 
+        # per trial and file first (few rows for the precedence), then per configuration
+        per_file = (["trial_id", "category"],
+                    "count(*) AS n, sum(correct::INT) AS c, count(correct) AS s, sum(energy_j) AS e, "
+                    f"sum({words_sql(spaced_sql('response'))}) AS w")
+
         def build() -> str:
-            r = self._trial_rows_sql("responses", ["trial_id", "category", "correct", "energy_j", "response"])
-            return (f"SELECT {keys}, r.category, count(*) AS responses, sum(r.correct::INT) AS correct, "
-                    "count(r.correct) AS scored, sum(r.correct::INT) / nullif(count(r.correct), 0) AS accuracy, "
-                    "sum(r.energy_j) AS energy_j, "
-                    f"sum({words_sql('r._spaced')}) AS output_words "
-                    f"FROM (SELECT *, {spaced_sql('response')} AS _spaced FROM ({r})) r JOIN ({self._keyed_trials([])}) t USING (trial_id) "
-                    f"GROUP BY {keys}, r.category")
+            r = self._trial_rows_sql("responses", ["trial_id", "category", "correct", "energy_j", "response"],
+                                     per_file=per_file)
+            return (f"SELECT {keys}, r.category, sum(r.n) AS responses, sum(r.c) AS correct, sum(r.s) AS scored, "
+                    "sum(r.c) / nullif(sum(r.s), 0) AS accuracy, sum(r.e) AS energy_j, sum(r.w) AS output_words "
+                    f"FROM ({r}) r JOIN ({self._keyed_trials([])}) t USING (trial_id) GROUP BY {keys}, r.category")
         df = self._sql(build, ["trials", "responses"])
         if df.empty:
             return pd.DataFrame(columns=cols)
