@@ -156,7 +156,8 @@ class StoreQuery:
                 bad = self._culprit(str(e), tables)
                 if bad is None:
                     raise
-                self._damage(Path(bad), str(e).strip().splitlines()[0])
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                self._damage(Path(bad), reason.replace(f" in file '{bad}'", "").replace(bad, "the file"))
 
     def _culprit(self, message: str, tables: Sequence[str]) -> str | None:
         """The file an error names, else the first of `tables`' files that DuckDB cannot read whole."""

@@ -195,3 +195,18 @@ def test_words_count_as_str_split_does(text):
 
     sql = f"SELECT {words_sql('w')} FROM (SELECT {spaced_sql('s')} AS w FROM (SELECT ?::VARCHAR AS s))"
     assert duckdb.connect().execute(sql, [text]).fetchone()[0] == (None if text is None else len(text.split()))
+
+
+def test_a_file_with_a_sound_footer_and_damaged_pages_is_found_by_the_query_and_skipped(tmp_path):
+    store = Store(tmp_path)
+    for tid in ("a", "b"):
+        store.write("trials", [trial(tid)], "s", "cpu", tid)
+        store.write("samples", samples(tid, 3000), "s", "cpu", tid)
+    bad = tmp_path / "samples" / "sweep=s" / "hardware=cpu" / "b.parquet"
+    data = bytearray(bad.read_bytes())
+    data[8: len(data) // 2] = b"\xff" * (len(data) // 2 - 8)  # the pages, not the footer
+    bad.write_bytes(bytes(data))
+    q = StoreQuery(tmp_path)
+    assert q.samples(["a", "b"]).groupby("trial_id")["n"].sum().to_dict() == {"a": 3000}
+    assert [d.path for d in q.damaged] == [bad] and str(bad) not in q.damaged[0].reason
+    assert list(q.trials()["trial_id"]) == ["a", "b"]  # its trials row reads: the trial shows, without a series
