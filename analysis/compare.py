@@ -10,22 +10,15 @@ import sys
 
 import pandas as pd
 
+from energyray.footprint.project import t975
 from energyray.report.summary import CONFIG_KEYS, configurations
 from energyray.store import Store
 
 CONFIG = list(CONFIG_KEYS)
-# two-sided 97.5 % quantiles of Student's t for n-1 = 1..30 degrees of freedom
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042]
 
 
 def load_trials(path: str) -> pd.DataFrame:
     return Store(path).read("trials")
-
-
-def t975(dof: int) -> float:
-    return _T975[dof - 1] if dof <= len(_T975) else 1.96
 
 
 def by_config(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
