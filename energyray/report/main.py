@@ -49,9 +49,9 @@ def report_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="append", metavar="SWEEP",
                         help="only this sweep (repeat for several; default: every sweep)")
     parser.add_argument("--out", metavar="HTML", help="write the dashboard here (needs pip install 'energyray[report]')")
-    parser.add_argument("--external", action="append", default=[], metavar="FILE",
-                        help="published results (CSV or Parquet, docs/report.md) to show beside the measured ones; "
-                             "repeat for several")
+    parser.add_argument("--external", action="append", default=[], metavar="PATH",
+                        help="published results (a CSV or Parquet file, or a folder of them: conf/external/README.md) "
+                             "to show beside the measured ones; repeat for several")
     parser.add_argument("--queries-per-day", type=_positive, metavar="N",
                         help="queries a day for the daily-scale projection (default: the view's own)")
     parser.add_argument("--title", help="the page's title (default: energyray report: <sweeps>)")
@@ -62,9 +62,9 @@ def report_main(argv: list[str] | None = None) -> int:
         return _fail(f"no store at {store_path}: pass --store DIR (the sweep's store.path), or run a sweep first: "
                      "python -m energyray sweep=quantization")
     for f in args.external:
-        if not Path(f).is_file():
-            return _fail(f"--external {f}: no such file; pass a CSV or Parquet file of published results "
-                         "(conf/external/ has examples)")
+        if not Path(f).exists():
+            return _fail(f"--external {f}: no such file or folder; pass a CSV or Parquet file of published results, "
+                         "or a folder of them (conf/external/ has examples)")
     if args.external and not args.out:
         return _fail("--external is shown on the dashboard only: add --out report.html")
     out = Path(args.out) if args.out else None
