@@ -117,7 +117,7 @@ def test_count_words():
 
 # --- the task extension point: registry, load/get, the built-in sets ---------------------------
 
-BUILTIN = ("longform", "qa", "summarization", "reasoning", "hle_style")
+BUILTIN = ("longform", "qa", "summarization", "reasoning", "hle_style", "image")
 HLE_CATEGORIES = {"Math", "Physics", "Biology/Medicine", "Chemistry", "Engineering", "Computer Science/AI",
                   "Humanities/Social Science", "Other"}
 
