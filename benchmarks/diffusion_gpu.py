@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml  # noqa: E402  (after the path is set; PyYAML comes with energyray's deps)
+import yaml  # PyYAML: a dependency of transformers
 from _common import ROOT  # puts the repository on sys.path
 
 from energyray.config import GenerationConfig, MeasurementConfig, ModelConfig  # noqa: E402

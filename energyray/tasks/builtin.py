@@ -67,10 +67,13 @@ class ImageTask(BuiltinTask):
     """The thesis' image prompt, for text-to-image backends (one item, not scored)."""
 
     name = "image"
-    variants = ("default",)
+    # brief: the same scene in a few words (the text encoders pad every prompt to their full
+    # length, so a shorter prompt costs the same compute)
+    PROMPTS = {"default": THESIS_IMAGE_PROMPT,
+               "brief": "Sunset over the French Riviera, rocky beach, a wooden sign reading \"NIZZA\", photorealistic."}
 
     def _items(self, variant: str) -> list[Item]:
-        return [Item(id="image-nizza", prompt=THESIS_IMAGE_PROMPT)]
+        return [Item(id="image-nizza", prompt=self.PROMPTS[variant])]
 
 
 class QaTask(BuiltinTask):
