@@ -154,7 +154,29 @@ def test_image_axes_on_a_language_model_are_refused():
                                   resolution=None)], {"sd-tiny": catalogue("sd-tiny")})
 
 
-@pytest.mark.parametrize("name", ["sd-1.5", "sd-2.1", "sdxl", "sd-3.5-large"])
+PIPELINES = ["sd-1.5", "sd-2.1", "sdxl", "sd-3.5-large", "sd-tiny"]
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_catalogue_pipeline_keys_are_config_keys(name):
+    """No key is a typo that diffusers or transformers would keep as a stray attribute."""
+    import diffusers
+    import transformers
+
+    arch = dict(catalogue(name).architecture)
+    for key in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3", "scheduler"):
+        if key not in arch:
+            continue
+        spec = dict(arch[key])
+        cls_name = spec.pop("_class_name")
+        if key in ("unet", "transformer", "vae", "scheduler"):
+            known = set(getattr(diffusers, cls_name).extract_init_dict(spec)[0])
+        else:
+            known = set(getattr(transformers, cls_name).config_class().to_dict())
+        assert not set(spec) - known, f"{name}.{key}: unknown keys {sorted(set(spec) - known)}"
+
+
+@pytest.mark.parametrize("name", PIPELINES)
 def test_catalogue_pipelines_build_from_their_architecture(name):
     import torch
 
