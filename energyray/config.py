@@ -85,6 +85,11 @@ class GenerationConfig:
     # first run is no slower than its later ones beyond the noise, so a full-length warmup
     # buys nothing and costs a trial per shape (measured with benchmarks/warmup.py)
     warmup_new_tokens: int | None = 16
+    # text-to-image (backend=diffusers): denoising steps and guidance where the grid sets none, and
+    # the steps of each warmup run (at most the trial's)
+    inference_steps: int = 30
+    guidance_scale: float = 7.5
+    warmup_inference_steps: int = 2
 
 
 @dataclass
@@ -383,6 +388,12 @@ class RunConfig:
     requests: Any = None  # requests per trial, fed batch_size at a time; None: one batch; "all": every item
     prompt_tokens: int | None = None  # each prompt made exactly this many tokens long; None: the task's text
     chat_template: str = "auto"  # auto (instruct/chat models) | on | off
+    # text-to-image backends (diffusers) only: denoising steps (None: generation.inference_steps),
+    # square image size in pixels (None: the pipeline's native size), guidance scale (None:
+    # generation.guidance_scale)
+    inference_steps: int | None = None
+    resolution: int | None = None
+    guidance_scale: float | None = None
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     device: str = "auto"  # auto | cuda | cpu
     seed: int = 0
@@ -485,6 +496,12 @@ LIMITS: dict[str, Limit] = {
     "seed": Limit(0, 2**32 - 1, what="the random seed (numpy and vLLM take 0 to 2^32-1)"),
     "batch_size": Limit(1, what="prompts generated together"),
     "prompt_tokens": Limit(1, none=True, what="tokens of each prompt; null: the task's text as written"),
+    "inference_steps": Limit(1, none=True, what="denoising steps per image; null: generation.inference_steps"),
+    "resolution": Limit(8, none=True, what="image size in pixels (square); null: the pipeline's native size"),
+    "guidance_scale": Limit(0, none=True, what="classifier-free guidance scale; null: generation.guidance_scale"),
+    "generation.inference_steps": Limit(1, what="denoising steps per image"),
+    "generation.guidance_scale": Limit(0, what="classifier-free guidance scale"),
+    "generation.warmup_inference_steps": Limit(1, what="denoising steps of each image warmup run"),
     "tasks.limit": Limit(1, none=True, what="items kept of each task; null: all"),
     "footprint.carbon_intensity_g_per_kwh": Limit(0, none=True, what="grid carbon intensity, gCO2e/kWh; null: the table's"),
     "footprint.pue": Limit(1, 3, none=True, what="power usage effectiveness; null: none applied"),

@@ -33,9 +33,14 @@ AXES: tuple[str, ...] = (
     "requests",
     "prompt_tokens",
     "chat_template",
+    # text-to-image backends (diffusers): denoising steps, image size (square, pixels), guidance
+    "inference_steps",
+    "resolution",
+    "guidance_scale",
 )
 # Axes whose default value leaves the trial id as it was before the axis existed.
-LATER_AXES: dict[str, Any] = {"requests": None, "prompt_tokens": None, "chat_template": "auto"}
+LATER_AXES: dict[str, Any] = {"requests": None, "prompt_tokens": None, "chat_template": "auto",
+                              "inference_steps": None, "resolution": None, "guidance_scale": None}
 CHAT_TEMPLATES = ("auto", "on", "off")
 # What a worker loads once and keeps for every trial of the group.
 LOAD_KEY: tuple[str, ...] = ("backend", "model", "weights", "precision", "hardware")
@@ -60,6 +65,11 @@ class TrialSpec:
     requests: int | str | None = None  # a whole number, "all" (every item of the task), None: one batch
     prompt_tokens: int | None = None  # tokens of each prompt; None: the task's text as written
     chat_template: str = "auto"  # auto | on | off
+    # image backends: denoising steps, square image size in pixels, classifier-free guidance scale;
+    # None: the generation config's (steps, guidance) or the pipeline's native size
+    inference_steps: int | None = None
+    resolution: int | None = None
+    guidance_scale: float | None = None
     # the task sample's settings (tasks.limit, tasks.sample_seed): not axes, but they change the items
     task_limit: int | None = None
     task_sample_seed: int | None = None
@@ -182,6 +192,9 @@ def expand(
                     requests=point["requests"],
                     prompt_tokens=None if point["prompt_tokens"] is None else int(point["prompt_tokens"]),
                     chat_template=str(point["chat_template"]),
+                    inference_steps=None if point["inference_steps"] is None else int(point["inference_steps"]),
+                    resolution=None if point["resolution"] is None else int(point["resolution"]),
+                    guidance_scale=None if point["guidance_scale"] is None else float(point["guidance_scale"]),
                     task_limit=sample.get("task_limit"),
                     task_sample_seed=sample.get("task_sample_seed"),
                 )

@@ -261,7 +261,8 @@ def check_knobs(cfg: RunConfig) -> None:
 
 # The grid's numeric axes: whole numbers of at least 1 (max_new_tokens, prompt_tokens: or null, the default).
 _WHOLE_AXES = {"batch_size": "prompts generated together", "max_new_tokens": "new tokens per request",
-               "prompt_tokens": "tokens of each prompt"}
+               "prompt_tokens": "tokens of each prompt", "inference_steps": "denoising steps per image",
+               "resolution": "image size in pixels"}
 
 
 def check_grid(grid: dict[str, Any], pinned: dict[str, Any]) -> None:
@@ -274,12 +275,18 @@ def check_grid(grid: dict[str, Any], pinned: dict[str, Any]) -> None:
             if axis not in axes:
                 continue
             for v in _values(axes[axis]):
-                if v is None and axis in ("max_new_tokens", "prompt_tokens"):
+                if v is None and axis in ("max_new_tokens", "prompt_tokens", "inference_steps", "resolution"):
                     continue
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     key = f"{source}.{axis}" if source else axis
                     raise ConfigError(f"{key}: {v!r} is out of range: each value must be a whole number, "
                                       f"at least 1 ({what}).")
+        if "guidance_scale" in axes:
+            for v in _values(axes["guidance_scale"]):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+                    key = f"{source}.guidance_scale" if source else "guidance_scale"
+                    raise ConfigError(f"{key}: {v!r} is out of range: each value must be a number of at least 0 "
+                                      "(classifier-free guidance scale) or null.")
 
 
 def validate(specs: list[TrialSpec], models: dict[str, ModelConfig], tasks: Any = None) -> None:
@@ -308,6 +315,17 @@ def validate(specs: list[TrialSpec], models: dict[str, ModelConfig], tasks: Any 
         if s.max_new_tokens is not None and s.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be at least 1 (new tokens per request), got {s.max_new_tokens}.")
         m = models[s.model]
+        image_axes = [a for a in ("inference_steps", "resolution", "guidance_scale") if getattr(s, a) is not None]
+        if image_axes and s.backend != "diffusers":
+            raise ConfigError(f"{', '.join(image_axes)} apply to text-to-image models (backend=diffusers), not "
+                              f"backend={s.backend}. Leave them unset for language models.")
+        if s.backend not in ("diffusers",) and (m.architecture or {}).get("pipeline"):
+            raise ConfigError(f"Model {s.model!r} is a text-to-image pipeline: run it with backend=diffusers "
+                              f"(pip install 'energyray[diffusion]'), not backend={s.backend}.")
+        if s.backend == "diffusers" and s.weights == "dummy" and not (m.architecture or {}).get("pipeline"):
+            raise ConfigError(f"Model {s.model!r} is not a text-to-image pipeline: backend=diffusers with "
+                              f"weights=dummy needs `architecture.pipeline` in conf/model/{s.model}.yaml "
+                              "(the sd-* models have one).")
         if s.weights == "dummy" and not m.architecture:
             raise ConfigError(f"Model {s.model!r} has no `architecture` in conf/model/{s.model}.yaml, "
                               "so weights=dummy cannot build it.")

@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "vllm": "energyray.backends.vllm:VllmBackend",
     "openai": "energyray.backends.openai_api:OpenAIBackend",
     "server": "energyray.backends.server:ServerBackend",
+    "diffusers": "energyray.backends.diffusers:DiffusersBackend",
 }
 
 # RunConfig sections a backend may name in its `settings` (it gets them as keyword arguments)
@@ -36,6 +37,7 @@ TASKS: dict[str, str] = {
     "summarization": "energyray.tasks.builtin:SummarizationTask",
     "reasoning": "energyray.tasks.builtin:ReasoningTask",
     "hle_style": "energyray.tasks.builtin:HleStyleTask",
+    "image": "energyray.tasks.builtin:ImageTask",
 }
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 # Bump when a column is added, removed, renamed or retyped. Files written before the declared
 # schema (energyray 0.1.0) have no `schema_version` column: it reads as null there.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Who fills a column (the `filled_by` vocabulary).
 FILLERS = {
@@ -38,6 +38,9 @@ FILLERS = {
 # Unit implied by a name's last part(s): a column whose name ends in `_<suffix>` (or is the
 # suffix) has this unit; a column with a unit has a name that says it (tests check both).
 UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("j_per_image", "J/image"),
+    ("j_per_step", "J/step"),
+    ("images_per_s", "images/s"),
     ("j_per_output_token_decode", "J/token"),
     ("j_per_token", "J/token"),
     ("j_per_word", "J/word"),
@@ -67,6 +70,7 @@ UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("usd", "USD"),
     ("gbs", "GB/s"),
     ("pct", "%"),
+    ("px", "px"),
     ("mhz", "MHz"),
     ("b", "1e9 parameters"),
 )
@@ -121,6 +125,11 @@ WINDOW_PARTS = {
     "decode": "each batch's generation from its first token to its end, summed over the batches",
     "steady": "the part of each batch's decode in which every sequence of the batch is decoding (batches of 2 "
               "or more), summed",
+    # text-to-image trials (backend=diffusers), one interval per prompt
+    "text_encode": "image trials: the pipeline's text encoders (encode_prompt), summed over the prompts",
+    "denoise": "image trials: the denoising loop, from the text encoders' end to the last step's end, summed "
+               "over the prompts",
+    "vae_decode": "image trials: the VAE decoding the latents to pixels, summed over the prompts",
 }
 # Node-level sampler roles (samplers.node): a PDU for the whole node, RAPL/CodeCarbon for CPU+RAM.
 NODE_ROLES = {
@@ -254,6 +263,12 @@ _TRIALS: list[Column] = [
          "text as written)", "grid"),
     _col("chat_template", "str", "auto (the model's chat template where it is an instruct or chat model), on or off, "
          "as the grid set it", "grid"),
+    _col("inference_steps", "int", "image trials: denoising steps per image set by the grid (null: "
+         "generation.inference_steps; see denoise_steps for what ran)", "grid"),
+    _col("resolution", "int", "image trials: image width and height in pixels set by the grid (null: the "
+         "pipeline's native size; see image_width_px)", "grid"),
+    _col("guidance_scale", "float", "image trials: classifier-free guidance scale set by the grid (null: "
+         "generation.guidance_scale)", "grid", unit=None),
     _col("task_limit", "int", "tasks.limit: items kept of the task (null: all)", "grid"),
     _col("task_sample_seed", "int", "tasks.sample_seed: seed of the items' shuffle before the limit (null: the "
          "task's order)", "grid"),
@@ -430,6 +445,33 @@ _TRIALS: list[Column] = [
          "trial.record"),
     *[c for part, what in WINDOW_PARTS.items() for c in _part_columns(part, what)],
     _col("steady_j_per_token", "float", "steady_j / steady_tokens", "trial.record"),
+    # -- text-to-image trials (backend=diffusers; docs/diffusion.md)
+    _col("images", "int", "image trials: images generated (prompts x batch_size, batch_size being images per "
+         "prompt)", "trial.record"),
+    _col("image_width_px", "int", "image trials: width of each image as generated", "backend"),
+    _col("image_height_px", "int", "image trials: height of each image as generated", "backend"),
+    _col("denoise_steps", "int", "image trials: denoising steps each image went through (the step callbacks seen)",
+         "backend"),
+    _col("guidance_scale_used", "float", "image trials: the guidance scale the pipeline applied", "backend",
+         unit=None),
+    _col("text_encode_s", "float", "image trials: time in the text encoders, summed over the prompts", "backend"),
+    _col("denoise_s", "float", "image trials: time in the denoising loop, summed over the prompts", "backend"),
+    _col("vae_decode_s", "float", "image trials: time in the VAE decode, summed over the prompts", "backend"),
+    _col("s_per_step", "float", "image trials: mean time of a denoising step (denoise_s / steps, over all prompts)",
+         "trial.record"),
+    _col("j_per_step", "float", "image trials: denoise_j per denoising step (each step makes all of a prompt's "
+         "images at once)", "trial.record"),
+    _col("j_per_image", "float", "image trials: energy_j / images", "trial.record"),
+    _col("images_per_s", "float", "image trials: images / duration_s", "trial.record"),
+    _col("denoise_step_s_json", "str", "image trials: JSON list, per prompt, of each denoising step's duration (s)",
+         "trial.record"),
+    _col("denoise_step_j_json", "str", "image trials: JSON list, per prompt, of each denoising step's energy (J): "
+         "the prompt's denoise energy shared by the power series over its steps (by duration where the series "
+         "does not cover them)", "trial.record"),
+    _col("image_dir", "str", "image trials: the folder of the trial's PNG images, relative to the store's root "
+         "(artifacts/<sweep>/<trial_id>); null: none saved", "trial.record"),
+    _col("image_note", "str", "image trials: what the images are worth: 'random weights: the images are noise', "
+         "or null for real weights", "trial.record"),
     _col("decode_avg_power_w", "float", "decode_j / decode_s", "trial.record"),
     _col("j_per_output_token_decode", "float", "decode_j per token generated after the first", "trial.record"),
     *[c for role, what in NODE_ROLES.items() for c in _role_columns(role, what)],
@@ -594,7 +636,10 @@ _SAMPLES: list[Column] = [
     _col("source", "str", "the sampler that took the sample (its name; a node sampler's for node samples)",
          "trial.record"),
     _col("phase", "str", "phase the sample belongs to: idle, load, warmup, prefill, decode, generate, "
-         "trial_edge, response, unload", "trial.record"),
+         "trial_edge, response, unload; image trials: text_encode, denoise, vae_decode (generate: the rest of a "
+         "pipeline call)", "trial.record"),
+    _col("denoise_step", "int", "image trials: the denoising step (0-based) running when the sample was taken; "
+         "null outside the denoising loop", "trial.record"),
     _col("t_ns", "int", "monotonic clock of the sampler's node (compare within a trial, not across nodes)",
          "sampler"),
     _col("power_w", "float", "power", "sampler"),

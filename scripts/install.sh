@@ -13,7 +13,7 @@
 #   --latest  ignores constraints.txt: the newest releases (to test them; scripts/lock.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="quant,report,pdu,api,serve,data,ecologits"
+extras="quant,report,pdu,api,serve,data,ecologits,diffusion"
 dev=""; pins=(-c constraints.txt)
 for arg in "$@"; do
   case "$arg" in

@@ -31,6 +31,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "pdu": ("pysnmp",),
     "report": ("plotly", "duckdb"),
     "ecologits": ("ecologits",),
+    "diffusion": ("diffusers",),
 }
 
 

@@ -17,4 +17,6 @@ PRECISIONS: dict[str, tuple[str, ...]] = {
     "openai": ("baseline",),
     # a local OpenAI-compatible server (transformers serve by default; server.precision_args)
     "server": ("baseline", "fp32", "fp16", "bf16", "int8", "nf4"),
+    # diffusers text-to-image pipelines: dtypes only (baseline: fp16 on a GPU, fp32 on a CPU)
+    "diffusers": ("baseline", "fp32", "fp16", "bf16"),
 }

@@ -19,6 +19,12 @@ Prompts are built before a trial's window opens: `prompts(texts, prompt_tokens=.
 chat_template=..., seed=...)` applies the chat template and shapes exact lengths (tokenising
 here, not inside the measured call) and returns `Prompts`, whose `inputs` go to `generate`.
 A backend without its own builds them with `plain_prompts` (raw text).
+
+An image backend (diffusers) says `modality = "image"`: the runner then calls, per prompt,
+`generate_images(prompt, steps=, resolution=, guidance_scale=, images_per_prompt=, seed=)`,
+which returns an `ImageGeneration`, and `save_images(gen, folder, prefix)` in the response
+phase; `default_resolution()` gives the image size where the grid sets none. Text backends
+need none of this (modality defaults to "text").
 """
 
 from __future__ import annotations
@@ -232,6 +238,57 @@ class Generation:
         if last_full < 1 or last_full >= len(self.step_ns):
             return None
         return self.step_ns[0], self.step_ns[last_full]
+
+
+@dataclass
+class ImageGeneration:
+    """One text-to-image pipeline call (one prompt, its images), on the shared monotonic clock (ns).
+
+    `encode_ns` and `decode_ns` are the text encoders' and the VAE decode's (start, end) (None:
+    not seen); `step_ns` when each denoising step ended (after a device sync). The denoising
+    runs from the encoders' end to the last step's end.
+    """
+
+    start_ns: int
+    end_ns: int
+    encode_ns: tuple[int | None, int | None]
+    step_ns: list[int]
+    decode_ns: tuple[int | None, int | None]
+    images: list[Any]
+    width: int
+    height: int
+    peak_memory_mb: float | None = None
+    guidance_scale: float | None = None  # as the pipeline applied it
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def denoise_ns(self) -> tuple[int, int] | None:
+        start = self.encode_ns[1] or self.start_ns
+        return (start, self.step_ns[-1]) if self.step_ns else None
+
+    def step_intervals(self) -> list[tuple[int, int]]:
+        """Each denoising step's (start, end): from the previous step's end (the first: the encoders' end)."""
+        window = self.denoise_ns
+        if window is None:
+            return []
+        edges = [window[0], *self.step_ns]
+        return list(zip(edges, edges[1:], strict=False))
+
+    def parts(self) -> dict[str, tuple[int, int]]:
+        """The call's timed phases: text_encode, denoise, vae_decode (those seen)."""
+        out: dict[str, tuple[int, int]] = {}
+        a, b = self.encode_ns
+        if a is not None and b is not None:
+            out["text_encode"] = (a, b)
+        if self.denoise_ns is not None:
+            out["denoise"] = self.denoise_ns
+        a, b = self.decode_ns
+        if a is not None and b is not None:
+            out["vae_decode"] = (a, b)
+        return out
 
 
 class Backend(Protocol):

@@ -58,6 +58,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -102,6 +103,8 @@ def backend_settings(cfg: Any) -> dict[str, Any]:
     out = {name: getattr(cfg, name) for name in BACKEND_SETTINGS if hasattr(cfg, name)}
     if hasattr(cfg, "tasks"):
         out["tasks"] = cfg.tasks
+    if hasattr(cfg, "store"):  # image trials save their images under it (absolute: a worker's cwd may differ)
+        out["store_path"] = str(Path(cfg.store.path).resolve())
     return out
 
 

@@ -34,7 +34,8 @@ MEASURED_SOURCES = frozenset({"counter", "counter_apportioned", "polled", "pdu",
 _HEADERS = {"sweep": "sweep", "model": "model", "backend": "backend", "weights": "weights",
             "precision": "precision", "batch_size": "batch", "task": "task", "prompt_variant": "prompt",
             "hardware": "hw", "max_new_tokens": "max tok", "requests": "requests", "prompt_tokens": "prompt tok",
-            "chat_template": "template"}
+            "chat_template": "template", "inference_steps": "steps", "resolution": "px",
+            "guidance_scale": "guidance"}
 # Axes added later, and what a row written before them (no value) means: chat_template as auto,
 # requests as one batch (batch_size); trial ids leave them out at these values, so such rows are
 # the same configuration as new ones.

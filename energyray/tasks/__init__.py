@@ -36,6 +36,7 @@ from energyray.errors import ConfigError
 from energyray.tasks.base import Item, Score, Task, TaskItems
 from energyray.tasks.builtin import (
     LONGFORM_TEXTS,
+    THESIS_IMAGE_PROMPT,
     THESIS_PROMPT,
     THESIS_PROMPT_BRIEF,
     THESIS_PROMPT_CONCISE,
@@ -43,7 +44,7 @@ from energyray.tasks.builtin import (
 )
 
 __all__ = ["Item", "Score", "Task", "TaskItems", "get", "load", "names", "count_words", "prompts", "score",
-           "LONGFORM_TEXTS", "QA", "TASKS", "THESIS_PROMPT", "THESIS_PROMPT_BRIEF", "THESIS_PROMPT_CONCISE",
+           "LONGFORM_TEXTS", "QA", "TASKS", "THESIS_IMAGE_PROMPT", "THESIS_PROMPT", "THESIS_PROMPT_BRIEF", "THESIS_PROMPT_CONCISE",
            "THESIS_PROMPT_SHORT"]
 
 

@@ -25,6 +25,14 @@ THESIS_PROMPT_CONCISE = THESIS_PROMPT + " Answer in at most three sentences."
 LONGFORM_TEXTS = {"default": THESIS_PROMPT, "short": THESIS_PROMPT_SHORT, "concise": THESIS_PROMPT_CONCISE,
                   "brief": THESIS_PROMPT_BRIEF}
 
+# The thesis' image-generation prompt (§3, used for SD 1.5, 2.1 and 3.5 Large in §4.7).
+THESIS_IMAGE_PROMPT = (
+    "A breathtaking sunset over the French Riviera, the beach should have the rocks, highly detailed, 4K "
+    "resolution. The sky painted in vivid red and orange tones, reflecting over the calm Mediterranean Sea. "
+    "In the foreground, a wooden sign with the word \"NIZZA\" clearly written on it. Warm light, cinematic "
+    "atmosphere, photorealistic details."
+)
+
 
 class BuiltinTask:
     """A fixed list of items per variant, scored by each item's answer_type."""
@@ -53,6 +61,19 @@ class LongformTask(BuiltinTask):
 
     def _items(self, variant: str) -> list[Item]:
         return [Item(id="longform", prompt=LONGFORM_TEXTS[variant])]
+
+
+class ImageTask(BuiltinTask):
+    """The thesis' image prompt, for text-to-image backends (one item, not scored)."""
+
+    name = "image"
+    # brief: the same scene in a few words (the text encoders pad every prompt to their full
+    # length, so a shorter prompt costs the same compute)
+    PROMPTS = {"default": THESIS_IMAGE_PROMPT,
+               "brief": "Sunset over the French Riviera, rocky beach, a wooden sign reading \"NIZZA\", photorealistic."}
+
+    def _items(self, variant: str) -> list[Item]:
+        return [Item(id="image-nizza", prompt=self.PROMPTS[variant])]
 
 
 class QaTask(BuiltinTask):

@@ -290,21 +290,37 @@ def measured_fields(spec: TrialSpec, run: Any, reading: WindowReading | str, new
     out.update(roofline.floor(arch, spec.batch_size, (run.input_tokens or 0) / max(1, requests),
                               run.batch_steps, bw, tpot, None))
     out.update(run.extras)  # backend-specific fields: cost, retries, request timings
+    out.update(window_fields(reading, idle_power_w))
     if isinstance(reading, str):
-        out.update(energy_j=None, energy_source=NOT_MEASURABLE, energy_scope=None, energy_reason=reading)
         return out
+    energy = reading.energy_j
+    out.update(j_per_token=div(energy, run.output_tokens), j_per_word=div(energy, words),
+               j_per_request=div(energy, requests), j_per_correct=div(energy, correct))
+    if out.get("steady_j") is not None:
+        out["steady_j_per_token"] = div(out["steady_j"], out.get("steady_tokens"))
+    decode_w = div(out.get("decode_j"), out.get("decode_s"))
+    out["decode_avg_power_w"] = decode_w
+    out["j_per_output_token_decode"] = div(out.get("decode_j"), None if run.output_tokens is None
+                                           else run.output_tokens - len(lengths))
+    if out.get("roofline_s_per_token") is not None and decode_w is not None:
+        out["roofline_j_per_token"] = out["roofline_s_per_token"] * decode_w
+    return out
+
+
+def window_fields(reading: WindowReading | str, idle_power_w: float | None) -> dict[str, Any]:
+    """The trial window's energy columns and its parts' (text and image trials alike); `reading`
+    a string is why there is no figure."""
+    if isinstance(reading, str):
+        return {"energy_j": None, "energy_source": NOT_MEASURABLE, "energy_scope": None, "energy_reason": reading}
     energy = reading.energy_j
     x = reading.extras
     temps = [s["temperature_c"] for s in reading.samples if s.get("temperature_c") is not None]
-    out.update(
+    out: dict[str, Any] = dict(
         energy_j=energy, energy_source=_source(reading),
         energy_scope=reading.scope, energy_reason=reading.reason, short_window=reading.short_window,
         window_s=reading.duration_s, avg_power_w=reading.avg_power_w, peak_power_w=reading.peak_power_w,
         energy_idle_subtracted_j=None if energy is None or idle_power_w is None
         else energy - idle_power_w * reading.duration_s,
-        j_per_token=div(energy, run.output_tokens), j_per_word=div(energy, words),
-        j_per_request=div(energy, requests),
-        j_per_correct=div(energy, correct),
         temperature_max_c=max(temps) if temps else None,
         samples_n=len(reading.samples),
         energy_polled_j=x.get("polled_j"), energy_anchor_scale=x.get("anchor_scale"),
@@ -322,14 +338,37 @@ def measured_fields(spec: TrialSpec, run: Any, reading: WindowReading | str, new
         out[source] = part["source"] if part["energy_j"] is not None else NOT_MEASURABLE
         if part.get("reason"):
             out[reason] = part["reason"]
-    if out.get("steady_j") is not None:
-        out["steady_j_per_token"] = div(out["steady_j"], out.get("steady_tokens"))
-    decode_w = div(out.get("decode_j"), out.get("decode_s"))
-    out["decode_avg_power_w"] = decode_w
-    out["j_per_output_token_decode"] = div(out.get("decode_j"), None if run.output_tokens is None
-                                           else run.output_tokens - len(lengths))
-    if out.get("roofline_s_per_token") is not None and decode_w is not None:
-        out["roofline_j_per_token"] = out["roofline_s_per_token"] * decode_w
+    return out
+
+
+IMAGES_NOISE = "random weights: the images are noise"
+
+
+def image_fields(run: Any, reading: WindowReading | str, *, prompts: int, idle_power_w: float | None,
+                 random: str | None) -> dict[str, Any]:
+    """An image trial's own figures (`run`: trial.workload.ImageRun, one pipeline call per prompt):
+    images, each phase's time, per-step and per-image energy, and its window's energy."""
+    steps = run.steps
+    out: dict[str, Any] = {
+        "images": run.images, "image_width_px": run.width, "image_height_px": run.height,
+        "denoise_steps": run.steps_per_image, "guidance_scale_used": run.guidance_scale,
+        "duration_s": run.duration_s, "peak_memory_mb": run.peak_memory_mb,
+        "text_encode_s": run.part_s("text_encode"), "denoise_s": run.part_s("denoise"),
+        "vae_decode_s": run.part_s("vae_decode"), "images_per_s": div(run.images, run.duration_s),
+        "denoise_step_s_json": json.dumps([[round((b - a) / 1e9, 6) for a, b in g.step_intervals()]
+                                           for g in run.gens]),
+        "image_note": (IMAGES_NOISE if random else None),
+    }
+    out["s_per_step"] = div(out["denoise_s"], steps)
+    out.update(window_fields(reading, idle_power_w))
+    if isinstance(reading, str):
+        return out
+    energy = reading.energy_j
+    out.update(j_per_request=div(energy, prompts), j_per_image=div(energy, run.images),
+               j_per_step=div(out.get("denoise_j"), steps))
+    per_step = run.step_energies(reading)
+    out["denoise_step_j_json"] = None if per_step is None else json.dumps(
+        [[round(e, 6) for e in prompt] for prompt in per_step])
     return out
 
 

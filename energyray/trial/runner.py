@@ -11,6 +11,11 @@ Plain Python, testable without Ray (the orchestrator wraps it in an actor). The 
   sequence decoding, no ramp-up or drain), then `response` (decoding the ids to text, scoring);
   then the LLM judge where it is enabled (after the response phase: its wait is not measured).
 
+An image backend (diffusers: `modality = "image"`) takes `_run_images` instead: per prompt one
+pipeline call of batch_size images, the window's parts `text_encode`, `denoise`, `vae_decode`
+(each sample also tagged with its denoising step), and the images saved as PNG under the store
+in the `response` phase (docs/diffusion.md).
+
 Windows are in windows.py, the idle baseline and cooldown in baseline.py, and every column
 of the row in record.py. A failure inside a trial becomes a row with a status and the
 error; the runner goes on.
@@ -18,8 +23,10 @@ error; the runner goes on.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from energyray import roofline
@@ -216,6 +223,8 @@ class TrialRunner:
     def run(self, spec: TrialSpec, model: Any, config: dict[str, Any], last: bool = False) -> TrialResult:
         """One trial: a row whatever happens (status ok | failed | oom). With `last`, the
         group's `unload` is measured after it and recorded on its row."""
+        if getattr(self.backend, "modality", "text") == "image":
+            return self._run_images(spec, model, config, last)
         row = record.base_row(spec, model, config, info=self.load_info, node=self.node,
                               sampler_info=self.sampler_info, group=self.group, env=self.env, arch=self.arch,
                               node_info=self.windows.node_info)
@@ -271,6 +280,11 @@ class TrialRunner:
         except Exception as e:  # a trial's failure is data: the sweep goes on
             row.update(record.error_fields(e))
             responses = []
+        return self._close(spec, row, reading, label, last, samples, responses)
+
+    def _close(self, spec: TrialSpec, row: dict[str, Any], reading: WindowReading | str | None, label: str,
+               last: bool, samples: list[dict[str, Any]], responses: list[dict[str, Any]]) -> TrialResult:
+        """A trial's end: an incomplete one's fields, the group's unload where `last`, the result."""
         if row["status"] != "ok":
             row.update(record.incomplete_fields(row["status"], reading))
         self.windows.node_readings(label)  # a trial that failed before its fields
@@ -280,6 +294,96 @@ class TrialRunner:
             row.update(record.unload_missing("measured once per group, on its last trial"))
         row["finished_at"] = record.utc()
         return TrialResult(row=row, samples=self._samples(spec.trial_id, samples), responses=responses)
+
+    # -- image trials (backend modality "image": diffusers) ------------------------------------
+    def image_settings(self, spec: TrialSpec) -> dict[str, Any]:
+        """Steps, image size and guidance of an image trial: the grid's, else the generation
+        config's (the size: the pipeline's native one)."""
+        return {"steps": int(spec.inference_steps or self.generation.inference_steps),
+                "resolution": int(spec.resolution or self.backend.default_resolution()),
+                "guidance_scale": (self.generation.guidance_scale if spec.guidance_scale is None
+                                   else float(spec.guidance_scale))}
+
+    def _image_warmup(self, spec: TrialSpec, prompt: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Before the first trial of each image shape: `warmup_runs` pipeline calls of
+        warmup_inference_steps steps (at most the trial's), not counted."""
+        shape = ("image", spec.batch_size, settings["resolution"], settings["guidance_scale"], spec.task)
+        runs = max(0, int(self.generation.warmup_runs))
+        if shape in self._warmed or not runs:
+            return record.warmup_fields(0, 0, None, local=True)
+        self._warmed.add(shape)
+        steps = min(int(self.generation.warmup_inference_steps), settings["steps"])
+
+        def go() -> None:
+            for _ in range(runs):
+                self.backend.generate_images(prompt, **{**settings, "steps": steps},
+                                             images_per_prompt=spec.batch_size, seed=self.seed)
+
+        _, fields, _ = self._measure("warmup", go)
+        return record.warmup_fields(runs, 0, fields, local=True)
+
+    def _save_images(self, spec: TrialSpec, run: workload.ImageRun) -> dict[str, Any]:
+        """The response phase of an image trial: its images as PNG under
+        <store>/artifacts/<sweep>/<trial_id>/ (replaced on a rerun); the folder, store-relative."""
+        store = self.backend_settings.get("store_path")
+        if not store:
+            return {"image_dir": None}
+        rel = Path("artifacts") / spec.sweep / spec.trial_id
+        folder = Path(store) / rel
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for i, gen in enumerate(run.gens):
+            self.backend.save_images(gen, folder, f"img-{i}")
+        return {"image_dir": str(rel)}
+
+    def _run_images(self, spec: TrialSpec, model: Any, config: dict[str, Any], last: bool) -> TrialResult:
+        """One image trial: per prompt a pipeline call of batch_size images in the trial's window,
+        split into text_encode, denoise and vae_decode; the images saved in the response phase."""
+        row = record.base_row(spec, model, config, info=self.load_info, node=self.node,
+                              sampler_info=self.sampler_info, group=self.group, env=self.env, arch=self.arch,
+                              node_info=self.windows.node_info)
+        row["started_at"] = record.utc()
+        samples: list[dict[str, Any]] = []
+        reading: WindowReading | str | None = None
+        label = f"trial:{spec.trial_id}"
+        try:
+            if self.backend is None or self.load_info is None:
+                raise TrialFailed("model not loaded")
+            row.update(self.cooldown())
+            work = workload.prepare_images(spec, self.tasks, self.backend, self.seed)
+            row.update(record.workload_fields(work))
+            settings = self.image_settings(spec)
+            row.update(self._image_warmup(spec, work.inputs(0)[0], settings))
+            row["temperature_start_c"] = self.windows.latest().get("temperature_c")
+            err = self.windows.begin(label)
+            gens: list[Any] = []
+            try:
+                for i in range(work.n):
+                    gens.append(self.backend.generate_images(work.inputs(i)[0], **settings,
+                                                             images_per_prompt=spec.batch_size, seed=self.seed + i))
+            finally:
+                run = workload.ImageRun(gens)
+                reading = self.windows.end(label, err, run.parts())
+            saved, response, _ = self._measure("response", lambda: self._save_images(spec, run))
+            row.update(response)
+            row.update(saved)
+            random = record.random_weights(spec, model)
+            row.update(workload.judge_off(self.tasks.judge, random))
+            row.update(record.accuracy_fields(spec, work.requests, [None] * work.n, model))
+            row.update(record.image_fields(run, reading, prompts=work.n, idle_power_w=self.group.get("idle_power_w"),
+                                           random=random))
+            if isinstance(reading, WindowReading):
+                samples = [{**s, "phase": run.phase_of(s["t_ns"]), "denoise_step": run.step_of(s["t_ns"])}
+                           for s in reading.samples]
+            if self.windows.node_samplers:
+                nodes = self.windows.node_readings(label)
+                samples += [{**s, "source": self.windows.source_name(role), "phase": run.phase_of(s["t_ns"])}
+                            for role, r in nodes.items() if isinstance(r, WindowReading) for s in r.samples]
+                row.update(record.node_fields(nodes))
+            row["status"] = "ok"
+        except Exception as e:  # a trial's failure is data: the sweep goes on
+            row.update(record.error_fields(e))
+        return self._close(spec, row, reading, label, last, samples, [])
 
     def _respond(self, spec: TrialSpec, model: Any, work: Workload, run: Batches) -> tuple[list[str | None], list[Any]]:
         """The response phase: each batch's ids to text, and each request scored (random

@@ -473,3 +473,113 @@ def _split(raw: list[float], members: list[int], energy: float, weights: Sequenc
     for j, i in enumerate(members):
         raw[i] += energy * (float(weights[j]) if known else 1.0) / total  # type: ignore[arg-type]
     return known
+
+
+# -- text-to-image trials --------------------------------------------------------------------------
+def prepare_images(spec: Any, options: Any, backend: Any, seed: int) -> Workload:
+    """An image trial's prompts: `requests` prompts (None: one), the task's items cycling, one
+    pipeline call each making batch_size images."""
+    task = load_items(spec.task, spec.prompt_variant, options)
+    if not task.items:
+        raise TrialFailed(f"task {spec.task!r} ({spec.prompt_variant}) has no items to send")
+    n = request_count(spec.requests, 1, len(task.items))
+    requests = [task.items[i % len(task.items)] for i in range(n)]
+    sent = build_prompts(backend, spec.backend, [it.prompt for it in requests], prompt_tokens=spec.prompt_tokens,
+                         chat_template=spec.chat_template, seed=seed)
+    return Workload(task, requests, sent, [[i] for i in range(n)], "static",
+                    "one pipeline call per prompt, batch_size images from each")
+
+
+class ImageRun:
+    """The pipeline calls of an image trial (backends.base.ImageGeneration, one per prompt) as
+    the row sees them: the window's parts, each sample's phase and denoising step."""
+
+    PARTS = ("text_encode", "denoise", "vae_decode")
+
+    def __init__(self, gens: list[Any]) -> None:
+        self.gens = gens
+
+    @property
+    def images(self) -> int:
+        return sum(len(g.images) for g in self.gens)
+
+    @property
+    def steps(self) -> int:
+        """Denoising steps over the prompts (each step makes all of a prompt's images)."""
+        return sum(len(g.step_ns) for g in self.gens)
+
+    @property
+    def steps_per_image(self) -> int | None:
+        return len(self.gens[0].step_ns) if self.gens else None
+
+    @property
+    def width(self) -> int | None:
+        return self.gens[0].width if self.gens else None
+
+    @property
+    def height(self) -> int | None:
+        return self.gens[0].height if self.gens else None
+
+    @property
+    def guidance_scale(self) -> float | None:
+        return self.gens[0].guidance_scale if self.gens else None
+
+    @property
+    def duration_s(self) -> float:
+        return sum(g.duration_s for g in self.gens)
+
+    @property
+    def peak_memory_mb(self) -> float | None:
+        known = [g.peak_memory_mb for g in self.gens if g.peak_memory_mb is not None]
+        return max(known) if known else None
+
+    def part_s(self, part: str) -> float | None:
+        """A part's time summed over the prompts; None where a call did not time it."""
+        spans = [g.parts().get(part) for g in self.gens]
+        return None if not spans or None in spans else sum((b - a) for a, b in spans) / 1e9  # type: ignore[misc]
+
+    def parts(self) -> dict[str, list[Interval]] | None:
+        """The window's parts, one interval per prompt; a part some call did not time is left out."""
+        out: dict[str, list[Interval]] = {}
+        for part in self.PARTS:
+            spans = [g.parts().get(part) for g in self.gens]
+            if spans and None not in spans:
+                out[part] = spans  # type: ignore[assignment]
+        return out or None
+
+    def phase_of(self, t_ns: int) -> str:
+        """A sample's phase: the part of the call it falls in; generate for the rest of a call
+        (latents, postprocessing), trial_edge outside every call."""
+        for g in self.gens:
+            if g.start_ns <= t_ns <= g.end_ns:
+                for part, (a, b) in g.parts().items():
+                    if a <= t_ns <= b:
+                        return str(part)
+                return "generate"
+        return "trial_edge"
+
+    def step_of(self, t_ns: int) -> int | None:
+        """The denoising step running at `t_ns` (0-based), or None outside the loop."""
+        for g in self.gens:
+            for k, (a, b) in enumerate(g.step_intervals()):
+                if a <= t_ns <= b:
+                    return k
+        return None
+
+    def step_energies(self, reading: Any) -> list[list[float]] | None:
+        """Per prompt, each step's share of its denoise energy: by the power series over the
+        step, by duration where the series does not cover it; None without per-prompt energies."""
+        parts = reading.parts if isinstance(reading, WindowReading) else {}
+        per_prompt = (parts.get("denoise") or {}).get("intervals_j") or []
+        if len(per_prompt) != len(self.gens) or any(e is None for e in per_prompt):
+            return None
+        power = _Power.of(reading)
+        out = []
+        for g, energy in zip(self.gens, per_prompt, strict=True):
+            spans = g.step_intervals()
+            window = g.denoise_ns
+            by_power = window is not None and power.covers(*window)
+            weights = [power.weight(a, b, by_power) for a, b in spans]
+            total = sum(weights)
+            out.append([energy * w / total if total > 0 else energy / len(spans) for w in weights])
+        return out

@@ -27,7 +27,7 @@ CPU_RUN = ["model=tiny-llama", "measurement.idle_s=0", "generation.cpu_max_new_t
     ("quantization", 24), ("smoke", 4), ("batching", 12), ("prompt_brevity", 36),
     ("model_scale", 30), ("backends", 42), ("open_vs_closed", 64), ("accuracy", 42),
     ("input_length", 54), ("summarization", 36),
-    ("reasoning", 36),
+    ("reasoning", 36), ("diffusion", 6),
 ])
 def test_every_named_sweep_expands(energyray, tmp_path, sweep, count):
     r = energyray(f"sweep={sweep}", "dry_run=true", f"store.path={tmp_path / 'store'}")
@@ -39,7 +39,7 @@ def test_every_named_sweep_expands(energyray, tmp_path, sweep, count):
 
 def test_the_list_above_is_every_sweep():
     listed = {"quantization", "smoke", "batching", "prompt_brevity", "model_scale", "backends", "open_vs_closed",
-              "accuracy", "input_length", "summarization", "reasoning"}
+              "accuracy", "input_length", "summarization", "reasoning", "diffusion"}
     assert set(SWEEPS) == listed  # a new sweep needs its own dry-run case above
 
 

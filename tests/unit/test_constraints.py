@@ -12,7 +12,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[2]
 # Installed by install.sh: the core dependencies and these extras (vllm needs a CUDA GPU).
-EXTRAS = ("quant", "report", "pdu", "api", "serve", "dev")
+EXTRAS = ("quant", "report", "pdu", "api", "serve", "dev", "diffusion")
 
 
 def _name(requirement: str) -> str:

@@ -15,7 +15,9 @@ from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 # Hosted models (conf/model/gpt-*.yaml: provider + api_model) have no architecture to build;
 # tests/unit/test_openai_backend.py checks those.
-MODELS = sorted(p.stem for p in CONF.glob("*.yaml") if "architecture" in OmegaConf.load(p))
+# Text-to-image pipelines (architecture.pipeline) are tests/unit/test_diffusers_backend.py's.
+MODELS = sorted(p.stem for p in CONF.glob("*.yaml") if "architecture" in OmegaConf.load(p)
+                and "pipeline" not in OmegaConf.load(p).architecture)
 # The seeds' open models (practicum: Mistral 7B, Mamba 7B, Qwen2 7B; thesis: Llama 3 8B/70B,
 # DeepSeek-R1 8B/70B, Qwen 72B, Gemma 3 270M/1B/4B) -> their Hugging Face Hub ids.
 SEED_MODELS = {

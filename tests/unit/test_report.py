@@ -30,12 +30,13 @@ FIXTURE = Path(__file__).resolve().parents[1] / "data" / "store-0.1.0"
 BASE: dict[str, Any] = {"sweep": "s", "model": "gemma3-270m", "backend": "transformers", "weights": "real",
                         "precision": "fp32", "batch_size": 1, "task": "qa", "prompt_variant": "default",
                         "hardware": "cpu", "max_new_tokens": None, "requests": 1, "prompt_tokens": None,
-                        "chat_template": "auto"}
+                        "chat_template": "auto", "inference_steps": None, "resolution": None,
+                        "guidance_scale": None}
 # for each key, a value other than BASE's
 OTHER: dict[str, Any] = {"sweep": "s2", "model": "qwen2.5-72b", "backend": "vllm", "weights": "dummy",
                          "precision": "nf4", "batch_size": 8, "task": "longform", "prompt_variant": "brief",
                          "hardware": "h200", "max_new_tokens": 64, "requests": 4, "prompt_tokens": 128,
-                         "chat_template": "off"}
+                         "chat_template": "off", "inference_steps": 20, "resolution": 512, "guidance_scale": 5.5}
 
 
 def row(n: int = 0, **kw: Any) -> dict[str, Any]:
