@@ -129,9 +129,9 @@ def make_series(trials: pd.DataFrame) -> pd.DataFrame:
 def make_categories(trials: pd.DataFrame) -> pd.DataFrame:
     ok = trials[(trials["status"] == "ok") & (trials["task"] == "qa")]
     rows = []
-    for _, r in ok.drop_duplicates([*CONFIG_KEYS]).iterrows():
+    for _, r in ok.drop_duplicates([k for k in CONFIG_KEYS if k in ok]).iterrows():
         for j, cat in enumerate(("Math", "Physics", "Chemistry")):
-            rows.append({**{k: r[k] for k in CONFIG_KEYS}, "category": cat, "requests": 10, "correct": 3 + j,
+            rows.append({**{k: r.get(k) for k in CONFIG_KEYS}, "category": cat, "requests": 10, "correct": 3 + j,
                          "accuracy": (3 + j) / 10, "energy_j": 100.0, "output_words": 400})
     return pd.DataFrame(rows)
 
