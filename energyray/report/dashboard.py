@@ -25,12 +25,11 @@ from typing import Any
 import pandas as pd
 
 from energyray import __version__
+from energyray.report import labels
 from energyray.report.summary import (
     _HEADERS,
     CONFIG_KEYS,
     MEASURED_SOURCES,
-    _at_default,
-    _constant,
     _first_line,
     _norm,
     _order,
@@ -130,17 +129,12 @@ def varying_axes(configs: pd.DataFrame) -> list[str]:
     return axes or (["model"] if "model" in configs else [])
 
 
-def config_label(row: Any, axes: Sequence[str]) -> str:
-    """'gemma3-270m, nf4, batch 8': the row's values of `axes`, each as the summary titles name it."""
-    parts = [_constant(a, _norm(row[a])) for a in axes if _norm(row.get(a)) is not None]
-    return ", ".join(parts) or "the only configuration"
-
-
 def config_records(configs: pd.DataFrame) -> list[dict[str, Any]]:
     """The configurations as the cheapest answer reads them (and the page's script, as JSON)."""
-    axes = varying_axes(configs)
+    rows = configs.to_dict("records")
+    all_parts = [labels.parts(r) for r in rows]
     out = []
-    for r in configs.to_dict("records"):
+    for r, parts, name in zip(rows, all_parts, labels.names(all_parts, ", "), strict=True):
         kind, label = energy_kind(r.get("energy_sources"))
         given = _norm(r.get("energy"))  # config_stats' summary.energy_label, where it gives one
         if given is not None and given != "-":
@@ -148,11 +142,10 @@ def config_records(configs: pd.DataFrame) -> list[dict[str, Any]]:
             kind = " + ".join(k for k in ("measured", "estimated", "not measured") if k in label) or kind
         out.append({
             "keys": [_s(r.get(k)) for k in FILTER_KEYS],
-            "label": config_label(r, axes),
-            # each axis as a label names it ('' where null or at its default): the answer names a
-            # configuration by the axes that differ among those shown
-            "parts": ["" if _norm(r.get(a)) is None or _at_default(a, r) else _constant(a, _norm(r[a]))
-                      for a in CONFIG_KEYS],
+            "label": name,
+            # each axis as a name shows it ('' where null or at its default): the answer names a
+            # configuration by the axes that differ among those shown (report.labels)
+            "parts": parts,
             "accuracy": _num_or_none(r.get("accuracy")),
             "j_per_request": _num_or_none(r.get("j_per_request")),
             "ok": int(_norm(r.get("ok")) or 0),
@@ -184,16 +177,12 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}×" if b > 0 else "∞×"
 
 
-_NAMING = tuple(CONFIG_KEYS.index(a) for a in ("model", "precision", "hardware"))
-
-
 def _relabel(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records with labels of the axes whose value differs among them (model, precision and
-    hardware where none does); records without parts keep their label."""
-    if not all("parts" in r for r in recs):
+    """The records named by report.labels among themselves; records without parts keep their label."""
+    if not recs or not all("parts" in r for r in recs):
         return recs
-    idx = [i for i in range(len(CONFIG_KEYS)) if len({r["parts"][i] for r in recs}) > 1] or list(_NAMING)
-    return [{**r, "label": ", ".join(r["parts"][i] for i in idx if r["parts"][i]) or r["label"]} for r in recs]
+    return [{**r, "label": name} for r, name in zip(recs, labels.names([r["parts"] for r in recs], ", "),
+                                                     strict=True)]
 
 
 def cheapest_answer(configs: list[dict[str, Any]] | pd.DataFrame) -> str:
@@ -355,7 +344,7 @@ def run_info(data: ReportData) -> list[tuple[str, str]]:
     return lines
 
 
-def _failures(trials: pd.DataFrame) -> str:
+def _failures(trials: pd.DataFrame, intro: bool = True) -> str:
     if trials.empty or "status" not in trials:
         return "<p>No trials.</p>"
     bad = trials[trials["status"] != "ok"].reindex(columns=[*CONFIG_KEYS, "status", "error", "trial_id"])
@@ -364,16 +353,32 @@ def _failures(trials: pd.DataFrame) -> str:
     groups: dict[str, list[Any]] = {}
     for r in bad.to_dict("records"):
         groups.setdefault(_first_line(r["error"], r["status"]), []).append(r)
-    axes = varying_axes(trials.reindex(columns=list(CONFIG_KEYS)))
+    # named among every configuration of the store, as the charts name them
+    keys = trials.reindex(columns=list(CONFIG_KEYS)).astype(object).drop_duplicates().to_dict("records")
+    all_parts = list(dict.fromkeys(tuple(labels.parts(k)) for k in keys))
+    name_of = dict(zip(all_parts, labels.names(all_parts, ", "), strict=True))
     rows = []
     for text, rs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        labels = sorted({config_label(r, axes) for r in rs})
+        names = sorted({name_of[tuple(labels.parts(r))] for r in rs})
         ids = [str(r["trial_id"]) for r in rs[:5]] + (["…"] if len(rs) > 5 else [])
         rows.append(f'<tr><td class="num">{len(rs)}</td><td class="er-error">{_e(text)}</td>'
-                    f"<td>{_e('; '.join(labels))}</td><td><code>{_e(' '.join(ids))}</code></td></tr>")
-    return (f"<p>{len(bad)} of {len(trials)} trials did not complete, by error:</p>"
+                    f"<td>{_e('; '.join(names))}</td><td><code>{_e(' '.join(ids))}</code></td></tr>")
+    lead = (f"{len(bad)} of {len(trials)} trials did not complete, by error:" if intro else
+            "Each error, the configurations it stopped and their trial ids:")
+    return (f"<p>{_e(lead)}</p>"
             '<table class="er-failures"><thead><tr><th>trials</th><th>error (first line)</th>'
             "<th>configurations</th><th>trial ids</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _view_html(v: Any, heading: bool = True) -> str:
+    note = f'<p class="er-note">{_e(v.note)}</p>' if v.note and v.fig is not None else ""
+    if v.fig is None:
+        body = (f'<div class="er-chart er-nodata" id="view-{_e(v.id)}"><p class="er-empty">{_e(v.note or "No data.")}'
+                "</p></div>")
+    else:
+        body = f'<div class="er-chart" id="view-{_e(v.id)}"></div>'
+    title = f"<h3>{_e(v.title)}</h3>" if heading else ""
+    return f'<figure class="er-view">{title}{body}{note}</figure>'
 
 
 def _figure_json(fig: Any) -> Any:
@@ -439,19 +444,19 @@ def write_report(data: ReportData, out: Path, title: str | None = None, views: l
                  "estimate, not a measurement), <span class=\"er-energy er-not-measured\">not measured</span>."
                  "</p><div class=\"er-table-wrap\">")
     parts.append(_summary_table(data.configs, configs) + "</div></section>")
+    # the failures view is drawn in the page's failures section, under its one heading
+    failure_views = [v for v in views if str(v.family).lower() == "failures"]
     parts.append('<section id="views">')
-    for family in _family_order(views):
+    for family in _family_order([v for v in views if v not in failure_views]):
         parts.append(f'<section class="er-family"><h2>{_e(family.capitalize())}</h2>')
-        for v in (v for v in views if str(v.family) == family):
-            note = f'<p class="er-note">{_e(v.note)}</p>' if v.note and v.fig is not None else ""
-            if v.fig is None:
-                body = f'<div class="er-chart er-nodata" id="view-{_e(v.id)}"><p class="er-empty">{_e(v.note or "No data.")}</p></div>'
-            else:
-                body = f'<div class="er-chart" id="view-{_e(v.id)}"></div>'
-            parts.append(f'<figure class="er-view"><h3>{_e(v.title)}</h3>{body}{note}</figure>')
+        parts += [_view_html(v) for v in views if str(v.family) == family]
         parts.append("</section>")
     parts.append("</section>")
-    parts.append(f'<section id="failures"><h2>Failures</h2>{_failures(data.trials)}</section>')
+    drawn = any(v.fig is not None for v in failure_views)
+    # where the view already says there are none (or no trials), its note is the whole section
+    table = "" if failure_views and not drawn else _failures(data.trials, intro=not drawn)
+    parts.append('<section id="failures"><h2>Failures</h2>' + "".join(_view_html(v, heading=False) for v in failure_views)
+                 + table + "</section>")
 
     page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',

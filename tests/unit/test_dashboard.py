@@ -228,6 +228,10 @@ CASES = {
     "none": [],
     # the page's records, filtered to m-big: named by the one axis left that differs (precision)
     "filtered records": [r for r in config_records(data_of(ROWS).configs) if r["keys"][2] == "m-big"],
+    # two that read the same by the axes that differ (a null weights beside real): told apart
+    "told apart": config_records(data_of([row(0, accuracy=0.61, j_per_request=1.0),
+                                          row(1, weights=None, accuracy=0.6, j_per_request=0.5),
+                                          row(2, precision="nf4", accuracy=0.3, j_per_request=0.2)]).configs),
 }
 
 
@@ -337,3 +341,30 @@ def test_config_records_carry_filter_keys_in_order():
     assert [r["keys"] for r in recs][2] == ["s", "cpu", "m-small", "bf16", "transformers", "qa"]
     assert recs[2]["energy_kind"] == "estimated" and recs[3]["ok"] == 0 and recs[3]["failed"] == 1
     assert set(CONFIG_KEYS) >= set(FILTER_KEYS)
+
+
+def test_configurations_read_the_same_in_the_answer_the_charts_and_the_failures():
+    """report.labels names them everywhere: nulls and defaults left out, the axes that differ shown."""
+    text = cheapest_answer(CASES["told apart"])
+    assert "(weights real, bf16)" in text and "bf16 (60 %)" in text and " - " not in text
+    recs = config_records(data_of(ROWS).configs)
+    assert [r["label"] for r in recs] == ["m-big, bf16, h100", "m-big, nf4, h100", "m-small, bf16, cpu",
+                                          "m-small, nf4, h100"]
+
+
+def test_the_failures_chart_is_in_the_failures_section_under_one_heading(tmp_path):
+    pytest.importorskip("plotly")
+    from energyray.report.views import build_views
+
+    data = data_of(ROWS)
+    text = write_report(data, tmp_path / "r.html", views=build_views(data)).read_text()
+    assert text.count("<h2>Failures</h2>") == 1
+    section = text[text.index('<section id="failures">'):]
+    assert section.index('id="view-failures"') < section.index('<table class="er-failures">')
+    assert "m-small, nf4, h100" in section and "1 of 5 trials did not complete" in section
+    # none failed: the view's note is the section
+    calm = data_of(ROWS[:3])
+    text = write_report(calm, tmp_path / "c.html", views=build_views(calm)).read_text()
+    section = text[text.index('<section id="failures">'):]
+    assert "no failed trials: all 3 trials completed" in section and "er-failures" not in section
+    assert text.count("<h2>Failures</h2>") == 1
