@@ -41,6 +41,8 @@ FILTER_KEYS: tuple[str, ...] = ("sweep", "hardware", "model", "precision", "back
 METRICS: tuple[tuple[str, str], ...] = (
     ("j_per_token", "J/token"), ("j_per_request", "J/request"), ("tokens_per_s", "tokens/s"),
     ("ttft_s", "TTFT (s)"), ("accuracy", "accuracy"), ("co2_g_per_request", "gCO2e/request"))
+# counts config_stats also reads: accuracy pooled over a configuration's trials, with its Wilson interval
+COUNTS: tuple[str, ...] = ("correct_requests", "scored_requests")
 # accuracy within this many points (fraction) of the best counts as the same quality
 QUALITY_TOLERANCE = 0.02
 # representative trials whose power series the page plots: one per configuration, at most this many
@@ -69,7 +71,7 @@ def load_report_data(store: str | Path, sweeps: Sequence[str] | None = None, ext
 
     q = StoreQuery(store, sweeps)
     trials = q.trials()
-    configs = q.config_stats([m for m, _ in METRICS])
+    configs = q.config_stats([*(m for m, _ in METRICS), *COUNTS])
     ids = representative_trials(trials)
     series = q.samples(ids) if ids else pd.DataFrame()
     categories = q.responses_by_category()
@@ -146,13 +148,38 @@ def config_records(configs: pd.DataFrame) -> list[dict[str, Any]]:
             # each axis as a name shows it ('' where null or at its default): the answer names a
             # configuration by the axes that differ among those shown (report.labels)
             "parts": parts,
-            "accuracy": _num_or_none(r.get("accuracy")),
+            "accuracy": pooled[0] if (pooled := pooled_accuracy(r)) else _num_or_none(r.get("accuracy")),
             "j_per_request": _num_or_none(r.get("j_per_request")),
             "ok": int(_norm(r.get("ok")) or 0),
             "failed": int(_norm(r.get("failed")) or 0),
             "energy": label, "energy_kind": kind,
         })
     return out
+
+
+def wilson(correct: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95 % at z 1.96) of a share `correct` / `n`: always within 0..1
+    (a t interval over a few trials' accuracies runs past 1); (NaN, NaN) where n is 0."""
+    if not n > 0:
+        return (math.nan, math.nan)
+    p = correct / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pooled_accuracy(r: Any) -> tuple[float, float, float, int, int] | None:
+    """(accuracy, low, high, correct, scored) of a config_stats row: correct / scored requests over
+    its ok trials and the Wilson 95 % interval; None where the row lacks the counts."""
+    got = [_norm(r.get(c + s)) for c in COUNTS for s in ("", "_n")]
+    if any(v is None for v in got):
+        return None
+    k, n = round(got[0] * got[1]), round(got[2] * got[3])  # mean x count: the sums
+    if n <= 0:
+        return None
+    lo, hi = wilson(k, n)
+    return k / n, lo, hi, k, n
 
 
 def _num_or_none(v: Any) -> float | None:
@@ -250,6 +277,13 @@ def _json_script(id_: str, obj: Any) -> str:
 def _cell(r: Any, metric: str) -> tuple[str, str, str]:
     """(text, title, sort value) of one metric cell: 'mean ± ci95', the title with n and std."""
     mean, std, ci, n = (_norm(r.get(metric + s)) for s in ("", "_std", "_ci95", "_n"))
+    pooled = pooled_accuracy(r) if metric == "accuracy" else None
+    if pooled:
+        acc, lo, hi, k, scored = pooled
+        trials = f" over {n} trials" if n is not None else ""
+        return (f"{100 * acc:.1f} % ({fmt(100 * lo, 2)}–{fmt(100 * hi, 2)} %)",
+                f"{k} of {scored} scored requests correct{trials}; Wilson 95 % interval "
+                f"{fmt(100 * lo, 2)}–{fmt(100 * hi, 2)} %", repr(float(acc)))
     if mean is None:
         return "–", "no value", ""
     pct = metric == "accuracy"
@@ -439,7 +473,8 @@ def write_report(data: ReportData, out: Path, title: str | None = None, views: l
                  f"{_e(cheapest_answer(configs))}</p></section>")
     parts.append('<section id="summary"><h2>Per configuration</h2><p class="er-hint">Each figure: mean ± half '
                  "width of its 95 % confidence interval (t) over the configuration's ok trials; hover a cell for n "
-                 "and the standard deviation. Energy: <span class=\"er-energy er-measured\">measured</span> "
+                 "and the standard deviation. Accuracy: correct / scored requests pooled over the trials, with its Wilson "
+                 "95 % interval (within 0–100 %). Energy: <span class=\"er-energy er-measured\">measured</span> "
                  "(read from a device), <span class=\"er-energy er-estimated\">estimated</span> (a model's "
                  "estimate, not a measurement), <span class=\"er-energy er-not-measured\">not measured</span>."
                  "</p><div class=\"er-table-wrap\">")

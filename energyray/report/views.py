@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from energyray.report.dashboard import wilson
 from energyray.report.labels import config_names, full_name
 from energyray.report.summary import (
     CONFIG_KEYS,
@@ -961,17 +962,6 @@ def v_pareto_time_energy(t: Trials, ext: pd.DataFrame) -> View:
             f"latency deadline or an energy budget to hide what misses it. Energy: {_energy_words(ok)} over "
             f"{ENERGY_COVERS}.")
     return View(vid, title, fam, fig, note)
-
-
-def wilson(correct: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval (95 % at z 1.96) of a share `correct` / `n`: always within 0..1."""
-    if not n > 0:
-        return (math.nan, math.nan)
-    p = correct / n
-    d = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / d
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _pooled_accuracy(t: Trials, ok: pd.DataFrame) -> pd.DataFrame:

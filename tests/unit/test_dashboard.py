@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from energyray.report.dashboard import (
+    COUNTS,
     FILTER_KEYS,
     METRICS,
     ReportData,
@@ -55,7 +56,7 @@ def stats(trials: pd.DataFrame) -> pd.DataFrame:
                              "energy_sources": ", ".join(sorted({f"{s} ({c})" for s, c in
                                                                  zip(good["energy_source"], good["energy_scope"],
                                                                      strict=True) if isinstance(s, str)}))}
-        for m, _ in METRICS:
+        for m in [*(m for m, _ in METRICS), *COUNTS]:
             v = pd.to_numeric(good[m], errors="coerce").dropna() if m in good else pd.Series(dtype=float)
             n = len(v)
             r[m] = v.mean() if n else math.nan
@@ -368,3 +369,18 @@ def test_the_failures_chart_is_in_the_failures_section_under_one_heading(tmp_pat
     section = text[text.index('<section id="failures">'):]
     assert "no failed trials: all 3 trials completed" in section and "er-failures" not in section
     assert text.count("<h2>Failures</h2>") == 1
+
+
+def test_accuracy_in_the_table_is_pooled_with_a_wilson_interval(tmp_path):
+    """Two trials of 2 scored requests each, 3 correct: 75 %, an interval inside 0-100 % (a t interval
+    over the trials' 100 % and 50 % would run past 100 %)."""
+    pytest.importorskip("plotly")
+    rows = [row(0, accuracy=1.0, scored_requests=2, correct_requests=2),
+            row(1, accuracy=0.5, scored_requests=2, correct_requests=1, repeat=1)]
+    data = data_of(rows)
+    text = write_report(data, tmp_path / "r.html", views=[]).read_text()
+    body = text[text.index('<table id="summary-table">'):]
+    cell = re.search(r'<td class="num" title="([^"]*)"[^>]*>(75.0 %[^<]*)</td>', body)
+    assert cell, body[:2000]
+    assert cell.group(2) == "75.0 % (30–95 %)" and "3 of 4 scored requests correct over 2 trials" in cell.group(1)
+    assert config_records(data.configs)[0]["accuracy"] == 0.75

@@ -402,7 +402,7 @@ def test_chart_names_are_short_and_hover_text_has_the_whole_key():
 
 
 def test_accuracy_intervals_are_wilson_within_0_and_1():
-    from energyray.report.views import wilson
+    from energyray.report.dashboard import wilson
 
     lo, hi = wilson(7, 8)
     assert 0 < lo < 7 / 8 < hi < 1 and (lo, hi) == pytest.approx((0.529, 0.978), abs=1e-3)
