@@ -865,7 +865,7 @@ def v_accuracy_per_category(t: Trials, categories: pd.DataFrame) -> View:
                              meta={"key": c.filter_key, "kind": MEASURED}, customdata=_sig(g["n"]),
                              hovertemplate=f"{c.full}<br>%{{x}}: %{{y}} (%{{customdata}} requests)<extra></extra>"))
     fig = _layout(_figure(traces), "Category", "Accuracy (share of scored requests correct)", barmode="group")
-    fig.update_xaxes(type="category", tickangle=-30, automargin=True)
+    fig.update_xaxes(type="category", tickangle=-30 if len(cats) > 6 else 0, automargin=True)
     note = ("Accuracy per item category (correct / scored requests) for each configuration: where a small "
             "model is enough and where a large one earns its energy. Unscored requests are left out.")
     return View(vid, title, fam, fig, note)
@@ -1161,7 +1161,8 @@ def v_failures(t: Trials, ext: pd.DataFrame) -> View:
             y=list(g.index.get_level_values(1)), x=list(map(int, g.to_numpy())), orientation="h", name=c.label,
             marker_color=c.color, meta={"key": c.filter_key, "kind": MEASURED},
             hovertemplate=f"{c.full}<br>%{{y}}: %{{x}} trial(s)<extra></extra>"))
-    fig = _layout(_figure(traces), "Failed trials", "", barmode="stack")
+    # the legend names the configurations even where one is drawn (plotly hides a one-trace legend)
+    fig = _layout(_figure(traces), "Failed trials", "", barmode="stack", showlegend=True)
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=order[::-1], automargin=True)
     most = int(text.value_counts().max())
     fig.update_xaxes(rangemode="tozero", tickformat="d", **({"dtick": 1} if most <= 10 else {}))  # whole trials
