@@ -25,12 +25,11 @@ from typing import Any
 import pandas as pd
 
 from energyray import __version__
+from energyray.report import labels
 from energyray.report.summary import (
     _HEADERS,
     CONFIG_KEYS,
     MEASURED_SOURCES,
-    _at_default,
-    _constant,
     _first_line,
     _norm,
     _order,
@@ -42,6 +41,8 @@ FILTER_KEYS: tuple[str, ...] = ("sweep", "hardware", "model", "precision", "back
 METRICS: tuple[tuple[str, str], ...] = (
     ("j_per_token", "J/token"), ("j_per_request", "J/request"), ("tokens_per_s", "tokens/s"),
     ("ttft_s", "TTFT (s)"), ("accuracy", "accuracy"), ("co2_g_per_request", "gCO2e/request"))
+# counts config_stats also reads: accuracy pooled over a configuration's trials, with its Wilson interval
+COUNTS: tuple[str, ...] = ("correct_requests", "scored_requests")
 # accuracy within this many points (fraction) of the best counts as the same quality
 QUALITY_TOLERANCE = 0.02
 # representative trials whose power series the page plots: one per configuration, at most this many
@@ -70,7 +71,7 @@ def load_report_data(store: str | Path, sweeps: Sequence[str] | None = None, ext
 
     q = StoreQuery(store, sweeps)
     trials = q.trials()
-    configs = q.config_stats([m for m, _ in METRICS])
+    configs = q.config_stats([*(m for m, _ in METRICS), *COUNTS])
     ids = representative_trials(trials)
     series = q.samples(ids) if ids else pd.DataFrame()
     categories = q.responses_by_category()
@@ -130,17 +131,12 @@ def varying_axes(configs: pd.DataFrame) -> list[str]:
     return axes or (["model"] if "model" in configs else [])
 
 
-def config_label(row: Any, axes: Sequence[str]) -> str:
-    """'gemma3-270m, nf4, batch 8': the row's values of `axes`, each as the summary titles name it."""
-    parts = [_constant(a, _norm(row[a])) for a in axes if _norm(row.get(a)) is not None]
-    return ", ".join(parts) or "the only configuration"
-
-
 def config_records(configs: pd.DataFrame) -> list[dict[str, Any]]:
     """The configurations as the cheapest answer reads them (and the page's script, as JSON)."""
-    axes = varying_axes(configs)
+    rows = configs.to_dict("records")
+    all_parts = [labels.parts(r) for r in rows]
     out = []
-    for r in configs.to_dict("records"):
+    for r, parts, name in zip(rows, all_parts, labels.names(all_parts, ", "), strict=True):
         kind, label = energy_kind(r.get("energy_sources"))
         given = _norm(r.get("energy"))  # config_stats' summary.energy_label, where it gives one
         if given is not None and given != "-":
@@ -148,18 +144,42 @@ def config_records(configs: pd.DataFrame) -> list[dict[str, Any]]:
             kind = " + ".join(k for k in ("measured", "estimated", "not measured") if k in label) or kind
         out.append({
             "keys": [_s(r.get(k)) for k in FILTER_KEYS],
-            "label": config_label(r, axes),
-            # each axis as a label names it ('' where null or at its default): the answer names a
-            # configuration by the axes that differ among those shown
-            "parts": ["" if _norm(r.get(a)) is None or _at_default(a, r) else _constant(a, _norm(r[a]))
-                      for a in CONFIG_KEYS],
-            "accuracy": _num_or_none(r.get("accuracy")),
+            "label": name,
+            # each axis as a name shows it ('' where null or at its default): the answer names a
+            # configuration by the axes that differ among those shown (report.labels)
+            "parts": parts,
+            "accuracy": pooled[0] if (pooled := pooled_accuracy(r)) else _num_or_none(r.get("accuracy")),
             "j_per_request": _num_or_none(r.get("j_per_request")),
             "ok": int(_norm(r.get("ok")) or 0),
             "failed": int(_norm(r.get("failed")) or 0),
             "energy": label, "energy_kind": kind,
         })
     return out
+
+
+def wilson(correct: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95 % at z 1.96) of a share `correct` / `n`: always within 0..1
+    (a t interval over a few trials' accuracies runs past 1); (NaN, NaN) where n is 0."""
+    if not n > 0:
+        return (math.nan, math.nan)
+    p = correct / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pooled_accuracy(r: Any) -> tuple[float, float, float, int, int] | None:
+    """(accuracy, low, high, correct, scored) of a config_stats row: correct / scored requests over
+    its ok trials and the Wilson 95 % interval; None where the row lacks the counts."""
+    got = [_norm(r.get(c + s)) for c in COUNTS for s in ("", "_n")]
+    if any(v is None for v in got):
+        return None
+    k, n = round(got[0] * got[1]), round(got[2] * got[3])  # mean x count: the sums
+    if n <= 0:
+        return None
+    lo, hi = wilson(k, n)
+    return k / n, lo, hi, k, n
 
 
 def _num_or_none(v: Any) -> float | None:
@@ -184,16 +204,12 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}×" if b > 0 else "∞×"
 
 
-_NAMING = tuple(CONFIG_KEYS.index(a) for a in ("model", "precision", "hardware"))
-
-
 def _relabel(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records with labels of the axes whose value differs among them (model, precision and
-    hardware where none does); records without parts keep their label."""
-    if not all("parts" in r for r in recs):
+    """The records named by report.labels among themselves; records without parts keep their label."""
+    if not recs or not all("parts" in r for r in recs):
         return recs
-    idx = [i for i in range(len(CONFIG_KEYS)) if len({r["parts"][i] for r in recs}) > 1] or list(_NAMING)
-    return [{**r, "label": ", ".join(r["parts"][i] for i in idx if r["parts"][i]) or r["label"]} for r in recs]
+    return [{**r, "label": name} for r, name in zip(recs, labels.names([r["parts"] for r in recs], ", "),
+                                                     strict=True)]
 
 
 def cheapest_answer(configs: list[dict[str, Any]] | pd.DataFrame) -> str:
@@ -261,6 +277,13 @@ def _json_script(id_: str, obj: Any) -> str:
 def _cell(r: Any, metric: str) -> tuple[str, str, str]:
     """(text, title, sort value) of one metric cell: 'mean ± ci95', the title with n and std."""
     mean, std, ci, n = (_norm(r.get(metric + s)) for s in ("", "_std", "_ci95", "_n"))
+    pooled = pooled_accuracy(r) if metric == "accuracy" else None
+    if pooled:
+        acc, lo, hi, k, scored = pooled
+        trials = f" over {n} trials" if n is not None else ""
+        return (f"{100 * acc:.1f} % ({fmt(100 * lo, 2)}–{fmt(100 * hi, 2)} %)",
+                f"{k} of {scored} scored requests correct{trials}; Wilson 95 % interval "
+                f"{fmt(100 * lo, 2)}–{fmt(100 * hi, 2)} %", repr(float(acc)))
     if mean is None:
         return "–", "no value", ""
     pct = metric == "accuracy"
@@ -355,7 +378,7 @@ def run_info(data: ReportData) -> list[tuple[str, str]]:
     return lines
 
 
-def _failures(trials: pd.DataFrame) -> str:
+def _failures(trials: pd.DataFrame, intro: bool = True) -> str:
     if trials.empty or "status" not in trials:
         return "<p>No trials.</p>"
     bad = trials[trials["status"] != "ok"].reindex(columns=[*CONFIG_KEYS, "status", "error", "trial_id"])
@@ -364,16 +387,32 @@ def _failures(trials: pd.DataFrame) -> str:
     groups: dict[str, list[Any]] = {}
     for r in bad.to_dict("records"):
         groups.setdefault(_first_line(r["error"], r["status"]), []).append(r)
-    axes = varying_axes(trials.reindex(columns=list(CONFIG_KEYS)))
+    # named among every configuration of the store, as the charts name them
+    keys = trials.reindex(columns=list(CONFIG_KEYS)).astype(object).drop_duplicates().to_dict("records")
+    all_parts = list(dict.fromkeys(tuple(labels.parts(k)) for k in keys))
+    name_of = dict(zip(all_parts, labels.names(all_parts, ", "), strict=True))
     rows = []
     for text, rs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        labels = sorted({config_label(r, axes) for r in rs})
+        names = sorted({name_of[tuple(labels.parts(r))] for r in rs})
         ids = [str(r["trial_id"]) for r in rs[:5]] + (["…"] if len(rs) > 5 else [])
         rows.append(f'<tr><td class="num">{len(rs)}</td><td class="er-error">{_e(text)}</td>'
-                    f"<td>{_e('; '.join(labels))}</td><td><code>{_e(' '.join(ids))}</code></td></tr>")
-    return (f"<p>{len(bad)} of {len(trials)} trials did not complete, by error:</p>"
+                    f"<td>{_e('; '.join(names))}</td><td><code>{_e(' '.join(ids))}</code></td></tr>")
+    lead = (f"{len(bad)} of {len(trials)} trials did not complete, by error:" if intro else
+            "Each error, the configurations it stopped and their trial ids:")
+    return (f"<p>{_e(lead)}</p>"
             '<table class="er-failures"><thead><tr><th>trials</th><th>error (first line)</th>'
             "<th>configurations</th><th>trial ids</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _view_html(v: Any, heading: bool = True) -> str:
+    note = f'<p class="er-note">{_e(v.note)}</p>' if v.note and v.fig is not None else ""
+    if v.fig is None:
+        body = (f'<div class="er-chart er-nodata" id="view-{_e(v.id)}"><p class="er-empty">{_e(v.note or "No data.")}'
+                "</p></div>")
+    else:
+        body = f'<div class="er-chart" id="view-{_e(v.id)}"></div>'
+    title = f"<h3>{_e(v.title)}</h3>" if heading else ""
+    return f'<figure class="er-view">{title}{body}{note}</figure>'
 
 
 def _figure_json(fig: Any) -> Any:
@@ -434,24 +473,25 @@ def write_report(data: ReportData, out: Path, title: str | None = None, views: l
                  f"{_e(cheapest_answer(configs))}</p></section>")
     parts.append('<section id="summary"><h2>Per configuration</h2><p class="er-hint">Each figure: mean ± half '
                  "width of its 95 % confidence interval (t) over the configuration's ok trials; hover a cell for n "
-                 "and the standard deviation. Energy: <span class=\"er-energy er-measured\">measured</span> "
+                 "and the standard deviation. Accuracy: correct / scored requests pooled over the trials, with its Wilson "
+                 "95 % interval (within 0–100 %). Energy: <span class=\"er-energy er-measured\">measured</span> "
                  "(read from a device), <span class=\"er-energy er-estimated\">estimated</span> (a model's "
                  "estimate, not a measurement), <span class=\"er-energy er-not-measured\">not measured</span>."
                  "</p><div class=\"er-table-wrap\">")
     parts.append(_summary_table(data.configs, configs) + "</div></section>")
+    # the failures view is drawn in the page's failures section, under its one heading
+    failure_views = [v for v in views if str(v.family).lower() == "failures"]
     parts.append('<section id="views">')
-    for family in _family_order(views):
+    for family in _family_order([v for v in views if v not in failure_views]):
         parts.append(f'<section class="er-family"><h2>{_e(family.capitalize())}</h2>')
-        for v in (v for v in views if str(v.family) == family):
-            note = f'<p class="er-note">{_e(v.note)}</p>' if v.note and v.fig is not None else ""
-            if v.fig is None:
-                body = f'<div class="er-chart er-nodata" id="view-{_e(v.id)}"><p class="er-empty">{_e(v.note or "No data.")}</p></div>'
-            else:
-                body = f'<div class="er-chart" id="view-{_e(v.id)}"></div>'
-            parts.append(f'<figure class="er-view"><h3>{_e(v.title)}</h3>{body}{note}</figure>')
+        parts += [_view_html(v) for v in views if str(v.family) == family]
         parts.append("</section>")
     parts.append("</section>")
-    parts.append(f'<section id="failures"><h2>Failures</h2>{_failures(data.trials)}</section>')
+    drawn = any(v.fig is not None for v in failure_views)
+    # where the view already says there are none (or no trials), its note is the whole section
+    table = "" if failure_views and not drawn else _failures(data.trials, intro=not drawn)
+    parts.append('<section id="failures"><h2>Failures</h2>' + "".join(_view_html(v, heading=False) for v in failure_views)
+                 + table + "</section>")
 
     page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',

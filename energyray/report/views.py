@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from energyray.report.dashboard import wilson
+from energyray.report.labels import config_names, full_name
 from energyray.report.summary import (
     CONFIG_KEYS,
     MEASURED_SOURCES,
-    _constant,
     _first_line,
     _norm,
     _order,
@@ -181,7 +182,7 @@ def _figure(traces: list[Any]) -> go.Figure:
 def _layout(fig: go.Figure, x: str, y: str, **kw: Any) -> go.Figure:
     # plain nested dicts only: an unchecked figure does not expand "xaxis_title"-style names
     fig.update_layout(height=HEIGHT, margin={"l": 60, "r": 20, "t": 30, "b": 60}, xaxis={"title": {"text": x}},
-                      yaxis={"title": {"text": y}}, legend={"font": {"size": 10}}, hovermode="closest", **kw)
+                      yaxis={"title": {"text": y}}, legend={"font": {"size": 10}, "tracegroupgap": 0}, hovermode="closest", **kw)
     return fig
 
 
@@ -195,8 +196,13 @@ def _scatter_cls(points: int) -> type:
 class Config:
     index: int
     key: dict[str, Any]
-    label: str
+    label: str  # report.labels' short name: the axes that differ among the configurations
     color: str
+    full: str = ""  # the whole key, for hover text
+
+    @property
+    def group(self) -> str:
+        return f"cfg{self.index}"
 
     @property
     def filter_key(self) -> list[str]:
@@ -299,22 +305,10 @@ def _configs(df: pd.DataFrame) -> tuple[np.ndarray, list[Config]]:
     rank = np.empty(len(keys), dtype=np.int64)
     rank[order] = np.arange(len(keys))
     sorted_keys = [dict(zip(CONFIG_KEYS, keys[i], strict=True)) for i in order]
-    varying = [k for k in CONFIG_KEYS if len({key[k] for key in sorted_keys}) > 1] or ["model"]
     colors = _palette(len(sorted_keys))
-    configs = [Config(i, key, _label(key, varying), colors[i]) for i, key in enumerate(sorted_keys)]
+    configs = [Config(i, key, name, colors[i], full_name(key))
+               for i, (key, name) in enumerate(zip(sorted_keys, config_names(sorted_keys), strict=True))]
     return rank[np.asarray(inverse).reshape(-1)], configs
-
-
-def _label(key: dict[str, Any], axes: Sequence[str]) -> str:
-    """'mistral-7b · nf4 · batch 8 · task qa': the axes that vary, named where a bare value is unclear
-    (requests left out where they are one batch)."""
-    parts = []
-    for k in axes:
-        v = key.get(k)
-        if k == "requests" and v == key.get("batch_size"):
-            continue
-        parts.append(_constant(k, "-" if v is None else v))
-    return " · ".join(parts) or _value(key.get("model"))
 
 
 def _energy_words(df: pd.DataFrame) -> str:
@@ -334,7 +328,7 @@ def _energy_words(df: pd.DataFrame) -> str:
         if kind == ESTIMATED and sel["flops"].any():
             what = ", ".join([*scopes, "an API model's FLOPs estimate"])
         if kind == ESTIMATED and (sel["src"] == "estimated").any():
-            what += " (CodeCarbon's model of load, not a reading)"
+            what += ": CodeCarbon's model of load, not a reading"
         parts.append(f"{kind} ({what})" if what else kind)
     return " and ".join(parts) or "not measured"
 
@@ -353,7 +347,7 @@ def _cap_note(capped: bool, df: pd.DataFrame, total: int) -> str:
 def _point_traces(t: Trials, df: pd.DataFrame, x: pd.Series, y: pd.Series, hover: str,
                   error_x: pd.Series | None = None, error_y: pd.Series | None = None,
                   per_point_keys: bool = False, kinds: pd.Series | None = None,
-                  mode: str = "markers") -> list[Any]:
+                  mode: str = "markers", error_y_minus: pd.Series | None = None) -> list[Any]:
     """One trace per (configuration, kind), coloured by configuration, filled or hollow by kind."""
     kinds = df["_kind"] if kinds is None else kinds
     keep = x.notna() & y.notna() & kinds.notna()
@@ -361,7 +355,8 @@ def _point_traces(t: Trials, df: pd.DataFrame, x: pd.Series, y: pd.Series, hover
     traces = []
     sub = pd.DataFrame({"cfg": df["_cfg"], "kind": kinds, "x": x, "y": y,
                         "ex": error_x if error_x is not None else np.nan,
-                        "ey": error_y if error_y is not None else np.nan})[keep]
+                        "ey": error_y if error_y is not None else np.nan,
+                        "eym": error_y_minus if error_y_minus is not None else np.nan})[keep]
     for (cfg, kind), g in sub.groupby(["cfg", "kind"], sort=True):
         c = t.configs[int(cfg)]
         meta: dict[str, Any] = {"kind": kind}
@@ -374,13 +369,15 @@ def _point_traces(t: Trials, df: pd.DataFrame, x: pd.Series, y: pd.Series, hover
             kw["error_x"] = {"type": "data", "array": _sig(g["ex"]), "thickness": 1, "width": 2}
         if error_y is not None and g["ey"].notna().any():
             kw["error_y"] = {"type": "data", "array": _sig(g["ey"]), "thickness": 1, "width": 2}
+            if error_y_minus is not None:  # an asymmetric interval (Wilson's)
+                kw["error_y"].update(symmetric=False, arrayminus=_sig(g["eym"]))
         traces.append(cls(
             _validate=VALIDATE,
             x=_sig(g["x"]), y=_sig(g["y"]), mode=mode, name=c.label + ("" if kind == MEASURED else f" ({kind})"),
-            legendgroup=c.label, meta=meta,
+            legendgroup=c.group, meta=meta,
             marker={"color": c.color, "symbol": SYMBOL[kind], "size": 8 if len(g) < 50 else 6,
                     "line": {"color": c.color, "width": 1.5}},
-            hovertemplate=f"{c.label} ({kind})<br>{hover}<extra></extra>", **kw))
+            hovertemplate=f"{c.full} ({kind})<br>{hover}<extra></extra>", **kw))
     return traces
 
 
@@ -646,27 +643,58 @@ def v_power_by_phase(t: Trials, series: pd.DataFrame) -> View:
         return _empty(vid, title, fam, NO_TRIALS if t.df.empty else NO_SERIES)
     phases = sorted({str(p) for p in s["phase"].dropna()}, key=_phase_rank)
     sym = {p: PHASE_SYMBOLS[i % len(PHASE_SYMBOLS)] for i, p in enumerate(phases)}
-    traces = []
+    traces: list[Any] = []
+    seen: set[int] = set()
+    walls = 0
     for (cfg, _tid, src), g in s.groupby(["_cfg", "trial_id", "source"], sort=False):
+        g = g[_num(g, "power_w").notna()]  # a sampler without power (CodeCarbon) draws nothing
+        if g.empty:
+            continue
         c = t.configs[int(cfg)]
         kind = _series_kind(src)
+        wall = _is_wall(src)
+        walls += wall
+        what = "wall (PDU)" if wall else str(src)
         ph = [str(p) if _norm(p) is not None else "-" for p in g["phase"]]
         symbols = [sym.get(p, "circle") + ("-open" if kind == ESTIMATED else "") for p in ph]
         traces.append(go.Scatter(_validate=VALIDATE,
-            x=_sig(g["t_s"]), y=_sig(g["power_w"]), mode="lines+markers", name=f"{c.label} · {src}",
-            legendgroup=c.label, text=ph, meta={"key": c.filter_key, "kind": kind},
-            line={"color": c.color, "dash": DASH[kind], "width": 1.5},
+            x=_sig(g["t_s"]), y=_sig(g["power_w"]), mode="lines+markers", name=_series_name(c, kind),
+            showlegend=_first_of(c, seen), legendgroup=c.group, text=ph, meta={"key": c.filter_key, "kind": kind},
+            line={"color": c.color, "dash": DASH[kind], "width": 4 if wall else 1.5}, opacity=0.5 if wall else 1.0,
             marker={"symbol": symbols, "size": 5, "color": c.color},
-            hovertemplate=f"{c.label} · {src} ({kind})<br>%{{x}} s: %{{y}} W<br>phase %{{text}}<extra></extra>"))
+            hovertemplate=f"{c.full} · {what} ({kind})<br>%{{x}} s: %{{y}} W<br>phase %{{text}}<extra></extra>"))
+    if not traces:
+        return _empty(vid, title, fam, NO_SERIES)
+    traces += _wall_legend(walls)
     for p in phases:  # a legend of the phase markers
         traces.append(go.Scatter(_validate=VALIDATE, x=[None], y=[None], mode="markers", name=f"phase: {p}", meta={"role": "legend"},
                                  marker={"symbol": sym[p], "color": "#555555", "size": 7}, hoverinfo="skip"))
     fig = _layout(_figure(traces), "Time since the trial's first sample (s)", "Power (W)")
     note = ("Power of each sampled device over the trial's life (idle baseline, model load, warmup, prefill, decode, "
             "response, unload), the marker showing the phase; the mean power in each bucket. A wall (PDU) series "
-            "is the whole node; codecarbon series are CodeCarbon's estimate (dashed), not readings."
-            + _series_note(s))
+            "(thick, pale) is the whole node; CodeCarbon's samples hold no power (its energy is an estimate per "
+            "trial) and are not drawn." + _series_note(s))
     return View(vid, title, fam, fig, note)
+
+
+def _first_of(c: Config, seen: set[int]) -> bool:
+    """True the first time a configuration comes: one legend entry for all its series."""
+    first = c.index not in seen
+    seen.add(c.index)
+    return first
+
+
+def _series_name(c: Config, kind: str) -> str:
+    return c.label + ("" if kind == MEASURED else f" ({kind})")
+
+
+def _wall_legend(walls: int) -> list[Any]:
+    """Legend entries saying which line is the device and which the wall, where walls are drawn."""
+    if not walls:
+        return []
+    return [go.Scatter(_validate=VALIDATE, x=[None], y=[None], mode="lines", name=name, meta={"role": "legend"},
+                       line={"color": "#777777", "width": width}, opacity=opacity, hoverinfo="skip")
+            for name, width, opacity in (("thin: the device", 1.5, 1.0), ("thick, pale: the wall (PDU)", 4, 0.5))]
 
 
 def v_cumulative_energy(t: Trials, series: pd.DataFrame) -> View:
@@ -674,23 +702,26 @@ def v_cumulative_energy(t: Trials, series: pd.DataFrame) -> View:
     s = _series(t, series)
     if s.empty or _num(s, "energy_j").isna().all():
         return _empty(vid, title, fam, NO_TRIALS if t.df.empty else NO_SERIES)
-    traces = []
+    traces: list[Any] = []
+    seen: set[int] = set()
     walls = 0
     for (cfg, _tid, src), g in s.groupby(["_cfg", "trial_id", "source"], sort=False):
         c = t.configs[int(cfg)]
         kind = _series_kind(src)
-        e = _num(g, "energy_j")
-        if e.isna().all():
+        g = g[_num(g, "energy_j").notna()]
+        if g.empty:
             continue
+        e = _num(g, "energy_j")
         wall = _is_wall(src)
         walls += wall
         what = "wall (PDU)" if wall else str(src)
         traces.append(go.Scatter(_validate=VALIDATE,
-            x=_sig(g["t_s"]), y=_sig(e - e.dropna().iloc[0]), mode="lines", name=f"{c.label} · {what}",
-            legendgroup=c.label, meta={"key": c.filter_key, "kind": kind},
+            x=_sig(g["t_s"]), y=_sig(e - e.iloc[0]), mode="lines", name=_series_name(c, kind),
+            showlegend=_first_of(c, seen), legendgroup=c.group, meta={"key": c.filter_key, "kind": kind},
             line={"color": c.color, "dash": DASH[kind], "width": 4 if wall else 1.5},
             opacity=0.55 if wall else 1.0,
-            hovertemplate=f"{c.label} · {what} ({kind})<br>%{{x}} s: %{{y}} J<extra></extra>"))
+            hovertemplate=f"{c.full} · {what} ({kind})<br>%{{x}} s: %{{y}} J<extra></extra>"))
+    traces += _wall_legend(walls)
     if not traces:
         return _empty(vid, title, fam, NO_SERIES)
     fig = _layout(_figure(traces), "Time since the trial's first sample (s)", "Energy since the first sample (J)")
@@ -710,15 +741,18 @@ def v_temperature(t: Trials, series: pd.DataFrame) -> View:
                       "no temperature in the samples: the sampler reads none (NVML on a GPU does; CodeCarbon and "
                       "RAPL do not)")
     traces = []
+    seen: set[int] = set()
     for (cfg, _tid, src), g in s.groupby(["_cfg", "trial_id", "source"], sort=False):
-        temp = _num(g, "temperature_c")
-        if temp.isna().all():
+        g = g[_num(g, "temperature_c").notna()]
+        if g.empty:
             continue
+        temp = _num(g, "temperature_c")
         c = t.configs[int(cfg)]
         traces.append(go.Scatter(_validate=VALIDATE,
-            x=_sig(g["t_s"]), y=_sig(temp), mode="lines", name=f"{c.label} · {src}", legendgroup=c.label,
+            x=_sig(g["t_s"]), y=_sig(temp), mode="lines", name=c.label, legendgroup=c.group,
+            showlegend=_first_of(c, seen),
             meta={"key": c.filter_key, "kind": MEASURED}, line={"color": c.color, "width": 1.5},
-            hovertemplate=f"{c.label} · {src}<br>%{{x}} s: %{{y}} °C<extra></extra>"))
+            hovertemplate=f"{c.full} · {src}<br>%{{x}} s: %{{y}} °C<extra></extra>"))
     fig = _layout(_figure(traces), "Time since the trial's first sample (s)", "Device temperature (°C)")
     note = ("The device's temperature over each trial's life as its sampler read it; heat carries over between "
             "trials (temperature_start_c records it at each start)." + _series_note(s))
@@ -746,7 +780,7 @@ def _bars(t: Trials, df: pd.DataFrame, values: pd.Series, hover_unit: str,
             y=[c.label], x=_sig([r["mean"]]), orientation="h", name=c.label + ("" if k == MEASURED else f" ({k})"),
             marker=marker, meta={"key": c.filter_key, "kind": k},
             error_x={"type": "data", "array": _sig([r["ci95"]]), "visible": bool(r["ci95"] == r["ci95"])},
-            hovertemplate=f"{c.label} ({k})<br>%{{x}} {hover_unit}<br>n={int(r['n'])} trials<extra></extra>"))
+            hovertemplate=f"{c.full} ({k})<br>%{{x}} {hover_unit}<br>n={int(r['n'])} trials<extra></extra>"))
     return traces
 
 
@@ -829,9 +863,9 @@ def v_accuracy_per_category(t: Trials, categories: pd.DataFrame) -> View:
         g = g.reindex(cats)
         traces.append(go.Bar(_validate=VALIDATE, x=cats, y=_sig(g["acc"]), name=c.label, marker_color=c.color,
                              meta={"key": c.filter_key, "kind": MEASURED}, customdata=_sig(g["n"]),
-                             hovertemplate=f"{c.label}<br>%{{x}}: %{{y}} (%{{customdata}} requests)<extra></extra>"))
+                             hovertemplate=f"{c.full}<br>%{{x}}: %{{y}} (%{{customdata}} requests)<extra></extra>"))
     fig = _layout(_figure(traces), "Category", "Accuracy (share of scored requests correct)", barmode="group")
-    fig.update_xaxes(type="category", tickangle=-30, automargin=True)
+    fig.update_xaxes(type="category", tickangle=-30 if len(cats) > 6 else 0, automargin=True)
     note = ("Accuracy per item category (correct / scored requests) for each configuration: where a small "
             "model is enough and where a large one earns its energy. Unscored requests are left out.")
     return View(vid, title, fam, fig, note)
@@ -874,14 +908,14 @@ def v_daily_projection(t: Trials, projection: dict[str, Any] | None) -> View:
             offsetgroup="measured",
             meta={"key": c.filter_key, "kind": k},
             error_x={"type": "data", "array": _sig([err]), "visible": err is not None},
-            hovertemplate=f"{c.label} ({k})<br>%{{x}} kWh a day (n={int(r['n'])})<extra></extra>"))
+            hovertemplate=f"{c.full} ({k})<br>%{{x}} kWh a day (n={int(r['n'])})<extra></extra>"))
         traces.append(go.Bar(_validate=VALIDATE,
             y=[c.label], x=_sig([r["fixed_10s_kwh_per_day"]]), orientation="h",
             name=f"{c.label}: thesis' 10-s method",
             offsetgroup="ten", meta={"key": c.filter_key, "kind": ESTIMATED},
             marker={"color": "rgba(255,255,255,0)", "line": {"color": "#777777", "width": 1.5},
                     "pattern": {"shape": ".", "fgcolor": "#777777", "size": 5}},
-            hovertemplate=f"{c.label}<br>10-s method: %{{x}} kWh a day<extra></extra>"))
+            hovertemplate=f"{c.full}<br>10-s method: %{{x}} kWh a day<extra></extra>"))
     fig = _bar_layout(_figure(traces), "Energy a day (kWh)", barmode="group")
     given = "given" if projection and projection.get("queries_per_day") else "the thesis' figure; --queries-per-day sets it"
     note = (f"Measured J per request x {n:,.0f} queries a day ({given}), utilisation {u:g}, "
@@ -930,25 +964,52 @@ def v_pareto_time_energy(t: Trials, ext: pd.DataFrame) -> View:
     return View(vid, title, fam, fig, note)
 
 
+def _pooled_accuracy(t: Trials, ok: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: accuracy as correct / scored requests pooled over its trials, with the
+    Wilson 95 % interval (lo, hi); where the counts are missing, the trials' mean accuracy with its
+    t interval cut to 0..1."""
+    scored, correct = _num(ok, "scored_requests"), _num(ok, "correct_requests")
+    has = (scored > 0) & correct.notna()
+    k = correct.where(has).groupby(ok["_cfg"]).sum(min_count=1)
+    n = scored.where(has).groupby(ok["_cfg"]).sum(min_count=1)
+    st = t.stats(ok, _accuracy(ok))
+    out = pd.DataFrame(index=sorted(set(st.index) | set(n.dropna().index)), columns=["mean", "lo", "hi"], dtype=float)
+    for cfg in out.index:
+        if cfg in n.index and n[cfg] == n[cfg] and n[cfg] > 0:
+            lo, hi = wilson(float(k[cfg]), float(n[cfg]))
+            out.loc[cfg] = (float(k[cfg]) / float(n[cfg]), lo, hi)
+        elif cfg in st.index:
+            m, h = st.loc[cfg, "mean"], st.loc[cfg, "ci95"]
+            out.loc[cfg] = (m, max(0.0, m - h) if h == h else np.nan, min(1.0, m + h) if h == h else np.nan)
+    return out
+
+
 def v_pareto_energy_accuracy(t: Trials, ext: pd.DataFrame) -> View:
     vid, title, fam = "pareto_energy_accuracy", "Pareto: energy per request vs accuracy", "Pareto"
     ok = t.ok
-    scored = _num(ok, "scored_requests")
-    pooled = _num(ok, "correct_requests") / scored.where(scored > 0)
-    acc = pooled.fillna(_accuracy(ok))
     pareto = {"x": "min", "y": "max", "deadline": None, "budget": "x"}
-    traces, pts = _pareto_view(t, ok, t.energy_per(ok, "request"), acc, "max", pareto,
-                               "%{x} J per request<br>accuracy %{y}")
+    sx = t.stats(ok, t.energy_per(ok, "request"))
+    acc = _pooled_accuracy(t, ok).rename(columns={"mean": "mean_y"})
+    pts = sx.join(acc, how="inner")
+    pts = pts[pts["mean"].notna() & pts["mean_y"].notna()] if "mean_y" in pts else pts.iloc[0:0]
     if pts.empty:
         return _empty(vid, title, fam, NO_TRIALS if t.df.empty else
                       "no configuration has both an energy figure and an accuracy: score a task with gold answers "
                       "on real weights (weights=real, e.g. task=qa)")
+    kinds = t.kind_of(ok)
+    frame = pd.DataFrame({"_cfg": pts.index.astype(int), "_kind": [kinds.get(i) or MEASURED for i in pts.index]},
+                         index=pts.index)
+    traces = _point_traces(t, frame, pts["mean"], pts["mean_y"], "%{x} J per request<br>accuracy %{y}",
+                           error_x=pts["ci95"], error_y=pts["hi"] - pts["mean_y"],
+                           error_y_minus=pts["mean_y"] - pts["lo"], per_point_keys=True, kinds=frame["_kind"])
     traces.append(_frontier_trace(traces, "min", "max"))
     traces += _external_traces(_ext_points(ext, "j_per_request", "accuracy"), "%{x} J per request<br>accuracy %{y}")
     fig = _layout(_figure(traces), "Energy per request (J)", "Accuracy (share of scored requests correct)")
+    fig.update_yaxes(range=[-0.03, 1.03])
     fig.layout.meta = {"pareto": pareto}
-    note = (f"Each point is a configuration's mean over its trials (95 % CI bars); the line joins those no other "
-            f"configuration beats on both energy per request and accuracy: the cheapest for each level of quality. "
+    note = (f"Each point is a configuration: its mean energy per request over its trials (95 % t interval) and its "
+            f"accuracy, correct / scored requests pooled over its trials (Wilson 95 % interval, within 0..1); the "
+            f"line joins those no other configuration beats on both: the cheapest for each level of quality. "
             f"Energy: {_energy_words(ok)} over {ENERGY_COVERS}.")
     return View(vid, title, fam, fig, note)
 
@@ -968,12 +1029,13 @@ def v_cross_hardware(t: Trials, ext: pd.DataFrame) -> View:
     shown = multi or groups
     limit = 40
     hardware = sorted({_value(t.configs[i].key["hardware"]) for v in shown.values() for i in v})
-    varying = [k for k in rest if len({key[rest.index(k)] for key in shown}) > 1] or ["model"]
+    keys = [{**dict(zip(rest, key, strict=True)), "hardware": None} for key in shown]
+    names = dict(zip(shown, config_names(keys), strict=True))
     traces = []
     for key, cfgs in list(shown.items())[:limit]:
         cfgs = sorted(cfgs, key=lambda i: hardware.index(_value(t.configs[i].key["hardware"])))
         first = t.configs[cfgs[0]]
-        label = _label(dict(zip(rest, key, strict=True)), varying)
+        label = names[key]
         k = MEASURED if all((kinds.get(i) or MEASURED) == MEASURED for i in cfgs) else ESTIMATED
         traces.append(go.Scatter(_validate=VALIDATE,
             x=[_value(t.configs[i].key["hardware"]) for i in cfgs], y=_sig([st.loc[i, "mean"] for i in cfgs]),
@@ -984,7 +1046,7 @@ def v_cross_hardware(t: Trials, ext: pd.DataFrame) -> View:
             line={"color": first.color, "dash": DASH[k]},
             marker={"symbol": [SYMBOL[kinds.get(i) or MEASURED] for i in cfgs], "size": 9, "color": first.color,
                     "line": {"color": first.color, "width": 1.5}},
-            hovertemplate=f"{label}<br>%{{x}}: %{{y}} J per token<extra></extra>"))
+            hovertemplate=f"{full_name({**first.key, 'hardware': None})}<br>%{{x}}: %{{y}} J per token<extra></extra>"))
     e = _ext_points(ext, "hardware", "j_per_token")
     if len(e):
         hardware = sorted({*hardware, *map(str, e["x"])})
@@ -1098,9 +1160,12 @@ def v_failures(t: Trials, ext: pd.DataFrame) -> View:
         traces.append(go.Bar(_validate=VALIDATE,
             y=list(g.index.get_level_values(1)), x=list(map(int, g.to_numpy())), orientation="h", name=c.label,
             marker_color=c.color, meta={"key": c.filter_key, "kind": MEASURED},
-            hovertemplate=f"{c.label}<br>%{{y}}: %{{x}} trial(s)<extra></extra>"))
-    fig = _layout(_figure(traces), "Failed trials", "", barmode="stack")
+            hovertemplate=f"{c.full}<br>%{{y}}: %{{x}} trial(s)<extra></extra>"))
+    # the legend names the configurations even where one is drawn (plotly hides a one-trace legend)
+    fig = _layout(_figure(traces), "Failed trials", "", barmode="stack", showlegend=True)
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=order[::-1], automargin=True)
+    most = int(text.value_counts().max())
+    fig.update_xaxes(rangemode="tozero", tickformat="d", **({"dtick": 1} if most <= 10 else {}))  # whole trials
     note = (f"{len(bad):,} of {len(t.df):,} trials did not complete, counted by the first line of their error "
             f"(status: error) and configuration. A rerun of the sweep retries those marked retryable.")
     return View(vid, title, fam, fig, note)
@@ -1120,23 +1185,27 @@ def v_diffusion_step_power(t: Trials, series: pd.DataFrame) -> View:
     phases = sorted({str(p) for p in s["phase"].dropna()}, key=_phase_rank)
     pcolor = {p: PHASE_COLORS[i % len(PHASE_COLORS)] for i, p in enumerate(phases)}
     traces = []
+    seen: set[int] = set()
     for (cfg, _tid, src), g in s.groupby(["_cfg", "trial_id", "source"], sort=False):
+        g = g[_num(g, "power_w").notna()]
+        if g.empty:
+            continue
         c = t.configs[int(cfg)]
         kind = _series_kind(src)
         ph = [str(p) if _norm(p) is not None else "-" for p in g["phase"]]
         traces.append(go.Scatter(_validate=VALIDATE,
-            x=_sig(g["t_s"]), y=_sig(g["power_w"]), mode="lines+markers", name=f"{c.label} · {src}",
-            legendgroup=c.label, text=ph, meta={"key": c.filter_key, "kind": kind},
+            x=_sig(g["t_s"]), y=_sig(g["power_w"]), mode="lines+markers", name=_series_name(c, kind),
+            showlegend=_first_of(c, seen), legendgroup=c.group, text=ph, meta={"key": c.filter_key, "kind": kind},
             line={"color": c.color, "dash": DASH[kind], "width": 1.5},
             marker={"color": [pcolor.get(p, "#999999") for p in ph], "size": 5,
                     "symbol": "circle-open" if kind == ESTIMATED else "circle"},
-            hovertemplate=f"{c.label}<br>%{{x}} s: %{{y}} W (mean)<br>phase %{{text}}<extra></extra>"))
+            hovertemplate=f"{c.full}<br>%{{x}} s: %{{y}} W (mean)<br>phase %{{text}}<extra></extra>"))
         if "power_max_w" in g and _num(g, "power_max_w").notna().any():
             traces.append(go.Scatter(_validate=VALIDATE,
                 x=_sig(g["t_s"]), y=_sig(g["power_max_w"]), mode="lines", name=f"{c.label} · {src} peak",
-                legendgroup=c.label, meta={"key": c.filter_key, "kind": kind}, opacity=0.4,
+                showlegend=False, legendgroup=c.group, meta={"key": c.filter_key, "kind": kind}, opacity=0.4,
                 line={"color": c.color, "width": 1, "dash": DASH[kind]},
-                hovertemplate=f"{c.label}<br>%{{x}} s: %{{y}} W (peak in bucket)<extra></extra>"))
+                hovertemplate=f"{c.full}<br>%{{x}} s: %{{y}} W (peak in bucket)<extra></extra>"))
     for p in phases:
         traces.append(go.Scatter(_validate=VALIDATE, x=[None], y=[None], mode="markers", name=f"phase: {p}", meta={"role": "legend"},
                                  marker={"color": pcolor[p], "size": 8}, hoverinfo="skip"))

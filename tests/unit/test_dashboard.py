@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from energyray.report.dashboard import (
+    COUNTS,
     FILTER_KEYS,
     METRICS,
     ReportData,
@@ -55,7 +56,7 @@ def stats(trials: pd.DataFrame) -> pd.DataFrame:
                              "energy_sources": ", ".join(sorted({f"{s} ({c})" for s, c in
                                                                  zip(good["energy_source"], good["energy_scope"],
                                                                      strict=True) if isinstance(s, str)}))}
-        for m, _ in METRICS:
+        for m in [*(m for m, _ in METRICS), *COUNTS]:
             v = pd.to_numeric(good[m], errors="coerce").dropna() if m in good else pd.Series(dtype=float)
             n = len(v)
             r[m] = v.mean() if n else math.nan
@@ -228,6 +229,10 @@ CASES = {
     "none": [],
     # the page's records, filtered to m-big: named by the one axis left that differs (precision)
     "filtered records": [r for r in config_records(data_of(ROWS).configs) if r["keys"][2] == "m-big"],
+    # two that read the same by the axes that differ (a null weights beside real): told apart
+    "told apart": config_records(data_of([row(0, accuracy=0.61, j_per_request=1.0),
+                                          row(1, weights=None, accuracy=0.6, j_per_request=0.5),
+                                          row(2, precision="nf4", accuracy=0.3, j_per_request=0.2)]).configs),
 }
 
 
@@ -337,3 +342,45 @@ def test_config_records_carry_filter_keys_in_order():
     assert [r["keys"] for r in recs][2] == ["s", "cpu", "m-small", "bf16", "transformers", "qa"]
     assert recs[2]["energy_kind"] == "estimated" and recs[3]["ok"] == 0 and recs[3]["failed"] == 1
     assert set(CONFIG_KEYS) >= set(FILTER_KEYS)
+
+
+def test_configurations_read_the_same_in_the_answer_the_charts_and_the_failures():
+    """report.labels names them everywhere: nulls and defaults left out, the axes that differ shown."""
+    text = cheapest_answer(CASES["told apart"])
+    assert "(weights real, bf16)" in text and "bf16 (60 %)" in text and " - " not in text
+    recs = config_records(data_of(ROWS).configs)
+    assert [r["label"] for r in recs] == ["m-big, bf16, h100", "m-big, nf4, h100", "m-small, bf16, cpu",
+                                          "m-small, nf4, h100"]
+
+
+def test_the_failures_chart_is_in_the_failures_section_under_one_heading(tmp_path):
+    pytest.importorskip("plotly")
+    from energyray.report.views import build_views
+
+    data = data_of(ROWS)
+    text = write_report(data, tmp_path / "r.html", views=build_views(data)).read_text()
+    assert text.count("<h2>Failures</h2>") == 1
+    section = text[text.index('<section id="failures">'):]
+    assert section.index('id="view-failures"') < section.index('<table class="er-failures">')
+    assert "m-small, nf4, h100" in section and "1 of 5 trials did not complete" in section
+    # none failed: the view's note is the section
+    calm = data_of(ROWS[:3])
+    text = write_report(calm, tmp_path / "c.html", views=build_views(calm)).read_text()
+    section = text[text.index('<section id="failures">'):]
+    assert "no failed trials: all 3 trials completed" in section and "er-failures" not in section
+    assert text.count("<h2>Failures</h2>") == 1
+
+
+def test_accuracy_in_the_table_is_pooled_with_a_wilson_interval(tmp_path):
+    """Two trials of 2 scored requests each, 3 correct: 75 %, an interval inside 0-100 % (a t interval
+    over the trials' 100 % and 50 % would run past 100 %)."""
+    pytest.importorskip("plotly")
+    rows = [row(0, accuracy=1.0, scored_requests=2, correct_requests=2),
+            row(1, accuracy=0.5, scored_requests=2, correct_requests=1, repeat=1)]
+    data = data_of(rows)
+    text = write_report(data, tmp_path / "r.html", views=[]).read_text()
+    body = text[text.index('<table id="summary-table">'):]
+    cell = re.search(r'<td class="num" title="([^"]*)"[^>]*>(75.0 %[^<]*)</td>', body)
+    assert cell, body[:2000]
+    assert cell.group(2) == "75.0 % (30–95 %)" and "3 of 4 scored requests correct over 2 trials" in cell.group(1)
+    assert config_records(data.configs)[0]["accuracy"] == 0.75

@@ -243,7 +243,8 @@ def test_every_view_from_a_realistic_data_set(monkeypatch):
     assert prac and prac[0].y[0] == pytest.approx(18.0)  # 0.018 kg -> g
     # the wall beside the device
     cum = v["cumulative_energy_gpu_wall"].fig.data
-    assert any("wall (PDU)" in tr.name for tr in cum) and any("nvml" in tr.name for tr in cum)
+    hovers = [tr.hovertemplate or "" for tr in cum]
+    assert any("wall (PDU)" in h for h in hovers) and any("nvml" in h for h in hovers)
     # failures are drawn, counted by error
     fails = v["failures"].fig.data
     assert sum(sum(tr.x) for tr in fails) == (make_trials()["status"] != "ok").sum()
@@ -357,3 +358,82 @@ def test_configurations_in_the_summary_order():
     got = [tr.meta["key"] for tr in views["latency_distribution"].fig.data]
     assert got == want
     assert len({tr.marker.color for tr in views["latency_distribution"].fig.data}) == len(got)
+
+
+# -- names of configurations, accuracy intervals, series axes ------------------------------------
+
+def key(**kw: Any) -> dict[str, Any]:
+    base = {k: None for k in CONFIG_KEYS}
+    base.update(sweep="s", model="m", backend="transformers", weights="real", precision="bf16", batch_size=1,
+                task="qa", prompt_variant="default", hardware="h100", requests=1, chat_template="auto")
+    return {**base, **kw}
+
+
+def test_names_show_the_axes_that_differ_and_leave_out_nulls_and_defaults():
+    from energyray.report.labels import config_names, full_name
+
+    keys = [key(), key(precision="nf4", batch_size=8, requests=8), key(weights=None, prompt_variant=None, batch_size=8,
+                                                                       requests=8, max_new_tokens=0)]
+    # weights, prompt and max tokens take one value where they have one: left out; requests at one batch
+    assert config_names(keys) == ["bf16 · batch 1", "nf4 · batch 8", "bf16 · batch 8"]
+    assert config_names([key()]) == ["m · bf16 · h100"]  # none differs: model, precision, hardware
+    # the same name for two configurations: the axes that tell them apart are added to theirs
+    names = config_names([key(), key(requests=8), key(precision="nf4")])
+    assert names == ["bf16", "bf16 · requests 8", "nf4"]
+    assert len(set(config_names([key(), key(weights=None)]))) == 2
+    assert full_name(key(max_new_tokens=None)) == ("sweep s · m · transformers · weights real · bf16 · batch 1 · "
+                                                   "task qa · prompt default · h100 · requests 1 · template auto")
+
+
+def test_chart_names_are_short_and_hover_text_has_the_whole_key():
+    trials = make_trials()
+    trials.loc[trials.index[:5], "max_new_tokens"] = None  # a null axis on some rows
+    views = by_id(build_views(Data(trials, pd.DataFrame(), make_series(trials), pd.DataFrame(), pd.DataFrame(), None)))
+    for vid, tr in traces_of(list(views.values())):
+        name = tr.name or ""
+        # a null shows nothing; max tokens only where it tells two configurations apart (64 beside null)
+        assert " - " not in name and "max - " not in name and "weights" not in name, (vid, name)
+    tr = views["energy_vs_input_tokens"].fig.data[0]
+    assert tr.name == "sweep batching · gemma3-270m · transformers · fp32 · batch 1 · task longform · cpu (estimated)"
+    assert "weights real" in tr.hovertemplate and "prompt default" in tr.hovertemplate
+    # every ok configuration's bar is labelled by its short name, one per configuration
+    ticks = [y for t in views["energy_per_word"].fig.data for y in t.y]
+    assert len(ticks) == len(set(ticks))
+
+
+def test_accuracy_intervals_are_wilson_within_0_and_1():
+    from energyray.report.dashboard import wilson
+
+    lo, hi = wilson(7, 8)
+    assert 0 < lo < 7 / 8 < hi < 1 and (lo, hi) == pytest.approx((0.529, 0.978), abs=1e-3)
+    assert wilson(0, 5)[0] == 0 and wilson(5, 5)[1] == 1 and all(np.isnan(wilson(0, 0)))
+    trials = make_trials()
+    # few scored requests at a high accuracy: a t interval over the trials would pass 1
+    qa = trials["task"] == "qa"
+    trials.loc[qa, "scored_requests"] = 2
+    trials.loc[qa, "correct_requests"] = [2 if i % 3 else 1 for i in range(int(qa.sum()))]
+    v = by_id(build_views(Data(trials, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None)))
+    view = v["pareto_energy_accuracy"]
+    assert "Wilson 95 % interval" in view.note
+    points = [tr for tr in view.fig.data if (tr.meta or {}).get("kind") in ("measured", "estimated")]
+    assert points
+    for tr in points:
+        ey = tr.error_y
+        for y, up, down in zip(tr.y, ey.array, ey.arrayminus, strict=True):
+            assert y - down >= -1e-3 and y + up <= 1 + 1e-3, (tr.name, y, up, down)  # 4 digits kept
+
+
+def test_series_axes_end_with_the_data_and_one_legend_entry_per_configuration():
+    trials = make_trials()
+    series = make_series(trials)
+    # a sampler without power (CodeCarbon) over a longer span must not stretch the time axis
+    late = pd.DataFrame({"trial_id": "t00002", "source": "codecarbon", "phase": "decode", "t_s": np.arange(0, 30, 0.5),
+                         "power_w": None, "power_max_w": None, "temperature_c": None, "energy_j": None, "n": 1})
+    v = by_id(build_views(Data(trials, pd.DataFrame(), pd.concat([series, late], ignore_index=True),
+                               pd.DataFrame(), pd.DataFrame(), None)))
+    for vid in ("power_by_phase", "cumulative_energy_gpu_wall", "temperature"):
+        data = v[vid].fig.data
+        xs = [x for tr in data for x in (tr.x or ()) if x is not None]
+        assert max(xs) < series["t_s"].max() + 0.05, vid
+        shown = [tr.name for tr in data if (tr.meta or {}).get("role") != "legend" and tr.showlegend is not False]
+        assert len(shown) == len(set(shown)), (vid, shown)

@@ -22,21 +22,45 @@ function pct(v) { return (100 * v).toFixed(0) + " %"; }
 function minBy(xs, f) { var best = xs[0]; for (var i = 1; i < xs.length; i++) if (f(xs[i]) < f(best)) best = xs[i]; return best; }
 function maxBy(xs, f) { var best = xs[0]; for (var i = 1; i < xs.length; i++) if (f(xs[i]) > f(best)) best = xs[i]; return best; }
 
-var NAMING = [1, 4, 8];  // model, precision, hardware in CONFIG_KEYS (dashboard.py's _NAMING)
+var NAMING = [1, 4, 8];  // model, precision, hardware in CONFIG_KEYS (report/labels.py's NAMING)
 
-function relabel(recs) {
-  // labels of the axes whose value differs among the records (as dashboard.py's _relabel)
-  if (!recs.length || !recs.every(function (r) { return Array.isArray(r.parts); })) return recs;
-  var n = recs[0].parts.length, idx = [];
-  for (var i = 0; i < n; i++) {
+function names(allParts, sep) {
+  // a name per configuration from its parts, by the rule of energyray/report/labels.py's names
+  var n = allParts.length ? allParts[0].length : 0, idx = [], i;
+  for (i = 0; i < n; i++) {
     var seen = {};
-    recs.forEach(function (r) { seen[r.parts[i]] = true; });
+    allParts.forEach(function (p) { if (p[i]) seen[p[i]] = true; });
     if (Object.keys(seen).length > 1) idx.push(i);
   }
   if (!idx.length) idx = NAMING;
-  return recs.map(function (r) {
+  function join(p, at) { return at.map(function (k) { return p[k]; }).filter(function (v) { return v; }).join(sep); }
+  var out = allParts.map(function (p) { return join(p, idx); });
+  var groups = {};
+  out.forEach(function (name, j) { (groups[name] = groups[name] || []).push(j); });
+  Object.keys(groups).forEach(function (name) {
+    var members = groups[name], whole = {};
+    members.forEach(function (j) { whole[JSON.stringify(allParts[j])] = true; });
+    if (Object.keys(whole).length < 2) return;
+    var at = idx.slice();
+    for (var k = 0; k < n; k++) {
+      if (at.indexOf(k) >= 0) continue;
+      var vals = {};
+      members.forEach(function (j) { vals[allParts[j][k]] = true; });
+      if (Object.keys(vals).length > 1) at.push(k);
+    }
+    at.sort(function (a, b) { return a - b; });
+    members.forEach(function (j) { out[j] = join(allParts[j], at); });
+  });
+  return out.map(function (name) { return name || "(no axes)"; });
+}
+
+function relabel(recs) {
+  // the records named among themselves (as dashboard.py's _relabel)
+  if (!recs.length || !recs.every(function (r) { return Array.isArray(r.parts); })) return recs;
+  var got = names(recs.map(function (r) { return r.parts; }), ", ");
+  return recs.map(function (r, j) {
     var copy = Object.assign({}, r);
-    copy.label = idx.map(function (i) { return r.parts[i]; }).filter(function (p) { return p; }).join(", ") || r.label;
+    copy.label = got[j];
     return copy;
   });
 }
@@ -142,7 +166,7 @@ function sliceArrays(obj, mask, n, depth) {
 }
 
 if (typeof module !== "undefined" && module.exports) {
-  module.exports = { fmt: fmt, cheapestAnswer: cheapestAnswer, paretoFront: paretoFront, decode: decode,
+  module.exports = { fmt: fmt, cheapestAnswer: cheapestAnswer, names: names, paretoFront: paretoFront, decode: decode,
                      sliceArrays: sliceArrays };
 }
 

@@ -1,7 +1,8 @@
 """A store for report tests, as a real user's would hold after a few studies: the 0.1.0 store of
 tests/data (old schema, a failure) plus rows written with Store.write: two sweeps, three hardware
 classes, several models, precisions and batch sizes, repeats, failures, samples with phases
-(GPU board and wall), and scored responses with categories. Values are plausible, fixed (seeded)."""
+(GPU board and wall; CodeCarbon's load-only samples on the CPU, whose energy is estimated),
+and scored responses with categories. Values are plausible, fixed (seeded)."""
 
 from __future__ import annotations
 
@@ -49,14 +50,23 @@ def _declared(table: str, row: dict[str, Any]) -> dict[str, Any]:
 
 def _samples(tid: str, hw: str, rng: random.Random) -> list[dict[str, Any]]:
     rows, t_ns = [], 1_000_000_000
-    sources = ("nvml", "pdu") if hw != "cpu" else ("codecarbon",)
-    for source in sources:
+    if hw == "cpu":
+        # CodeCarbon's samples hold no power, energy or temperature (its figures are per window,
+        # estimated): only the CPU's load and the memory used, as a real CPU trial stores them
+        t = t_ns
+        for phase, n, watts in PHASES:
+            for _ in range(n):
+                rows.append({"trial_id": tid, "source": "codecarbon", "phase": phase, "t_ns": t, "power_w": None,
+                             "energy_j": None, "temperature_c": None,
+                             "utilization_pct": min(100.0, watts / 3.5 * rng.uniform(0.9, 1.1)),
+                             "memory_used_mb": 1200.0 + rng.uniform(0, 50)})
+                t += 100_000_000
+        return rows
+    for source in ("nvml", "pdu"):
         energy, t, temp = 0.0, t_ns, 38.0
         for phase, n, watts in PHASES:
             for _ in range(n):
                 p = watts * (1.6 if source == "pdu" else 1.0) * rng.uniform(0.93, 1.07)
-                if hw == "cpu":
-                    p /= 6
                 energy += p * 0.1
                 temp += (p - 150) / 400
                 rows.append({"trial_id": tid, "source": source, "phase": phase, "t_ns": t, "power_w": p,
@@ -92,13 +102,16 @@ def build(path: Path, seed: int = 7) -> dict[str, Any]:
                 "input_tokens": in_tokens, "output_tokens": out_tokens, "output_words": int(out_tokens * 0.75),
                 "duration_s": duration, "ttft_s": 0.08 * spt / 0.022, "tpot_s": spt,
                 "tokens_per_s": out_tokens / duration, "energy_j": energy,
-                "energy_source": "codecarbon" if hw == "cpu" else "counter",
+                # a CPU's energy from CodeCarbon: estimated, over CPU and RAM, no peak (samplers/codecarbon.py)
+                "energy_source": "estimated" if hw == "cpu" else "counter",
                 "energy_scope": "cpu+ram" if hw == "cpu" else "gpu",
-                "avg_power_w": energy / duration, "peak_power_w": energy / duration * 1.2,
+                "avg_power_w": energy / duration, "peak_power_w": None if hw == "cpu" else energy / duration * 1.2,
                 "j_per_token": j_per_token, "j_per_word": energy / (out_tokens * 0.75), "j_per_request": energy / requests,
-                "temperature_max_c": 40 + rng.uniform(0, 25), "scored_requests": requests if task == "qa" else 0,
+                "temperature_max_c": None if hw == "cpu" else 40 + rng.uniform(0, 25),
+                "scored_requests": requests if task == "qa" else 0,
                 "correct_requests": correct, "accuracy": correct / requests if correct is not None else None,
                 "co2_g": energy / 3.6e6 * 380, "co2_g_per_request": energy / 3.6e6 * 380 / requests,
+                "co2_estimated": hw == "cpu",
                 "carbon_intensity_g_per_kwh": 380.0, "prefill_j": energy * 0.15, "decode_j": energy * 0.85,
                 "idle_j": 14.0, "load_j": 33.0, "warmup_j": 52.0, "response_j": 12.0,
                 "roofline_efficiency": rng.uniform(0.3, 0.8), "wall_energy_j": energy * 1.6 if hw != "cpu" else None,
