@@ -280,7 +280,7 @@ def print_summary(trials: pd.DataFrame, console: Console | None = None, title: s
 
     # the axes as columns if they fit beside the numbers and the energy label wrapped at its
     # longest word; else stacked in one column
-    need = Measurement.get(console, console.options, _table(summary, varying, spread, False, False, accuracy)).maximum
+    need = Measurement.get(console, console.options.update(max_width=10_000), _table(summary, varying, spread, False, False, accuracy)).maximum
     if energy_col:
         need += 3 + max(len(word) for label in summary["energy"] for word in str(label).split())
     table = _table(summary, varying, spread, energy_col, stacked=need > console.width, accuracy_col=accuracy)

@@ -60,7 +60,7 @@ TRIAL_COLUMNS = (
     "carbon_intensity_g_per_kwh", "carbon_intensity_source", "roofline_efficiency", "roofline_bandwidth_source",
     "prefill_j", "decode_j", "warmup_j", "load_j", "unload_j", "response_j", "group_trials", "load_id",
     "wall_energy_j", "avg_power_w", "idle_power_w", "params_b", "j_per_step", "s_per_step", "inference_steps",
-    "images", "j_per_image",
+    "images", "j_per_image", "text_encode_j", "denoise_j", "vae_decode_j",
 )
 
 
@@ -1085,7 +1085,8 @@ def v_roofline(t: Trials, ext: pd.DataFrame) -> View:
 
 
 _PHASES = (("load", "model load (its share)"), ("warmup", "warmup"), ("prefill", "prefill"),
-           ("decode", "decode"), ("window_rest", "rest of the window"), ("response", "decode to text and score"),
+           ("decode", "decode"), ("text_encode", "text encoding (image)"), ("denoise", "denoising (image)"),
+           ("vae_decode", "VAE decode (image)"), ("window_rest", "rest of the window"), ("response", "decode to text and score"),
            ("unload", "unload (its share)"))
 
 
@@ -1096,9 +1097,11 @@ def v_phase_breakdown(t: Trials, ext: pd.DataFrame) -> View:
         return _empty(vid, title, fam, NO_TRIALS if t.df.empty else NO_ENERGY)
     group = _num(ok, "group_trials").where(_num(ok, "group_trials") > 0).fillna(1)
     parts = {"load": _num(ok, "load_j") / group, "warmup": _num(ok, "warmup_j"), "prefill": _num(ok, "prefill_j"),
-             "decode": _num(ok, "decode_j"), "response": _num(ok, "response_j")}
-    parts["window_rest"] = (_num(ok, "energy_j") - parts["prefill"].fillna(0) - parts["decode"].fillna(0)).clip(
-        lower=0)
+             "decode": _num(ok, "decode_j"), "response": _num(ok, "response_j"),
+             "text_encode": _num(ok, "text_encode_j"), "denoise": _num(ok, "denoise_j"),
+             "vae_decode": _num(ok, "vae_decode_j")}
+    split = sum(parts[p].fillna(0) for p in ("prefill", "decode", "text_encode", "denoise", "vae_decode"))
+    parts["window_rest"] = (_num(ok, "energy_j") - split).clip(lower=0)
     parts["window_rest"] = parts["window_rest"].where(_num(ok, "energy_j").notna(), ok["_energy"])
     # unload is on a load's last row only: its per-trial share is the configuration's sum over its rows
     unload = _num(ok, "unload_j").groupby(ok["_cfg"]).sum(min_count=1) / ok.groupby("_cfg").size()
@@ -1131,7 +1134,8 @@ def v_phase_breakdown(t: Trials, ext: pd.DataFrame) -> View:
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels, autorange="reversed",
                      automargin=True, **_category_font(len(labels)))
     note = ("Mean energy per trial by phase, on the device: prefill and decode split the trial's window at the first "
-            "token (the rest of the window: between batches, or not split); model load and unload are per load, "
+            "token, an image trial's window splits into text encoding, denoising and VAE decode (the rest of the "
+            "window: between batches, or not split); model load and unload are per load, "
             "shared over its trials; warmup before the first trial of a shape; after it, decoding to text and "
             "scoring. The idle baseline is not drawn (it is not spent by the trial). Hollow: estimated.")
     return View(vid, title, fam, fig, note)
@@ -1171,6 +1175,9 @@ def v_failures(t: Trials, ext: pd.DataFrame) -> View:
     return View(vid, title, fam, fig, note)
 
 
+DIFFUSION_WINDOW = ("text_encode", "denoise", "vae_decode", "generate")
+
+
 def v_diffusion_step_power(t: Trials, series: pd.DataFrame) -> View:
     vid, title, fam = "diffusion_step_power", "Diffusion: power over the denoising steps", "Diffusion"
     diff = t.df[(t.df["backend"].astype(str) == "diffusers")] if "backend" in t.df else t.df.iloc[0:0]
@@ -1182,6 +1189,11 @@ def v_diffusion_step_power(t: Trials, series: pd.DataFrame) -> View:
     if s.empty or _num(s, "power_w").isna().all():
         return _empty(vid, title, fam, "no power samples for the diffusion trials shown: run them with a sampler "
                                        "that polls power (sampler.interval_s 0.01-0.1 resolves the steps)")
+    # the trial's window only (its idle, load and warmup would squeeze the steps into a sliver), from its start
+    in_window = s["phase"].astype(str).isin(DIFFUSION_WINDOW)
+    if in_window.any():
+        s = s[in_window].copy()
+        s["t_s"] = s["t_s"] - s.groupby("trial_id")["t_s"].transform("min")
     phases = sorted({str(p) for p in s["phase"].dropna()}, key=_phase_rank)
     pcolor = {p: PHASE_COLORS[i % len(PHASE_COLORS)] for i, p in enumerate(phases)}
     traces = []
@@ -1209,13 +1221,13 @@ def v_diffusion_step_power(t: Trials, series: pd.DataFrame) -> View:
     for p in phases:
         traces.append(go.Scatter(_validate=VALIDATE, x=[None], y=[None], mode="markers", name=f"phase: {p}", meta={"role": "legend"},
                                  marker={"color": pcolor[p], "size": 8}, hoverinfo="skip"))
-    fig = _layout(_figure(traces), "Time since the trial's first sample (s)", "Power (W)")
+    fig = _layout(_figure(traces), "Time since the trial's window opened (s)", "Power (W)")
     ok = t.ok[t.ok["backend"].astype(str) == "diffusers"] if "backend" in t.ok else t.ok.iloc[0:0]
     jps = _num(ok, "j_per_step").dropna()
     sps = _num(ok, "s_per_step").dropna()
     per = (f" Over the stored diffusion trials: {jps.mean():.3g} J and {sps.mean():.3g} s per denoising step "
            "(mean)." if len(jps) and len(sps) else "")
-    note = ("Power of diffusion trials over their life, the marker colour showing the phase (text encoding, the "
+    note = ("Power of diffusion trials over their window, the marker colour showing the phase (text encoding, the "
             "denoising loop, VAE decoding); the pale line is each bucket's peak, where the per-step spikes show."
             + per + _series_note(s))
     return View(vid, title, fam, fig, note)
