@@ -46,6 +46,11 @@ METRICS: tuple[tuple[str, str], ...] = (
 QUALITY_TOLERANCE = 0.02
 # representative trials whose power series the page plots: one per configuration, at most this many
 MAX_SERIES_TRIALS = 40
+# the trials columns the page reads beside the views' (views.TRIAL_COLUMNS): run info, failures, series pick
+PAGE_COLUMNS: tuple[str, ...] = ("repeat", "gpu_name", "started_at", "energyray_version", "env_json",
+                                 "schema_version")
+# summary-table rows written into the page (in summary order); the rest are counted in a note
+MAX_TABLE_ROWS = 500
 # view families in page order (a family not listed follows, in the order views come)
 FAMILY_ORDER = ("overview", "energy", "latency", "accuracy", "pareto", "time series", "phases",
                 "hardware", "projection", "diffusion", "failures")
@@ -67,9 +72,11 @@ def load_report_data(store: str | Path, sweeps: Sequence[str] | None = None, ext
                      queries_per_day: float | None = None) -> ReportData:
     """Read `store` (only `sweeps` where given) and the external results files into a ReportData."""
     from energyray.report.query import StoreQuery
+    from energyray.report.views import TRIAL_COLUMNS
 
     q = StoreQuery(store, sweeps)
-    trials = q.trials()
+    # only the columns read: all ~300 of 100,000 trials cost 2x the time and memory
+    trials = q.trials(list(dict.fromkeys([*CONFIG_KEYS, *TRIAL_COLUMNS, *PAGE_COLUMNS])))
     configs = q.config_stats([m for m, _ in METRICS])
     ids = representative_trials(trials)
     series = q.samples(ids) if ids else pd.DataFrame()
@@ -282,7 +289,7 @@ def _summary_table(configs: pd.DataFrame, records: list[dict[str, Any]]) -> str:
     axes = varying_axes(configs)
     head = [*(_e(_TABLE_HEADERS.get(a, a)) for a in axes), "ok", *(_e(h) for _, h in METRICS), "energy"]
     rows = []
-    for r, rec in zip(configs.to_dict("records"), records, strict=True):
+    for r, rec in zip(configs.head(MAX_TABLE_ROWS).to_dict("records"), records, strict=False):
         cells = [f"<td>{_e('–' if _norm(r.get(a)) is None else _norm(r[a]))}</td>" for a in axes]
         ok, trials = int(_norm(r.get("ok")) or 0), int(_norm(r.get("trials")) or 0)
         cells.append(f'<td class="num">{ok}/{trials}</td>')
@@ -292,7 +299,13 @@ def _summary_table(configs: pd.DataFrame, records: list[dict[str, Any]]) -> str:
         kind_class = "er-" + rec["energy_kind"].split(" + ")[0].replace(" ", "-")
         cells.append(f'<td><span class="er-energy {kind_class}">{_e(rec["energy"])}</span></td>')
         rows.append(f"<tr data-keys=\"{_e(json.dumps(rec['keys']))}\">{''.join(cells)}</tr>")
-    return ('<table id="summary-table"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
+    more = ""
+    if len(configs) > MAX_TABLE_ROWS:
+        more = (f'<p class="er-hint" id="summary-more">The first {MAX_TABLE_ROWS:,} of {len(configs):,} '
+                f"configurations (summary order); {len(configs) - MAX_TABLE_ROWS:,} more are not in this table: "
+                "python -m energyray report prints them all, and report --sweep narrows the page. The cheapest "
+                "answer and the charts' filters consider every configuration.</p>")
+    return (more + '<table id="summary-table"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
@@ -377,7 +390,14 @@ def _failures(trials: pd.DataFrame) -> str:
 
 
 def _figure_json(fig: Any) -> Any:
-    return json.loads(fig.to_json())
+    # the figure's own dicts where they are plain JSON (lists, no NaN): plotly's to_json deep-copies and
+    # re-encodes them (0.7 s of a 100,000-trial page); anything else goes through it
+    plain = {"data": fig._data, "layout": fig._layout}
+    try:
+        json.dumps(plain, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.loads(fig.to_json())
+    return plain
 
 
 def _filter_values(data: ReportData, figs: list[Any], configs: list[dict[str, Any]]) -> dict[str, list[str]]:
