@@ -304,9 +304,12 @@ class Trials:
         out[measured.to_numpy()] = MEASURED
         return out
 
-    def cap(self, df: pd.DataFrame, limit: int = MAX_POINTS) -> tuple[pd.DataFrame, bool]:
-        """At most `limit` rows: each configuration keeps its share (at least one row), at random
+    def cap(self, df: pd.DataFrame, limit: int | None = None) -> tuple[pd.DataFrame, bool]:
+        """At most `limit` rows (MAX_POINTS; half that where the configurations are grouped, each point
+        then carrying its label): each configuration keeps its share (at least one row), at random
         with a fixed seed."""
+        if limit is None:
+            limit = MAX_POINTS // 2 if self.grouped else MAX_POINTS
         if len(df) <= limit:
             return df, False
         counts = df["_cfg"].value_counts()
