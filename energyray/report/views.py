@@ -928,11 +928,12 @@ def v_accuracy_per_category(t: Trials, categories: pd.DataFrame) -> View:
     cat = cat[cat["_cfg"].isin(cfgs)]
     cats = sorted({str(c) for c in cat["category"]})
     traces = []
-    for cfg, g in cat.groupby("_cfg", sort=True):
+    # one grouping for all configurations (a named aggregation each costs ~10 ms)
+    per = cat.assign(category=cat["category"].astype(str)).groupby(["_cfg", "category"]).agg(
+        acc=("_acc", "mean"), n=("requests", "sum") if "requests" in cat else ("_acc", "size"))
+    for cfg, g in per.groupby(level=0, sort=True):
         c = t.configs[int(cfg)]
-        g = g.assign(category=g["category"].astype(str)).groupby("category").agg(
-            acc=("_acc", "mean"), n=("requests", "sum") if "requests" in g else ("_acc", "size"))
-        g = g.reindex(cats)
+        g = g.droplevel(0).reindex(cats)
         traces.append(go.Bar(_validate=VALIDATE, x=cats, y=_sig(g["acc"]), name=c.label, marker_color=c.color,
                              meta={"key": c.filter_key, "kind": MEASURED}, customdata=_sig(g["n"]),
                              hovertemplate=f"{c.label}<br>%{{x}}: %{{y}} (%{{customdata}} requests)<extra></extra>"))
