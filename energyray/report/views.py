@@ -274,7 +274,7 @@ class Trials:
         ranked = [cfgs[i] for i in np.lexsort((np.asarray(cfgs), cost))]
         return sorted(ranked[:MAX_CONFIGS]), (
             f" {MAX_CONFIGS} of {len(cfgs):,} {what} drawn: those with the lowest mean energy per request; "
-            "narrow with report --sweep or the filters to see others (the table and the Pareto charts have them all).")
+            "narrow with report --sweep or the filters to see others.")
 
     def energy_per(self, df: pd.DataFrame, what: str) -> pd.Series:
         """J per token / request / word / 1k tokens, from the row's column or its estimate."""
