@@ -39,7 +39,7 @@ FILTER_KEYS = ("sweep", "hardware", "model", "precision", "backend", "task")
 MAX_POINTS = 5000  # drawn points per chart at most
 # above this many configurations, point charts draw one trace per model (or hardware), each point
 # keeping its configuration's filter keys and label, and per-configuration charts draw MAX_CONFIGS
-MAX_TRACES = 40
+MAX_TRACES = 60
 MAX_CONFIGS = 60
 GL_ABOVE = 1000  # scatters drawing more points than this use WebGL (scattergl)
 HEIGHT = 420  # px, every chart

@@ -225,3 +225,17 @@ def test_the_page_caps_the_table_and_answers_over_every_configuration(data, view
     assert "qwen2-7b" in answer and "nf4" in answer and "99" in answer
     assert len(page) < 15e6
     assert MAX_TRACES < 2000
+
+
+def test_up_to_the_trace_cap_each_configuration_is_its_own_trace():
+    trials = many_trials(repeats=1)
+    few = trials[(trials["model"] == "gemma3-1b") & (trials["task"] == "qa") & (trials["max_new_tokens"] == 64)]
+    few = pd.concat([few, trials[(trials["model"] == "llama3-8b") & (trials["task"] == "qa") & (
+        trials["max_new_tokens"] == 64)]])
+    t = Trials(few)
+    assert len(t.configs) == 40 <= MAX_TRACES and not t.grouped
+    data = dashboard.ReportData(trials=few, configs=pd.DataFrame(), series=pd.DataFrame(), categories=pd.DataFrame(),
+                                external=pd.DataFrame(), projection=None)
+    v = {x.id: x for x in build_views(data)}["energy_vs_input_tokens"]
+    assert {tr.name for tr in v.fig.data} <= {c.label for c in t.configs}
+    assert "coloured by" not in v.note
