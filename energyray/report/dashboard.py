@@ -420,10 +420,10 @@ def _failures(trials: pd.DataFrame) -> str:
 def _figure_json(fig: Any) -> Any:
     # the figure's own dicts where they are plain JSON (lists, no NaN): plotly's to_json deep-copies and
     # re-encodes them (0.7 s of a 100,000-trial page); anything else goes through it
-    plain = {"data": fig._data, "layout": fig._layout}
     try:
+        plain = {"data": fig._data, "layout": fig._layout}
         json.dumps(plain, allow_nan=False)
-    except (TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         return json.loads(fig.to_json())
     return plain
 
