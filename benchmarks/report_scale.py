@@ -7,7 +7,8 @@ phases idle/load/warmup/prefill/decode/response/unload, and a few hundred loose 
 them newer versions of segment trials, which win). Then times, each in a fresh process (its
 wall time and peak RSS), what the dashboard loads through `StoreQuery`: trials with ~40
 columns, per-configuration statistics, the series of 40 representative trials, accuracy per
-category, and the full page where `energyray.report.dashboard.write_report` exists. Last, the
+category, and the full page (`dashboard.load_report_data`, `views.build_views`,
+`dashboard.write_report`, each timed, and the page's size). Last, the
 same trials query over N loose files (one per trial, as before compaction), extrapolated to
 100,000. Targets (issue 18): under 10 s and 2 GB.
 
@@ -308,14 +309,21 @@ def measure(store: str, what: str) -> dict[str, Any]:
         out["damaged"] = len(q.damaged)
     if what == "page":
         from energyray.report import dashboard  # type: ignore[attr-defined]
+        from energyray.report.views import build_views
 
         page = Path(tempfile.mkdtemp()) / "report.html"
         t = time.perf_counter()
-        if hasattr(dashboard, "load_report_data"):  # read the store, then draw and write the page
-            dashboard.write_report(dashboard.load_report_data(store), page)
-        else:
-            dashboard.write_report(store, page)
-        out["page_s"], out["page_mb"] = time.perf_counter() - t, page.stat().st_size / 1e6
+        data = dashboard.load_report_data(store)  # read the store, draw the views, write the page
+        out["load_s"], out["configs"] = time.perf_counter() - t, len(data.configs)
+        t = time.perf_counter()
+        views = build_views(data)
+        out["views_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        dashboard.write_report(data, page, views=views)
+        out["write_s"] = time.perf_counter() - t
+        out["page_s"] = out["load_s"] + out["views_s"] + out["write_s"]
+        out["page_mb"] = page.stat().st_size / 1e6
+        shutil.rmtree(page.parent, ignore_errors=True)
     out["total_s"] = time.perf_counter() - t0
     out["total_cpu_s"] = time.process_time() - c0  # every thread's CPU time: less sensitive to a loaded machine
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
@@ -402,8 +410,17 @@ def run(args: argparse.Namespace, work: Path) -> int:
     if have_page():
         pages = [child(store, "page") for _ in range(args.runs)]
         page_s, page_rss = _median(pages, "total_s"), max(p["peak_rss_gb"] for p in pages)
-        print(f"\nfull page (dashboard.write_report): {page_s:.2f} s, peak RSS {page_rss:.2f} GB, "
-              f"{pages[0]['page_mb']:.1f} MB")
+        print(f"\nthe full page, {pages[0]['configs']:,} configurations (median of {args.runs} fresh processes; "
+              f"load average {os.getloadavg()[0]:.1f} after them):")
+        for key, label in (("load_s", "dashboard.load_report_data: the queries"),
+                           ("views_s", "views.build_views: the figures"),
+                           ("write_s", "dashboard.write_report: JSON and HTML"),
+                           ("total_s", "all three, from StoreQuery(store)"),
+                           ("total_cpu_s", "their CPU time (all threads)"),
+                           ("process_wall_s", "the process, with Python's start and imports")):
+            print(f"  {_median(pages, key):7.2f} s  {label}")
+        print(f"  peak RSS {page_rss:.2f} GB; the page {pages[0]['page_mb']:.1f} MB "
+              "(per run: " + ", ".join(f"{p['total_s']:.2f}" for p in pages) + " s)")
         result["page"] = pages
         total, rss = page_s, page_rss
     else:

@@ -6,13 +6,16 @@ the kind of figure it draws (`meta.kind`: measured, estimated or external, each 
 filled markers and solid lines, hollow markers and dashed lines, open diamonds). Pareto figures
 carry `layout.meta.pareto` and one frontier trace the page recomputes from the visible points.
 Charts draw at most MAX_POINTS points (a per-configuration stratified sample beyond that) and
-round floats to 4 significant digits, so a store of 100,000 trials makes a small page.
+round floats to 4 significant digits, so a store of 100,000 trials makes a small page. Over
+MAX_TRACES configurations, point charts draw one trace per model (or hardware) with per-point keys,
+and per-configuration charts draw the MAX_CONFIGS cheapest by energy per request (the note says so).
 """
 
 from __future__ import annotations
 
 import colorsys
 import copy
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +38,10 @@ from energyray.report.summary import (
 
 FILTER_KEYS = ("sweep", "hardware", "model", "precision", "backend", "task")
 MAX_POINTS = 5000  # drawn points per chart at most
+# above this many configurations, point charts draw one trace per model (or hardware), each point
+# keeping its configuration's filter keys and label, and per-configuration charts draw MAX_CONFIGS
+MAX_TRACES = 60
+MAX_CONFIGS = 60
 GL_ABOVE = 1000  # scatters drawing more points than this use WebGL (scattergl)
 HEIGHT = 420  # px, every chart
 # plotly checks every property as a figure is built (3x the time); the tests turn it on
@@ -163,6 +170,7 @@ def _category_font(n: int) -> dict[str, Any]:
     return {"dtick": 1, "tickfont": {"size": max(7, min(12, int(330 / max(n, 1))))}}
 
 
+@functools.lru_cache(maxsize=4096)
 def _t975(dof: int) -> float:
     from energyray.footprint.project import t975
 
@@ -176,7 +184,18 @@ def _figure(traces: list[Any]) -> go.Figure:
     # the template expanded once (a figure's update_layout with it costs ~0.5 s unchecked)
     if not _TEMPLATE:
         _TEMPLATE.update(go.Layout(template="plotly_white").to_plotly_json()["template"])
-    return go.Figure(traces, layout={"template": copy.deepcopy(_TEMPLATE)}, _validate=VALIDATE)
+    # plotly deep-copies each trace's properties into the figure: the per-point lists (keys, labels,
+    # values) are handed over after, as they are (~1 s of a page of 9,000 configurations)
+    heavy = [{k: tr._props.pop(k) for k in _HEAVY if isinstance(tr._props.get(k), (list, dict))} for tr in traces]
+    fig = go.Figure(traces, layout={"template": copy.deepcopy(_TEMPLATE)}, _validate=VALIDATE)
+    for props, h in zip(fig._data, heavy, strict=True):
+        props.update(h)
+    for tr, h in zip(traces, heavy, strict=True):
+        tr._props.update(h)  # the caller's trace objects as they were
+    return fig
+
+
+_HEAVY = ("x", "y", "text", "meta", "customdata")
 
 
 def _layout(fig: go.Figure, x: str, y: str, **kw: Any) -> go.Figure:
@@ -235,6 +254,33 @@ class Trials:
         df["_requests"] = _num(df, "requests").fillna(_num(df, "batch_size"))
         self.df = df
         self.ok = df[df["status"] == "ok"] if "status" in df else df.iloc[0:0]
+        self.keys = [c.filter_key for c in self.configs]
+        # many configurations: point charts draw one trace per value of this axis, coloured by it
+        self.grouped = len(self.configs) > MAX_TRACES
+        self.group_axis = next((a for a in ("model", "hardware", "sweep") if len({_value(c.key.get(a))
+                                for c in self.configs}) > 1), "model")
+        groups = sorted({_value(c.key.get(self.group_axis)) for c in self.configs})
+        self.group_color = dict(zip(groups, _palette(len(groups)), strict=True))
+        self.group_of = np.array([_value(c.key.get(self.group_axis)) for c in self.configs] or [""], dtype=object)
+        self._cost: pd.Series | None = None
+
+    def cost(self) -> pd.Series:
+        """Per configuration: mean energy per request over its ok trials (J), the order drawn() picks by."""
+        if self._cost is None:
+            self._cost = self.stats(self.ok, self.energy_per(self.ok, "request"))["mean"]
+        return self._cost
+
+    def drawn(self, cfgs: Any, what: str = "configurations") -> tuple[list[int], str]:
+        """The configurations a per-configuration chart draws, in summary order: all of `cfgs`, or
+        past MAX_CONFIGS the cheapest by mean J per request; and a note sentence when capped."""
+        cfgs = sorted({int(c) for c in cfgs})
+        if len(cfgs) <= MAX_CONFIGS:
+            return cfgs, ""
+        cost = self.cost().reindex(cfgs).fillna(math.inf).to_numpy(dtype=float)
+        ranked = [cfgs[i] for i in np.lexsort((np.asarray(cfgs), cost))]
+        return sorted(ranked[:MAX_CONFIGS]), (
+            f" {MAX_CONFIGS} of {len(cfgs):,} {what} drawn: those with the lowest mean energy per request; "
+            "narrow with report --sweep or the filters to see others.")
 
     def energy_per(self, df: pd.DataFrame, what: str) -> pd.Series:
         """J per token / request / word / 1k tokens, from the row's column or its estimate."""
@@ -257,20 +303,29 @@ class Trials:
 
     def kind_of(self, df: pd.DataFrame) -> pd.Series:
         """Per configuration: measured if any row is, else estimated if any is, else None."""
-        k = df.groupby("_cfg")["_kind"].agg(lambda s: MEASURED if (s == MEASURED).any()
-                                            else ESTIMATED if (s == ESTIMATED).any() else None)
-        return k
+        measured = (df["_kind"] == MEASURED).groupby(df["_cfg"]).any()
+        estimated = (df["_kind"] == ESTIMATED).groupby(df["_cfg"]).any()
+        out = pd.Series(None, index=measured.index, dtype=object)
+        out[estimated.to_numpy()] = ESTIMATED
+        out[measured.to_numpy()] = MEASURED
+        return out
 
-    def cap(self, df: pd.DataFrame, limit: int = MAX_POINTS) -> tuple[pd.DataFrame, bool]:
-        """At most `limit` rows: each configuration keeps its share (at least one row), at random
+    def cap(self, df: pd.DataFrame, limit: int | None = None) -> tuple[pd.DataFrame, bool]:
+        """At most `limit` rows (MAX_POINTS; half that where the configurations are grouped, each point
+        then carrying its label): each configuration keeps its share (at least one row), at random
         with a fixed seed."""
+        if limit is None:
+            limit = MAX_POINTS // 2 if self.grouped else MAX_POINTS
         if len(df) <= limit:
             return df, False
         counts = df["_cfg"].value_counts()
         quota = np.maximum(1, np.floor(counts * limit / len(df))).astype(int)
-        rank = pd.Series(np.random.default_rng(0).random(len(df)), index=df.index).groupby(df["_cfg"]).rank(
-            method="first")
-        return df[rank <= df["_cfg"].map(quota)], True
+        rng = np.random.default_rng(0)
+        rank = pd.Series(rng.random(len(df)), index=df.index).groupby(df["_cfg"]).rank(method="first")
+        out = df[rank <= df["_cfg"].map(quota)]
+        if len(out) > limit:  # more configurations than points: one trial of `limit` of them, at random
+            out = out.iloc[np.sort(rng.choice(len(out), size=limit, replace=False))]
+        return out, True
 
 
 def _configs(df: pd.DataFrame) -> tuple[np.ndarray, list[Config]]:
@@ -357,6 +412,8 @@ def _point_traces(t: Trials, df: pd.DataFrame, x: pd.Series, y: pd.Series, hover
                         "ex": error_x if error_x is not None else np.nan,
                         "ey": error_y if error_y is not None else np.nan,
                         "eym": error_y_minus if error_y_minus is not None else np.nan})[keep]
+    if t.grouped:
+        return _grouped_point_traces(t, sub, hover, cls, mode, error_x is not None, error_y is not None)
     for (cfg, kind), g in sub.groupby(["cfg", "kind"], sort=True):
         c = t.configs[int(cfg)]
         meta: dict[str, Any] = {"kind": kind}
@@ -369,6 +426,8 @@ def _point_traces(t: Trials, df: pd.DataFrame, x: pd.Series, y: pd.Series, hover
             kw["error_x"] = {"type": "data", "array": _sig(g["ex"]), "thickness": 1, "width": 2}
         if error_y is not None and g["ey"].notna().any():
             kw["error_y"] = {"type": "data", "array": _sig(g["ey"]), "thickness": 1, "width": 2}
+            if g["eym"].notna().any():  # an asymmetric interval (Wilson's, for accuracy)
+                kw["error_y"]["arrayminus"] = _sig(g["eym"])
             if error_y_minus is not None:  # an asymmetric interval (Wilson's)
                 kw["error_y"].update(symmetric=False, arrayminus=_sig(g["eym"]))
         traces.append(cls(
@@ -379,6 +438,37 @@ def _point_traces(t: Trials, df: pd.DataFrame, x: pd.Series, y: pd.Series, hover
                     "line": {"color": c.color, "width": 1.5}},
             hovertemplate=f"{c.full} ({kind})<br>{hover}<extra></extra>", **kw))
     return traces
+
+
+def _grouped_point_traces(t: Trials, sub: pd.DataFrame, hover: str, cls: type, mode: str, ex: bool,
+                          ey: bool) -> list[Any]:
+    """One trace per (model or hardware, kind): many configurations in a few traces, each point with
+    its configuration's filter keys (meta.keys) and label (hover)."""
+    traces = []
+    sub = sub.assign(grp=t.group_of[sub["cfg"].to_numpy(dtype=int)])
+    for (grp, kind), g in sub.groupby(["grp", "kind"], sort=True):
+        cfgs = g["cfg"].to_numpy(dtype=int).tolist()
+        color = t.group_color[grp]
+        kw: dict[str, Any] = {}
+        if ex and g["ex"].notna().any():
+            kw["error_x"] = {"type": "data", "array": _sig(g["ex"]), "thickness": 1, "width": 2}
+        if ey and g["ey"].notna().any():
+            kw["error_y"] = {"type": "data", "array": _sig(g["ey"]), "thickness": 1, "width": 2}
+            if g["eym"].notna().any():  # an asymmetric interval (Wilson's, for accuracy)
+                kw["error_y"]["arrayminus"] = _sig(g["eym"])
+        traces.append(cls(
+            _validate=VALIDATE, x=_sig(g["x"]), y=_sig(g["y"]), mode=mode,
+            name=f"{grp}" + ("" if kind == MEASURED else f" ({kind})"), legendgroup=str(grp),
+            text=[t.configs[i].label for i in cfgs], meta={"kind": kind, "keys": [t.keys[i] for i in cfgs]},
+            marker={"color": color, "symbol": SYMBOL[kind], "size": 7 if len(g) < 50 else 5,
+                    "line": {"color": color, "width": 1}},
+            hovertemplate=f"%{{text}} ({kind})<br>{hover}<extra></extra>", **kw))
+    return traces
+
+
+def _grouped_note(t: Trials) -> str:
+    return (f" {len(t.configs):,} configurations: coloured by {t.group_axis}, one legend entry each; hover a "
+            "point for its configuration." if t.grouped else "")
 
 
 def _external_traces(points: pd.DataFrame, hover: str) -> list[Any]:
@@ -496,7 +586,7 @@ def v_energy_vs_input_tokens(t: Trials, ext: pd.DataFrame) -> View:
                                   "input tokens %{x}<br>energy %{y} J"))
     _layout(fig, "Input tokens per trial (prompt tokens of all its requests)", "Energy per trial (J)")
     note = (f"Each point is one trial: its energy over {ENERGY_COVERS}, against the prompt tokens it sent. "
-            f"Energy here: {_energy_words(ok)}.{_cap_note(capped, df, len(ok))}")
+            f"Energy here: {_energy_words(ok)}.{_cap_note(capped, df, len(ok))}{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
 
@@ -513,7 +603,7 @@ def v_latency_vs_j_per_1k(t: Trials, ext: pd.DataFrame) -> View:
     traces += _external_traces(e, "latency %{x} s<br>%{y} J per 1,000 tokens")
     fig = _layout(_figure(traces), "Latency per request (s)", "Energy per 1,000 output tokens (J)")
     note = (f"Each point is one trial; {LATENCY_WORDS}. Energy: {_energy_words(ok)} over {ENERGY_COVERS}, "
-            f"per 1,000 output tokens.{_cap_note(capped, df, len(ok))}")
+            f"per 1,000 output tokens.{_cap_note(capped, df, len(ok))}{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
 
@@ -535,7 +625,8 @@ def v_energy_accuracy(t: Trials, ext: pd.DataFrame) -> View:
     _layout(fig, "Energy per request (J)", "Accuracy (share of scored requests correct)")
     fig.layout.meta = {"pareto": {"x": "min", "y": "max", "deadline": None, "budget": "x"}}
     note = (f"Each point is one trial; the line joins the trials no other trial beats on both energy per request "
-            f"and accuracy. Energy: {_energy_words(ok)} over {ENERGY_COVERS}.{_cap_note(capped, df, len(ok))}")
+            f"and accuracy. Energy: {_energy_words(ok)} over {ENERGY_COVERS}.{_cap_note(capped, df, len(ok))}"
+            f"{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
 
@@ -545,6 +636,8 @@ def v_latency_distribution(t: Trials, ext: pd.DataFrame) -> View:
     ok = ok[ok["_x"].notna()]
     if ok.empty:
         return _empty(vid, title, fam, NO_TRIALS if t.df.empty else "no ok trial has a duration: the trials failed")
+    cfgs, capped = t.drawn(ok["_cfg"].unique())
+    ok = ok[ok["_cfg"].isin(cfgs)]
     traces = []
     for cfg, g in ok.groupby("_cfg", sort=True):
         c = t.configs[int(cfg)]
@@ -561,7 +654,7 @@ def v_latency_distribution(t: Trials, ext: pd.DataFrame) -> View:
     fig = _layout(_figure(traces), "Latency per request (s)", "", showlegend=False)
     fig.update_yaxes(autorange="reversed", type="category", automargin=True, **_category_font(len(traces)))
     note = (f"Per configuration: the quartiles of its trials' latency (box), the median, the mean (dashed) and "
-            f"the range within 1.5 x the interquartile range; {LATENCY_WORDS}. Time only: no energy.")
+            f"the range within 1.5 x the interquartile range; {LATENCY_WORDS}. Time only: no energy.{capped}")
     return View(vid, title, fam, fig, note)
 
 
@@ -586,7 +679,7 @@ def v_emissions_vs_latency(t: Trials, ext: pd.DataFrame) -> View:
     note = (f"Each point is one trial: co2_g per request, the CO2 of its energy ({_energy_words(ok)} over "
             f"{ENERGY_COVERS}) at the grid's carbon intensity"
             + (f" ({'; '.join(sources[:3])})" if sources else "") + f"; {LATENCY_WORDS}."
-            + _cap_note(capped, df, len(ok)))
+            + _cap_note(capped, df, len(ok)) + _grouped_note(t))
     return View(vid, title, fam, fig, note)
 
 
@@ -762,10 +855,14 @@ def v_temperature(t: Trials, series: pd.DataFrame) -> View:
 # -- per-configuration bars ----------------------------------------------------------------------
 
 def _bars(t: Trials, df: pd.DataFrame, values: pd.Series, hover_unit: str,
-          kinds: pd.Series | None = None) -> list[Any]:
-    """One bar per configuration (mean, 95 % CI error bar), filled for measured, hollow for estimated."""
+          kinds: pd.Series | None = None) -> tuple[list[Any], str]:
+    """One bar per configuration (mean, 95 % CI error bar), filled for measured, hollow for estimated;
+    at most MAX_CONFIGS of them, and the note sentence saying which when capped."""
     df = df.assign(_v=values)
     df = df[df["_v"].notna()]
+    cfgs, capped = t.drawn(df["_cfg"].unique())
+    if capped:
+        df = df[df["_cfg"].isin(cfgs)]
     st = t.stats(df, df["_v"])
     kind = t.kind_of(df) if kinds is None else kinds.groupby(df["_cfg"]).first()
     traces = []
@@ -781,7 +878,7 @@ def _bars(t: Trials, df: pd.DataFrame, values: pd.Series, hover_unit: str,
             marker=marker, meta={"key": c.filter_key, "kind": k},
             error_x={"type": "data", "array": _sig([r["ci95"]]), "visible": bool(r["ci95"] == r["ci95"])},
             hovertemplate=f"{c.full} ({k})<br>%{{x}} {hover_unit}<br>n={int(r['n'])} trials<extra></extra>"))
-    return traces
+    return traces, capped
 
 
 def _bar_layout(fig: go.Figure, x: str, n: int | None = None, **kw: Any) -> go.Figure:
@@ -798,9 +895,10 @@ def v_energy_per_word(t: Trials, ext: pd.DataFrame) -> View:
     if v.isna().all():
         return _empty(vid, title, fam, NO_TRIALS if t.df.empty else
                       NO_ENERGY if t.ok["_energy"].isna().all() else "no trial counted its output words")
-    fig = _bar_layout(_figure(_bars(t, t.ok, v, "J per word")), "Energy per output word (J)")
+    traces, capped = _bars(t, t.ok, v, "J per word")
+    fig = _bar_layout(_figure(traces), "Energy per output word (J)")
     note = (f"Mean over each configuration's trials of energy / words generated (95 % CI bars); hollow bars are "
-            f"estimates. Energy: {_energy_words(t.ok[v.notna()])} over {ENERGY_COVERS}.")
+            f"estimates. Energy: {_energy_words(t.ok[v.notna()])} over {ENERGY_COVERS}.{capped}")
     return View(vid, title, fam, fig, note)
 
 
@@ -810,10 +908,10 @@ def v_words_per_model(t: Trials, ext: pd.DataFrame) -> View:
     if v.isna().all():
         return _empty(vid, title, fam, NO_TRIALS if t.df.empty else "no trial counted its output words")
     kinds = pd.Series(MEASURED, index=t.ok.index)
-    fig = _bar_layout(_figure(_bars(t, t.ok, v, "words per request", kinds=kinds)),
-                      "Words generated per request")
+    traces, capped = _bars(t, t.ok, v, "words per request", kinds=kinds)
+    fig = _bar_layout(_figure(traces), "Words generated per request")
     note = ("Mean words of text generated per request (output_words / requests) per configuration, 95 % CI bars; "
-            "a count, not an energy. Longer answers cost more energy per request at the same J per word.")
+            "a count, not an energy. Longer answers cost more energy per request at the same J per word." + capped)
     return View(vid, title, fam, fig, note)
 
 
@@ -831,12 +929,22 @@ def _config_of_rows(t: Trials, df: pd.DataFrame) -> pd.Series:
     keyed = df.reindex(columns=list(CONFIG_KEYS)).astype(object)
     keyed["chat_template"] = keyed["chat_template"].where(keyed["chat_template"].notna(), "auto")
     keyed["requests"] = keyed["requests"].where(keyed["requests"].notna(), keyed["batch_size"])
+    # each distinct key looked up once (many rows share one: a row per category)
+    codes = keyed.groupby(list(CONFIG_KEYS), dropna=False, sort=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(keyed))).groupby(codes).first()
+    uniq = keyed.iloc[first.to_numpy()]
+    cols = []
+    for k in CONFIG_KEYS:  # each column's distinct values normalised once
+        c, uniques = pd.factorize(uniq[k], use_na_sentinel=True)
+        normed = [_norm(u) for u in uniques] + [None]
+        cols.append([normed[i] for i in c.tolist()])
+    skip = CONFIG_KEYS.index("requests")
     out = []
-    for row in keyed.itertuples(index=False):
-        key = dict(zip(CONFIG_KEYS, (_norm(v) for v in row), strict=True))
-        found = lookup.get(tuple(key[k] for k in CONFIG_KEYS))
-        out.append(found if found is not None else loose.get(tuple(key[k] for k in rest), np.nan))
-    return pd.Series(out, index=df.index, dtype=float)
+    for full in zip(*cols, strict=True):
+        found = lookup.get(full)
+        out.append(found if found is not None else loose.get(full[:skip] + full[skip + 1:], np.nan))
+    per_code = pd.Series(out, index=first.index, dtype=float)
+    return pd.Series(per_code.reindex(codes).to_numpy(), index=df.index, dtype=float)
 
 
 def v_accuracy_per_category(t: Trials, categories: pd.DataFrame) -> View:
@@ -847,27 +955,32 @@ def v_accuracy_per_category(t: Trials, categories: pd.DataFrame) -> View:
         return _empty(vid, title, fam, why)
     cat = categories.copy()
     cat["_cfg"] = _config_of_rows(t, cat)
+    # the count of scored responses ("requests" in the query's rows is the configuration's axis)
+    count = next((c for c in ("scored", "responses") if c in cat.columns), None)
     acc = _num(cat, "accuracy")
-    if acc.isna().all() and {"correct", "requests"} <= set(cat.columns):
-        acc = _num(cat, "correct") / _num(cat, "requests")
+    if acc.isna().all() and count and "correct" in cat.columns:
+        acc = _num(cat, "correct") / _num(cat, count).where(_num(cat, count) > 0)
     cat["_acc"] = acc
     cat = cat[cat["_acc"].notna() & cat["_cfg"].notna() & cat["category"].notna()]
     if cat.empty:
         return _empty(vid, title, fam, why)
+    cfgs, capped = t.drawn(cat["_cfg"].unique())
+    cat = cat[cat["_cfg"].isin(cfgs)]
     cats = sorted({str(c) for c in cat["category"]})
     traces = []
-    for cfg, g in cat.groupby("_cfg", sort=True):
+    # one grouping for all configurations (a named aggregation each costs ~10 ms)
+    per = cat.assign(category=cat["category"].astype(str)).groupby(["_cfg", "category"]).agg(
+        acc=("_acc", "mean"), n=(count, "sum") if count else ("_acc", "size"))
+    for cfg, g in per.groupby(level=0, sort=True):
         c = t.configs[int(cfg)]
-        g = g.assign(category=g["category"].astype(str)).groupby("category").agg(
-            acc=("_acc", "mean"), n=("requests", "sum") if "requests" in g else ("_acc", "size"))
-        g = g.reindex(cats)
+        g = g.droplevel(0).reindex(cats)
         traces.append(go.Bar(_validate=VALIDATE, x=cats, y=_sig(g["acc"]), name=c.label, marker_color=c.color,
                              meta={"key": c.filter_key, "kind": MEASURED}, customdata=_sig(g["n"]),
-                             hovertemplate=f"{c.full}<br>%{{x}}: %{{y}} (%{{customdata}} requests)<extra></extra>"))
+                             hovertemplate=f"{c.full}<br>%{{x}}: %{{y}} (%{{customdata}} scored responses)<extra></extra>"))
     fig = _layout(_figure(traces), "Category", "Accuracy (share of scored requests correct)", barmode="group")
     fig.update_xaxes(type="category", tickangle=-30 if len(cats) > 6 else 0, automargin=True)
     note = ("Accuracy per item category (correct / scored requests) for each configuration: where a small "
-            "model is enough and where a large one earns its energy. Unscored requests are left out.")
+            "model is enough and where a large one earns its energy. Unscored requests are left out." + capped)
     return View(vid, title, fam, fig, note)
 
 
@@ -884,6 +997,8 @@ def v_daily_projection(t: Trials, projection: dict[str, Any] | None) -> View:
     ok = t.ok[t.ok["_energy"].notna()]
     if ok.empty:
         return _empty(vid, title, fam, NO_TRIALS if t.df.empty else NO_ENERGY)
+    drawn, capped = t.drawn(ok["_cfg"].unique())
+    ok = ok[ok["_cfg"].isin(drawn)]
     # table6's steps per configuration (per_trial, Estimate, fixed_10s), grouped by the index here
     rows = per_trial(ok[cols].assign(trial_id=ok["_cfg"].to_numpy()), u)
     rows = rows[rows["total_j_per_request"].notna()]
@@ -921,7 +1036,8 @@ def v_daily_projection(t: Trials, projection: dict[str, Any] | None) -> View:
     note = (f"Measured J per request x {n:,.0f} queries a day ({given}), utilisation {u:g}, "
             f"{'no PUE' if pue is None else f'PUE {pue:g}'}: the device's energy only ({_energy_words(ok)}), 95 % "
             "CI bars over the trials; beside it (dotted, grey) the thesis' method, average power x an assumed 10 s "
-            "per query, which counts idle power and ignores batching. python -m energyray project gives CO2 and cost.")
+            "per query, which counts idle power and ignores batching. python -m energyray project gives CO2 and cost."
+            + capped)
     return View(vid, title, fam, fig, note)
 
 
@@ -933,9 +1049,58 @@ def _config_points(t: Trials, ok: pd.DataFrame, x: pd.Series, y: pd.Series) -> t
     return both[both["mean_x"].notna() & both["mean_y"].notna()], sx
 
 
+def _pareto_keep(t: Trials, pts: pd.DataFrame, xmode: str, ymode: str, limit: int = MAX_POINTS) -> pd.DataFrame:
+    """At most `limit` configuration points: the frontier of all of them and of each filter key's
+    configurations first (so a filtered chart's frontier is right), then those nearest the corner."""
+    if len(pts) <= limit:
+        return pts
+    keep: dict[int, None] = {}
+    idx = pts.index.to_numpy()
+    x = pts["mean_x"].to_numpy(dtype=float) * (1.0 if xmode == "min" else -1.0)
+    y = pts["mean_y"].to_numpy(dtype=float) * (1.0 if ymode == "min" else -1.0)
+    for i in _front(x, y, np.arange(len(x))):
+        keep[int(idx[i])] = None
+    names = pd.Series(["\x1f".join(t.keys[int(c)]) for c in idx])
+    for members in names.groupby(names).indices.values():
+        for i in _front(x, y, members):
+            keep[int(idx[i])] = None
+    rx = pts["mean_x"].rank(ascending=xmode == "min")
+    ry = pts["mean_y"].rank(ascending=ymode == "min")
+    for c in (rx + ry).sort_values(kind="stable").index:
+        if len(keep) >= limit:
+            break
+        keep[int(c)] = None
+    chosen = sorted(list(keep)[:limit])  # the fronts first, in the order found
+    out = pts.loc[chosen]
+    out.attrs["capped"] = len(pts)
+    return out
+
+
+def _front(x: np.ndarray, y: np.ndarray, members: np.ndarray) -> list[int]:
+    """pareto_front (both axes minimised, finite values) of the points `members`, for many points."""
+    order = members[np.lexsort((y[members], x[members]))]
+    front: list[int] = []
+    best = math.inf
+    last: tuple[float, float] | None = None
+    for i, a, b in zip(order.tolist(), x[order].tolist(), y[order].tolist(), strict=True):
+        if b < best:
+            front.append(i)
+            best, last = b, (a, b)
+        elif (a, b) == last:
+            front.append(i)
+    return front
+
+
+def _pareto_capped(pts: pd.DataFrame) -> str:
+    n = pts.attrs.get("capped")
+    return (f" {len(pts):,} of {n:,} configurations drawn: each filter value's frontier, then those nearest the "
+            "best corner; narrow with report --sweep or the filters." if n else "")
+
+
 def _pareto_view(t: Trials, ok: pd.DataFrame, x: pd.Series, y: pd.Series, ymode: str,
                  pareto: dict[str, Any], hover: str) -> tuple[list[Any], pd.DataFrame]:
     pts, _ = _config_points(t, ok, x, y)
+    pts = _pareto_keep(t, pts, pareto["x"], ymode)
     kinds = t.kind_of(ok)
     frame = pd.DataFrame({"_cfg": pts.index.astype(int), "_kind": [kinds.get(i) or MEASURED for i in pts.index]},
                          index=pts.index)
@@ -960,7 +1125,7 @@ def v_pareto_time_energy(t: Trials, ext: pd.DataFrame) -> View:
     note = (f"Each point is a configuration's mean over its trials (95 % CI bars); the line joins those no other "
             f"configuration beats on both time and energy per token (external figures are not on it). Set a "
             f"latency deadline or an energy budget to hide what misses it. Energy: {_energy_words(ok)} over "
-            f"{ENERGY_COVERS}.")
+            f"{ENERGY_COVERS}.{_pareto_capped(pts)}{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
 
@@ -1010,7 +1175,7 @@ def v_pareto_energy_accuracy(t: Trials, ext: pd.DataFrame) -> View:
     note = (f"Each point is a configuration: its mean energy per request over its trials (95 % t interval) and its "
             f"accuracy, correct / scored requests pooled over its trials (Wilson 95 % interval, within 0..1); the "
             f"line joins those no other configuration beats on both: the cheapest for each level of quality. "
-            f"Energy: {_energy_words(ok)} over {ENERGY_COVERS}.")
+            f"Energy: {_energy_words(ok)} over {ENERGY_COVERS}.{_pareto_capped(pts)}{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
 
@@ -1073,14 +1238,14 @@ def v_roofline(t: Trials, ext: pd.DataFrame) -> View:
                       "no trial has a roofline efficiency: it needs a GPU's memory bandwidth and the model's size "
                       "(roofline_bandwidth_source says where it comes from) and a time per output token")
     kinds = pd.Series(MEASURED, index=t.ok.index)
-    fig = _bar_layout(_figure(_bars(t, t.ok, v * 100, "% of the memory-bandwidth floor", kinds=kinds)),
-                      "Decode speed, % of the memory-bandwidth floor")
+    traces, capped = _bars(t, t.ok, v * 100, "% of the memory-bandwidth floor", kinds=kinds)
+    fig = _bar_layout(_figure(traces), "Decode speed, % of the memory-bandwidth floor")
     fig.add_vline(x=100, line_dash="dot", line_color="#444444", annotation_text="at the floor")
     src = sorted({str(s) for s in t.ok.get("roofline_bandwidth_source", pd.Series(dtype=object)).dropna().unique()})
     note = ("Per configuration: the memory-bound floor of a decode step (weights and KV cache read once at the "
             "memory bandwidth) over the measured time per step, in % (100 %: as fast as memory allows; low at "
             "batch 1 where launches dominate), 95 % CI bars. Bandwidth: "
-            + ("; ".join(src[:3]) if src else "as recorded") + ".")
+            + ("; ".join(src[:3]) if src else "as recorded") + "." + capped)
     return View(vid, title, fam, fig, note)
 
 
@@ -1108,8 +1273,11 @@ def v_phase_breakdown(t: Trials, ext: pd.DataFrame) -> View:
     if all(parts[p].isna().all() for p in ("load", "warmup", "prefill", "decode", "response")) and unload.isna().all():
         return _empty(vid, title, fam, "no phase energies in these trials (written before phases were measured, "
                                        "or without a power series): rerun with a sampler that polls power")
+    cfgs, capped = t.drawn(ok["_cfg"].unique())
+    ok = ok[ok["_cfg"].isin(cfgs)]
+    parts = {p: v[ok.index] for p, v in parts.items()}
+    unload = unload.reindex(cfgs)
     kinds = t.kind_of(ok)
-    cfgs = sorted(ok["_cfg"].unique())
     labels = [t.configs[int(i)].label for i in cfgs]
     traces = []
     for i, (p, words) in enumerate(_PHASES):
@@ -1137,7 +1305,7 @@ def v_phase_breakdown(t: Trials, ext: pd.DataFrame) -> View:
             "token, an image trial's window splits into text encoding, denoising and VAE decode (the rest of the "
             "window: between batches, or not split); model load and unload are per load, "
             "shared over its trials; warmup before the first trial of a shape; after it, decoding to text and "
-            "scoring. The idle baseline is not drawn (it is not spent by the trial). Hollow: estimated.")
+            "scoring. The idle baseline is not drawn (it is not spent by the trial). Hollow: estimated." + capped)
     return View(vid, title, fam, fig, note)
 
 
@@ -1159,7 +1327,18 @@ def v_failures(t: Trials, ext: pd.DataFrame) -> View:
     order = [s if len(s) <= 90 else s[:89] + "…" for s in top.index[:20]] + (["other errors"] if len(top) > 20 else [])
     counts = pd.DataFrame({"cfg": bad["_cfg"], "err": short}).groupby(["cfg", "err"]).size()
     traces = []
-    for cfg, g in counts.groupby(level=0, sort=True):
+    many = counts.index.get_level_values(0).nunique() > MAX_TRACES
+    if many:  # one trace per model (or hardware): a bar segment per (configuration, error), keyed per point
+        flat = counts.reset_index(name="n")
+        flat["grp"] = t.group_of[flat["cfg"].to_numpy(dtype=int)]
+        for grp, g in flat.groupby("grp", sort=True):
+            cfgs = g["cfg"].to_numpy(dtype=int).tolist()
+            traces.append(go.Bar(_validate=VALIDATE,
+                y=list(g["err"]), x=list(map(int, g["n"])), orientation="h", name=str(grp),
+                marker_color=t.group_color[grp], text=[t.configs[i].label for i in cfgs], textposition="none",
+                meta={"keys": [t.keys[i] for i in cfgs], "kind": MEASURED},
+                hovertemplate="%{text}<br>%{y}: %{x} trial(s)<extra></extra>"))
+    for cfg, g in (() if many else counts.groupby(level=0, sort=True)):
         c = t.configs[int(cfg)]
         traces.append(go.Bar(_validate=VALIDATE,
             y=list(g.index.get_level_values(1)), x=list(map(int, g.to_numpy())), orientation="h", name=c.label,
@@ -1171,7 +1350,8 @@ def v_failures(t: Trials, ext: pd.DataFrame) -> View:
     most = int(text.value_counts().max())
     fig.update_xaxes(rangemode="tozero", tickformat="d", **({"dtick": 1} if most <= 10 else {}))  # whole trials
     note = (f"{len(bad):,} of {len(t.df):,} trials did not complete, counted by the first line of their error "
-            f"(status: error) and configuration. A rerun of the sweep retries those marked retryable.")
+            f"(status: error) and configuration. A rerun of the sweep retries those marked retryable."
+            + (f" Coloured by {t.group_axis}; hover a segment for its configuration." if many else ""))
     return View(vid, title, fam, fig, note)
 
 

@@ -257,7 +257,10 @@ if (typeof module !== "undefined" && module.exports) {
     var visible = CONFIGS.filter(function (c) { return matches(c.keys, sel); });
     document.getElementById("cheapest").textContent = cheapestAnswer(visible);
     var note = document.getElementById("er-shown");
-    if (note) note.textContent = "Showing " + shown + " of " + CONFIGS.length + " configurations.";
+    // the table may list only the first configurations of many: count them all, and its rows apart
+    var rows = document.querySelectorAll("#summary-table tbody tr[data-keys]").length;
+    if (note) note.textContent = "Showing " + visible.length + " of " + CONFIGS.length + " configurations" +
+      (rows < CONFIGS.length ? " (" + shown + " of them among the table's first " + rows + " rows)" : "") + ".";
   }
 
   function paretoInputs(div, layout, p) {
