@@ -58,6 +58,10 @@ def versions() -> dict[str, str | None]:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = None
+    if found.get("energyray") is None:  # run from a checkout on PYTHONPATH, not installed
+        from energyray import __version__
+
+        found["energyray"] = __version__
     return found
 
 

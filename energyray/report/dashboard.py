@@ -227,6 +227,9 @@ def _relabel(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                      strict=True)]
 
 
+TASK_KEY = FILTER_KEYS.index("task")
+
+
 def cheapest_answer(configs: list[dict[str, Any]] | pd.DataFrame) -> str:
     """The plain-language answer to 'which configuration is cheapest for the quality I need?'.
 
@@ -237,6 +240,16 @@ def cheapest_answer(configs: list[dict[str, Any]] | pd.DataFrame) -> str:
     recs = config_records(configs) if isinstance(configs, pd.DataFrame) else configs
     if not recs:
         return "No configuration selected."
+    # a request of one task is not a request of another (an image, an answer): each task on its own
+    tasks = sorted({r["keys"][TASK_KEY] for r in recs})
+    if len(tasks) > 1:
+        return (f"{len(tasks)} tasks, each compared on its own (a request of one is not a request of another). "
+                + " ".join(f"Task {task or '–'}: {_answer([r for r in recs if r['keys'][TASK_KEY] == task])}"
+                           for task in tasks))
+    return _answer(recs)
+
+
+def _answer(recs: list[dict[str, Any]]) -> str:
     if not any(r["ok"] for r in recs):
         failed = sum(r["failed"] for r in recs)
         return f"No trial completed ({failed} failed): there is nothing to compare; the failures section says why."

@@ -213,8 +213,8 @@ def test_the_old_schema_fixture_renders(tmp_path):
 # -- the cheapest answer ------------------------------------------------------------------------
 
 def rec(label: str, accuracy: float | None, jpr: float | None, energy: str = "measured (gpu)",
-        ok: int = 1, failed: int = 0) -> dict[str, Any]:
-    return {"keys": ["s", "h", label, "p", "b", "t"], "label": label, "accuracy": accuracy, "j_per_request": jpr,
+        ok: int = 1, failed: int = 0, task: str = "t") -> dict[str, Any]:
+    return {"keys": ["s", "h", label, "p", "b", task], "label": label, "accuracy": accuracy, "j_per_request": jpr,
             "ok": ok, "failed": failed, "energy": energy, "energy_kind": energy.split(" (")[0]}
 
 
@@ -227,6 +227,8 @@ CASES = {
     "no energy": [rec("X", 0.5, None, "not measured")],
     "mixed kinds": [rec("X", 0.62, 1.27), rec("Y", 0.61, 0.2, "estimated (cpu+ram)"), rec("W", None, 0.01)],
     "none": [],
+    # an image beside text answers: each task compared on its own, never an image's J against a text's
+    "two tasks": [rec("SD", None, 160.0, task="image"), rec("X", 0.62, 1.27, task="qa"), rec("Y", 0.61, 0.41, task="qa")],
     # the page's records, filtered to m-big: named by the one axis left that differs (precision)
     "filtered records": [r for r in config_records(data_of(ROWS).configs) if r["keys"][2] == "m-big"],
     # two that read the same by the axes that differ (a null weights beside real): told apart
@@ -251,6 +253,14 @@ def test_cheapest_answer_without_accuracy_says_why_and_gives_the_cheapest():
     text = cheapest_answer(CASES["not scored"])
     assert text.startswith("No configuration was scored for accuracy")
     assert "Cheapest by energy: Y at 0.5 J/request (estimated (cpu+ram)), 4.0× less than X." in text
+
+
+def test_cheapest_answer_compares_each_task_on_its_own():
+    text = cheapest_answer(CASES["two tasks"])
+    assert text.startswith("2 tasks, each compared on its own")
+    image, qa = text.split("Task image: ")[1].split(" Task qa: ")
+    assert "Cheapest by energy: SD at 160 J/request" in image and "X" not in image
+    assert "Cheapest configuration within 2 points of it: Y" in qa and "SD" not in qa
 
 
 def test_cheapest_answer_with_failures_only_or_no_energy():

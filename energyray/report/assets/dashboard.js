@@ -65,8 +65,24 @@ function relabel(recs) {
   });
 }
 
+var TASK_KEY = 5;  // the index of task in each record's keys (FILTER_KEYS)
+
 function cheapestAnswer(recs) {
   if (!recs.length) return "No configuration selected.";
+  // a request of one task is not a request of another (an image, an answer): each task on its own
+  var tasks = [];
+  recs.forEach(function (r) { if (tasks.indexOf(r.keys[TASK_KEY]) < 0) tasks.push(r.keys[TASK_KEY]); });
+  tasks.sort();
+  if (tasks.length > 1) {
+    return tasks.length + " tasks, each compared on its own (a request of one is not a request of another). " +
+      tasks.map(function (task) {
+        return "Task " + (task || "\u2013") + ": " + answer(recs.filter(function (r) { return r.keys[TASK_KEY] === task; }));
+      }).join(" ");
+  }
+  return answer(recs);
+}
+
+function answer(recs) {
   if (!recs.some(function (r) { return r.ok; })) {
     var failed = recs.reduce(function (s, r) { return s + r.failed; }, 0);
     return "No trial completed (" + failed + " failed): there is nothing to compare; the failures section says why.";
