@@ -1,6 +1,6 @@
 """The report's queries at scale: a generated store of 100,000 trials and 10,000,000 samples.
 
-Generates (pyarrow, vectorised) a compacted store: segments (`_segment-<UTC>-<hex>.parquet`,
+Generates (pyarrow, vectorised) a compacted store: segments (`segment-<UTC>-<hex>.parquet`,
 as `store compact` writes them) of trials, samples and responses over several sweeps and
 hardware classes (GPUs on the energy counter, a CPU on CodeCarbon's estimate), with failures,
 phases idle/load/warmup/prefill/decode/response/unload, and a few hundred loose trials (half of
@@ -232,7 +232,7 @@ def generate(store: Path, trials: int, per_trial: int, loose: int, seed: int = 0
             s = samples_chunk(rng, ids, hardware, per_trial)
             r = responses_chunk(rng, t)
             for name, table in (("trials", t), ("samples", s), ("responses", r)):
-                path = store / name / folder / f"_segment-{_stamp(seg)}.parquet"
+                path = store / name / folder / f"segment-{_stamp(seg)}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, path)
                 if name != "trials":  # counted below

@@ -17,7 +17,7 @@ A write that fails (disk full, file too large, no permission) raises StoreWriteE
 
 Compaction (`Store.compact`, `python -m energyray store compact`) merges a partition's loose
 per-trial files of the tables trials/samples/responses into one segment,
-`_segment-<UTC time>-<8 hex>.parquet` beside them. Every reader applies the same precedence:
+`segment-<UTC time>-<8 hex>.parquet` beside them. Every reader applies the same precedence:
 for a trial id a loose file beats any segment, and a later segment (by name) beats an earlier
 one; for samples/responses the rows of one winning file are kept, of the same kind (loose or
 segment) as the trial's trials row where it has one. Other `_`- or `.`-prefixed files are not data.
@@ -59,7 +59,7 @@ QUARANTINE = "_quarantine"
 STRICT_ENV = "ENERGYRAY_STRICT_SCHEMA"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # A compacted file of many trials' rows; the UTC time in its name orders segments (later wins).
-SEGMENT_PREFIX = "_segment-"
+SEGMENT_PREFIX = "segment-"
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
 

@@ -1,7 +1,7 @@
 """DuckDB queries over a store, for the dashboard: trials, per-configuration statistics,
 downsampled time series, accuracy per category, systems.
 
-Reads loose files (`<trial_id>.parquet`, one trial each) and segments (`_segment-<UTC>-<hex>.parquet`,
+Reads loose files (`<trial_id>.parquet`, one trial each) and segments (`segment-<UTC>-<hex>.parquet`,
 many trials, written by `store compact`). A trial's rows come from one file per table: a loose
 file beats any segment, and among segments the later name wins; for samples and responses the
 winning file is, where it can be, of the same kind (loose or segment) as the trial's trials row.
@@ -26,7 +26,7 @@ from energyray.footprint.project import t975
 from energyray.report.summary import _LATER_DEFAULTS, CONFIG_KEYS, _order, _scope, energy_label
 from energyray.store import PARTITIONS, TRIAL_TABLES, Damaged, _safe
 
-SEGMENT = re.compile(r"^_segment-.*\.parquet$")
+SEGMENT = re.compile(r"^segment-.*\.parquet$")
 _DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
 _MAGIC = b"PAR1"
 # the trials columns every query needs (configuration keys, grouping, energy labels)
@@ -201,7 +201,7 @@ class StoreQuery:
     @staticmethod
     def _rank() -> str:
         # a loose file ('1') beats any segment ('0' + its name, later names greater)
-        return ("CASE WHEN regexp_matches(filename, '/_segment-[^/]*$') "
+        return ("CASE WHEN regexp_matches(filename, '/segment-[^/]*$') "
                 "THEN '0' || regexp_extract(filename, '[^/]*$') ELSE '1' || filename END")
 
     def _trials_sql(self, wanted: Sequence[str], where: str = "") -> str:

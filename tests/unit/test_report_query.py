@@ -29,7 +29,7 @@ def trial(tid: str, **kw) -> dict:
 
 def segment(store: Path, table: str, rows: list[dict], sweep: str, hardware: str, stamp: str) -> Path:
     """A segment as `store compact` writes it: many trials' rows, the declared schema."""
-    path = store / table / f"sweep={sweep}" / f"hardware={hardware}" / f"_segment-{stamp}-0123abcd.parquet"
+    path = store / table / f"sweep={sweep}" / f"hardware={hardware}" / f"segment-{stamp}-0123abcd.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(to_arrow(table, rows, strict=True), path)
     return path

@@ -65,11 +65,18 @@ def test_compaction_keeps_every_row_and_leaves_one_segment_per_partition(store):
     assert summary.tables["samples"].segments == 2 and summary.tables["responses"].segments == 1
     for table in ("trials", "samples"):
         files = _data_files(store, table)
-        assert len(files) == 2 and all(p.name.startswith("_segment-") for p in files)
+        assert len(files) == 2 and all(p.name.startswith("segment-") for p in files)
     assert [p.name for p in _data_files(store, "systems")] == ["n-cpu.parquet"]  # systems stay loose
     after = _tables(store)
     for table in before:
         pd.testing.assert_frame_equal(after[table], before[table])
+
+
+def test_a_compacted_store_still_reads_whole_with_pandas(store):
+    # segments are not hidden (no "_" prefix): a plain reader sees every trial after compaction
+    store.compact()
+    seen = pd.read_parquet(store.path / "trials", columns=["trial_id"])
+    assert sorted(seen["trial_id"]) == sorted(store.read("trials")["trial_id"]) and len(seen) == 7
 
 
 def test_compaction_is_idempotent(store):
@@ -271,7 +278,7 @@ def test_segments_hold_the_declared_schema(store):
 def test_clean_partial_removes_a_segment_a_killed_compaction_left(store):
     store.compact()
     part = store.path / "trials" / "sweep=s1" / "hardware=h1"
-    seg = next(part.glob("_segment-*.parquet"))
+    seg = next(part.glob("segment-*.parquet"))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     tmp = part / f".{seg.name}.{int(dead.stdout)}.tmp"
     tmp.write_bytes(seg.read_bytes()[:100])
