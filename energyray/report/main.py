@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import pandas as pd
 
+from energyray.report import export as static_export
 from energyray.report.summary import _default_console, print_summary, skipped_lines
 from energyray.store import Store, _safe
 
@@ -55,6 +56,7 @@ def report_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries-per-day", type=_positive, metavar="N",
                         help="queries a day for the daily-scale projection (default: the view's own)")
     parser.add_argument("--title", help="the page's title (default: energyray report: <sweeps>)")
+    static_export.add_arguments(parser)
     args = parser.parse_args(argv)
 
     store_path = Path(args.store)
@@ -65,8 +67,10 @@ def report_main(argv: list[str] | None = None) -> int:
         if not Path(f).exists():
             return _fail(f"--external {f}: no such file or folder; pass a CSV or Parquet file of published results, "
                          "or a folder of them (conf/external/ has examples)")
-    if args.external and not args.out:
-        return _fail("--external is shown on the dashboard only: add --out report.html")
+    if args.external and not (args.out or args.export):
+        return _fail("--external is shown on the dashboard and its figures only: add --out report.html or --export png")
+    if args.views and not args.export:
+        return _fail("--views picks the views to export: add --export png (or pdf, or png,pdf)")
     out = Path(args.out) if args.out else None
     if out is not None:
         if out.is_dir():
@@ -105,12 +109,17 @@ def report_main(argv: list[str] | None = None) -> int:
     print_summary(trials, console, title=f"{args.store}: {len(trials)} trials")
     for line in skipped:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if out is not None:
+    if out is not None or args.export:
         from energyray.report.dashboard import load_report_data, write_report
+        from energyray.report.views import build_views
 
         data = load_report_data(store_path, sweeps=sweeps or None, external=args.external,
                                 queries_per_day=args.queries_per_day)
-        write_report(data, out, title=args.title)
-        size = out.stat().st_size / 1e6
-        print(f"dashboard: {out} ({size:.1f} MB; opens offline in a browser)")
+        views = build_views(data)  # one set of figures for the page and the static files
+        if out is not None:
+            write_report(data, out, title=args.title, views=views)
+            size = out.stat().st_size / 1e6
+            print(f"dashboard: {out} ({size:.1f} MB; opens offline in a browser)")
+        if args.export:
+            return static_export.export_main(args, views)
     return 0

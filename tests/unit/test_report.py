@@ -273,3 +273,18 @@ def test_accuracy_is_pooled_over_the_scored_requests_and_shown_where_scored():
     assert any("real" in line and "50%" in line for line in lines)
     assert any("dummy" in line and line.rstrip().endswith("-") for line in lines)
     assert not any("accuracy" in line for line in render(pd.DataFrame([row(0)])))  # nothing scored: no column
+
+
+def test_report_exports_a_view_as_png_and_refuses_views_without_export(tmp_path, capsys):
+    assert report_main(["--store", str(FIXTURE), "--views", "failures"]) == 2
+    assert "add --export png" in capsys.readouterr().err
+    pytest.importorskip("kaleido", reason="needs the report extra: pip install 'energyray[report]'")
+    from energyray.report.export import find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium for kaleido: apt-get install chromium")
+    code = report_main(["--store", str(FIXTURE), "--export", "png", "--views", "failures",
+                        "--export-dir", str(tmp_path / "fig")])
+    assert code == 0, capsys.readouterr().err
+    png = tmp_path / "fig" / "failures.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"figure: {png}" in capsys.readouterr().out
