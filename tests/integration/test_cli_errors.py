@@ -94,8 +94,10 @@ def test_report_on_a_missing_store_is_a_short_message(cli_process, tmp_path):
     argv, cwd, env = cli_process
     r = subprocess.run([*argv, "report", "--store", str(tmp_path / "nothing-here")], cwd=cwd, env=env,
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr, r.stderr
-    assert "No trials in" in r.stderr and "python -m energyray sweep=" in r.stderr, r.stderr
+    # a path that is no store is refused input (2), one line naming both fixes
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr, r.stderr
+    assert "no store at" in r.stderr and "python -m energyray sweep=" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------------
