@@ -104,6 +104,9 @@ class StoreQuery:
         self.damaged: list[Damaged] = []
         self._con = duckdb.connect(":memory:")
         self._con.execute("SET enable_progress_bar = false")  # no bar drawn over the report's output
+        # every query reads the same files' footers (describe, then read): parsed once, in memory;
+        # an entry is dropped when its file's modification time changes
+        self._con.execute("SET parquet_metadata_cache = true")
         self._files: dict[str, list[str]] = {}
         self._columns: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type, over its files
         self._trials_cols: set[str] | None = None  # the columns of the temporary table _trials
@@ -204,11 +207,9 @@ class StoreQuery:
         return ("CASE WHEN regexp_matches(filename, '/segment-[^/]*$') "
                 "THEN '0' || regexp_extract(filename, '[^/]*$') ELSE '1' || filename END")
 
-    def _trials_sql(self, wanted: Sequence[str], where: str = "") -> str:
-        """The trials rows, one per trial_id (the winning file's)."""
-        return (f"SELECT {self._select('trials', wanted)}, _rank FROM ("
-                f"SELECT *, {self._rank()} AS _rank FROM {self._source('trials')}) {where} "
-                "QUALIFY row_number() OVER (PARTITION BY trial_id ORDER BY _rank DESC) = 1")
+    def _trials_sql(self, wanted: Sequence[str]) -> str:
+        """Every file's trials rows with `_rank` (precedence not applied: `_trials_table` does)."""
+        return f"SELECT {self._select('trials', wanted)}, {self._rank()} AS _rank FROM {self._source('trials')}"
 
     def _trial_rows_sql(self, table: str, wanted: Sequence[str], where: str = "",
                         per_file: tuple[Sequence[str], str] | None = None) -> str:
@@ -225,10 +226,12 @@ class StoreQuery:
             rows = f"SELECT {group}, {per_file[1]} FROM ({rows}) GROUP BY {group}"
         return (f"WITH r AS MATERIALIZED ({rows}), "
                 f"k AS ({kinds}), "
+                # only a trial with rows from several files ranks them; nearly all have one file
+                "d AS (SELECT trial_id FROM r GROUP BY trial_id HAVING min(_rank) <> max(_rank)), "
                 "w AS (SELECT r.trial_id, max((left(r._rank, 1) = coalesce(k._kind, left(r._rank, 1)))::INT || r._rank)"
-                " AS _best FROM r LEFT JOIN k USING (trial_id) GROUP BY r.trial_id) "
-                "SELECT r.* EXCLUDE (_rank) FROM r JOIN w USING (trial_id) "
-                "WHERE substr(w._best, 2) = r._rank")
+                " AS _best FROM r SEMI JOIN d USING (trial_id) LEFT JOIN k USING (trial_id) GROUP BY r.trial_id) "
+                "SELECT r.* EXCLUDE (_rank) FROM r LEFT JOIN w USING (trial_id) "
+                "WHERE w._best IS NULL OR substr(w._best, 2) = r._rank")
 
     def _trials_table(self, cols: Sequence[str]) -> str:
         """The name of a temporary table of the winning trials rows with at least `cols` (and the
@@ -240,6 +243,12 @@ class StoreQuery:
             keep = list(dict.fromkeys([*_BASE_ORDER, *sorted(have | need)]))
             self._run(lambda: self._con.execute(f"CREATE OR REPLACE TEMP TABLE _trials AS {self._trials_sql(keep)}"),
                       ["trials"])
+            # precedence: only trial ids read from more than one file (or twice from one) rank, the
+            # rest (nearly all in a compacted store) keep their only row without a window over all
+            self._con.execute(
+                "DELETE FROM _trials WHERE rowid IN (SELECT rowid FROM _trials WHERE trial_id IS NULL OR trial_id IN "
+                "(SELECT trial_id FROM _trials GROUP BY trial_id HAVING count(*) > 1) "
+                "QUALIFY row_number() OVER (PARTITION BY trial_id ORDER BY _rank DESC) > 1)")
             self._trials_cols = need | have
         return "_trials"
 
@@ -299,6 +308,7 @@ class StoreQuery:
                        ["trials"])
         rows = []
         labels: dict[tuple[Any, ...], tuple[str, str]] = {}
+        df = df.iloc[_order_index(df, key_cols)]  # summary's order
         for r in df.to_dict("records"):
             key = {k: _plain(r[k]) for k in key_cols}
             seen = tuple(sorted((tuple(s) for s in (r["_sources"] if r["_sources"] is not None else [])),
@@ -320,7 +330,6 @@ class StoreQuery:
                 std = math.nan if n < 2 or pd.isna(std) else float(std)
                 out.update({m: mean, f"{m}_std": std, f"{m}_ci95": ci95(std, n), f"{m}_n": n})
             rows.append(out)
-        rows.sort(key=lambda row: _order(tuple(row[k] for k in key_cols)))
         return pd.DataFrame(rows)
 
     def samples(self, trial_ids: Sequence[str], max_points: int = 400) -> pd.DataFrame:
@@ -390,15 +399,25 @@ FROM k GROUP BY trial_id, source, run, bucket ORDER BY trial_id, source, t_s"""
         df = df[cols]
         for c in ("responses", "correct", "scored", "output_words"):
             df[c] = pd.array(df[c], dtype="Int64")
-        sort_keys = [tuple(map(_plain, k)) for k in df[[*CONFIG_KEYS, "category"]].itertuples(index=False, name=None)]
-        order = sorted(range(len(df)), key=lambda i: _order(sort_keys[i]))
-        return df.iloc[order].reset_index(drop=True)
+        return df.iloc[_order_index(df, [*CONFIG_KEYS, "category"])].reset_index(drop=True)
 
     def systems(self) -> pd.DataFrame:
         """Every systems row (one per node and device, per sweep and hardware)."""
         if not self.files("systems"):
             return pd.DataFrame()
         return self._sql(lambda: f"SELECT * EXCLUDE (filename) FROM {self._source('systems')}", ["systems"])
+
+
+def _order_index(df: pd.DataFrame, cols: Sequence[str]) -> list[int]:
+    """The positions of `df`'s rows sorted as summary's `_order` sorts their `cols` values (stable):
+    each column's few distinct values ranked once, then the rows sorted by those ranks."""
+    ranks = {}
+    for c in cols:
+        codes, uniques = pd.factorize(df[c], use_na_sentinel=False)
+        keys = [_order((_plain(u),)) for u in uniques]
+        dense = {k: i for i, k in enumerate(sorted(set(keys)))}
+        ranks[c] = pd.Series(codes).map(dict(enumerate(dense[k] for k in keys)))
+    return list(pd.DataFrame(ranks).sort_values(list(cols), kind="stable").index)
 
 
 def _plain(v: Any) -> Any:

@@ -62,6 +62,30 @@ def test_a_loose_file_beats_segments_and_a_later_segment_beats_an_earlier(tmp_pa
     assert q.damaged == []
 
 
+def test_precedence_applies_to_trials_in_several_files_while_the_rest_keep_their_only_row(tmp_path):
+    store = Store(tmp_path)
+    # a: in a segment and loose; b: twice in one segment (one row kept); c, d: in one segment only
+    segment(tmp_path, "trials", [trial("a", energy_j=1.0), trial("b", energy_j=1.0), trial("b", energy_j=1.0),
+                                 trial("c", energy_j=4.0, precision="nf4")], "s", "cpu", "20261201T000000000000")
+    segment(tmp_path, "trials", [trial("d", energy_j=5.0)], "s", "h100", "20261201T000000000000")
+    resp = [{"trial_id": t, "request_index": i, "category": "math", "correct": True, "energy_j": 1.0,
+             "response": "one two"} for t in ("a", "c", "d") for i in range(2)]
+    segment(tmp_path, "responses", resp, "s", "cpu", "20261201T000000000000")
+    store.write("trials", [trial("a", energy_j=3.0)], "s", "cpu", "a")
+    store.write("responses", [{"trial_id": "a", "request_index": 0, "category": "math", "correct": False,
+                               "energy_j": 7.0, "response": "one two three"}], "s", "cpu", "a")
+    q = StoreQuery(tmp_path)
+    t = q.trials(["energy_j"])
+    assert list(t["trial_id"]) == ["a", "b", "c", "d"]
+    assert t.set_index("trial_id")["energy_j"].to_dict() == {"a": 3.0, "b": 1.0, "c": 4.0, "d": 5.0}
+    r = q.responses_by_category().set_index(["hardware", "precision"])
+    # a's responses come from its loose file only (its trials row's), c's and d's from the segment
+    assert r.loc[("cpu", "fp32"), ["responses", "correct", "energy_j", "output_words"]].tolist() == [1, 0, 7.0, 3]
+    assert r.loc[("cpu", "nf4"), ["responses", "correct", "output_words"]].tolist() == [2, 2, 4]
+    assert list(r.index) == [("cpu", "fp32"), ("h100", "fp32"), ("cpu", "nf4")]  # CONFIG_KEYS order: precision first
+    _same_as_summary(q, q.trials())
+
+
 def test_an_old_store_reads_and_its_stats_equal_the_summary():
     q = StoreQuery(OLD_STORE)
     t = q.trials(["model", "j_per_token", "ttft_s", "no_such_column"])
