@@ -108,7 +108,8 @@ def test_backends_runs_transformers_and_the_server_and_fails_vllm_rows_saying_ho
 
 def test_each_backend_gets_its_config_section():
     """The scheduler hands each worker the RunConfig sections backends ask for (transformers,
-    vllm, api, server), and the tasks section the trial runner reads."""
+    vllm, api, server), the tasks section the trial runner reads, and the store's absolute path
+    (where an image backend saves its images)."""
     from energyray.config import RunConfig
     from energyray.orchestrator.scheduler import backend_settings
 
@@ -116,4 +117,5 @@ def test_each_backend_gets_its_config_section():
     cfg.vllm.gpu_memory_utilization = 0.5
     cfg.transformers.cudnn_attention = None
     assert backend_settings(cfg) == {"transformers": cfg.transformers, "vllm": cfg.vllm, "api": cfg.api,
-                                     "server": cfg.server, "tasks": cfg.tasks}
+                                     "server": cfg.server, "tasks": cfg.tasks,
+                                     "store_path": str(Path(cfg.store.path).resolve())}
