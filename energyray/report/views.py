@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from energyray.report.dashboard import wilson
 from energyray.report.labels import config_names, full_name
 from energyray.report.summary import (
     CONFIG_KEYS,
@@ -1138,15 +1137,19 @@ def _pooled_accuracy(t: Trials, ok: pd.DataFrame) -> pd.DataFrame:
     k = correct.where(has).groupby(ok["_cfg"]).sum(min_count=1)
     n = scored.where(has).groupby(ok["_cfg"]).sum(min_count=1)
     st = t.stats(ok, _accuracy(ok))
-    out = pd.DataFrame(index=sorted(set(st.index) | set(n.dropna().index)), columns=["mean", "lo", "hi"], dtype=float)
-    for cfg in out.index:
-        if cfg in n.index and n[cfg] == n[cfg] and n[cfg] > 0:
-            lo, hi = wilson(float(k[cfg]), float(n[cfg]))
-            out.loc[cfg] = (float(k[cfg]) / float(n[cfg]), lo, hi)
-        elif cfg in st.index:
-            m, h = st.loc[cfg, "mean"], st.loc[cfg, "ci95"]
-            out.loc[cfg] = (m, max(0.0, m - h) if h == h else np.nan, min(1.0, m + h) if h == h else np.nan)
-    return out
+    idx = sorted(set(st.index) | set(n.dropna().index))
+    kk, nn = k.reindex(idx).astype(float), n.reindex(idx).astype(float)
+    pooled = nn.notna() & (nn > 0)
+    nn = nn.where(pooled)
+    # Wilson's interval (dashboard.wilson), for every configuration at once
+    z = 1.96
+    p, d = kk / nn, 1 + z * z / nn
+    centre = (p + z * z / (2 * nn)) / d
+    half = z * np.sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / d
+    m, h = st["mean"].reindex(idx).astype(float), st["ci95"].reindex(idx).astype(float)
+    return pd.DataFrame({"mean": p.where(pooled, m),
+                         "lo": (centre - half).clip(lower=0.0).where(pooled, (m - h).clip(lower=0.0)),
+                         "hi": (centre + half).clip(upper=1.0).where(pooled, (m + h).clip(upper=1.0))}, index=idx)
 
 
 def v_pareto_energy_accuracy(t: Trials, ext: pd.DataFrame) -> View:
