@@ -30,6 +30,7 @@ import transformers
 
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
 from energyray.backends.base import ImageGeneration, LoadInfo, Prompts, plain_prompts
+from energyray.backends.transformers import torch_device
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 PRECISIONS = _ALL_PRECISIONS["diffusers"]
@@ -143,18 +144,12 @@ class DiffusersBackend:
         self.weights = "real"
         self._seed = 0
 
-    def _device(self, device: str) -> str:
-        found = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
-        if device == "cuda" and found != "cuda":
-            raise BackendError("device=cuda was asked for, but torch sees no CUDA GPU here.")
-        return found
-
     def prepare(self, model: Any, weights: str, precision: str, device: str, cache_dir: str, seed: int) -> None:
         """Nothing to convert: random weights are built in load, real ones read by from_pretrained."""
-        resolve_precision(precision, self._device(device))
+        resolve_precision(precision, torch_device(device))
 
     def load(self, model: Any, weights: str, precision: str, device: str, cache_dir: str, seed: int) -> LoadInfo:
-        self.device = self._device(device)
+        self.device = torch_device(device)
         resolved, dtype = resolve_precision(precision, self.device)
         self._seed, self.weights = seed, weights
         if weights == "dummy" or (weights == "real" and model.builtin == "sd-tiny"):  # sd-tiny is built random

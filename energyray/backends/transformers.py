@@ -274,6 +274,14 @@ class _StepTimes(BaseStreamer):
         pass
 
 
+def torch_device(device: str) -> str:
+    """'cuda' where asked for (or auto) and torch sees a GPU, else 'cpu'; device=cuda without one is an error."""
+    found = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+    if device == "cuda" and found != "cuda":
+        raise BackendError("device=cuda was asked for, but torch sees no CUDA GPU here.")
+    return found
+
+
 class TransformersBackend:
     name = "transformers"
     precisions = PRECISIONS
@@ -294,16 +302,10 @@ class TransformersBackend:
         self._seed = 0
 
     # -- loading -----------------------------------------------------------------------------
-    def _device(self, device: str) -> str:
-        found = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
-        if device == "cuda" and found != "cuda":
-            raise BackendError("device=cuda was asked for, but torch sees no CUDA GPU here.")
-        return found
-
     def prepare(self, model: Any, weights: str, precision: str, device: str, cache_dir: str, seed: int) -> None:
         """One-time work kept out of the measured load: converting the GGUF package, building
         the tiny model, saving random weights for bitsandbytes to quantise. Cached on disk."""
-        self.device = self._device(device)
+        self.device = torch_device(device)
         resolved, dtype = resolve_precision(precision, self.device)
         if weights == "real":
             self._real_source(model, cache_dir)
@@ -311,7 +313,7 @@ class TransformersBackend:
             self._dummy_checkpoint(model, self._dummy_config(model), dtype, cache_dir, seed)
 
     def load(self, model: Any, weights: str, precision: str, device: str, cache_dir: str, seed: int) -> LoadInfo:
-        self.device = self._device(device)
+        self.device = torch_device(device)
         resolved, dtype = resolve_precision(precision, self.device)
         self._seed = seed
         self.model_config, self.weights = model, weights

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ pytest.importorskip("plotly")
 
 from energyray import schema  # noqa: E402
 from energyray.report import views as views_module  # noqa: E402
+from energyray.report.dashboard import ReportData
 from energyray.report.summary import CONFIG_KEYS, configurations  # noqa: E402
 from energyray.report.views import (  # noqa: E402
     EXTERNAL,
@@ -35,14 +35,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "data" / "store-0.1.0"
 ALL_COLUMNS = set(schema.names("trials")) | set(schema.names("samples"))
 
 
-@dataclass
-class Data:
-    trials: pd.DataFrame
-    configs: pd.DataFrame
-    series: pd.DataFrame
-    categories: pd.DataFrame
-    external: pd.DataFrame
-    projection: dict[str, Any] | None
+Data = ReportData  # the dashboard's own container of what the views read
 
 
 def make_trials(n: int = 120, seed: int = 0) -> pd.DataFrame:
