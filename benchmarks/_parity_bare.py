@@ -5,6 +5,7 @@ One model in one process, driven by JSON lines on stdin (one answer per line on 
     {"cmd": "load", "arch": {...}, "precision": "bf16|int8|nf4", "checkpoint": PATH|null, "seed": 0}
     {"cmd": "run", "batch": 1, "prompt_len": 41, "new_tokens": 64}     -> one generate, timed
     {"cmd": "env"}                                                      -> this process's settings
+    {"cmd": "pin", "cpus": [3]}                                         -> main thread on these CPUs
     {"cmd": "quit"}
 
 A run is what a user's script does: the inputs on the GPU, a device sync, the GPU's energy
@@ -128,6 +129,11 @@ class Bare:
         energy = None if e0 is None or e1 is None else e1 - e0
         return {"t0_ns": t0, "t1_ns": t1, "tokens": tokens, "energy_j": energy, "s": (t1 - t0) / 1e9,
                 "step_ns": [t - t0 for t in streamer.step_ns]}
+
+    def pin(self, cpus: list[int]) -> dict[str, Any]:
+        """The calling (main) thread on `cpus`; threads it starts later inherit them."""
+        os.sched_setaffinity(0, set(cpus))
+        return {"affinity": sorted(os.sched_getaffinity(0))}
 
     def env(self) -> dict[str, Any]:
         try:

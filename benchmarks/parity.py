@@ -138,6 +138,17 @@ def find_worker(root: int) -> int | None:
     return None
 
 
+def pin_thread(tid: int, cpu: int) -> list[int] | None:
+    """The sweep's worker's main thread (its tid is the pid) on `cpu`, as the bare side's is:
+    done when the worker appears, before its model loads. Returns its CPUs read back."""
+    try:
+        os.sched_setaffinity(tid, {cpu})
+        return sorted(os.sched_getaffinity(tid))
+    except OSError as e:  # gone already: the next worker found is pinned instead
+        print(f"    could not pin the worker {tid} to CPU {cpu}: {e}", flush=True)
+        return None
+
+
 def in_cooldown(pid: int) -> bool:
     """The worker runs a trial (`ray::WorkerHost.run`) and its main thread sleeps: the cooldown,
     the only sleep inside a trial call (with measurement.cooldown_to_idle_c unset)."""
@@ -547,6 +558,7 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
     proc = subprocess.Popen(cmd, cwd=C.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     runs: list[dict[str, Any]] = []
     worker: int | None = None
+    pinned: list[int] | None = None
     served = False
     cooldown_end: float | None = None
     last_after: Snap | None = None
@@ -559,6 +571,8 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
                 break
             if worker is None or not os.path.exists(f"/proc/{worker}"):
                 worker = find_worker(proc.pid)
+                if worker is not None and args.pin_cpu is not None:
+                    pinned = pin_thread(worker, args.pin_cpu)
             if worker is None:
                 time.sleep(0.05)
                 continue
@@ -590,6 +604,7 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
         log.close()
     rows = read_trials(store)
     return {"variant": v.name, "cmd": cmd, "env": v.env, "exit": proc.returncode, "runs": runs, "rows": rows,
+            "worker_cpus": pinned,
             "wall_s": time.monotonic() - t_start, "trial_census": trials_census,
             "log_tail": (work / f"sweep-{tag}.log").read_text()[-3000:]}
 
@@ -700,6 +715,9 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
     res: dict[str, Any] = {"config": cfg.name, "prompt_len": plen, "new_tokens": args.new_tokens, "runs": [],
                            "sweeps": {}, "bare_env": {}}
     try:
+        if args.pin_cpu is not None:  # before the load: CUDA's threads inherit the main thread's CPU
+            for f, b in bares.items():
+                res.setdefault("bare_cpus", {})[f] = b.call("pin", cpus=[args.pin_cpu])["affinity"]
         for b in bares.values():  # all load at once
             b.send("load", arch=m["architecture"], precision=cfg.precision, checkpoint=ckpt, seed=args.seed,
                    device=args.device)
@@ -870,6 +888,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--solo", type=int, default=3, help="bare runs with no Ray on the machine, before and after (default 3)")
     p.add_argument("--diag", action="store_true", help="thread census and the bare flavours (see above)")
     p.add_argument("--bare-flavours", default="plain,nice15,ray", help="with --diag (default plain,nice15,ray)")
+    p.add_argument("--pin-cpu", type=int, default=None,
+                   help="the main thread of every bare process and of the sweep's worker on this CPU, so that both "
+                        "sides run where the other ran (default: unpinned, as a user's process runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bootstrap", type=int, default=4000)
     p.add_argument("--idle-settle-max-s", type=float, default=5.0,

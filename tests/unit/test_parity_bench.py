@@ -204,3 +204,18 @@ def test_the_schedule_gives_each_side_the_same_idle_before_it(par: Any) -> None:
     assert par.schedule(2.0, gap_s=0.0) == (pytest.approx(4.1), 0.0)  # the earlier design
     assert par.schedule(2.0, cooldown_s=6.0) == (6.0, 2.0)
     assert par.schedule(2.0, cooldown_s=8.0, gap_s=1.0) == (8.0, 1.0)
+
+
+def test_pinning_puts_a_childs_main_thread_on_one_cpu_and_reads_it_back(par: Any) -> None:
+    """--pin-cpu: the sweep's worker is pinned from outside, by its pid; a real child here."""
+    import os
+
+    cpu = max(os.sched_getaffinity(0))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert par.pin_thread(child.pid, cpu) == [cpu]
+        assert os.sched_getaffinity(child.pid) == {cpu}
+    finally:
+        child.kill()  # our own child
+        child.wait()
+    assert par.pin_thread(child.pid, cpu) is None  # gone: said, not raised
