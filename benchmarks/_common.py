@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,3 +186,21 @@ def open_gpu(script: str, device_arg: str | None) -> tuple[str | int, dict[str, 
 
     device: str | int = device_arg or visible_gpu_uuid() or 0
     return device, gpu_info(device)
+
+
+_SPIN = ("import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); "
+         "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True: pass")
+
+
+class IdleSpinner:
+    """A process on `cpu` at SCHED_IDLE: it runs only when nothing else wants that CPU, so the
+    vCPU never halts while the work on it waits, and it yields the CPU to any other thread at once."""
+
+    def __init__(self, cpu: int) -> None:
+        self.cpu = cpu
+        self.proc = subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # our own child, by its handle
+        self.proc.wait()

@@ -17,6 +17,12 @@ fastest in `percore`), and each of `unpinned`/`pinned` again with `--gap-s` of i
 speed relates to each reading, so that the cause of the noise is named by a measurement.
 
     python benchmarks/decode_noise.py --runs 30 --per-core 2 --gap-s 2 --json-out noise.json
+    python benchmarks/decode_noise.py --design interleave --cycles 3 --per-kind 4 --pin 2 --json-out noise.json
+
+`--design interleave` tells the idle before a run apart from the machine's drift: the gap kinds
+`none` (back to back), `sleep`, `spin` (the thread busy through the gap) and `idle-spinner`
+(asleep, but a SCHED_IDLE process keeps its CPU from halting) alternate within each cycle, and a
+pure-Python probe shows whether the CPU itself runs slower after a sleep.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import IdleSpinner  # noqa: E402
 from _parity_bare import Bare  # noqa: E402  (no energyray import: the bare side's own class)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +135,58 @@ def block(b: Bare, args: argparse.Namespace, name: str, n: int, cpus: set[int] |
 
 
 ALL: set[int] = set()
+GAPS = ("none", "sleep", "spin", "idle-spinner")
+
+
+def wait_gap(kind: str, seconds: float) -> None:
+    """The idle before a run: none, asleep, or busy on this thread (`spin`); `idle-spinner`
+    sleeps while an IdleSpinner keeps the CPU awake."""
+    if kind == "spin":
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+    elif kind in ("sleep", "idle-spinner"):
+        time.sleep(seconds)
+
+
+def cpu_probe(seconds: float, iters: int = 20000) -> dict[str, Any]:
+    """Pure Python, no GPU: how long each chunk of `iters` loop steps takes over `seconds`."""
+    chunks = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter_ns()
+        x = 0
+        for i in range(iters):
+            x += i
+        chunks.append((time.perf_counter_ns() - t0) / 1e6)
+    return {"chunk_ms_median": statistics.median(chunks), "chunk_ms_p90": sorted(chunks)[int(0.9 * len(chunks))],
+            "sd_log_pct": 100 * statistics.pstdev(math.log(c) for c in chunks), "chunks": len(chunks)}
+
+
+def interleave(b: Bare, args: argparse.Namespace, pin: int, res: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """Every gap kind in every cycle (the kinds' order rotated from cycle to cycle, so a drift
+    of the machine over time falls on all of them), the main thread on `pin` throughout;
+    then, per cycle, the pure-Python probe after no gap and after a sleep."""
+    os.sched_setaffinity(0, {pin})
+    probes: list[dict[str, Any]] = res.setdefault("cpu_probes", [])
+    try:
+        for cycle in range(args.cycles):
+            kinds = GAPS[cycle % len(GAPS):] + GAPS[:cycle % len(GAPS)]
+            for kind in kinds:
+                spinner = IdleSpinner(pin) if kind == "idle-spinner" else None
+                try:
+                    for _ in range(args.per_kind):
+                        wait_gap(kind, args.gap_s)
+                        runs.append({**one_run(b, args, kind), "cycle": cycle})
+                finally:
+                    if spinner is not None:
+                        spinner.close()
+            for kind in ("none", "sleep"):
+                for _ in range(2):
+                    wait_gap(kind, args.gap_s)
+                    probes.append({"gap": kind, "cycle": cycle, **cpu_probe(1.0)})
+    finally:
+        os.sched_setaffinity(0, ALL)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-core", type=int, default=2, help="runs pinned to each CPU (0: skip)")
     p.add_argument("--gap-s", type=float, default=2.0, help="idle before each run of the gapped blocks (0: skip them)")
     p.add_argument("--pin", type=int, default=None, help="the CPU of the pinned blocks (default: fastest in percore)")
+    p.add_argument("--design", choices=("blocks", "interleave"), default="blocks",
+                   help="blocks: unpinned, per core, pinned, then gapped (one after the other); interleave: the gap "
+                        "kinds none/sleep/spin/idle-spinner in rotated order, --cycles times, pinned to --pin")
+    p.add_argument("--cycles", type=int, default=3, help="interleave: cycles over the gap kinds")
+    p.add_argument("--per-kind", type=int, default=4, help="interleave: runs of each gap kind per cycle")
     p.add_argument("--device", default="cuda")
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
@@ -159,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     pin = args.pin
     try:  # SIGINT (a time limit) ends the blocks early; what ran is still summarised
+        if args.design == "interleave":
+            pin = sorted(ALL)[-1] if pin is None else pin
+            interleave(b, args, pin, res, runs)
+            raise StopIteration
         block(b, args, "unpinned", args.runs, None, 0.0, runs)
         if args.per_core:
             for c in sorted(ALL):
@@ -172,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.gap_s:
             block(b, args, "unpinned_gap", args.runs // 2, None, args.gap_s, runs)
             block(b, args, "pinned_gap", args.runs // 2, {pin}, args.gap_s, runs)
+    except StopIteration:
+        pass
     except KeyboardInterrupt:
         res["interrupted"] = True
         print("interrupted: summarising the runs so far", flush=True)
@@ -187,6 +257,15 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k[9:]} r={v:+.2f}" for k, v in s.items() if k.startswith("corr_") and v is not None)
               + "; " + ", ".join(f"{k[:-7]}={v}" for k, v in s.items() if k.endswith("_median") and k != "tps_median"),
               flush=True)
+    for kind in ("none", "sleep"):
+        ps = [q for q in res.get("cpu_probes", []) if q["gap"] == kind]
+        if ps:
+            res.setdefault("cpu_probe", {})[kind] = s = {
+                "runs": len(ps), "chunk_ms_median": statistics.median(q["chunk_ms_median"] for q in ps),
+                "chunk_ms_min": min(q["chunk_ms_median"] for q in ps), "chunk_ms_max": max(q["chunk_ms_median"] for q in ps),
+                "within_sd_log_pct": statistics.median(q["sd_log_pct"] for q in ps)}
+            print(f"  cpu probe after gap {kind}: {s['runs']} runs, chunk ms median {s['chunk_ms_median']:.3f} "
+                  f"({s['chunk_ms_min']:.3f}-{s['chunk_ms_max']:.3f}), within-run sd {s['within_sd_log_pct']:.1f} %", flush=True)
     res["runs"] = runs
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(res, indent=1))

@@ -891,6 +891,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pin-cpu", type=int, default=None,
                    help="the main thread of every bare process and of the sweep's worker on this CPU, so that both "
                         "sides run where the other ran (default: unpinned, as a user's process runs)")
+    p.add_argument("--keep-awake", action="store_true",
+                   help="with --pin-cpu: a SCHED_IDLE spinner on that CPU, so that it never halts between runs "
+                        "(an idle vCPU comes back slower on the VMs measured; see decode_noise.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bootstrap", type=int, default=4000)
     p.add_argument("--idle-settle-max-s", type=float, default=5.0,
@@ -913,6 +916,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
     args.deadline = None if args.budget_s is None else time.monotonic() + args.budget_s
+    if args.keep_awake and args.pin_cpu is None:
+        p.error("--keep-awake needs --pin-cpu N: the spinner keeps that CPU awake")
     configs = []
     for text in args.config or ["gemma3-1b:nf4:1"]:
         model, precision, batch = text.split(":")
@@ -935,25 +940,41 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GPU {info.get('name')} driver {info.get('driver')}; {os.cpu_count()} CPUs; work {work}", flush=True)
     result: dict[str, Any] = {"benchmark": "parity", "gpu": info, "args": vars(args), "configs": {}, "errors": {}}
     t0 = time.monotonic()
-    for cfg in configs:
-        C.section(cfg.name)
-        if args.deadline is not None and args.deadline - time.monotonic() < args.config_min_s:
-            print(f"skipped: {args.deadline - time.monotonic():.0f} s of --budget-s left", flush=True)
-            result.setdefault("skipped", []).append(cfg.name)
-            continue
-        try:
-            def save(partial: dict[str, Any], name: str = cfg.name) -> None:
-                if args.json_out:
-                    Path(args.json_out).write_text(json.dumps(C.clean({**result, "configs": {
-                        **result["configs"], name: partial}}), indent=1, default=str))
-
-            result["configs"][cfg.name] = run_config(cfg, args, variants, work, save)
-        except Exception as e:
-            traceback.print_exc()
-            result["errors"][cfg.name] = f"{type(e).__name__}: {e}"
-        if args.json_out:  # after each configuration: a run stopped at its time limit keeps what it did
-            Path(args.json_out).write_text(json.dumps(C.clean(result), indent=1, default=str))
+    spinner = C.IdleSpinner(args.pin_cpu) if args.keep_awake else None
+    try:
+        for cfg in configs:
+            run_one(cfg, args, variants, work, result)
+    finally:
+        if spinner is not None:
+            spinner.close()
     result["wall_s"] = time.monotonic() - t0
+    summarise(result, args, info)
+    return 1 if result["errors"] else 0
+
+
+def run_one(cfg: Config, args: argparse.Namespace, variants: list[Variant], work: Path, result: dict[str, Any]) -> None:
+    """One configuration into `result` (its error there, not raised); the JSON rewritten after it."""
+    C.section(cfg.name)
+    if args.deadline is not None and args.deadline - time.monotonic() < args.config_min_s:
+        print(f"skipped: {args.deadline - time.monotonic():.0f} s of --budget-s left", flush=True)
+        result.setdefault("skipped", []).append(cfg.name)
+        return
+
+    def save(partial: dict[str, Any], name: str = cfg.name) -> None:
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(C.clean({**result, "configs": {
+                **result["configs"], name: partial}}), indent=1, default=str))
+
+    try:
+        result["configs"][cfg.name] = run_config(cfg, args, variants, work, save)
+    except Exception as e:
+        traceback.print_exc()
+        result["errors"][cfg.name] = f"{type(e).__name__}: {e}"
+    if args.json_out:  # after each configuration: a run stopped at its time limit keeps what it did
+        Path(args.json_out).write_text(json.dumps(C.clean(result), indent=1, default=str))
+
+
+def summarise(result: dict[str, Any], args: argparse.Namespace, info: dict[str, Any]) -> None:
     C.section("census (--diag): main thread's CPU share and involuntary switches/s; machine busy %")
     for name, res in result["configs"].items():
         for f, c in (res.get("solo_census") or {}).items():
@@ -990,7 +1011,6 @@ def main(argv: list[str] | None = None) -> int:
                   None)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(C.clean(result), indent=1, default=str))
-    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":
