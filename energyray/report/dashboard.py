@@ -11,7 +11,6 @@ answer; Pareto charts get a latency-deadline and an energy-budget input.
 from __future__ import annotations
 
 import functools
-import heapq
 import html
 import json
 import math
@@ -24,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from energyray import __version__
@@ -102,14 +102,14 @@ def representative_trials(trials: pd.DataFrame, limit: int = MAX_SERIES_TRIALS) 
     ok = trials[trials["status"] == "ok"] if "status" in trials else trials
     keyed = ok.reindex(columns=[*CONFIG_KEYS, "repeat", "trial_id"]).sort_values("repeat", kind="stable")
     firsts = keyed.drop_duplicates(subset=list(CONFIG_KEYS))  # NaN equals NaN here
-    cols = []
-    for k in CONFIG_KEYS:  # each column's distinct values normalised once (9,000 configurations: 0.5 s less)
+    ranks = []
+    for k in CONFIG_KEYS:  # summary's order: each column's distinct values ranked once, then a stable sort
         codes, uniques = pd.factorize(firsts[k], use_na_sentinel=True)
-        normed = [_norm(u) for u in uniques] + [None]
-        cols.append([normed[i] for i in codes.tolist()])
-    keys = list(zip(*cols, strict=True))
+        orders = [_order((_norm(u),)) for u in uniques] + [_order((None,))]
+        dense = {o: i for i, o in enumerate(sorted(set(orders)))}
+        ranks.append(np.array([dense[o] for o in orders], dtype=np.int64)[codes])
     ids = firsts["trial_id"].tolist()
-    order = heapq.nsmallest(limit, range(len(keys)), key=lambda i: (_order(keys[i]), i))
+    order: list[int] = np.lexsort(ranks[::-1])[:limit].tolist() if ids else []
     return [str(ids[i]) for i in order]
 
 
