@@ -28,6 +28,7 @@ import pandas as pd
 
 from energyray import __version__
 from energyray.report import labels
+from energyray.report.gcpause import paused
 from energyray.report.summary import (
     _HEADERS,
     CONFIG_KEYS,
@@ -71,6 +72,7 @@ class ReportData:
     damaged: list[str] = field(default_factory=list)  # files the reader skipped, one line each
 
 
+@paused
 def load_report_data(store: str | Path, sweeps: Sequence[str] | None = None, external: Iterable[str | Path] = (),
                      queries_per_day: float | None = None) -> ReportData:
     """Read `store` (only `sweeps` where given) and the external results files into a ReportData."""
@@ -499,6 +501,7 @@ def _family_order(views: list[Any]) -> list[str]:
     return [f for f in FAMILY_ORDER if f in seen] + [f for f in seen if f not in FAMILY_ORDER]
 
 
+@paused
 def write_report(data: ReportData, out: Path, title: str | None = None, views: list[Any] | None = None) -> Path:
     """Write the page to `out` (its folders made); returns `out`. `views` default: report.views.build_views(data)."""
     from plotly.offline import get_plotlyjs

@@ -26,6 +26,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from energyray.report import labels as naming
+from energyray.report.gcpause import paused
 from energyray.report.labels import config_names, full_name
 from energyray.report.summary import (
     CONFIG_KEYS,
@@ -120,12 +121,7 @@ def pareto_front(xs: Sequence[Any], ys: Sequence[Any], x: str = "min", y: str = 
 
 def _sig(values: Any) -> list[Any]:
     """Floats rounded to 4 significant digits, NaN as None: short JSON."""
-    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
-        a = values.astype(float, copy=False)
-    elif isinstance(values, pd.Series) and values.dtype.kind == "f":
-        a = values.to_numpy(dtype=float)
-    else:
-        a = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    a = _floats(values)
     finite = np.isfinite(a)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         mag = np.where(finite & (a != 0), np.floor(np.log10(np.abs(np.where(finite, a, 1.0)))), 0).astype(int)
@@ -151,6 +147,18 @@ def _sig(values: Any) -> list[Any]:
 
 
 _POW10 = np.array([float(10 ** k) for k in range(23)])
+
+
+def _floats(values: Any) -> np.ndarray:
+    """`values` as floats, what is not a number as NaN (pd.to_numeric's coerce), without a Series
+    where they are already numbers (1,500 calls a page)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        return values.astype(float, copy=False)
+    if isinstance(values, pd.Series) and values.dtype.kind in "fiu":
+        return values.to_numpy(dtype=float)
+    if isinstance(values, list) and all(type(v) is float or type(v) is int for v in values):
+        return np.array(values, dtype=float)
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
 
 
 def _num(df: pd.DataFrame, col: str) -> pd.Series:
@@ -973,7 +981,7 @@ def _config_of_rows(t: Trials, df: pd.DataFrame) -> pd.Series:
     loose: dict[tuple[Any, ...], int] = {}
     for c in t.configs:
         loose.setdefault(tuple(c.key[k] for k in rest), c.index)
-    keyed = df.reindex(columns=list(CONFIG_KEYS)).astype(object)
+    keyed = df.reindex(columns=list(CONFIG_KEYS))  # the columns' own types: grouped faster than objects
     keyed["chat_template"] = keyed["chat_template"].where(keyed["chat_template"].notna(), "auto")
     keyed["requests"] = keyed["requests"].where(keyed["requests"].notna(), keyed["batch_size"])
     # each distinct key looked up once (many rows share one: a row per category)
@@ -1473,6 +1481,7 @@ VIEW_IDS = ("energy_vs_input_tokens", "latency_vs_j_per_1k_tokens", "energy_accu
             "failures", "diffusion_step_power")
 
 
+@paused
 def build_views(data: ReportData) -> list[View]:
     """Every view, in VIEW_IDS order; a view without data has fig None and a note saying why and
     how to get it. One view that fails to build becomes such a note, never an exception."""
