@@ -435,15 +435,17 @@ def _failures(trials: pd.DataFrame, intro: bool = True) -> str:
     if bad.empty:
         return '<p class="er-none">No failed trials.</p>'
     groups: dict[str, list[Any]] = {}
-    for r in bad.to_dict("records"):
-        groups.setdefault(_first_line(r["error"], r["status"]), []).append(r)
+    bad_parts = _parts_of(bad)
+    for r, parts in zip(bad.to_dict("records"), bad_parts, strict=True):
+        groups.setdefault(_first_line(r["error"], r["status"]), []).append((r, tuple(parts)))
     # named among every configuration of the store, as the charts name them
-    keys = trials.reindex(columns=list(CONFIG_KEYS)).drop_duplicates().astype(object).to_dict("records")
-    all_parts = list(dict.fromkeys(tuple(labels.parts(k)) for k in keys))
+    keys = trials.reindex(columns=list(CONFIG_KEYS)).drop_duplicates()
+    all_parts = list(dict.fromkeys(tuple(p) for p in _parts_of(keys)))
     name_of = dict(zip(all_parts, labels.names(all_parts, ", "), strict=True))
     rows = []
-    for text, rs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        names = sorted({name_of[tuple(labels.parts(r))] for r in rs})
+    for text, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        rs = [r for r, _ in members]
+        names = sorted({name_of[parts] for _, parts in members})
         ids = [str(r["trial_id"]) for r in rs[:5]] + (["…"] if len(rs) > 5 else [])
         rows.append(f'<tr><td class="num">{len(rs)}</td><td class="er-error">{_e(text)}</td>'
                     f"<td>{_e('; '.join(names))}</td><td><code>{_e(' '.join(ids))}</code></td></tr>")
@@ -452,6 +454,11 @@ def _failures(trials: pd.DataFrame, intro: bool = True) -> str:
     return (f"<p>{_e(lead)}</p>"
             '<table class="er-failures"><thead><tr><th>trials</th><th>error (first line)</th>'
             "<th>configurations</th><th>trial ids</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _parts_of(keyed: pd.DataFrame) -> list[list[str]]:
+    """labels.parts of each row of a frame with CONFIG_KEYS columns, each axis value worded once."""
+    return labels.parts_columns({k: keyed[k].astype(object).tolist() for k in CONFIG_KEYS if k in keyed}, len(keyed))
 
 
 def _view_html(v: Any, heading: bool = True) -> str:
