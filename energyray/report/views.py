@@ -370,14 +370,18 @@ class Trials:
 def _configs(df: pd.DataFrame) -> tuple[np.ndarray, list[Config]]:
     """Each row's configuration index, in report.summary's order (nulls of a key together; the later
     axes' defaults applied as summary.configurations does), without a Python loop over rows."""
-    keyed = df.reindex(columns=list(CONFIG_KEYS)).astype(object)
-    keyed["chat_template"] = keyed["chat_template"].where(keyed["chat_template"].notna(), "auto")
-    keyed["requests"] = keyed["requests"].where(keyed["requests"].notna(), keyed["batch_size"])
     codes = np.empty((len(df), len(CONFIG_KEYS)), dtype=np.int64)
     values: list[list[Any]] = []
     for j, k in enumerate(CONFIG_KEYS):
-        c, uniques = pd.factorize(keyed[k], use_na_sentinel=True)
+        # each column in its own type (factorized faster than as objects), its distinct values normalised
+        col = df[k] if k in df else pd.Series(None, index=df.index, dtype=object)
+        if k == "requests" and "batch_size" in df:
+            col = col.where(col.notna(), df["batch_size"])
+        c, uniques = pd.factorize(col, use_na_sentinel=True)
         normed = [_norm(u) for u in uniques]
+        if k == "chat_template" and (c < 0).any():  # no template: the default, auto
+            normed.append("auto")
+            c = np.where(c < 0, len(normed) - 1, c)
         canon: dict[Any, int] = {}
         remap = np.array([canon.setdefault((type(v) is str, v), len(canon)) for v in normed] or [0], dtype=np.int64)
         vals: list[Any] = [None] * (len(canon) + 1)
