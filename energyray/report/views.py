@@ -156,8 +156,11 @@ def _floats(values: Any) -> np.ndarray:
         return values.astype(float, copy=False)
     if isinstance(values, pd.Series) and values.dtype.kind in "fiu":
         return values.to_numpy(dtype=float)
-    if isinstance(values, list) and all(type(v) is float or type(v) is int for v in values):
-        return np.array(values, dtype=float)
+    if isinstance(values, list) and all(isinstance(v, (float, int, np.number)) for v in values):
+        try:
+            return np.array(values, dtype=float)
+        except OverflowError:  # an int past float's range: as pd.to_numeric has it
+            pass
     return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
 
 
