@@ -10,6 +10,7 @@ apart are added to their names. assets/dashboard.js has the same rule (relabel):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,14 +23,52 @@ NAMING: tuple[str, ...] = ("model", "precision", "hardware")
 def part(axis: str, key: Mapping[str, Any]) -> str:
     """How `axis` of `key` reads in a name: '' where null or at its default."""
     v = _norm(key.get(axis))
-    if v is None or _at_default(axis, {"batch_size": None, **key}):
+    if v is None:
         return ""
-    return _constant(axis, v)
+    b = _norm(key.get("batch_size")) if axis == "requests" else None  # requests at one batch: the default
+    try:
+        return _part(axis, type(v).__name__, v, type(b).__name__, b)
+    except TypeError:  # an unhashable value
+        return _part.__wrapped__(axis, type(v).__name__, v, type(b).__name__, b)
+
+
+@functools.lru_cache(maxsize=65536)
+def _part(axis: str, _vtype: str, v: Any, _btype: str, b: Any) -> str:
+    # each (axis, value) worded once: a page names thousands of configurations of few distinct
+    # values; the types are in the cache key so that True, 1 and 1.0 stay apart
+    return "" if _at_default(axis, {"batch_size": b, axis: v}) else _constant(axis, v)
 
 
 def parts(key: Mapping[str, Any]) -> list[str]:
     """Every axis of CONFIG_KEYS as a name shows it ('' where left out)."""
     return [part(a, key) for a in CONFIG_KEYS]
+
+
+def parts_columns(columns: Mapping[str, Sequence[Any]], n: int) -> list[list[str]]:
+    """`parts` of n keys given by column (axis -> its n values; an axis not given is null), each
+    distinct value of an axis worded once: thousands of configurations share a few values."""
+    cols = [column_parts(a, columns[a], columns.get("batch_size")) if a in columns else [""] * n
+            for a in CONFIG_KEYS]
+    return [list(p) for p in zip(*cols, strict=True)] if cols else [[] for _ in range(n)]
+
+
+def column_parts(axis: str, values: Sequence[Any], batch: Sequence[Any] | None = None) -> list[str]:
+    """part(axis, ...) of each value; for requests against the same row's batch_size in `batch`."""
+    if axis == "requests":
+        bs = batch if batch is not None else [None] * len(values)
+        return [part(axis, {axis: v, "batch_size": b}) for v, b in zip(values, bs, strict=True)]
+    seen: dict[tuple[type, Any], str] = {}
+    out = []
+    for v in values:
+        v = _norm(v)
+        try:
+            word = seen.get((type(v), v))
+            if word is None:
+                word = seen[(type(v), v)] = part(axis, {axis: v})
+        except TypeError:  # an unhashable value
+            word = part(axis, {axis: v})
+        out.append(word)
+    return out
 
 
 def names(all_parts: Sequence[Sequence[str]], sep: str = " · ") -> list[str]:
@@ -58,4 +97,17 @@ def config_names(keys: Sequence[Mapping[str, Any]], sep: str = " · ") -> list[s
 
 def full_name(key: Mapping[str, Any], sep: str = " · ") -> str:
     """Every axis with a value (defaults too), for hover text: the whole key."""
-    return sep.join(_constant(a, _norm(key.get(a))) for a in CONFIG_KEYS if _norm(key.get(a)) is not None)
+    values = [(a, _norm(key.get(a))) for a in CONFIG_KEYS]
+    return sep.join(_word(a, v) for a, v in values if v is not None)
+
+
+def _word(axis: str, v: Any) -> str:
+    try:
+        return _constant_cached(axis, type(v).__name__, v)
+    except TypeError:  # an unhashable value
+        return _constant(axis, v)
+
+
+@functools.lru_cache(maxsize=65536)
+def _constant_cached(axis: str, _vtype: str, v: Any) -> str:
+    return _constant(axis, v)

@@ -54,6 +54,8 @@ _FOOTNOTES = {
 
 def _norm(v: Any) -> Any:
     """A key value with every kind of null as None and whole floats as ints (64.0 -> 64)."""
+    if type(v) is str or type(v) is int:  # most values: returned as they are, without the checks below
+        return v
     if v is None:
         return None
     if hasattr(v, "item") and not isinstance(v, (str, bytes)):

@@ -14,8 +14,8 @@ and per-configuration charts draw the MAX_CONFIGS cheapest by energy per request
 from __future__ import annotations
 
 import colorsys
-import copy
 import functools
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from energyray.report import labels as naming
+from energyray.report.gcpause import paused
 from energyray.report.labels import config_names, full_name
 from energyray.report.summary import (
     CONFIG_KEYS,
@@ -119,21 +121,47 @@ def pareto_front(xs: Sequence[Any], ys: Sequence[Any], x: str = "min", y: str = 
 
 def _sig(values: Any) -> list[Any]:
     """Floats rounded to 4 significant digits, NaN as None: short JSON."""
-    a = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
-    out: list[Any] = []
+    a = _floats(values)
     finite = np.isfinite(a)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         mag = np.where(finite & (a != 0), np.floor(np.log10(np.abs(np.where(finite, a, 1.0)))), 0).astype(int)
-    for v, ok, m in zip(a.tolist(), finite.tolist(), mag.tolist(), strict=True):
-        if not ok:
-            out.append(None)
+        # round(v / 10**(m-3)) * 10**(m-3) from m >= 3, else round(v * 10**(3-m)) / 10**(3-m), as Python's
+        # round and int powers give them (the powers exact as floats up to 10**22, half to even)
+        big = mag >= 3
+        p = np.abs(np.where(big, mag - 3, 3 - mag))
+        ok = finite & (p <= 22)
+        scale = _POW10[np.minimum(p, 22)]
+        out = np.where(big, np.round(a / scale) * scale, np.round(a * scale) / scale) + 0.0  # -0.0 as 0.0
+    values_out: list[Any] = out.tolist()
+    for i in np.flatnonzero(~ok).tolist():
+        v, m = float(a[i]), int(mag[i])
+        if not finite[i]:
+            values_out[i] = None
         elif m >= 3:
             step = 10 ** (m - 3)
-            out.append(float(round(v / step) * step))
+            values_out[i] = float(round(v / step) * step)
         else:
-            scale = 10 ** (3 - m)
-            out.append(round(v * scale) / scale)
-    return out
+            scale_i = 10 ** (3 - m)
+            values_out[i] = round(v * scale_i) / scale_i
+    return values_out
+
+
+_POW10 = np.array([float(10 ** k) for k in range(23)])
+
+
+def _floats(values: Any) -> np.ndarray:
+    """`values` as floats, what is not a number as NaN (pd.to_numeric's coerce), without a Series
+    where they are already numbers (1,500 calls a page)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        return values.astype(float, copy=False)
+    if isinstance(values, pd.Series) and values.dtype.kind in "fiu":
+        return values.to_numpy(dtype=float)
+    if isinstance(values, list) and all(isinstance(v, (float, int, np.number)) for v in values):
+        try:
+            return np.array(values, dtype=float)
+        except OverflowError:  # an int past float's range: as pd.to_numeric has it
+            pass
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
 
 
 def _num(df: pd.DataFrame, col: str) -> pd.Series:
@@ -176,17 +204,18 @@ def _t975(dof: int) -> float:
     return t975(dof)
 
 
-_TEMPLATE: dict[str, Any] = {}
+_TEMPLATE: dict[str, str] = {}
 
 
 def _figure(traces: list[Any]) -> go.Figure:
     # the template expanded once (a figure's update_layout with it costs ~0.5 s unchecked)
     if not _TEMPLATE:
-        _TEMPLATE.update(go.Layout(template="plotly_white").to_plotly_json()["template"])
+        _TEMPLATE["json"] = json.dumps(go.Layout(template="plotly_white").to_plotly_json()["template"])
     # plotly deep-copies each trace's properties into the figure: the per-point lists (keys, labels,
     # values) are handed over after, as they are (~1 s of a page of 9,000 configurations)
     heavy = [{k: tr._props.pop(k) for k in _HEAVY if isinstance(tr._props.get(k), (list, dict))} for tr in traces]
-    fig = go.Figure(traces, layout={"template": copy.deepcopy(_TEMPLATE)}, _validate=VALIDATE)
+    # each figure its own copy of the template (a JSON parse: ~5x faster than copy.deepcopy)
+    fig = go.Figure(traces, layout={"template": json.loads(_TEMPLATE["json"])}, _validate=VALIDATE)
     for props, h in zip(fig._data, heavy, strict=True):
         props.update(h)
     for tr, h in zip(traces, heavy, strict=True):
@@ -251,6 +280,14 @@ class Trials:
         df["_energy"] = energy.where(energy.notna(), est)
         df["_flops"] = energy.isna() & est.notna()  # a FLOPs estimate of a remote model
         df["_requests"] = _num(df, "requests").fillna(_num(df, "batch_size"))
+        # each row's (kind, source, scope, FLOPs) combination as a code: energy_words reads the few
+        # distinct ones, not every row
+        scope = df["energy_scope"].astype(object) if "energy_scope" in df else pd.Series(None, index=df.index,
+                                                                                          dtype=object)
+        sig = pd.DataFrame({"_kind": kind, "energy_source": src, "energy_scope": scope, "_flops": df["_flops"]})
+        df["_esig"] = sig.groupby(list(sig.columns), dropna=False, sort=False).ngroup().to_numpy()
+        self._esig_rows = sig.iloc[pd.Series(np.arange(len(df))).groupby(df["_esig"].to_numpy()).first().to_numpy()] \
+            if len(df) else sig
         self.df = df
         self.ok = df[df["status"] == "ok"] if "status" in df else df.iloc[0:0]
         self.keys = [c.filter_key for c in self.configs]
@@ -280,6 +317,12 @@ class Trials:
         return sorted(ranked[:MAX_CONFIGS]), (
             f" {MAX_CONFIGS} of {len(cfgs):,} {what} drawn: those with the lowest mean energy per request; "
             "narrow with report --sweep or the filters to see others.")
+
+    def energy_words(self, df: pd.DataFrame) -> str:
+        """_energy_words of `df` (rows of self.df) from its distinct energy combinations."""
+        if df.empty or "_esig" not in df:
+            return _energy_words(df)
+        return _energy_words(self._esig_rows.iloc[np.unique(df["_esig"].to_numpy())])
 
     def energy_per(self, df: pd.DataFrame, what: str) -> pd.Series:
         """J per token / request / word / 1k tokens, from the row's column or its estimate."""
@@ -330,14 +373,18 @@ class Trials:
 def _configs(df: pd.DataFrame) -> tuple[np.ndarray, list[Config]]:
     """Each row's configuration index, in report.summary's order (nulls of a key together; the later
     axes' defaults applied as summary.configurations does), without a Python loop over rows."""
-    keyed = df.reindex(columns=list(CONFIG_KEYS)).astype(object)
-    keyed["chat_template"] = keyed["chat_template"].where(keyed["chat_template"].notna(), "auto")
-    keyed["requests"] = keyed["requests"].where(keyed["requests"].notna(), keyed["batch_size"])
     codes = np.empty((len(df), len(CONFIG_KEYS)), dtype=np.int64)
     values: list[list[Any]] = []
     for j, k in enumerate(CONFIG_KEYS):
-        c, uniques = pd.factorize(keyed[k], use_na_sentinel=True)
+        # each column in its own type (factorized faster than as objects), its distinct values normalised
+        col = df[k] if k in df else pd.Series(None, index=df.index, dtype=object)
+        if k == "requests" and "batch_size" in df:
+            col = col.where(col.notna(), df["batch_size"])
+        c, uniques = pd.factorize(col, use_na_sentinel=True)
         normed = [_norm(u) for u in uniques]
+        if k == "chat_template" and (c < 0).any():  # no template: the default, auto
+            normed.append("auto")
+            c = np.where(c < 0, len(normed) - 1, c)
         canon: dict[Any, int] = {}
         remap = np.array([canon.setdefault((type(v) is str, v), len(canon)) for v in normed] or [0], dtype=np.int64)
         vals: list[Any] = [None] * (len(canon) + 1)
@@ -353,15 +400,31 @@ def _configs(df: pd.DataFrame) -> tuple[np.ndarray, list[Config]]:
         combined = combined.astype(np.int64)
     inverse = combined
     first = pd.Series(np.arange(len(df))).groupby(inverse).first().to_numpy()
-    uniq = codes[first]
-    keys = [tuple(values[j][row[j]] for j in range(len(CONFIG_KEYS))) for row in uniq]
-    order = sorted(range(len(keys)), key=lambda i: _order(keys[i]))
-    rank = np.empty(len(keys), dtype=np.int64)
-    rank[order] = np.arange(len(keys))
-    sorted_keys = [dict(zip(CONFIG_KEYS, keys[i], strict=True)) for i in order]
+    uniq = codes[first]  # one row of value codes per configuration
+    # summary's order (_order of the key tuple): each column's values ranked once, then a stable
+    # lexsort of the ranks; ties keep the order of first appearance, as sorted() does
+    ranks = []
+    for vals in values:
+        orders = [_order((v,)) for v in vals]
+        dense = {o: i for i, o in enumerate(sorted(set(orders)))}
+        ranks.append(np.array([dense[o] for o in orders], dtype=np.int64))
+    order = np.lexsort([ranks[j][uniq[:, j]] for j in reversed(range(len(CONFIG_KEYS)))]) if len(uniq) else \
+        np.zeros(0, dtype=np.int64)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    uniq = uniq[order]
+    cols = [[values[j][c] for c in uniq[:, j].tolist()] for j in range(len(CONFIG_KEYS))]
+    sorted_keys = [dict(zip(CONFIG_KEYS, row, strict=True)) for row in zip(*cols, strict=True)]
+    # each axis's words (a name's, the full name's) per distinct value, not per configuration
+    fulls = []
+    for j, k in enumerate(CONFIG_KEYS):
+        f = [full_name({k: v}) for v in values[j]]
+        fulls.append([f[c] for c in uniq[:, j].tolist()])
+    all_parts = naming.parts_columns(dict(zip(CONFIG_KEYS, cols, strict=True)), len(uniq))
+    full = [" · ".join(w for w in row if w) for row in zip(*fulls, strict=True)]
     colors = _palette(len(sorted_keys))
-    configs = [Config(i, key, name, colors[i], full_name(key))
-               for i, (key, name) in enumerate(zip(sorted_keys, config_names(sorted_keys), strict=True))]
+    configs = [Config(i, key, name, colors[i], full[i])
+               for i, (key, name) in enumerate(zip(sorted_keys, naming.names(all_parts), strict=True))]
     return rank[np.asarray(inverse).reshape(-1)], configs
 
 
@@ -585,7 +648,7 @@ def v_energy_vs_input_tokens(t: Trials, ext: pd.DataFrame) -> View:
                                   "input tokens %{x}<br>energy %{y} J"))
     _layout(fig, "Input tokens per trial (prompt tokens of all its requests)", "Energy per trial (J)")
     note = (f"Each point is one trial: its energy over {ENERGY_COVERS}, against the prompt tokens it sent. "
-            f"Energy here: {_energy_words(ok)}.{_cap_note(capped, df, len(ok))}{_grouped_note(t)}")
+            f"Energy here: {t.energy_words(ok)}.{_cap_note(capped, df, len(ok))}{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
 
@@ -601,7 +664,7 @@ def v_latency_vs_j_per_1k(t: Trials, ext: pd.DataFrame) -> View:
     e["y"] = e["y"] * 1000
     traces += _external_traces(e, "latency %{x} s<br>%{y} J per 1,000 tokens")
     fig = _layout(_figure(traces), "Latency per request (s)", "Energy per 1,000 output tokens (J)")
-    note = (f"Each point is one trial; {LATENCY_WORDS}. Energy: {_energy_words(ok)} over {ENERGY_COVERS}, "
+    note = (f"Each point is one trial; {LATENCY_WORDS}. Energy: {t.energy_words(ok)} over {ENERGY_COVERS}, "
             f"per 1,000 output tokens.{_cap_note(capped, df, len(ok))}{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
@@ -624,7 +687,7 @@ def v_energy_accuracy(t: Trials, ext: pd.DataFrame) -> View:
     _layout(fig, "Energy per request (J)", "Accuracy (share of scored requests correct)")
     fig.layout.meta = {"pareto": {"x": "min", "y": "max", "deadline": None, "budget": "x"}}
     note = (f"Each point is one trial; the line joins the trials no other trial beats on both energy per request "
-            f"and accuracy. Energy: {_energy_words(ok)} over {ENERGY_COVERS}.{_cap_note(capped, df, len(ok))}"
+            f"and accuracy. Energy: {t.energy_words(ok)} over {ENERGY_COVERS}.{_cap_note(capped, df, len(ok))}"
             f"{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
@@ -675,7 +738,7 @@ def v_emissions_vs_latency(t: Trials, ext: pd.DataFrame) -> View:
                                "latency %{x} s<br>%{y} g CO2e per request")
     fig = _layout(_figure(traces), "Latency per request (s)", "Emissions per request (g CO2e)")
     sources = sorted({str(s) for s in ok.get("carbon_intensity_source", pd.Series(dtype=object)).dropna().unique()})
-    note = (f"Each point is one trial: co2_g per request, the CO2 of its energy ({_energy_words(ok)} over "
+    note = (f"Each point is one trial: co2_g per request, the CO2 of its energy ({t.energy_words(ok)} over "
             f"{ENERGY_COVERS}) at the grid's carbon intensity"
             + (f" ({'; '.join(sources[:3])})" if sources else "") + f"; {LATENCY_WORDS}."
             + _cap_note(capped, df, len(ok)) + _grouped_note(t))
@@ -897,7 +960,7 @@ def v_energy_per_word(t: Trials, ext: pd.DataFrame) -> View:
     traces, capped = _bars(t, t.ok, v, "J per word")
     fig = _bar_layout(_figure(traces), "Energy per output word (J)")
     note = (f"Mean over each configuration's trials of energy / words generated (95 % CI bars); hollow bars are "
-            f"estimates. Energy: {_energy_words(t.ok[v.notna()])} over {ENERGY_COVERS}.{capped}")
+            f"estimates. Energy: {t.energy_words(t.ok[v.notna()])} over {ENERGY_COVERS}.{capped}")
     return View(vid, title, fam, fig, note)
 
 
@@ -925,7 +988,7 @@ def _config_of_rows(t: Trials, df: pd.DataFrame) -> pd.Series:
     loose: dict[tuple[Any, ...], int] = {}
     for c in t.configs:
         loose.setdefault(tuple(c.key[k] for k in rest), c.index)
-    keyed = df.reindex(columns=list(CONFIG_KEYS)).astype(object)
+    keyed = df.reindex(columns=list(CONFIG_KEYS))  # the columns' own types: grouped faster than objects
     keyed["chat_template"] = keyed["chat_template"].where(keyed["chat_template"].notna(), "auto")
     keyed["requests"] = keyed["requests"].where(keyed["requests"].notna(), keyed["batch_size"])
     # each distinct key looked up once (many rows share one: a row per category)
@@ -1033,7 +1096,7 @@ def v_daily_projection(t: Trials, projection: dict[str, Any] | None) -> View:
     fig = _bar_layout(_figure(traces), "Energy a day (kWh)", barmode="group")
     given = "given" if projection and projection.get("queries_per_day") else "the thesis' figure; --queries-per-day sets it"
     note = (f"Measured J per request x {n:,.0f} queries a day ({given}), utilisation {u:g}, "
-            f"{'no PUE' if pue is None else f'PUE {pue:g}'}: the device's energy only ({_energy_words(ok)}), 95 % "
+            f"{'no PUE' if pue is None else f'PUE {pue:g}'}: the device's energy only ({t.energy_words(ok)}), 95 % "
             "CI bars over the trials; beside it (dotted, grey) the thesis' method, average power x an assumed 10 s "
             "per query, which counts idle power and ignores batching. python -m energyray project gives CO2 and cost."
             + capped)
@@ -1123,7 +1186,7 @@ def v_pareto_time_energy(t: Trials, ext: pd.DataFrame) -> View:
     fig.layout.meta = {"pareto": pareto}
     note = (f"Each point is a configuration's mean over its trials (95 % CI bars); the line joins those no other "
             f"configuration beats on both time and energy per token (external figures are not on it). Set a "
-            f"latency deadline or an energy budget to hide what misses it. Energy: {_energy_words(ok)} over "
+            f"latency deadline or an energy budget to hide what misses it. Energy: {t.energy_words(ok)} over "
             f"{ENERGY_COVERS}.{_pareto_capped(pts)}{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
@@ -1178,7 +1241,7 @@ def v_pareto_energy_accuracy(t: Trials, ext: pd.DataFrame) -> View:
     note = (f"Each point is a configuration: its mean energy per request over its trials (95 % t interval) and its "
             f"accuracy, correct / scored requests pooled over its trials (Wilson 95 % interval, within 0..1); the "
             f"line joins those no other configuration beats on both: the cheapest for each level of quality. "
-            f"Energy: {_energy_words(ok)} over {ENERGY_COVERS}.{_pareto_capped(pts)}{_grouped_note(t)}")
+            f"Energy: {t.energy_words(ok)} over {ENERGY_COVERS}.{_pareto_capped(pts)}{_grouped_note(t)}")
     return View(vid, title, fam, fig, note)
 
 
@@ -1228,7 +1291,7 @@ def v_cross_hardware(t: Trials, ext: pd.DataFrame) -> View:
                 "hardware= to compare)")
     more = f"; the first {limit} of {len(shown)} shown" if len(shown) > limit else ""
     note = (f"Mean J per output token of the same configuration (every key but the hardware) on each hardware, "
-            f"95 % CI bars: {what}{more}. Energy: {_energy_words(ok)} over {ENERGY_COVERS}: a GPU's board and a "
+            f"95 % CI bars: {what}{more}. Energy: {t.energy_words(ok)} over {ENERGY_COVERS}: a GPU's board and a "
             f"CPU's package are different scopes. External figures are open diamonds.")
     return View(vid, title, fam, fig, note)
 
@@ -1425,6 +1488,7 @@ VIEW_IDS = ("energy_vs_input_tokens", "latency_vs_j_per_1k_tokens", "energy_accu
             "failures", "diffusion_step_power")
 
 
+@paused
 def build_views(data: ReportData) -> list[View]:
     """Every view, in VIEW_IDS order; a view without data has fig None and a note saying why and
     how to get it. One view that fails to build becomes such a note, never an exception."""

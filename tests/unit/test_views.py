@@ -353,6 +353,20 @@ def test_configurations_in_the_summary_order():
     assert len({tr.marker.color for tr in views["latency_distribution"].fig.data}) == len(got)
 
 
+def test_rows_written_before_a_later_axis_are_the_same_configuration_as_new_ones():
+    trials = make_trials(48)
+    old = trials.index % 2 == 0  # half written before chat_template and requests existed: null there
+    trials["chat_template"] = trials["chat_template"].where(~old, None)
+    trials["requests"] = trials["requests"].astype("Int64").where(~old, pd.NA)
+    t = views_module.Trials(trials)
+    # summary.configurations groups them (the defaults: template auto, requests one batch) and orders them
+    want = [k for k, _ in configurations(trials)]
+    assert [c.key for c in t.configs] == want
+    assert len(t.configs) == len(configurations(make_trials(48)))
+    for key, rows in configurations(trials):
+        assert set(t.df.loc[rows.index, "_cfg"]) == {want.index(key)}
+
+
 # -- names of configurations, accuracy intervals, series axes ------------------------------------
 
 def key(**kw: Any) -> dict[str, Any]:
