@@ -22,7 +22,8 @@ speed relates to each reading, so that the cause of the noise is named by a meas
 `--design interleave` tells the idle before a run apart from the machine's drift: the gap kinds
 `none` (back to back), `sleep`, `spin` (the thread busy through the gap) and `idle-spinner`
 (asleep, but a SCHED_IDLE process keeps its CPU from halting) alternate within each cycle, and a
-pure-Python probe shows whether the CPU itself runs slower after a sleep.
+pure-Python probe shows whether the CPU itself runs slower after a sleep. `--design cpu-only`
+runs that probe alone after each gap kind (no model, no GPU: any machine).
 """
 
 from __future__ import annotations
@@ -159,8 +160,29 @@ def cpu_probe(seconds: float, iters: int = 20000) -> dict[str, Any]:
         for i in range(iters):
             x += i
         chunks.append((time.perf_counter_ns() - t0) / 1e6)
+    head = chunks[:max(1, len(chunks) // 10)]
     return {"chunk_ms_median": statistics.median(chunks), "chunk_ms_p90": sorted(chunks)[int(0.9 * len(chunks))],
+            "first_tenth_ms_median": statistics.median(head),
             "sd_log_pct": 100 * statistics.pstdev(math.log(c) for c in chunks), "chunks": len(chunks)}
+
+
+def cpu_only(args: argparse.Namespace, pin: int, res: dict[str, Any]) -> None:
+    """No model, no GPU: the pure-Python probe after each gap kind, rotated as in interleave()."""
+    os.sched_setaffinity(0, {pin})
+    probes: list[dict[str, Any]] = res.setdefault("cpu_probes", [])
+    try:
+        for cycle in range(args.cycles):
+            for kind in GAPS[cycle % len(GAPS):] + GAPS[:cycle % len(GAPS)]:
+                spinner = IdleSpinner(pin) if kind == "idle-spinner" else None
+                try:
+                    for _ in range(args.per_kind):
+                        wait_gap(kind, args.gap_s)
+                        probes.append({"gap": kind, "cycle": cycle, **cpu_probe(args.probe_s)})
+                finally:
+                    if spinner is not None:
+                        spinner.close()
+    finally:
+        os.sched_setaffinity(0, ALL)
 
 
 def interleave(b: Bare, args: argparse.Namespace, pin: int, res: dict[str, Any], runs: list[dict[str, Any]]) -> None:
@@ -189,6 +211,20 @@ def interleave(b: Bare, args: argparse.Namespace, pin: int, res: dict[str, Any],
         os.sched_setaffinity(0, ALL)
 
 
+def summarise_probes(res: dict[str, Any], kinds: tuple[str, ...]) -> None:
+    for kind in kinds:
+        ps = [q for q in res.get("cpu_probes", []) if q["gap"] == kind]
+        if ps:
+            res.setdefault("cpu_probe", {})[kind] = s = {
+                "runs": len(ps), "chunk_ms_median": statistics.median(q["chunk_ms_median"] for q in ps),
+                "chunk_ms_min": min(q["chunk_ms_median"] for q in ps), "chunk_ms_max": max(q["chunk_ms_median"] for q in ps),
+                "first_tenth_ms_median": statistics.median(q["first_tenth_ms_median"] for q in ps),
+                "within_sd_log_pct": statistics.median(q["sd_log_pct"] for q in ps)}
+            print(f"  cpu probe after gap {kind:>12}: {s['runs']} probes, chunk ms median {s['chunk_ms_median']:.3f} "
+                  f"({s['chunk_ms_min']:.3f}-{s['chunk_ms_max']:.3f}), first tenth {s['first_tenth_ms_median']:.3f}, "
+                  f"within-probe sd {s['within_sd_log_pct']:.1f} %", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     global ALL
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -202,9 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-core", type=int, default=2, help="runs pinned to each CPU (0: skip)")
     p.add_argument("--gap-s", type=float, default=2.0, help="idle before each run of the gapped blocks (0: skip them)")
     p.add_argument("--pin", type=int, default=None, help="the CPU of the pinned blocks (default: fastest in percore)")
-    p.add_argument("--design", choices=("blocks", "interleave"), default="blocks",
+    p.add_argument("--design", choices=("blocks", "interleave", "cpu-only"), default="blocks",
                    help="blocks: unpinned, per core, pinned, then gapped (one after the other); interleave: the gap "
-                        "kinds none/sleep/spin/idle-spinner in rotated order, --cycles times, pinned to --pin")
+                        "kinds none/sleep/spin/idle-spinner in rotated order, --cycles times, pinned to --pin; "
+                        "cpu-only: the same with the pure-Python probe alone (no model, no GPU)")
+    p.add_argument("--probe-s", type=float, default=1.0, help="cpu-only: each probe's length (default 1 s)")
     p.add_argument("--cycles", type=int, default=3, help="interleave: cycles over the gap kinds")
     p.add_argument("--per-kind", type=int, default=4, help="interleave: runs of each gap kind per cycle")
     p.add_argument("--device", default="cuda")
@@ -214,6 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     ALL = set(os.sched_getaffinity(0))
+    if args.design == "cpu-only":
+        res0: dict[str, Any] = {"argv": sys.argv[1:], "cpus": sorted(ALL)}
+        pin0 = sorted(ALL)[-1] if args.pin is None else args.pin
+        try:
+            cpu_only(args, pin0, res0)
+        except KeyboardInterrupt:
+            res0["interrupted"] = True
+        res0["pin"] = pin0
+        summarise_probes(res0, GAPS)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(res0, indent=1))
+        return 0
     arch = yaml.safe_load((ROOT / "conf" / "model" / f"{args.model}.yaml").read_text())["architecture"]
     b = Bare()
     print(json.dumps(b.load(arch, args.precision, args.checkpoint, device=args.device)), flush=True)
@@ -257,15 +307,7 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k[9:]} r={v:+.2f}" for k, v in s.items() if k.startswith("corr_") and v is not None)
               + "; " + ", ".join(f"{k[:-7]}={v}" for k, v in s.items() if k.endswith("_median") and k != "tps_median"),
               flush=True)
-    for kind in ("none", "sleep"):
-        ps = [q for q in res.get("cpu_probes", []) if q["gap"] == kind]
-        if ps:
-            res.setdefault("cpu_probe", {})[kind] = s = {
-                "runs": len(ps), "chunk_ms_median": statistics.median(q["chunk_ms_median"] for q in ps),
-                "chunk_ms_min": min(q["chunk_ms_median"] for q in ps), "chunk_ms_max": max(q["chunk_ms_median"] for q in ps),
-                "within_sd_log_pct": statistics.median(q["sd_log_pct"] for q in ps)}
-            print(f"  cpu probe after gap {kind}: {s['runs']} runs, chunk ms median {s['chunk_ms_median']:.3f} "
-                  f"({s['chunk_ms_min']:.3f}-{s['chunk_ms_max']:.3f}), within-run sd {s['within_sd_log_pct']:.1f} %", flush=True)
+    summarise_probes(res, ("none", "sleep"))
     res["runs"] = runs
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(res, indent=1))
