@@ -17,7 +17,7 @@ import colorsys
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,10 +107,16 @@ def pareto_front(xs: Sequence[Any], ys: Sequence[Any], x: str = "min", y: str = 
             continue
         pts.append((sx * float(a), sy * float(b), i))
     pts.sort()
+    return _scan_front((i, a, b) for a, b, i in pts)
+
+
+def _scan_front(points: Iterable[tuple[int, float, float]]) -> list[int]:
+    """The front of (index, x, y) points sorted by x then y, both minimised: each point lower
+    than every one before it, and any point equal to the last one taken."""
     front: list[int] = []
     best = math.inf
     last: tuple[float, float] | None = None
-    for a, b, i in pts:
+    for i, a, b in points:
         if b < best:
             front.append(i)
             best, last = b, (a, b)
@@ -1141,16 +1147,7 @@ def _pareto_keep(t: Trials, pts: pd.DataFrame, xmode: str, ymode: str, limit: in
 def _front(x: np.ndarray, y: np.ndarray, members: np.ndarray) -> list[int]:
     """pareto_front (both axes minimised, finite values) of the points `members`, for many points."""
     order = members[np.lexsort((y[members], x[members]))]
-    front: list[int] = []
-    best = math.inf
-    last: tuple[float, float] | None = None
-    for i, a, b in zip(order.tolist(), x[order].tolist(), y[order].tolist(), strict=True):
-        if b < best:
-            front.append(i)
-            best, last = b, (a, b)
-        elif (a, b) == last:
-            front.append(i)
-    return front
+    return _scan_front(zip(order.tolist(), x[order].tolist(), y[order].tolist(), strict=True))
 
 
 def _pareto_capped(pts: pd.DataFrame) -> str:
