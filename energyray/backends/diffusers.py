@@ -16,7 +16,6 @@ callback, after a device sync) and the VAE decode (around `vae.decode`).
 from __future__ import annotations
 
 import copy
-import gc
 import os
 import resource
 import time
@@ -30,7 +29,7 @@ import transformers
 
 from energyray.backends import PRECISIONS as _ALL_PRECISIONS
 from energyray.backends.base import ImageGeneration, LoadInfo, Prompts, plain_prompts
-from energyray.backends.transformers import torch_device
+from energyray.backends.transformers import free_memory, memory_in_use_mb, torch_device
 from energyray.errors import BackendError, ConfigError, TrialFailed
 
 PRECISIONS = _ALL_PRECISIONS["diffusers"]
@@ -274,12 +273,8 @@ class DiffusersBackend:
         self._free()
 
     def memory_in_use_mb(self) -> float | None:
-        if self.device != "cuda" or not torch.cuda.is_available():
-            return None
-        return float(torch.cuda.memory_allocated()) / 2**20
+        return memory_in_use_mb(self.device)
 
     @staticmethod
     def _free() -> None:
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()

@@ -526,20 +526,29 @@ class TransformersBackend:
         self._free()
 
     def memory_in_use_mb(self) -> float | None:
-        """GPU memory still allocated through torch (after unload: what the model left behind).
-        cuBLAS keeps its workspaces here for the life of the process (~33 MB seen on an H200
-        after unloading a 0.5-1B model, with no live tensor but a 4-byte scalar); what torch
-        reserves beyond that after empty_cache is fragmentation around them (264-580 MB seen),
-        which the next group's allocations reuse."""
-        if self.device != "cuda" or not torch.cuda.is_available():
-            return None
-        return float(torch.cuda.memory_allocated()) / 2**20
+        return memory_in_use_mb(self.device)
 
     @staticmethod
     def _free() -> None:
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
+
+
+def memory_in_use_mb(device: str) -> float | None:
+    """GPU memory still allocated through torch (after unload: what the model left behind).
+    cuBLAS keeps its workspaces here for the life of the process (~33 MB seen on an H200
+    after unloading a 0.5-1B model, with no live tensor but a 4-byte scalar); what torch
+    reserves beyond that after empty_cache is fragmentation around them (264-580 MB seen),
+    which the next group's allocations reuse. The diffusers backend reads it the same way."""
+    if device != "cuda" or not torch.cuda.is_available():
+        return None
+    return float(torch.cuda.memory_allocated()) / 2**20
+
+
+def free_memory() -> None:
+    """Drop unreachable objects and return torch's cached GPU blocks (after unload, after an OOM)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def attention_layout(cfg: Any) -> dict[str, Any]:
