@@ -220,23 +220,32 @@ class TrialRunner:
         flag = self.generation.ignore_eos
         return spec.weights == "dummy" if flag is None else bool(flag)
 
+    def _open_row(self, spec: TrialSpec, model: Any, config: dict[str, Any]) -> dict[str, Any]:
+        """The row every trial, text or image, starts with, stamped with its start."""
+        row = record.base_row(spec, model, config, info=self.load_info, node=self.node,
+                              sampler_info=self.sampler_info, group=self.group, env=self.env, arch=self.arch,
+                              node_info=self.windows.node_info)
+        row["started_at"] = record.utc()
+        return row
+
+    def _ready(self) -> dict[str, Any]:
+        """A loaded model (else the trial fails), then the cooldown before the trial: its fields."""
+        if self.backend is None or self.load_info is None:
+            raise TrialFailed("model not loaded")
+        return self.cooldown()
+
     def run(self, spec: TrialSpec, model: Any, config: dict[str, Any], last: bool = False) -> TrialResult:
         """One trial: a row whatever happens (status ok | failed | oom). With `last`, the
         group's `unload` is measured after it and recorded on its row."""
         if getattr(self.backend, "modality", "text") == "image":
             return self._run_images(spec, model, config, last)
-        row = record.base_row(spec, model, config, info=self.load_info, node=self.node,
-                              sampler_info=self.sampler_info, group=self.group, env=self.env, arch=self.arch,
-                              node_info=self.windows.node_info)
-        row["started_at"] = record.utc()
+        row = self._open_row(spec, model, config)
         samples: list[dict[str, Any]] = []
         responses: list[dict[str, Any]] = []
         reading: WindowReading | str | None = None
         label = f"trial:{spec.trial_id}"
         try:
-            if self.backend is None or self.load_info is None:
-                raise TrialFailed("model not loaded")
-            row.update(self.cooldown())
+            row.update(self._ready())
             work = workload.prepare(spec, self.tasks, self.backend, self.seed)
             row.update(record.workload_fields(work))
             row.update(self.warmup(spec, work.inputs(0)))
@@ -339,17 +348,12 @@ class TrialRunner:
     def _run_images(self, spec: TrialSpec, model: Any, config: dict[str, Any], last: bool) -> TrialResult:
         """One image trial: per prompt a pipeline call of batch_size images in the trial's window,
         split into text_encode, denoise and vae_decode; the images saved in the response phase."""
-        row = record.base_row(spec, model, config, info=self.load_info, node=self.node,
-                              sampler_info=self.sampler_info, group=self.group, env=self.env, arch=self.arch,
-                              node_info=self.windows.node_info)
-        row["started_at"] = record.utc()
+        row = self._open_row(spec, model, config)
         samples: list[dict[str, Any]] = []
         reading: WindowReading | str | None = None
         label = f"trial:{spec.trial_id}"
         try:
-            if self.backend is None or self.load_info is None:
-                raise TrialFailed("model not loaded")
-            row.update(self.cooldown())
+            row.update(self._ready())
             work = workload.prepare_images(spec, self.tasks, self.backend, self.seed)
             row.update(record.workload_fields(work))
             settings = self.image_settings(spec)
