@@ -102,9 +102,10 @@ class Baseline:
     def cooldown(self) -> dict[str, Any]:
         """A fixed pause and/or a wait until within N °C of the idle temperature."""
         m = self.measurement
+        wait = spin if m.cooldown_spin else time.sleep
         t0 = time.monotonic()
         if m.cooldown_s > 0:
-            time.sleep(m.cooldown_s)
+            wait(m.cooldown_s)
         reached = None
         if m.cooldown_to_idle_c is not None and self.temperature_c is not None:
             target = self.temperature_c + m.cooldown_to_idle_c
@@ -118,5 +119,14 @@ class Baseline:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                time.sleep(min(0.5, left))
+                wait(min(0.5, left))
         return record.cooldown_fields(time.monotonic() - t0, reached)
+
+
+def spin(seconds: float) -> None:
+    """Busy on this thread for `seconds`; the interpreter still hands the GIL to other threads
+    every switch interval (5 ms), so the worker's other threads go on."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+

@@ -25,6 +25,7 @@ from energyray.errors import TrialFailed
 from energyray.grid import TrialSpec, expand
 from energyray.samplers.base import WindowReading
 from energyray.trial import TrialResult, TrialRunner
+from energyray.trial.baseline import Baseline
 
 ENERGY_J = 12.5
 START_TEMP_C = 40.0  # the fake's temperature at a window's start, and latest()'s default
@@ -614,6 +615,18 @@ def test_cooldown_without_idle_temperature_is_not_judged(model, tmp_path):
     assert row["status"] == "ok", row.get("error")
     assert row["cooldown_reached"] is None
     assert row["cooldown_s"] < 1.0
+
+
+@pytest.mark.parametrize("spin", [False, True])
+def test_cooldown_spin_keeps_the_thread_busy_through_the_pause(spin):
+    """measurement.cooldown_spin: the pause is spent on the CPU (a vCPU that idled runs a launch-bound
+    decode slower), not asleep; the recorded cooldown_s is the same either way."""
+    baseline = Baseline(MeasurementConfig(idle_s=0.0, cooldown_s=0.3, cooldown_spin=spin), windows=None)
+    cpu0 = time.thread_time()
+    fields = baseline.cooldown()
+    cpu_s = time.thread_time() - cpu0
+    assert 0.3 <= fields["cooldown_s"] < 0.6 and fields["cooldown_reached"] is None
+    assert (cpu_s > 0.2) if spin else (cpu_s < 0.05)
 
 
 def _expected_roofline_s_per_token(row: dict[str, Any], batch: int, gbs: float) -> float:
