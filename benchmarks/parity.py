@@ -548,6 +548,8 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
            f"sweep.grid.task=[{args.task}]", f"sweep.repeats={trials}",
            f"generation.max_new_tokens={args.new_tokens}", f"measurement.cooldown_s={cooldown_s:.2f}",
            f"measurement.idle_settle_max_s={args.idle_settle_max_s}", f"seed={args.seed}",
+           # asleep, so that in_cooldown() sees the cooldown; --keep-awake keeps the CPU busy for both sides
+           "measurement.cooldown_spin=false",
            f"store.path={store}", f"cache_dir={args.cache_dir}", f"hydra.run.dir={work / ('hydra-' + tag)}",
            f"device={args.device}", *v.args]
     if args.device == "cpu":  # the smoke test: a CPU worker's own length setting, no energy

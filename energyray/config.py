@@ -103,9 +103,9 @@ class MeasurementConfig:
     cooldown_s: float = 0.0  # fixed pause before each trial
     cooldown_to_idle_c: float | None = None  # or: wait until within N °C of the idle temperature
     cooldown_max_s: float = 120.0  # give up waiting for the temperature after this long
-    # spend the cooldown busy on the worker's thread, not asleep: a CPU that idled runs a
-    # launch-bound decode slower and noisier on some VMs (docs/measurement.md)
-    cooldown_spin: bool = False
+    # spend the cooldown busy on the worker's thread, not asleep: a vCPU that idled runs a
+    # launch-bound decode slower and noisier on some VMs (docs/measurement.md); false: sleep
+    cooldown_spin: bool = True
     memory_bandwidth_gbs: float | None = None  # roofline bandwidth; None: the GPU table, or measured on a CPU
     # a window shorter than the counter resolves (~1 s on NVML): its polled energy rescaled so
     # that it and what ran around it sum to the counter's delta over a >= 1 s span (source
