@@ -626,7 +626,7 @@ def test_cooldown_spin_keeps_the_thread_busy_through_the_pause(spin):
     fields = baseline.cooldown()
     cpu_s = time.thread_time() - cpu0
     assert 0.3 <= fields["cooldown_s"] < 0.6 and fields["cooldown_reached"] is None
-    assert (cpu_s > 0.2) if spin else (cpu_s < 0.05)
+    assert (cpu_s > 0.5 * fields["cooldown_s"]) if spin else (cpu_s < 0.05)  # busy, or asleep
 
 
 def _expected_roofline_s_per_token(row: dict[str, Any], batch: int, gbs: float) -> float:
