@@ -35,6 +35,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,21 +167,32 @@ def cpu_probe(seconds: float, iters: int = 20000) -> dict[str, Any]:
             "sd_log_pct": 100 * statistics.pstdev(math.log(c) for c in chunks), "chunks": len(chunks)}
 
 
+def each_gap(args: argparse.Namespace, pin: int, cycle: int, body: Callable[[int, str], None]) -> None:
+    """body(cycle, kind) --per-kind times for every gap kind, each after its gap, the kinds'
+    order rotated by `cycle` (so a drift of the machine over time falls on all of them); an
+    `idle-spinner` kind's spinner lives through its runs and is gone after them."""
+    for kind in GAPS[cycle % len(GAPS):] + GAPS[:cycle % len(GAPS)]:
+        spinner = IdleSpinner(pin) if kind == "idle-spinner" else None
+        try:
+            for _ in range(args.per_kind):
+                wait_gap(kind, args.gap_s)
+                body(cycle, kind)
+        finally:
+            if spinner is not None:
+                spinner.close()
+
+
 def cpu_only(args: argparse.Namespace, pin: int, res: dict[str, Any]) -> None:
     """No model, no GPU: the pure-Python probe after each gap kind, rotated as in interleave()."""
     os.sched_setaffinity(0, {pin})
     probes: list[dict[str, Any]] = res.setdefault("cpu_probes", [])
+
+    def probe(cycle: int, kind: str) -> None:
+        probes.append({"gap": kind, "cycle": cycle, **cpu_probe(args.probe_s)})
+
     try:
         for cycle in range(args.cycles):
-            for kind in GAPS[cycle % len(GAPS):] + GAPS[:cycle % len(GAPS)]:
-                spinner = IdleSpinner(pin) if kind == "idle-spinner" else None
-                try:
-                    for _ in range(args.per_kind):
-                        wait_gap(kind, args.gap_s)
-                        probes.append({"gap": kind, "cycle": cycle, **cpu_probe(args.probe_s)})
-                finally:
-                    if spinner is not None:
-                        spinner.close()
+            each_gap(args, pin, cycle, probe)
     finally:
         os.sched_setaffinity(0, ALL)
 
@@ -191,18 +203,13 @@ def interleave(b: Bare, args: argparse.Namespace, pin: int, res: dict[str, Any],
     then, per cycle, the pure-Python probe after no gap and after a sleep."""
     os.sched_setaffinity(0, {pin})
     probes: list[dict[str, Any]] = res.setdefault("cpu_probes", [])
+
+    def run(cycle: int, kind: str) -> None:
+        runs.append({**one_run(b, args, kind), "cycle": cycle})
+
     try:
         for cycle in range(args.cycles):
-            kinds = GAPS[cycle % len(GAPS):] + GAPS[:cycle % len(GAPS)]
-            for kind in kinds:
-                spinner = IdleSpinner(pin) if kind == "idle-spinner" else None
-                try:
-                    for _ in range(args.per_kind):
-                        wait_gap(kind, args.gap_s)
-                        runs.append({**one_run(b, args, kind), "cycle": cycle})
-                finally:
-                    if spinner is not None:
-                        spinner.close()
+            each_gap(args, pin, cycle, run)
             for kind in ("none", "sleep"):
                 for _ in range(2):
                     wait_gap(kind, args.gap_s)
