@@ -364,24 +364,29 @@ def seq_input_tokens(gen: Any, sent: Any, members: list[int]) -> list[int | None
 class _Power:
     """The window's power series, for weighing sub-intervals (by duration without one)."""
 
-    ts_s: list[float] = field(default_factory=list)
+    ts_s: list[float] = field(default_factory=list)  # seconds from ref_ns (offsets keep short spans exact)
     power_w: list[float] = field(default_factory=list)
+    ref_ns: int = 0
 
     @classmethod
     def of(cls, reading: Any) -> _Power:
         samples = reading.samples if isinstance(reading, WindowReading) else []
-        pts = sorted((s["t_ns"] / 1e9, float(s["power_w"])) for s in samples
+        pts = sorted((int(s["t_ns"]), float(s["power_w"])) for s in samples
                      if s.get("t_ns") is not None and s.get("power_w") is not None)
-        return cls([t for t, _ in pts], [p for _, p in pts])
+        ref = pts[0][0] if pts else 0
+        return cls([(t - ref) / 1e9 for t, _ in pts], [p for _, p in pts], ref)
+
+    def _s(self, t_ns: int) -> float:
+        return (t_ns - self.ref_ns) / 1e9
 
     def covers(self, a_ns: int, b_ns: int) -> bool:
-        return len(self.ts_s) >= 2 and self.ts_s[0] <= a_ns / 1e9 and self.ts_s[-1] >= b_ns / 1e9
+        return len(self.ts_s) >= 2 and self.ts_s[0] <= self._s(a_ns) and self.ts_s[-1] >= self._s(b_ns)
 
     def weight(self, a_ns: int, b_ns: int, by_power: bool) -> float:
         if b_ns <= a_ns:
             return 0.0
         if by_power:
-            e = trapezoid(self.ts_s, self.power_w, a_ns / 1e9, b_ns / 1e9).energy_j
+            e = trapezoid(self.ts_s, self.power_w, self._s(a_ns), self._s(b_ns)).energy_j
             if e is not None:
                 return e
         return (b_ns - a_ns) / 1e9

@@ -386,3 +386,26 @@ def test_without_caller_edges_the_counter_delta_stands(counted):
     counted.counter_j = 1000.0 + 3.0
     r = counted.end("w")
     assert r.energy_j == pytest.approx(3.0, abs=1e-12) and "counter_edge_j" not in r.extras
+
+
+def test_a_microsecond_window_is_exact_however_long_the_machine_has_been_up(monkeypatch):
+    """Times since boot as float seconds round a window's edges (at ~4 months, steps of ~2 ns:
+    ~1e-4 of a 10 µs window); integrated from offsets, a constant 250 W gives exactly 250 W ×
+    the window, as the PDU's empty phases need."""
+    from energyray.samplers import base
+
+    real = base.now_ns
+    monkeypatch.setattr(base, "now_ns", lambda: real() + 10**16)  # ~116 days of uptime
+    s = ConstantPower(watts=250.0, interval_s=0.01)
+    s.start()
+    try:
+        time.sleep(0.03)
+        for _ in range(20):
+            s.begin("w")
+            r = s.end("w")
+            assert 0 < r.duration_s < 0.01
+            assert r.energy_j == pytest.approx(250.0 * r.duration_s, rel=1e-9)
+            t0 = base.now_ns()
+            assert s.energy_between(t0 - 3_000, t0) == pytest.approx(250.0 * 3e-6, rel=1e-9)
+    finally:
+        s.close()
