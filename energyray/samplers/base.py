@@ -34,6 +34,7 @@ from energyray.samplers.energy import (
     counter_span,
     largest_gap_s,
     power_stats,
+    seconds_from,
     span_delta,
     trapezoid,
 )
@@ -94,12 +95,6 @@ def now_ns() -> int:
     return time.monotonic_ns()
 
 
-def _s(t_ns: int, ref_ns: int) -> float:
-    """Seconds from `ref_ns`: offsets keep a microsecond window's integral exact, where seconds
-    since boot as floats would round its edges."""
-    return (t_ns - ref_ns) / 1e9
-
-
 def _edge_slivers(ts: Sequence[float], ps: Sequence[float], start: tuple[int | None, int],
                   end: tuple[int, int | None], ref_ns: int) -> float | None:
     """What turns a counter delta between two reads into the window's energy: minus the power
@@ -110,7 +105,7 @@ def _edge_slivers(ts: Sequence[float], ps: Sequence[float], start: tuple[int | N
     for a, b in (start, end):
         if a is None or b is None or a == b:
             continue
-        e = trapezoid(ts, ps, _s(min(a, b), ref_ns), _s(max(a, b), ref_ns)).energy_j
+        e = trapezoid(ts, ps, seconds_from(min(a, b), ref_ns), seconds_from(max(a, b), ref_ns)).energy_j
         if e is None:
             return None
         total -= e if b > a else -e
@@ -300,9 +295,9 @@ class PollingSampler:
         window = self._window(min(t0, r0 or t0), max(t1, r1 or t1))
         inside = [s for s in window if t0 <= s["t_ns"] <= t1]
         avg_w, peak_w = power_stats([s.get("power_w") for s in inside])
-        pts = [(_s(s["t_ns"], t0), s["power_w"]) for s in window if s.get("power_w") is not None]
+        pts = [(seconds_from(s["t_ns"], t0), s["power_w"]) for s in window if s.get("power_w") is not None]
         ts, ps = [p[0] for p in pts], [p[1] for p in pts]
-        polled = trapezoid(ts, ps, 0.0, _s(t1, t0))
+        polled = trapezoid(ts, ps, 0.0, seconds_from(t1, t0))
         short = self.has_counter and (t1 - t0) / 1e9 < 10 * self.counter_period_s
         edge_j: float | None = None
         if self.has_counter and not short:
@@ -320,8 +315,8 @@ class PollingSampler:
             energy, source = polled, "polled"
         if energy.energy_j is not None and t1 > t0:
             avg_w = energy.energy_j / ((t1 - t0) / 1e9)  # over the whole window, not just the samples
-        shares = apportion(energy, ts, ps, (0.0, _s(t1, t0)),
-                           {k: (_s(a, t0), _s(b, t0)) for k, (a, b) in (parts or {}).items()})
+        shares = apportion(energy, ts, ps, (0.0, seconds_from(t1, t0)),
+                           {k: (seconds_from(a, t0), seconds_from(b, t0)) for k, (a, b) in (parts or {}).items()})
         part_source = "counter_apportioned" if source == "counter" else source
         return WindowReading(
             label=label, source=source, scope=self.scope, start_ns=t0, end_ns=t1,
@@ -391,14 +386,14 @@ class PollingSampler:
                                                     for n, p in out[k].parts.items()})
             return out
         t0_ns, t1_ns = min(a_ns, lo), max(b_ns, hi)
-        pts = sorted((_s(s["t_ns"], t0_ns), s["power_w"]) for s in self._window(t0_ns, t1_ns)
+        pts = sorted((seconds_from(s["t_ns"], t0_ns), s["power_w"]) for s in self._window(t0_ns, t1_ns)
                      if s.get("power_w") is not None)
         ts, ps = [p[0] for p in pts], [p[1] for p in pts]
-        gap_s = largest_gap_s(ts, 0.0, _s(t1_ns, t0_ns))
+        gap_s = largest_gap_s(ts, 0.0, seconds_from(t1_ns, t0_ns))
         if gap_s > max(self.anchor_max_gap_intervals * self.interval_s, self.anchor_max_gap_share * (t1_ns - t0_ns) / 1e9):
             return self._not_anchored(out, short, f"the power series has a gap of {gap_s:.2f} s in the "
                                                   f"{(b_ns - a_ns) / 1e9:.2f} s span")
-        whole = trapezoid(ts, ps, _s(a_ns, t0_ns), _s(b_ns, t0_ns))
+        whole = trapezoid(ts, ps, seconds_from(a_ns, t0_ns), seconds_from(b_ns, t0_ns))
         if not whole.energy_j:
             return self._not_anchored(out, short, f"no power integral over the span ({whole.reason or '0 J'})")
         scale = delta.energy_j / whole.energy_j
@@ -409,7 +404,7 @@ class PollingSampler:
                 "anchor_span_uncertainty_ns": points[i][2] + points[j][2], "anchor_series_gap_s": gap_s}
         for k in short:
             r = out[k]
-            own = trapezoid(ts, ps, _s(r.start_ns, t0_ns), _s(r.end_ns, t0_ns))
+            own = trapezoid(ts, ps, seconds_from(r.start_ns, t0_ns), seconds_from(r.end_ns, t0_ns))
             if own.energy_j is None:  # the series does not cover this one: keep its reason
                 continue
             energy = scale * own.energy_j
@@ -440,8 +435,9 @@ class PollingSampler:
             last = self._series[-1]["t_ns"] if self._series else None
         if last is None or last < t1_ns:
             self._edge_poll()
-        pts = [(_s(s["t_ns"], t0_ns), s["power_w"]) for s in self._window(t0_ns, t1_ns) if s.get("power_w") is not None]
-        return trapezoid([p[0] for p in pts], [p[1] for p in pts], 0.0, _s(t1_ns, t0_ns)).energy_j
+        pts = [(seconds_from(s["t_ns"], t0_ns), s["power_w"]) for s in self._window(t0_ns, t1_ns)
+               if s.get("power_w") is not None]
+        return trapezoid([p[0] for p in pts], [p[1] for p in pts], 0.0, seconds_from(t1_ns, t0_ns)).energy_j
 
     def describe(self) -> dict[str, Any]:
         return {"sampler": self.name, "scope": self.scope, "interval_s": self.interval_s}

@@ -50,6 +50,12 @@ def interpolate(ts: Sequence[float], ys: Sequence[float], t: float) -> float:
     return y0 if t1 == t0 else y0 + (y1 - y0) * (t - t0) / (t1 - t0)
 
 
+def seconds_from(t_ns: int, ref_ns: int) -> float:
+    """Seconds from `ref_ns`: the power series and a window's edges go to the trapezoid as offsets,
+    which keep a microsecond window exact where seconds since boot as floats round its edges."""
+    return (t_ns - ref_ns) / 1e9
+
+
 def trapezoid(ts_s: Sequence[float], power_w: Sequence[float], t0_s: float, t1_s: float) -> Energy:
     """Integrate polled power over [t0_s, t1_s] (seconds), interpolating at the edges.
 

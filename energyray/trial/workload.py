@@ -20,7 +20,7 @@ from energyray import tasks
 from energyray.backends.base import Prompts, plain_prompts
 from energyray.errors import ConfigError, TrialFailed
 from energyray.samplers.base import WindowReading
-from energyray.samplers.energy import trapezoid
+from energyray.samplers.energy import seconds_from, trapezoid
 from energyray.tasks.base import Item, Score, TaskItems
 
 Interval = tuple[int, int]
@@ -374,19 +374,18 @@ class _Power:
         pts = sorted((int(s["t_ns"]), float(s["power_w"])) for s in samples
                      if s.get("t_ns") is not None and s.get("power_w") is not None)
         ref = pts[0][0] if pts else 0
-        return cls([(t - ref) / 1e9 for t, _ in pts], [p for _, p in pts], ref)
-
-    def _s(self, t_ns: int) -> float:
-        return (t_ns - self.ref_ns) / 1e9
+        return cls([seconds_from(t, ref) for t, _ in pts], [p for _, p in pts], ref)
 
     def covers(self, a_ns: int, b_ns: int) -> bool:
-        return len(self.ts_s) >= 2 and self.ts_s[0] <= self._s(a_ns) and self.ts_s[-1] >= self._s(b_ns)
+        return (len(self.ts_s) >= 2 and self.ts_s[0] <= seconds_from(a_ns, self.ref_ns)
+                and self.ts_s[-1] >= seconds_from(b_ns, self.ref_ns))
 
     def weight(self, a_ns: int, b_ns: int, by_power: bool) -> float:
         if b_ns <= a_ns:
             return 0.0
         if by_power:
-            e = trapezoid(self.ts_s, self.power_w, self._s(a_ns), self._s(b_ns)).energy_j
+            span = seconds_from(a_ns, self.ref_ns), seconds_from(b_ns, self.ref_ns)
+            e = trapezoid(self.ts_s, self.power_w, *span).energy_j
             if e is not None:
                 return e
         return (b_ns - a_ns) / 1e9
