@@ -13,7 +13,8 @@ counter read (NVML), `model.generate`, a sync, the counter again. The model, its
 the inputs are built as energyray's transformers backend builds them for `weights=dummy`
 (random init of the architecture with the same seed; bitsandbytes quantising the same saved
 checkpoint; random token ids from the same generator), greedy, exactly `new_tokens` tokens,
-cuDNN attention off (energyray's default), under `torch.inference_mode()` as the backend runs,
+cuDNN attention off (energyray's default), bitsandbytes' per-matmul int8 warning silenced (as the
+backend does), under `torch.inference_mode()` as the backend runs,
 with a streamer that records when each step's tokens come out (the backend's, copied: a sync
 after the prefill, then generate's own per-step sync), returned as `step_ns`.
 
@@ -24,6 +25,7 @@ it: what a Ray worker process does to the same code, without energyray's own par
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -68,6 +70,8 @@ class Bare:
 
         t0 = time.monotonic()
         torch.backends.cuda.enable_cudnn_sdp(False)
+        # as energyray's backend does: bitsandbytes' int8 matmul logs a warning on every call
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
         arch = dict(arch)
         cfg = AutoConfig.for_model(arch.pop("model_type"), **arch)
         self.seed, self.device = seed, device

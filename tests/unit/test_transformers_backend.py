@@ -169,6 +169,34 @@ def test_4bit_variants_on_cpu_quantise_as_asked(tiny_llama_dir, cache, precision
         b.unload()
 
 
+@pytest.mark.extra("quant")
+def test_int8_generation_logs_nothing_per_matmul(tiny_llama_dir, cache, caplog):
+    """bitsandbytes logs a WARNING on every int8 matmul whose input is not fp16 (every layer,
+    every step); the backend silences it, so a trial's window holds no logging. The same
+    generate with that logger's level reset logs one record a matmul: the test can fail."""
+    import logging
+
+    b = TransformersBackend()
+    b.load(_real(tiny_llama_dir), "real", "int8", "cpu", cache, 0)
+    bnb_log = logging.getLogger("bitsandbytes.autograd._functions")
+    try:
+        with caplog.at_level(logging.WARNING):
+            gen = b.generate(PROMPTS[:1], MAX_NEW, ignore_eos=True)
+        _check_counts(b, gen, 1, MAX_NEW)
+        assert not [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]
+        level = bnb_log.level
+        bnb_log.setLevel(logging.NOTSET)
+        try:
+            with caplog.at_level(logging.WARNING):
+                b.generate(PROMPTS[:1], MAX_NEW, ignore_eos=True)
+        finally:
+            bnb_log.setLevel(level)
+        per_step = 7 * b.model.config.num_hidden_layers  # q, k, v, o, gate, up, down
+        assert len([r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]) >= per_step * MAX_NEW
+    finally:
+        b.unload()
+
+
 def test_fp16_on_cpu_loads_and_generates_in_half_precision(tiny_llama_dir, cache):
     b = TransformersBackend()
     info = b.load(_real(tiny_llama_dir), "real", "fp16", "cpu", cache, 0)
