@@ -63,7 +63,14 @@ CPU seconds and involuntary context switches, each other thread's CPU, the machi
 stolen CPU, and the processes that used the most CPU while trials ran. Before the sweeps it
 also runs --solo runs of the bare code in other settings (`--bare-flavours`): `nice15` (nice 15
 and OMP_NUM_THREADS=1, the settings a Ray worker process gets), `ray` (the bare code inside a
-plain Ray actor, no energyray), round robin with the plain bare process.
+plain Ray actor, no energyray), round robin with the plain bare process. `--aa N --aa-flavour
+ray` (or nice15) puts that flavour in the A/A's second place instead: an interleaved, paired
+A/B of what that setting alone does to the bare code.
+
+--pin-cpu N: the main thread of each bare process and of the sweep's worker run on CPU N (and
+the threads they start after: CUDA's); this script and all it starts (the sweep's driver, Ray's
+daemons, the sampler) keep off it, so nothing but the measured decode loops (and, with
+--keep-awake, a SCHED_IDLE spinner) runs there.
 
 --budget-s: a whole-run time limit. A configuration starts only with --config-min-s left, each
 sweep is stopped (SIGINT, keeping its trials) in time to end inside it, and the JSON is
@@ -149,16 +156,22 @@ def pin_thread(tid: int, cpu: int) -> list[int] | None:
         return None
 
 
+# how often the sweep's worker is looked at: a cooldown is seen at most this late
+WATCH_S = 0.01
+
+
 def in_cooldown(pid: int) -> bool:
     """The worker runs a trial (`ray::WorkerHost.run`) and its main thread sleeps: the cooldown,
-    the only sleep inside a trial call (with measurement.cooldown_to_idle_c unset)."""
-    if not cmdline(pid).startswith("ray::WorkerHost.run"):
-        return False
+    the only sleep inside a trial call (with measurement.cooldown_to_idle_c unset). The sleep is
+    read first: while the trial decodes, only its syscall is read (the title, in cmdline, is
+    read from the worker's own memory, which a bare run is spared)."""
     sc = _read(f"/proc/{pid}/syscall")
     if sc is None:  # not readable: fall back on the kernel's wait channel
-        return (_read(f"/proc/{pid}/wchan") or "").endswith("nanosleep")
-    first = sc.split()[0] if sc.split() else ""
-    return first.isdigit() and int(first) in SLEEP_SYSCALLS
+        asleep = (_read(f"/proc/{pid}/wchan") or "").endswith("nanosleep")
+    else:
+        first = sc.split()[0] if sc.split() else ""
+        asleep = first.isdigit() and int(first) in SLEEP_SYSCALLS
+    return asleep and cmdline(pid).startswith("ray::WorkerHost.run")
 
 
 def threads(pid: int) -> dict[int, tuple[str, float, int, int, int]]:
@@ -198,18 +211,50 @@ def machine() -> list[int]:
     return [int(x) for x in line.split()[1:]]
 
 
+# the CPU whose interrupts snap() counts: --pin-cpu's, where the measured threads run
+IRQ_CPU: int | None = None
+
+
+def interrupts(cpu: int | None) -> dict[str, int]:
+    """Interrupts by kind (/proc/interrupts: LOC timer, RES rescheduling, CAL function-call and
+    TLB shoot-down IPIs, devices') taken on `cpu`, or on all CPUs with None."""
+    text = _read("/proc/interrupts") or ""
+    lines = text.splitlines()
+    if not lines:
+        return {}
+    ncpu = len(lines[0].split())
+    out = {}
+    for ln in lines[1:]:
+        name, _, rest = ln.partition(":")
+        counts = [int(x) for x in rest.split()[:ncpu] if x.isdigit()]
+        if counts:
+            out[name.strip()] = counts[cpu] if cpu is not None and cpu < len(counts) else sum(counts)
+    return out
+
+
+def faults(pid: int) -> tuple[int, int]:
+    """The process's minor and major page faults so far (all its threads)."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return 0, 0
+    f = stat.rsplit(")", 1)[1].split()
+    return int(f[7]), int(f[9])
+
+
 @dataclass
 class Snap:
     t: float
     threads: dict[int, tuple[str, float, int, int, int]]
     procs: dict[int, tuple[str, float]]
     cpu: list[int]
+    irq: dict[str, int]
+    faults: tuple[int, int]
 
 
 def snap(pid: int | None, diag: bool) -> Snap | None:
     if not diag or pid is None:
         return None
-    return Snap(time.monotonic(), threads(pid), processes(), machine())
+    return Snap(time.monotonic(), threads(pid), processes(), machine(), interrupts(IRQ_CPU), faults(pid))
 
 
 def census(a: Snap | None, b: Snap | None, main: int, idle_until: float | None = None) -> dict[str, Any] | None:
@@ -231,7 +276,9 @@ def census(a: Snap | None, b: Snap | None, main: int, idle_until: float | None =
             "others": sorted(([x["name"], round(x["cpu_s"], 3), x["vcs"]] for x in per.values() if x["cpu_s"] or x["vcs"]),
                              key=lambda r: (-r[1], -r[2]))[:8],
             "machine_busy_pct": 100 * (total - d[3] - d[4]) / total, "machine_steal_pct": 100 * d[7] / total,
-            "top_processes": [[n, round(c, 3)] for n, c in used if c > 0]}
+            "top_processes": [[n, round(c, 3)] for n, c in used if c > 0],
+            "irq": {k: v - a.irq.get(k, 0) for k, v in b.irq.items() if v - a.irq.get(k, 0)},
+            "minflt": b.faults[0] - a.faults[0], "majflt": b.faults[1] - a.faults[1]}
 
 
 # -- the bare process ---------------------------------------------------------------------------------
@@ -247,6 +294,7 @@ class BareProc:
         elif flavour == "ray":
             cmd.append("--ray")
             env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+            env.setdefault("RAY_worker_niceness", "0")  # as a sweep's local Ray starts its workers
         elif flavour != "plain":
             raise ValueError(f"unknown bare flavour {flavour!r} (plain, nice15, ray)")
         # no energyray on its path: the bare side must not import it, even by accident
@@ -598,7 +646,7 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
                              "census": census(bsnap0, bsnap1, bare.pid or 0)})
             elif not sleeping:
                 served = False
-            time.sleep(0.003)
+            time.sleep(WATCH_S)
     finally:
         if proc.poll() is None:
             proc.kill()  # our own child only
@@ -621,7 +669,7 @@ def read_trials(store: Path) -> list[dict[str, Any]]:
         return []
     keep = ["trial_id", "status", "started_at", "tokens_per_s", "j_per_token", "energy_j", "energy_source",
             "duration_s", "window_s", "output_tokens", "input_tokens", "warmup_runs", "cooldown_s",
-            "sampler_cpu_s", "sampler_device_calls_per_s", "error"]
+            "sampler_cpu_s", "sampler_device_calls_per_s", "ttft_s", "tpot_s", "error"]
     df = df.sort_values("started_at")
     return [{k: (None if k not in df.columns or _isnan(r.get(k)) else r.get(k)) for k in keep}
             for r in df.to_dict("records")]
@@ -685,7 +733,10 @@ def summarize_census(cs: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     span = sum(c.get("span_s", c["wall_s"]) for c in cs)  # the whole intervals: other threads' rates
     others: dict[str, list[float]] = {}
     procs: dict[str, float] = {}
+    irq: dict[str, int] = {}
     for c in cs:
+        for k, n in c.get("irq", {}).items():
+            irq[k] = irq.get(k, 0) + n
         for name, cpu, wakes in c["others"]:  # threads of one name summed (client.poll0 x 4 ...)
             o = others.setdefault(name, [0.0, 0.0])
             o[0] += cpu
@@ -702,7 +753,11 @@ def summarize_census(cs: list[dict[str, Any] | None]) -> dict[str, Any] | None:
             "machine_busy_pct": statistics.fmean(c["machine_busy_pct"] for c in cs),
             "machine_steal_pct": statistics.fmean(c["machine_steal_pct"] for c in cs),
             "top_processes_cpu_share": sorted(([k, round(v / span, 4)] for k, v in procs.items()),
-                                              key=lambda x: -x[1])[:8]}
+                                              key=lambda x: -x[1])[:8],
+            # on the measured CPU (--pin-cpu) over the whole intervals; the process's page faults
+            "irq_per_s": {k: round(n / span, 1) for k, n in sorted(irq.items(), key=lambda x: -x[1])[:10]},
+            "minflt_per_s": sum(c.get("minflt", 0) for c in cs) / span,
+            "majflt": sum(c.get("majflt", 0) for c in cs)}
 
 
 def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], work: Path,
@@ -712,8 +767,8 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
     ckpt = checkpoint(cfg.model, Path(args.cache_dir), args.seed) if cfg.precision not in ("bf16", "fp32") else None
     flavours = ["plain"] + ([f for f in args.bare_flavours.split(",") if f and f != "plain"] if args.diag else [])
     bares = {f: BareProc(f) for f in flavours}
-    if args.aa:  # the A/A control's second bare process, identical to "plain"
-        bares["second"] = BareProc("plain")
+    if args.aa:  # the A/A control's second bare process: "plain" (identical) or --aa-flavour
+        bares["second"] = BareProc(args.aa_flavour)
     res: dict[str, Any] = {"config": cfg.name, "prompt_len": plen, "new_tokens": args.new_tokens, "runs": [],
                            "sweeps": {}, "bare_env": {}}
     try:
@@ -802,8 +857,9 @@ def aa_block(cfg: Config, first: BareProc, second: BareProc, plen: int, cooldown
     seconds: list[dict[str, Any]] = []
     slots = slots_for(args.aa, args.order)
     try:
-        print(f"  {cfg.name} A/A: {args.aa} pairs ({slots} slots, order {args.order}) of two identical bare "
-              f"processes, cooldown {cooldown:.1f} s, first run {gap:.1f} s into it", flush=True)
+        what = "two identical bare processes" if second.flavour == "plain" else f"bare, then bare as {second.flavour}"
+        print(f"  {cfg.name} A/A: {args.aa} pairs ({slots} slots, order {args.order}) of {what}, "
+              f"cooldown {cooldown:.1f} s, first run {gap:.1f} s into it", flush=True)
         for _ in range(slots):
             if args.deadline is not None and args.deadline - time.monotonic() < 0.75 * args.config_min_s:
                 print("    A/A stopped: out of time", flush=True)
@@ -814,12 +870,12 @@ def aa_block(cfg: Config, first: BareProc, second: BareProc, plen: int, cooldown
             b = second.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
             # a first run past its cooldown is dropped, as a bare run that overlaps its trial is
             firsts.append({**a, "label": "aa_first", "flavour": "plain", "clear": gap + a["s"] <= cooldown})
-            seconds.append({**b, "label": "aa_second", "flavour": "second"})
+            seconds.append({**b, "label": "aa_second", "flavour": f"second:{second.flavour}"})
     finally:
         second.close()
     pairs = aa_pairs(firsts, seconds, args.order)
     runs = [r for ab in zip(firsts, seconds, strict=True) for r in ab]
-    out: dict[str, Any] = {"runs": runs, "pairs": pairs, "slots": len(firsts),
+    out: dict[str, Any] = {"runs": runs, "pairs": pairs, "slots": len(firsts), "flavour": second.flavour,
                            "tps": balanced_ratio(pairs, "tps_ratio", args.bootstrap, args.seed),
                            "jpt": balanced_ratio(pairs, "jpt_ratio", args.bootstrap, args.seed),
                            "pairing": pairing(pairs, "second")}
@@ -848,7 +904,9 @@ def ratio_line(r: dict[str, Any]) -> str:
 def report(res: dict[str, Any]) -> list[list[Any]]:
     rows = []
     solo = res["solo_plain_tps"]
-    blocks = ([("A/A: bare' / bare", res["aa"], None)] if res.get("aa") else []) + [
+    aa = res.get("aa") or {}
+    aa_name = "A/A: bare' / bare" if aa.get("flavour", "plain") == "plain" else f"bare as {aa['flavour']} / bare"
+    blocks = ([(aa_name, aa, None)] if aa else []) + [
         (name, s, [r["tokens"] / r["s"] for r in s["runs"] if r["clear"]]) for name, s in res["sweeps"].items()]
     for name, blk, insweep in blocks:
         bvs = statistics.fmean(insweep) / statistics.fmean(solo) if insweep and solo else None
@@ -878,6 +936,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aa", type=int, default=0,
                    help="A/A control pairs per configuration: a second identical bare process in the sweep's place "
                         "(default 0: none)")
+    p.add_argument("--aa-flavour", choices=("plain", "nice15", "ray"), default="plain",
+                   help="the --aa block's second process: plain (the A/A control, default), or the bare code as "
+                        "nice15 or ray (inside a plain Ray actor): an interleaved A/B of that setting alone")
     p.add_argument("--budget-s", type=float, default=None,
                    help="whole-run time limit: configurations and sweeps are cut to end inside it (default none)")
     p.add_argument("--config-min-s", type=float, default=120.0,
@@ -942,6 +1003,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GPU {info.get('name')} driver {info.get('driver')}; {os.cpu_count()} CPUs; work {work}", flush=True)
     result: dict[str, Any] = {"benchmark": "parity", "gpu": info, "args": vars(args), "configs": {}, "errors": {}}
     t0 = time.monotonic()
+    global IRQ_CPU
+    IRQ_CPU = args.pin_cpu
+    if args.pin_cpu is not None:
+        # this script and all it starts (the sweep's Ray, driver and sampler) keep off the measured
+        # CPU; only the measured main threads are moved onto it (and the threads they start after)
+        os.sched_setaffinity(0, (os.sched_getaffinity(0) - {args.pin_cpu}) or {args.pin_cpu})
     spinner = C.IdleSpinner(args.pin_cpu) if args.keep_awake else None
     try:
         for cfg in configs:
@@ -992,6 +1059,8 @@ def summarise(result: dict[str, Any], args: argparse.Namespace, info: dict[str, 
                           f"busy {c['machine_busy_pct']:.1f}% steal {c['machine_steal_pct']:.2f}%")
                     print(f"      other threads [name, CPU share, wake-ups/s]: {c['top_other_threads']}")
                     print(f"      procs {c['top_processes_cpu_share'][:5]}")
+                    print(f"      interrupts/s on CPU {args.pin_cpu if args.pin_cpu is not None else '(all)'} "
+                          f"{c.get('irq_per_s')}; page faults/s {C.fmt(c.get('minflt_per_s'), '.1f')}")
         print(f"  {name} solo tokens/s by flavour: " + ", ".join(f"{k} {v:.2f}" for k, v in res["solo_by_flavour"].items()))
     C.section("parity: sweep / bare, geometric mean over pairs (both orders weighted equally), 95 % CI")
     rows = [r for res in result["configs"].values() for r in report(res)]
@@ -1007,7 +1076,8 @@ def summarise(result: dict[str, Any], args: argparse.Namespace, info: dict[str, 
     for name, err in result["errors"].items():
         print(f"ERROR {name}: {err}")
     short = {k: {**{v: {"tps": s["tps"], "jpt": s["jpt"]} for v, s in r["sweeps"].items()},
-                 **({"A/A": {"tps": r["aa"]["tps"], "jpt": r["aa"]["jpt"]}} if r.get("aa") else {})}
+                 **({("A/A" if r["aa"].get("flavour", "plain") == "plain" else f"bare as {r['aa']['flavour']}"):
+                     {"tps": r["aa"]["tps"], "jpt": r["aa"]["jpt"]}} if r.get("aa") else {})}
              for k, r in result["configs"].items()}
     C.emit_result({"benchmark": "parity", "gpu": info.get("name"), "ratios": short, "errors": result["errors"]},
                   None)

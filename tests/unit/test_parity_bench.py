@@ -219,3 +219,38 @@ def test_pinning_puts_a_childs_main_thread_on_one_cpu_and_reads_it_back(par: Any
         child.kill()  # our own child
         child.wait()
     assert par.pin_thread(child.pid, cpu) is None  # gone: said, not raised
+
+
+def test_a_running_worker_or_another_sleeper_is_not_in_its_cooldown(par: Any) -> None:
+    """The sleep is read first and the title only then: a worker that runs (a trial decoding)
+    is not in its cooldown, nor is a process asleep under another title."""
+    busy = subprocess.Popen(["bash", "-c", 'exec -a "ray::WorkerHost.run" python3 -c "while True: pass"'])
+    other = subprocess.Popen(["bash", "-c", 'exec -a "ray::SamplerHost" sleep 30'])
+    try:
+        time.sleep(0.5)
+        assert par.cmdline(busy.pid).startswith("ray::WorkerHost.run")
+        assert not any(par.in_cooldown(busy.pid) for _ in range(20))
+        assert not par.in_cooldown(other.pid)
+    finally:
+        for p in (busy, other):
+            p.kill()  # our own children
+            p.wait()
+
+
+def test_the_census_counts_interrupts_and_page_faults(par: Any) -> None:
+    """--diag's census: /proc/interrupts parsed by kind (per CPU or summed), and a process's
+    page faults, which grow when it touches new memory."""
+    import os
+
+    every = par.interrupts(None)
+    assert every and all(isinstance(v, int) for v in every.values())
+    cpu = max(os.sched_getaffinity(0))
+    assert set(par.interrupts(cpu)) <= set(every)
+    assert all(par.interrupts(cpu)[k] <= every[k] for k in par.interrupts(cpu))
+    before = par.faults(os.getpid())
+    block = bytearray(32 * 2**20)  # zero pages, faulted in as they are written
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    after = par.faults(os.getpid())
+    assert after[0] - before[0] >= 16  # one a 4 KiB page, or one a 2 MiB huge page at least
+    assert par.faults(2**22 + 12345) == (0, 0)  # no such process: nothing, not an error
