@@ -20,10 +20,13 @@ after the prefill, then generate's own per-step sync), returned as `step_ns`.
 
 `--ray` runs the same class inside a plain Ray actor (no energyray) and relays the lines to
 it: what a Ray worker process does to the same code, without energyray's own parts.
+With PARITY_ENERGYRAY_ROOT set (parity.py's ray-energyray flavour), the actor imports the
+modules a sweep's worker has loaded before its model, and nothing else of energyray runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -31,6 +34,10 @@ import sys
 import threading
 import time
 from typing import Any
+
+# what a sweep's worker process imports (orchestrator/actors.py, the runner, the backend, the store)
+WORKER_MODULES = ("energyray.orchestrator.actors", "energyray.trial.runner", "energyray.backends.transformers",
+                  "energyray.store")
 
 
 def step_streamer(sync: Any) -> Any:
@@ -69,6 +76,11 @@ class Bare:
         from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
 
         t0 = time.monotonic()
+        root = os.environ.get("PARITY_ENERGYRAY_ROOT")
+        if root:  # the ray-energyray flavour: what a sweep's worker has imported before its model
+            sys.path.insert(0, root)
+            for name in WORKER_MODULES:
+                importlib.import_module(name)
         torch.backends.cuda.enable_cudnn_sdp(False)
         # as energyray's backend does: bitsandbytes' int8 matmul logs a warning on every call
         logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
@@ -150,7 +162,8 @@ class Bare:
                 "affinity": len(os.sched_getaffinity(0)), "switch_interval_s": sys.getswitchinterval(),
                 "threads": [t.name for t in threading.enumerate()], "torch_threads": torch_threads,
                 "main_thread": threading.current_thread() is threading.main_thread(),
-                "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                "energyray_modules": sum(1 for m in sys.modules if m.split(".")[0] == "energyray")}
 
 
 def serve(handle: Any, call: Any) -> None:

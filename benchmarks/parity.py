@@ -64,8 +64,9 @@ stolen CPU, and the processes that used the most CPU while trials ran. Before th
 also runs --solo runs of the bare code in other settings (`--bare-flavours`): `nice15` (nice 15
 and OMP_NUM_THREADS=1, the settings a Ray worker process gets), `ray` (the bare code inside a
 plain Ray actor, no energyray), round robin with the plain bare process. `--aa N --aa-flavour
-ray` (or nice15) puts that flavour in the A/A's second place instead: an interleaved, paired
-A/B of what that setting alone does to the bare code.
+ray` (or nice15, or ray-energyray: the Ray actor imports a sweep worker's modules before the
+model, with their warnings filters and logger settings) puts that flavour in the A/A's second
+place instead: an interleaved, paired A/B of what that setting alone does to the bare code.
 
 --pin-cpu N: the main thread of each bare process and of the sweep's worker run on CPU N (and
 the threads they start after: CUDA's); this script and all it starts (the sweep's driver, Ray's
@@ -282,6 +283,9 @@ def census(a: Snap | None, b: Snap | None, main: int, idle_until: float | None =
 
 
 # -- the bare process ---------------------------------------------------------------------------------
+FLAVOURS = ("plain", "nice15", "ray", "ray-energyray")
+
+
 class BareProc:
     """_parity_bare.py in a subprocess, one JSON line per call."""
 
@@ -291,12 +295,14 @@ class BareProc:
         if flavour == "nice15":
             cmd = ["nice", "-n", "15", *cmd]
             env["OMP_NUM_THREADS"] = "1"
-        elif flavour == "ray":
+        elif flavour in ("ray", "ray-energyray"):
             cmd.append("--ray")
             env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
             env.setdefault("RAY_worker_niceness", "0")  # as a sweep's local Ray starts its workers
+            if flavour == "ray-energyray":  # the actor imports a sweep worker's modules first
+                env["PARITY_ENERGYRAY_ROOT"] = str(C.ROOT)
         elif flavour != "plain":
-            raise ValueError(f"unknown bare flavour {flavour!r} (plain, nice15, ray)")
+            raise ValueError(f"unknown bare flavour {flavour!r} (plain, nice15, ray, ray-energyray)")
         # no energyray on its path: the bare side must not import it, even by accident
         env["PYTHONPATH"] = os.pathsep.join(p for p in env.get("PYTHONPATH", "").split(os.pathsep)
                                             if p and Path(p).resolve() != C.ROOT)
@@ -936,9 +942,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aa", type=int, default=0,
                    help="A/A control pairs per configuration: a second identical bare process in the sweep's place "
                         "(default 0: none)")
-    p.add_argument("--aa-flavour", choices=("plain", "nice15", "ray"), default="plain",
+    p.add_argument("--aa-flavour", choices=FLAVOURS, default="plain",
                    help="the --aa block's second process: plain (the A/A control, default), or the bare code as "
-                        "nice15 or ray (inside a plain Ray actor): an interleaved A/B of that setting alone")
+                        "nice15, ray (inside a plain Ray actor) or ray-energyray (that actor with a sweep worker's "
+                        "modules imported first): an interleaved A/B of that setting alone")
     p.add_argument("--budget-s", type=float, default=None,
                    help="whole-run time limit: configurations and sweeps are cut to end inside it (default none)")
     p.add_argument("--config-min-s", type=float, default=120.0,
