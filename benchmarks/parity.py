@@ -67,6 +67,8 @@ plain Ray actor, no energyray), round robin with the plain bare process. `--aa N
 ray` (or nice15, or ray-energyray: the Ray actor imports a sweep worker's modules before the
 model, with their warnings filters and logger settings) puts that flavour in the A/A's second
 place instead: an interleaved, paired A/B of what that setting alone does to the bare code.
+Repeated (`--aa-flavour plain --aa-flavour ray --aa-flavour ray-energyray`), the blocks run one
+after another, each with a fresh second process, before the sweeps.
 
 --pin-cpu N: the main thread of each bare process and of the sweep's worker run on CPU N (and
 the threads they start after: CUDA's); this script and all it starts (the sweep's driver, Ray's
@@ -773,23 +775,25 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
     ckpt = checkpoint(cfg.model, Path(args.cache_dir), args.seed) if cfg.precision not in ("bf16", "fp32") else None
     flavours = ["plain"] + ([f for f in args.bare_flavours.split(",") if f and f != "plain"] if args.diag else [])
     bares = {f: BareProc(f) for f in flavours}
-    if args.aa:  # the A/A control's second bare process: "plain" (identical) or --aa-flavour
-        bares["second"] = BareProc(args.aa_flavour)
     res: dict[str, Any] = {"config": cfg.name, "prompt_len": plen, "new_tokens": args.new_tokens, "runs": [],
-                           "sweeps": {}, "bare_env": {}}
-    try:
+                           "sweeps": {}, "bare_env": {}, "aa": []}
+    def start(named: dict[str, BareProc]) -> None:
+        """Pin, load (all at once) and warm up bare processes, recording each one's settings."""
         if args.pin_cpu is not None:  # before the load: CUDA's threads inherit the main thread's CPU
-            for f, b in bares.items():
+            for f, b in named.items():
                 res.setdefault("bare_cpus", {})[f] = b.call("pin", cpus=[args.pin_cpu])["affinity"]
-        for b in bares.values():  # all load at once
+        for b in named.values():
             b.send("load", arch=m["architecture"], precision=cfg.precision, checkpoint=ckpt, seed=args.seed,
                    device=args.device)
-        for f, b in bares.items():
+        for f, b in named.items():
             info = b.recv()
             b.pid = info["pid"]  # the ray flavour's: its actor's process
             res["bare_env"][f] = {**b.call("env"), "load_s": info["load_s"]}
             w = b.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.warmup_tokens)  # as the sweep's warmup
             res["bare_env"][f]["warmup_s"] = w["s"]
+
+    try:
+        start(bares)
         plain = bares["plain"]
         for _ in range(args.solo):  # round robin over the flavours, no Ray on the machine
             for f in flavours:
@@ -809,8 +813,15 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
         for f in flavours:
             if f != "plain":  # a second local Ray beside the sweep's could be joined by it
                 bares[f].close()
-        if args.aa:
-            res["aa"] = aa_block(cfg, plain, bares.pop("second"), plen, cooldown, gap, args)
+        # one block per --aa-flavour, one after another: a Ray flavour's local Ray would join another's
+        for f in (args.aa_flavour or ["plain"]) if args.aa else []:
+            second = BareProc(f)
+            try:
+                start({f"second:{f}": second})
+            except BaseException:
+                second.close()
+                raise
+            res["aa"].append(aa_block(cfg, plain, second, plen, cooldown, gap, args))
             if save is not None:
                 save(res)
         if args.deadline is not None:  # end the sweep in time: its stop and the last solo runs take a while
@@ -848,7 +859,7 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
                               for f in flavours if any(r["flavour"] == f for r in res["runs"])}
     res["solo_census"] = {f: summarize_census([r.get("census") for r in res["runs"] if r["flavour"] == f])
                           for f in flavours}
-    every = [r for r in res["runs"] if r["flavour"] == "plain"] + (res.get("aa") or {}).get("runs", []) + [
+    every = [r for r in res["runs"] if r["flavour"] == "plain"] + [r for a in res["aa"] for r in a["runs"]] + [
         r for s in res["sweeps"].values() for r in s["runs"]]
     res["step_noise"] = step_noise([r["step_ns"] for r in every if r.get("step_ns")])
     return res
@@ -907,12 +918,14 @@ def ratio_line(r: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
+def aa_name(flavour: str) -> str:
+    return "A/A: bare' / bare" if flavour == "plain" else f"bare as {flavour} / bare"
+
+
 def report(res: dict[str, Any]) -> list[list[Any]]:
     rows = []
     solo = res["solo_plain_tps"]
-    aa = res.get("aa") or {}
-    aa_name = "A/A: bare' / bare" if aa.get("flavour", "plain") == "plain" else f"bare as {aa['flavour']} / bare"
-    blocks = ([(aa_name, aa, None)] if aa else []) + [
+    blocks = [(aa_name(a["flavour"]), a, None) for a in res.get("aa") or []] + [
         (name, s, [r["tokens"] / r["s"] for r in s["runs"] if r["clear"]]) for name, s in res["sweeps"].items()]
     for name, blk, insweep in blocks:
         bvs = statistics.fmean(insweep) / statistics.fmean(solo) if insweep and solo else None
@@ -942,10 +955,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aa", type=int, default=0,
                    help="A/A control pairs per configuration: a second identical bare process in the sweep's place "
                         "(default 0: none)")
-    p.add_argument("--aa-flavour", choices=FLAVOURS, default="plain",
+    p.add_argument("--aa-flavour", choices=FLAVOURS, action="append", default=None,
                    help="the --aa block's second process: plain (the A/A control, default), or the bare code as "
                         "nice15, ray (inside a plain Ray actor) or ray-energyray (that actor with a sweep worker's "
-                        "modules imported first): an interleaved A/B of that setting alone")
+                        "modules imported first): an interleaved A/B of that setting alone; repeatable, a block each")
     p.add_argument("--budget-s", type=float, default=None,
                    help="whole-run time limit: configurations and sweeps are cut to end inside it (default none)")
     p.add_argument("--config-min-s", type=float, default=120.0,
@@ -1083,8 +1096,8 @@ def summarise(result: dict[str, Any], args: argparse.Namespace, info: dict[str, 
     for name, err in result["errors"].items():
         print(f"ERROR {name}: {err}")
     short = {k: {**{v: {"tps": s["tps"], "jpt": s["jpt"]} for v, s in r["sweeps"].items()},
-                 **({("A/A" if r["aa"].get("flavour", "plain") == "plain" else f"bare as {r['aa']['flavour']}"):
-                     {"tps": r["aa"]["tps"], "jpt": r["aa"]["jpt"]}} if r.get("aa") else {})}
+                 **{("A/A" if a["flavour"] == "plain" else f"bare as {a['flavour']}"): {"tps": a["tps"], "jpt": a["jpt"]}
+                    for a in r.get("aa") or []}}
              for k, r in result["configs"].items()}
     C.emit_result({"benchmark": "parity", "gpu": info.get("name"), "ratios": short, "errors": result["errors"]},
                   None)
