@@ -595,8 +595,10 @@ def bare_runs(b: BareProc, cfg: Config, n: int, plen: int, args: argparse.Namesp
 
 
 def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: float, gap_s: float, trials: int,
-              work: Path, args: argparse.Namespace, timeout_s: float) -> dict[str, Any]:
-    """One sweep of `trials` trials, with a bare run in each trial's cooldown, `gap_s` into it."""
+              work: Path, args: argparse.Namespace, timeout_s: float, quiet_s: float = 0.0) -> dict[str, Any]:
+    """One sweep of `trials` trials, with a bare run in each trial's cooldown, `gap_s` into it.
+    Once a trial starts, the worker is not looked at for `quiet_s` (most of a run): this script
+    is as still during a trial as it is during a bare run, which it waits on."""
     tag = f"{cfg.name.replace(':', '-')}-{v.name}"  # each configuration its own store and log
     store = work / f"store-{tag}"
     cmd = [sys.executable, "-m", "energyray", "sweep=quantization", f"model={cfg.model}", "weights=dummy",
@@ -653,6 +655,8 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
                 runs.append({**r, "label": "in_sweep", "flavour": "plain", "wall_start": wall0, "clear": ok,
                              "census": census(bsnap0, bsnap1, bare.pid or 0)})
             elif not sleeping:
+                if served:  # the trial has just started
+                    time.sleep(max(0.0, min(quiet_s, timeout_s - (time.monotonic() - t_start))))
                 served = False
             time.sleep(WATCH_S)
     finally:
@@ -833,7 +837,7 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
                 continue
             print(f"  {cfg.name} sweep variant {v.name}: {trials} trials for {args.pairs} pairs (order {args.order}), "
                   f"cooldown {cooldown:.1f} s, bare run {gap:.1f} s into it", flush=True)
-            s = run_sweep(cfg, v, plain, plen, cooldown, gap, trials, work, args, timeout)
+            s = run_sweep(cfg, v, plain, plen, cooldown, gap, trials, work, args, timeout, quiet_s=0.9 * est)
             s["pairs"] = pair(s["rows"], s["runs"], cooldown, args.order)
             s["tps"] = balanced_ratio(s["pairs"], "tps_ratio", args.bootstrap, args.seed)
             s["jpt"] = balanced_ratio(s["pairs"], "jpt_ratio", args.bootstrap, args.seed)
