@@ -781,6 +781,7 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
     bares = {f: BareProc(f) for f in flavours}
     res: dict[str, Any] = {"config": cfg.name, "prompt_len": plen, "new_tokens": args.new_tokens, "runs": [],
                            "sweeps": {}, "bare_env": {}, "aa": []}
+
     def start(named: dict[str, BareProc]) -> None:
         """Pin, load (all at once) and warm up bare processes, recording each one's settings."""
         if args.pin_cpu is not None:  # before the load: CUDA's threads inherit the main thread's CPU
