@@ -20,8 +20,13 @@ after the prefill, then generate's own per-step sync), returned as `step_ns`.
 
 `--ray` runs the same class inside a plain Ray actor (no energyray) and relays the lines to
 it: what a Ray worker process does to the same code, without energyray's own parts.
-With PARITY_ENERGYRAY_ROOT set (parity.py's ray-energyray flavour), the actor imports the
-modules a sweep's worker has loaded before its model, and nothing else of energyray runs.
+`--ray-driver` starts a local Ray (ray.init) and runs the class here, in the driver's main thread.
+With PARITY_ENERGYRAY_ROOT set (parity.py's energyray and ray-energyray flavours), the process
+or actor imports the modules a sweep's worker has loaded before its model, and nothing else of
+energyray runs. With PARITY_BACKEND=1 as well (the backend and ray-backend flavours), the model
+is loaded and run by energyray's `TransformersBackend` (load, generate) instead of the code
+here; the counter is read around it the same way, the time is the backend's own (as a trial
+row's).
 """
 
 from __future__ import annotations
@@ -69,24 +74,60 @@ class Bare:
         self.seed = 0
         self.device = "cuda"
         self.nvml: Any = None
+        self.backend: Any = None  # energyray's TransformersBackend (PARITY_BACKEND=1)
 
     def load(self, arch: dict[str, Any], precision: str, checkpoint: str | None, seed: int = 0,
              device: str = "cuda") -> dict[str, Any]:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
 
         t0 = time.monotonic()
         root = os.environ.get("PARITY_ENERGYRAY_ROOT")
-        if root:  # the ray-energyray flavour: what a sweep's worker has imported before its model
+        if root:  # the energyray flavours: what a sweep's worker has imported before its model
             sys.path.insert(0, root)
             for name in WORKER_MODULES:
                 importlib.import_module(name)
         torch.backends.cuda.enable_cudnn_sdp(False)
         # as energyray's backend does: bitsandbytes' int8 matmul logs a warning on every call
         logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+        self.seed, self.device = seed, device
+        if os.environ.get("PARITY_BACKEND") == "1":
+            self._load_backend(arch, precision, checkpoint, seed, device)
+        else:
+            self._load_bare(arch, precision, checkpoint, seed, device)
+        self.model.eval()
+        self.vocab = int(getattr(self.model.config, "vocab_size", 0) or 0)
+        if device == "cuda":
+            import pynvml
+
+            pynvml.nvmlInit()
+            uuid = str(torch.cuda.get_device_properties(0).uuid)
+            self.nvml = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        return {"load_s": time.monotonic() - t0, "pid": os.getpid()}
+
+    def _load_backend(self, arch: dict[str, Any], precision: str, checkpoint: str | None, seed: int,
+                      device: str) -> None:
+        """energyray's backend loads it as a sweep's worker does for weights=dummy; its random-weights
+        checkpoint (bitsandbytes) is the one given, the one both sides quantise."""
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        from energyray.backends.transformers import TransformersBackend
+
+        be = TransformersBackend()
+        if checkpoint:
+            be._dummy_checkpoint = lambda *a, **k: Path(checkpoint)  # type: ignore[method-assign]
+        model = SimpleNamespace(name="parity", architecture=arch, hub_id=None, path=None, gguf_package=None,
+                                gguf_file=None, builtin=None)
+        be.load(model, "dummy", precision, device, os.environ.get("ENERGYRAY_CACHE", "/tmp"), seed)
+        self.backend, self.model = be, be.model
+
+    def _load_bare(self, arch: dict[str, Any], precision: str, checkpoint: str | None, seed: int,
+                   device: str) -> None:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+
         arch = dict(arch)
         cfg = AutoConfig.for_model(arch.pop("model_type"), **arch)
-        self.seed, self.device = seed, device
         torch.manual_seed(seed)
         if precision in ("bf16", "fp32"):
             with torch.device(device):
@@ -100,15 +141,6 @@ class Bare:
                                            bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=False)
             self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.bfloat16, device_map="cuda",
                                                               quantization_config=quant)
-        self.model.eval()
-        self.vocab = int(getattr(self.model.config, "vocab_size", 0) or 0)
-        if device == "cuda":
-            import pynvml
-
-            pynvml.nvmlInit()
-            uuid = str(torch.cuda.get_device_properties(0).uuid)
-            self.nvml = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
-        return {"load_s": time.monotonic() - t0, "pid": os.getpid()}
 
     def _counter_j(self) -> float | None:
         if self.nvml is None:  # a CPU smoke run: no counter
@@ -127,7 +159,10 @@ class Bare:
         import torch
 
         gen = torch.Generator().manual_seed(self.seed)
-        ids = torch.randint(10, max(11, self.vocab), (batch, prompt_len), generator=gen).to(self.device)
+        ids = torch.randint(10, max(11, self.vocab), (batch, prompt_len), generator=gen)
+        if self.backend is not None:
+            return self._run_backend(ids.tolist(), new_tokens)
+        ids = ids.to(self.device)
         mask = torch.ones_like(ids)
         pad = self.model.generation_config.pad_token_id
         kwargs = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False,
@@ -145,6 +180,18 @@ class Bare:
         energy = None if e0 is None or e1 is None else e1 - e0
         return {"t0_ns": t0, "t1_ns": t1, "tokens": tokens, "energy_j": energy, "s": (t1 - t0) / 1e9,
                 "step_ns": [t - t0 for t in streamer.step_ns]}
+
+    def _run_backend(self, prompts: list[list[int]], new_tokens: int) -> dict[str, Any]:
+        """The backend's generate as a trial calls it (token ids, a fixed length), the counter around it."""
+        self._sync()
+        e0 = self._counter_j()
+        g = self.backend.generate(prompts, new_tokens, ignore_eos=True)
+        self._sync()
+        e1 = self._counter_j()
+        t0, t1 = g.start_ns, g.end_ns
+        energy = None if e0 is None or e1 is None else e1 - e0
+        return {"t0_ns": t0, "t1_ns": t1, "tokens": g.output_tokens, "energy_j": energy, "s": (t1 - t0) / 1e9,
+                "step_ns": [t - t0 for t in g.step_ns]}
 
     def pin(self, cpus: list[int]) -> dict[str, Any]:
         """The calling (main) thread on `cpus`; threads it starts later inherit them."""
@@ -184,7 +231,15 @@ def _local(b: Bare, cmd: str, msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    if "--ray" in sys.argv:
+    if "--ray-driver" in sys.argv:  # a Ray driver: a core worker in this process, the code in its main thread
+        import ray
+
+        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+        try:
+            serve(Bare(), _local)
+        finally:
+            ray.shutdown()
+    elif "--ray" in sys.argv:
         import ray
 
         ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)

@@ -63,10 +63,16 @@ CPU seconds and involuntary context switches, each other thread's CPU, the machi
 stolen CPU, and the processes that used the most CPU while trials ran. Before the sweeps it
 also runs --solo runs of the bare code in other settings (`--bare-flavours`): `nice15` (nice 15
 and OMP_NUM_THREADS=1, the settings a Ray worker process gets), `ray` (the bare code inside a
-plain Ray actor, no energyray), round robin with the plain bare process. `--aa N --aa-flavour
-ray` (or nice15, or ray-energyray: the Ray actor imports a sweep worker's modules before the
-model, with their warnings filters and logger settings) puts that flavour in the A/A's second
-place instead: an interleaved, paired A/B of what that setting alone does to the bare code.
+plain Ray actor, no energyray), round robin with the plain bare process. `--aa N --aa-flavour F`
+puts flavour F in the A/A's second place instead: an interleaved, paired A/B of what that
+setting alone does to the bare code. F: nice15; ray; energyray (a plain process that first
+imports a sweep worker's modules, with their warnings filters and logger settings);
+ray-energyray (the same in a plain Ray actor); backend (energyray's TransformersBackend loads
+and generates, in a plain process, as a trial calls it); ray-backend (the same in a Ray actor);
+ray-env (a plain process with the environment variables Ray gives a one-GPU worker:
+OMP_NUM_THREADS=1, CUDA_VISIBLE_DEVICES); ray-driver (a plain process that starts a local Ray
+with ray.init, so its own core worker's threads live beside the decode, and runs the code in
+its main thread, not as an actor's task).
 Repeated (`--aa-flavour plain --aa-flavour ray --aa-flavour ray-energyray`), the blocks run one
 after another, each with a fresh second process, before the sweeps.
 
@@ -285,7 +291,8 @@ def census(a: Snap | None, b: Snap | None, main: int, idle_until: float | None =
 
 
 # -- the bare process ---------------------------------------------------------------------------------
-FLAVOURS = ("plain", "nice15", "ray", "ray-energyray")
+FLAVOURS = ("plain", "nice15", "ray", "energyray", "ray-energyray", "backend", "ray-backend", "ray-env", "ray-driver")
+ACTOR_FLAVOURS = ("ray", "ray-energyray", "ray-backend")  # the bare code runs in a plain Ray actor
 
 
 class BareProc:
@@ -297,14 +304,19 @@ class BareProc:
         if flavour == "nice15":
             cmd = ["nice", "-n", "15", *cmd]
             env["OMP_NUM_THREADS"] = "1"
-        elif flavour in ("ray", "ray-energyray"):
-            cmd.append("--ray")
+        elif flavour not in FLAVOURS:
+            raise ValueError(f"unknown bare flavour {flavour!r} ({', '.join(FLAVOURS)})")
+        if flavour in ACTOR_FLAVOURS or flavour == "ray-driver":
+            cmd.append("--ray" if flavour in ACTOR_FLAVOURS else "--ray-driver")
             env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
             env.setdefault("RAY_worker_niceness", "0")  # as a sweep's local Ray starts its workers
-            if flavour == "ray-energyray":  # the actor imports a sweep worker's modules first
-                env["PARITY_ENERGYRAY_ROOT"] = str(C.ROOT)
-        elif flavour != "plain":
-            raise ValueError(f"unknown bare flavour {flavour!r} (plain, nice15, ray, ray-energyray)")
+        if flavour == "ray-env":  # what Ray sets in a one-GPU worker's environment, and nothing else of Ray
+            env["OMP_NUM_THREADS"] = "1"
+            env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES") or "0"
+        if flavour.removeprefix("ray-") in ("energyray", "backend"):  # a sweep worker's modules first
+            env["PARITY_ENERGYRAY_ROOT"] = str(C.ROOT)
+        if flavour.endswith("backend"):  # energyray's TransformersBackend loads and generates
+            env["PARITY_BACKEND"] = "1"
         # no energyray on its path: the bare side must not import it, even by accident
         env["PYTHONPATH"] = os.pathsep.join(p for p in env.get("PYTHONPATH", "").split(os.pathsep)
                                             if p and Path(p).resolve() != C.ROOT)

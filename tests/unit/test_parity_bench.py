@@ -254,3 +254,27 @@ def test_the_census_counts_interrupts_and_page_faults(par: Any) -> None:
     after = par.faults(os.getpid())
     assert after[0] - before[0] >= 16  # one a 4 KiB page, or one a 2 MiB huge page at least
     assert par.faults(2**22 + 12345) == (0, 0)  # no such process: nothing, not an error
+
+
+def test_the_backend_flavour_runs_energyrays_backend_and_the_plain_one_none_of_it(par: Any) -> None:
+    """--aa-flavour backend: the bare process loads and generates through energyray's
+    TransformersBackend (a real tiny model on the CPU), with the same fixed length and step
+    times as the plain process, which imports nothing of energyray."""
+    arch = par.model_cfg("tiny-llama")["architecture"]
+    out = {}
+    for flavour in ("plain", "backend"):
+        b = par.BareProc(flavour)
+        try:
+            b.call("load", arch=arch, precision="fp32", checkpoint=None, seed=0, device="cpu")
+            env = b.call("env")
+            run = b.call("run", batch=2, prompt_len=12, new_tokens=8)
+        finally:
+            b.close()
+        out[flavour] = (env["energyray_modules"], run)
+    assert out["plain"][0] == 0
+    assert out["backend"][0] > 0
+    for _, run in out.values():
+        assert run["tokens"] == 2 * 8
+        assert len(run["step_ns"]) == 8
+        assert 0 < run["step_ns"][0] <= run["step_ns"][-1] <= run["t1_ns"] - run["t0_ns"]
+        assert run["energy_j"] is None  # no counter on a CPU: unknown, not 0
