@@ -20,7 +20,8 @@ after the prefill, then generate's own per-step sync), returned as `step_ns`.
 
 `--ray` runs the same class inside a plain Ray actor (no energyray) and relays the lines to
 it: what a Ray worker process does to the same code, without energyray's own parts.
-`--ray-driver` starts a local Ray (ray.init) and runs the class here, in the driver's main thread.
+`--ray-driver` starts a local Ray (ray.init) and runs the class here, in the driver's main thread;
+`--ray-child` runs it in a plain child process of a Ray actor (the actor relays the lines).
 With PARITY_ENERGYRAY_ROOT set (parity.py's energyray and ray-energyray flavours), the process
 or actor imports the modules a sweep's worker has loaded before its model, and nothing else of
 energyray runs. With PARITY_BACKEND=1 as well (the backend and ray-backend flavours), the model
@@ -230,8 +231,45 @@ def _local(b: Bare, cmd: str, msg: dict[str, Any]) -> dict[str, Any]:
     return dict(getattr(b, cmd)(**msg))
 
 
+class Child:
+    """In a Ray actor: the bare code in a plain child process of the actor (which inherits the
+    environment Ray gave the actor), its lines relayed; the actor waits on the pipe meanwhile."""
+
+    def __init__(self, script: str) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+
+    def call(self, cmd: str, msg: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **msg}) + "\n")
+        self.proc.stdin.flush()
+        out = json.loads(self.proc.stdout.readline())
+        if not out.pop("ok"):
+            raise RuntimeError(out["error"])
+        return dict(out)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write('{"cmd": "quit"}\n')
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=60)
+
+
 def main() -> None:
-    if "--ray-driver" in sys.argv:  # a Ray driver: a core worker in this process, the code in its main thread
+    if "--ray-child" in sys.argv:  # a Ray actor whose plain child process runs the code
+        import ray
+
+        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+        gpus = 1 if ray.cluster_resources().get("GPU") else 0
+        host = ray.remote(Child).options(num_cpus=1, num_gpus=gpus).remote(os.path.abspath(__file__))
+        try:
+            serve(host, lambda a, cmd, msg: dict(ray.get(a.call.remote(cmd, msg))))
+        finally:
+            ray.get(host.close.remote())
+            ray.shutdown()
+    elif "--ray-driver" in sys.argv:  # a Ray driver: a core worker in this process, the code in its main thread
         import ray
 
         ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)

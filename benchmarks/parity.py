@@ -72,7 +72,8 @@ and generates, in a plain process, as a trial calls it); ray-backend (the same i
 ray-env (a plain process with the environment variables Ray gives a one-GPU worker:
 OMP_NUM_THREADS=1, CUDA_VISIBLE_DEVICES); ray-driver (a plain process that starts a local Ray
 with ray.init, so its own core worker's threads live beside the decode, and runs the code in
-its main thread, not as an actor's task).
+its main thread, not as an actor's task); ray-child (a plain Ray actor that starts the bare code
+in a plain child process, with the environment Ray gave the actor, and relays to it).
 Repeated (`--aa-flavour plain --aa-flavour ray --aa-flavour ray-energyray`), the blocks run one
 after another, each with a fresh second process, before the sweeps.
 
@@ -291,8 +292,11 @@ def census(a: Snap | None, b: Snap | None, main: int, idle_until: float | None =
 
 
 # -- the bare process ---------------------------------------------------------------------------------
-FLAVOURS = ("plain", "nice15", "ray", "energyray", "ray-energyray", "backend", "ray-backend", "ray-env", "ray-driver")
-ACTOR_FLAVOURS = ("ray", "ray-energyray", "ray-backend")  # the bare code runs in a plain Ray actor
+FLAVOURS = ("plain", "nice15", "ray", "energyray", "ray-energyray", "backend", "ray-backend", "ray-env", "ray-driver",
+            "ray-child")
+# the flavours that start a local Ray, and how _parity_bare.py is told to
+RAY_FLAGS = {"ray": "--ray", "ray-energyray": "--ray", "ray-backend": "--ray", "ray-driver": "--ray-driver",
+             "ray-child": "--ray-child"}
 
 
 class BareProc:
@@ -306,8 +310,8 @@ class BareProc:
             env["OMP_NUM_THREADS"] = "1"
         elif flavour not in FLAVOURS:
             raise ValueError(f"unknown bare flavour {flavour!r} ({', '.join(FLAVOURS)})")
-        if flavour in ACTOR_FLAVOURS or flavour == "ray-driver":
-            cmd.append("--ray" if flavour in ACTOR_FLAVOURS else "--ray-driver")
+        if flavour in RAY_FLAGS:
+            cmd.append(RAY_FLAGS[flavour])
             env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
             env.setdefault("RAY_worker_niceness", "0")  # as a sweep's local Ray starts its workers
         if flavour == "ray-env":  # what Ray sets in a one-GPU worker's environment, and nothing else of Ray
