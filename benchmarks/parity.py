@@ -977,9 +977,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="A/A control pairs per configuration: a second identical bare process in the sweep's place "
                         "(default 0: none)")
     p.add_argument("--aa-flavour", choices=FLAVOURS, action="append", default=None,
-                   help="the --aa block's second process: plain (the A/A control, default), or the bare code as "
-                        "nice15, ray (inside a plain Ray actor) or ray-energyray (that actor with a sweep worker's "
-                        "modules imported first): an interleaved A/B of that setting alone; repeatable, a block each")
+                   help="the --aa block's second process: plain (the A/A control, default), or the bare code in "
+                        "another setting (nice15, ray: inside a plain Ray actor, ray-backend: energyray's backend "
+                        "there, ray-child: a plain child of a Ray actor, ...; each described above): an interleaved "
+                        "A/B of that setting alone; repeatable, a block each")
     p.add_argument("--budget-s", type=float, default=None,
                    help="whole-run time limit: configurations and sweeps are cut to end inside it (default none)")
     p.add_argument("--config-min-s", type=float, default=120.0,
