@@ -258,41 +258,29 @@ class Child:
 
 
 def main() -> None:
-    if "--ray-child" in sys.argv:  # a Ray actor whose plain child process runs the code
-        import ray
-
-        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
-        gpus = 1 if ray.cluster_resources().get("GPU") else 0
-        host = ray.remote(Child).options(num_cpus=1, num_gpus=gpus).remote(os.path.abspath(__file__))
-        try:
-            serve(host, lambda a, cmd, msg: dict(ray.get(a.call.remote(cmd, msg))))
-        finally:
-            ray.get(host.close.remote())
-            ray.shutdown()
-    elif "--ray-driver" in sys.argv:  # a Ray driver: a core worker in this process, the code in its main thread
-        import ray
-
-        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
-        try:
-            serve(Bare(), _local)
-        finally:
-            ray.shutdown()
-    elif "--ray" in sys.argv:
-        import ray
-
-        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
-        gpus = 1 if ray.cluster_resources().get("GPU") else 0
-        actor = ray.remote(Bare).options(num_cpus=1, num_gpus=gpus).remote()
-
-        def relay(a: Any, cmd: str, msg: dict[str, Any]) -> dict[str, Any]:
-            return dict(ray.get(getattr(a, cmd).remote(**msg)))
-
-        try:
-            serve(actor, relay)
-        finally:
-            ray.shutdown()
-    else:
+    mode = next((flag for flag in ("--ray-child", "--ray-driver", "--ray") if flag in sys.argv), None)
+    if mode is None:
         serve(Bare(), _local)
+        return
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+    try:
+        if mode == "--ray-driver":  # a core worker in this process, the code in its main thread
+            serve(Bare(), _local)
+            return
+        opts = {"num_cpus": 1, "num_gpus": 1 if ray.cluster_resources().get("GPU") else 0}
+        if mode == "--ray-child":  # a Ray actor whose plain child process runs the code
+            host = ray.remote(Child).options(**opts).remote(os.path.abspath(__file__))
+            try:
+                serve(host, lambda a, cmd, msg: dict(ray.get(a.call.remote(cmd, msg))))
+            finally:
+                ray.get(host.close.remote())
+            return
+        actor = ray.remote(Bare).options(**opts).remote()
+        serve(actor, lambda a, cmd, msg: dict(ray.get(getattr(a, cmd).remote(**msg))))
+    finally:
+        ray.shutdown()
 
 
 if __name__ == "__main__":
