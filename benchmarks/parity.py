@@ -77,7 +77,8 @@ in a plain child process, with the environment Ray gave the actor, and relays to
 Repeated (`--aa-flavour plain --aa-flavour ray --aa-flavour ray-energyray`), the blocks run one
 after another, each with a fresh second process, before the sweeps.
 
---pin-cpu N: the main thread of each bare process and of the sweep's worker run on CPU N (and
+--pin-cpu N: the main thread of each bare process and of the process that runs the sweep's
+trials (the worker's trial process; the worker itself with ray.trial_process=actor) run on CPU N (and
 the threads they start after: CUDA's); this script and all it starts (the sweep's driver, Ray's
 daemons, the sampler) keep off it, so nothing but the measured decode loops (and, with
 --keep-awake, a SCHED_IDLE spinner) runs there.
@@ -147,12 +148,15 @@ def cmdline(pid: int) -> str:
     return "" if raw is None else raw.replace("\0", " ").strip()
 
 
-def find_worker(root: int) -> int | None:
-    """The sweep's worker actor (its process title is `ray::WorkerHost[.method]`)."""
-    for pid in descendants(root):
-        if cmdline(pid).startswith("ray::WorkerHost"):
-            return pid
-    return None
+def find_worker(root: int, in_actor: bool) -> tuple[int, int] | None:
+    """The sweep's worker actor (its process title is `ray::WorkerHost[.method]`) and the process
+    that runs its trials: the actor's plain child (`-m energyray.trial.process`), or with
+    `in_actor` (ray.trial_process=actor) the actor itself. None until both are there."""
+    actor = next((pid for pid in descendants(root) if cmdline(pid).startswith("ray::WorkerHost")), None)
+    if actor is None or in_actor:
+        return None if actor is None else (actor, actor)
+    child = next((pid for pid in descendants(actor) if "energyray.trial.process" in cmdline(pid)), None)
+    return None if child is None else (actor, child)
 
 
 def pin_thread(tid: int, cpu: int) -> list[int] | None:
@@ -170,18 +174,18 @@ def pin_thread(tid: int, cpu: int) -> list[int] | None:
 WATCH_S = 0.01
 
 
-def in_cooldown(pid: int) -> bool:
-    """The worker runs a trial (`ray::WorkerHost.run`) and its main thread sleeps: the cooldown,
-    the only sleep inside a trial call (with measurement.cooldown_to_idle_c unset). The sleep is
-    read first: while the trial decodes, only its syscall is read (the title, in cmdline, is
-    read from the worker's own memory, which a bare run is spared)."""
+def in_cooldown(pid: int, actor: int) -> bool:
+    """The worker runs a trial (its actor's title is `ray::WorkerHost.run`) and the main thread of
+    the process that runs it (`pid`) sleeps: the cooldown, the only sleep inside a trial call (with
+    measurement.cooldown_to_idle_c unset). The sleep is read first: while the trial decodes, only
+    its syscall is read (the title, in cmdline, is read from the actor's memory)."""
     sc = _read(f"/proc/{pid}/syscall")
     if sc is None:  # not readable: fall back on the kernel's wait channel
         asleep = (_read(f"/proc/{pid}/wchan") or "").endswith("nanosleep")
     else:
         first = sc.split()[0] if sc.split() else ""
         asleep = first.isdigit() and int(first) in SLEEP_SYSCALLS
-    return asleep and cmdline(pid).startswith("ray::WorkerHost.run")
+    return asleep and cmdline(actor).startswith("ray::WorkerHost.run")
 
 
 def threads(pid: int) -> dict[int, tuple[str, float, int, int, int]]:
@@ -593,13 +597,18 @@ def schedule(est: float, cooldown_s: float | None = None, gap_s: float | None = 
     """The cooldown each bare run lies in, and how far into it the run starts. A run can take
     ~1.8x the median on a noisy VM (one that outlasts its cooldown is dropped): it gets 1.8 x
     `est` + 0.5 s. By default (`gap_s` None) the run starts as long after the previous trial as
-    the next trial starts after it, on average, so neither side alone follows an idle GPU."""
+    the next trial starts after it, on average, so neither side alone follows an idle GPU.
+
+    A `cooldown_s` asked for is raised to make that room: in a shorter one, the runs that outlast
+    it are the slow ones, and dropping them biases the bare side fast (sweep / bare low; a slow
+    H100 VM read 0.88 so, with 17 of 38 bare runs dropped)."""
     room = max(1.0, 1.8 * est + 0.5)
     if gap_s is None:
         if cooldown_s:
-            return cooldown_s, max(0.0, (cooldown_s - est) / 2)
+            cooldown = max(cooldown_s, 2 * room - est)
+            return cooldown, max(0.0, (cooldown - est) / 2)
         return 2 * room - est, room - est
-    return cooldown_s or gap_s + room, gap_s
+    return max(cooldown_s or 0.0, gap_s + room), gap_s
 
 
 def bare_runs(b: BareProc, cfg: Config, n: int, plen: int, args: argparse.Namespace, label: str) -> list[dict[str, Any]]:
@@ -633,7 +642,9 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
     log = open(work / f"sweep-{tag}.log", "w")  # noqa: SIM115  (closed below, after the child)
     proc = subprocess.Popen(cmd, cwd=C.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     runs: list[dict[str, Any]] = []
-    worker: int | None = None
+    worker: int | None = None  # the process that runs the trials
+    actor = 0
+    in_actor = "ray.trial_process=actor" in cmd
     pinned: list[int] | None = None
     served = False
     cooldown_end: float | None = None
@@ -646,13 +657,14 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
                 proc.wait(timeout=120)
                 break
             if worker is None or not os.path.exists(f"/proc/{worker}"):
-                worker = find_worker(proc.pid)
+                found = find_worker(proc.pid, in_actor)
+                actor, worker = found if found is not None else (0, None)
                 if worker is not None and args.pin_cpu is not None:
                     pinned = pin_thread(worker, args.pin_cpu)
             if worker is None:
                 time.sleep(0.05)
                 continue
-            sleeping = in_cooldown(worker)
+            sleeping = in_cooldown(worker, actor)
             if sleeping and not served:
                 served = True
                 before = snap(worker, args.diag)
@@ -665,7 +677,7 @@ def run_sweep(cfg: Config, v: Variant, bare: BareProc, plen: int, cooldown_s: fl
                 bsnap0 = snap(bare.pid, args.diag)
                 wall0 = time.time()
                 r = bare.call("run", batch=cfg.batch, prompt_len=plen, new_tokens=args.new_tokens)
-                ok = in_cooldown(worker)  # still asleep: the bare run did not overlap the trial
+                ok = in_cooldown(worker, actor)  # still asleep: the bare run did not overlap the trial
                 bsnap1 = snap(bare.pid, args.diag)
                 last_after = snap(worker, args.diag)
                 runs.append({**r, "label": "in_sweep", "flavour": "plain", "wall_start": wall0, "clear": ok,
@@ -828,6 +840,9 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
         est = (statistics.median(warm) if warm else
                res["bare_env"]["plain"]["warmup_s"] * args.new_tokens / args.warmup_tokens)
         cooldown, gap = schedule(est, args.cooldown_s, args.bare_gap_s)
+        if args.cooldown_s and cooldown > args.cooldown_s:
+            print(f"  --cooldown-s {args.cooldown_s:g} raised to {cooldown:.1f} s: room for a slow bare run "
+                  f"(1.8 x {est:.2f} s + 0.5 s after its gap)", flush=True)
         trials = slots_for(args.pairs, args.order)
         res.update(cooldown_s=cooldown, bare_gap_s=gap, run_estimate_s=est, order=args.order, slots=trials)
         timeout = args.sweep_timeout_s or args.sweep_start_s + trials * (cooldown + 1.5 * est + 1.0)
@@ -1004,8 +1019,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-settle-max-s", type=float, default=5.0,
                    help="the sweeps' measurement.idle_settle_max_s (the idle baseline is not compared; default 5)")
     p.add_argument("--cooldown-s", type=float, default=None,
-                   help="the sweeps' measurement.cooldown_s, in which each bare run happens (default: room for a "
-                        "bare run, 1.8 x the median warm run + 0.5 s, plus --bare-gap-s)")
+                   help="the sweeps' measurement.cooldown_s, in which each bare run happens (default, and at least: "
+                        "room for a bare run, 1.8 x the median warm run + 0.5 s, plus --bare-gap-s)")
     p.add_argument("--bare-gap-s", type=float, default=None,
                    help="how long into the cooldown the bare run starts (default: as long after the previous trial "
                         "as the next trial starts after it, on average; 0: at once, the earlier design)")

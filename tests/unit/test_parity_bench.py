@@ -74,20 +74,43 @@ def test_each_bare_run_pairs_with_the_trial_whose_cooldown_it_ran_in(par: Any) -
 
 
 def test_a_worker_asleep_in_its_cooldown_is_spotted(par: Any) -> None:
+    """ray.trial_process=actor: the actor runs the trials itself."""
     child = subprocess.Popen(["bash", "-c", 'exec -a "ray::WorkerHost.run" sleep 30'])
     try:
         deadline = time.monotonic() + 10
-        while par.find_worker(par.os.getpid()) != child.pid and time.monotonic() < deadline:
+        while par.find_worker(par.os.getpid(), True) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert par.find_worker(par.os.getpid()) == child.pid
-        while not par.in_cooldown(child.pid) and time.monotonic() < deadline:
+        assert par.find_worker(par.os.getpid(), True) == (child.pid, child.pid)
+        while not par.in_cooldown(child.pid, child.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert par.in_cooldown(child.pid)  # sleep(1) waits in clock_nanosleep, as time.sleep does
+        assert par.in_cooldown(child.pid, child.pid)  # sleep(1) waits in clock_nanosleep, as time.sleep does
         assert par.threads(child.pid)  # the census reads its threads
     finally:
         child.kill()
         child.wait()
-    assert not par.in_cooldown(child.pid)  # gone
+    assert not par.in_cooldown(child.pid, child.pid)  # gone
+
+
+def test_a_trial_process_asleep_in_its_cooldown_is_spotted_under_its_actor(par: Any) -> None:
+    """ray.trial_process=child: the trials run in the actor's plain child process; its sleep and
+    the actor's title (`ray::WorkerHost.run`) together make the cooldown."""
+    actor = subprocess.Popen(["bash", "-c", 'exec -a "ray::WorkerHost.run" bash -c '
+                              '"(exec -a \\"python -m energyray.trial.process\\" sleep 30) & wait"'],
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while par.find_worker(par.os.getpid(), False) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        found = par.find_worker(par.os.getpid(), False)
+        assert found is not None and found[0] == actor.pid and found[1] != actor.pid
+        assert "energyray.trial.process" in par.cmdline(found[1])
+        while not par.in_cooldown(found[1], found[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert par.in_cooldown(found[1], found[0])
+        assert not par.in_cooldown(found[0], found[0])  # the actor itself waits on its child, not asleep
+    finally:
+        par.os.killpg(actor.pid, 9)  # the group this test started
+        actor.wait()
 
 
 def test_an_aa_pair_is_the_second_process_over_the_first(par: Any) -> None:
@@ -202,8 +225,12 @@ def test_the_schedule_gives_each_side_the_same_idle_before_it(par: Any) -> None:
     assert cooldown - gap - 2.0 == pytest.approx(gap)  # the trial's idle after an average bare run
     assert cooldown - gap >= 1.8 * 2.0 + 0.5  # room for a slow bare run
     assert par.schedule(2.0, gap_s=0.0) == (pytest.approx(4.1), 0.0)  # the earlier design
-    assert par.schedule(2.0, cooldown_s=6.0) == (6.0, 2.0)
+    assert par.schedule(2.0, cooldown_s=8.0) == (8.0, 3.0)
     assert par.schedule(2.0, cooldown_s=8.0, gap_s=1.0) == (8.0, 1.0)
+    # a cooldown too short for a slow run is raised: dropping the runs that outlast it would
+    # keep the fast ones only (the bare side biased fast)
+    assert par.schedule(2.9, cooldown_s=4.0, gap_s=1.0) == (pytest.approx(1.0 + 1.8 * 2.9 + 0.5), 1.0)
+    assert par.schedule(2.0, cooldown_s=6.0) == (pytest.approx(2 * 4.1 - 2.0), pytest.approx(2.1))
 
 
 def test_pinning_puts_a_childs_main_thread_on_one_cpu_and_reads_it_back(par: Any) -> None:
@@ -229,8 +256,8 @@ def test_a_running_worker_or_another_sleeper_is_not_in_its_cooldown(par: Any) ->
     try:
         time.sleep(0.5)
         assert par.cmdline(busy.pid).startswith("ray::WorkerHost.run")
-        assert not any(par.in_cooldown(busy.pid) for _ in range(20))
-        assert not par.in_cooldown(other.pid)
+        assert not any(par.in_cooldown(busy.pid, busy.pid) for _ in range(20))
+        assert not par.in_cooldown(other.pid, other.pid)
     finally:
         for p in (busy, other):
             p.kill()  # our own children
