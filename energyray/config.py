@@ -154,6 +154,10 @@ class RayConfig:
     # auto: then keep bytecode under cache_dir/pycache for every later worker; true: always;
     # false: never (env.bytecode_cache)
     bytecode_cache: Any = "auto"
+    # where a worker runs its trials. child: in a plain child process it starts and owns (Ray
+    # schedules; the measured loop runs outside Ray's worker process, where a launch-bound decode
+    # ran 4-6 % slower: docs/measurement.md, "Parity"); actor: in the Ray worker process itself
+    trial_process: str = "child"
     # a slot with nothing queued takes part of a running group's trials and loads that model
     # itself (one model on two GPUs uses both; the last group does not leave the others idle)
     steal_work: bool = True
@@ -433,6 +437,15 @@ def bytecode_mode(value: Any) -> str:
     """ray.bytecode_cache as "auto" | "true" | "false"."""
     return tristate("ray.bytecode_cache", value, "auto (keep compiled bytecode under the cache directory where "
                     "Python writes none), true (always) or false (leave the interpreter as it is)")
+
+
+def trial_process_mode(value: Any) -> str:
+    """ray.trial_process as "child" | "actor"."""
+    text = str(value).strip().lower()
+    if text in ("child", "actor"):
+        return text
+    raise ConfigError(f"ray.trial_process={value!r}: use child (trials run in a plain child process of the worker, "
+                      "the default) or actor (in the Ray worker process itself).")
 
 
 def dry_run_mode(value: Any) -> str:

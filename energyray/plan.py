@@ -38,6 +38,7 @@ from energyray.config import (
     device_mode,
     dry_run_mode,
     reuse_mode,
+    trial_process_mode,
 )
 from energyray.errors import ConfigError, StoreError
 from energyray.grid import AXES, TrialSpec, chat_template_value, expand, group, requests_value
@@ -253,6 +254,7 @@ def check_knobs(cfg: RunConfig) -> None:
         raise ConfigError("store.path is empty: give the store's directory, e.g. store.path=outputs/store.")
     cfg.ray.reuse_workers = reuse_mode(cfg.ray.reuse_workers)
     cfg.ray.bytecode_cache = bytecode_mode(cfg.ray.bytecode_cache)
+    cfg.ray.trial_process = trial_process_mode(cfg.ray.trial_process)
     cfg.dry_run = dry_run_mode(cfg.dry_run)
     from energyray import footprint
 

@@ -284,6 +284,8 @@ _TRIALS: list[Column] = [
     _col("started_at", "str", "trial start, ISO 8601 UTC", "trial.record"),
     _col("finished_at", "str", "trial end, ISO 8601 UTC", "trial.record"),
     _col("worker_pid", "int", "process id of the Ray worker", "worker"),
+    _col("trial_pid", "int", "process id of the process that ran the model: the worker's plain child process "
+         "(ray.trial_process=child), or the Ray worker itself (actor)", "worker"),
     _col("ray_node_id", "str", "Ray node id of the worker", "worker"),
     _col("group_trials", "int", "trials in this row's load (as planned when written; work stealing can move some "
          "to another worker, which loads the model itself): divide load_* and idle_* by it to share them",
@@ -608,6 +610,11 @@ _SYSTEMS: list[Column] = [
     _col("worker_init_s", "float", "worker start: the whole __init__", "worker"),
     _col("worker_preload", "str", "the backend module preloaded in the worker (off: none)", "worker"),
     _col("worker_bytecode_cache", "str", "where the worker's bytecode cache is (ray.bytecode_cache)", "worker"),
+    _col("trial_process", "str", "where the worker runs its trials (ray.trial_process): child (a plain child "
+         "process it started) or actor (the Ray worker process)", "worker"),
+    _col("trial_pid", "int", "process id of the process that runs the model", "worker"),
+    _col("trial_process_start_s", "float", "worker start: time for its trial process to start (import torch, "
+         "start CUDA; null with ray.trial_process=actor)", "worker"),
     _col("worker_nice_at_start", "int", "niceness of the worker's main thread (the one that runs the model) as Ray "
          "started it (RAY_worker_niceness, 15 by default)", "worker"),
     _col("worker_nice", "int", "that niceness once the worker started: 0 where it may raise its priority (root, "

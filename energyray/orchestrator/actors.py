@@ -22,6 +22,7 @@ from energyray.registry import BACKENDS, resolve
 from energyray.samplers import make_device_sampler, make_node_sampler, node_sampler_roles
 from energyray.samplers.base import WindowReading
 from energyray.trial import TrialRunner
+from energyray.trial.process import TrialProcess
 
 SAMPLER_CALL_TIMEOUT_S = 60.0
 # a node sampler weighing overlapping windows asks each one's device sampler for its energy;
@@ -310,41 +311,61 @@ def preload_backend(name: str | None) -> threading.Thread | None:
 
 
 class WorkerHost:
-    """Loads one group's model on its device and runs that group's trials, one call each."""
+    """Loads one group's model on its device and runs that group's trials, one call each: in a
+    plain child process it starts (trial/process.py, ray.trial_process=child) or in this one."""
 
     def __init__(self, sampler: Any, generation: Any, cache_dir: str, device: str, seed: int,
                  measurement: Any = None, backend_settings: dict[str, Any] | None = None,
                  node_host: Any = None, node_tag: str | None = None, sampler_cfg: Any = None,
-                 preload: str | None = None, bytecode_cache: str = "auto") -> None:
+                 preload: str | None = None, bytecode_cache: str = "auto", trial_process: str = "child") -> None:
         entered_at, t0 = time.time(), time.monotonic()
-        priority = worker_priority()  # first: the preload thread inherits it
-        bytecode = env.bytecode_cache(bytecode_cache, cache_dir)  # before torch and the backend are imported
+        priority = worker_priority()  # first: the preload thread and the trial process inherit it
         # CUDA reads this when it starts, so this process counts GPUs in NVML's (PCI) order, as
         # Ray does. Set here, not in a runtime_env: that makes Ray start a new process for the
         # actor instead of taking one it has ready (its __init__ began ~2 s later).
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-        preload_backend(preload)
-        gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None
-        t_device = time.monotonic()
-        self.kind = "gpu" if gpu_uuid else "cpu"
-        info = ray.get(sampler.bind.remote(self.kind, gpu_uuid), timeout=SAMPLER_CALL_TIMEOUT_S)
-        t_bind = time.monotonic()
+        child: TrialProcess | None = None
+        if trial_process == "child":  # it imports torch and starts CUDA while this one goes on
+            child = TrialProcess(device, cache_dir, bytecode_cache, preload)
+        else:
+            bytecode = env.bytecode_cache(bytecode_cache, cache_dir)  # before torch and the backend are imported
+            preload_backend(preload)
         self.node_id = ray.get_runtime_context().get_node_id()
         ctx = ray.get_runtime_context()
         self.env = {**env.snapshot(), "ray_node_id": self.node_id,
                     "ray_assigned_resources": {k: v for k, v in ctx.get_assigned_resources().items()
                                                if not k.startswith("bundle_group")}}
-        remote = None if info.get("sampler") is None else RemoteSampler(sampler, info)
-        node_samplers = {} if node_host is None else remote_node_samplers(
-            node_host, sampler_cfg, self.env["hostname"], gpu=self.kind == "gpu",
-            gpu_handle=sampler if self.kind == "gpu" and remote is not None else None)
-        self.runner = TrialRunner(remote, generation, cache_dir, device=device, seed=seed,
-                                  node=self.env["hostname"], env=self.env, measurement=measurement,
-                                  backend_settings=backend_settings, node_samplers=node_samplers)
+        try:
+            if child is not None:
+                ready = child.ready()
+                gpu_uuid, bytecode = ready["gpu_uuid"], ready["bytecode"]
+            else:
+                gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None
+            t_device = time.monotonic()
+            self.kind = "gpu" if gpu_uuid else "cpu"
+            info = ray.get(sampler.bind.remote(self.kind, gpu_uuid), timeout=SAMPLER_CALL_TIMEOUT_S)
+            t_bind = time.monotonic()
+            remote = None if info.get("sampler") is None else RemoteSampler(sampler, info)
+            node_samplers = {} if node_host is None else remote_node_samplers(
+                node_host, sampler_cfg, self.env["hostname"], gpu=self.kind == "gpu",
+                gpu_handle=sampler if self.kind == "gpu" and remote is not None else None)
+            settings = {"generation": generation, "cache_dir": cache_dir, "device": device, "seed": seed,
+                        "node": self.env["hostname"], "env": self.env, "measurement": measurement,
+                        "backend_settings": backend_settings}
+            if child is not None:
+                child.start(remote, node_samplers, **settings)
+                self.runner: TrialRunner | TrialProcess = child
+            else:
+                self.runner = TrialRunner(remote, node_samplers=node_samplers, **settings)
+        except BaseException:
+            if child is not None:
+                child.close()
+            raise
         if node_tag:  # the scheduler's name for this worker: it discards the worker's windows when it goes
             self.runner.node_tag = node_tag
         if remote is None:
             self.runner.sampler_info = info
+        self.trial_pid = os.getpid() if child is None else child.pid
         self.system = {"node": self.env["hostname"], "ray_node_id": self.node_id, "kind": self.kind,
                        "gpu_uuid": gpu_uuid, "pid": os.getpid(), **{k: v for k, v in info.items() if k != "error"},
                        "sampler_error": info.get("error"), "cpu_model": self.env["cpu_model"],
@@ -354,7 +375,9 @@ class WorkerHost:
                        "worker_init_entered_at": entered_at, "worker_process_age_s": _process_age_s(),
                        "worker_device_s": t_device - t0, "worker_bind_s": t_bind - t_device,
                        "worker_init_s": time.monotonic() - t0, "worker_preload": preload or "off",
-                       "worker_bytecode_cache": bytecode, **priority}
+                       "worker_bytecode_cache": bytecode, "trial_process": trial_process,
+                       "trial_pid": self.trial_pid,
+                       "trial_process_start_s": None if child is None else ready.get("start_s"), **priority}
         if node_samplers:
             nodes = {role: ns.describe() for role, ns in node_samplers.items()}
             self.system.update(node_tag=self.runner.node_tag, node_samplers=json.dumps(nodes, sort_keys=True, default=str),
@@ -369,7 +392,7 @@ class WorkerHost:
 
     def run(self, spec: Any, model: Any, config: dict[str, Any], last: bool = False) -> Any:
         result = self.runner.run(spec, model, config, last=last)
-        result.row.update(worker_pid=os.getpid(), ray_node_id=self.node_id)
+        result.row.update(worker_pid=os.getpid(), trial_pid=self.trial_pid, ray_node_id=self.node_id)
         return result
 
     def unload(self) -> None:

@@ -68,7 +68,7 @@ from ray.util.scheduling_strategies import (
     PlacementGroupSchedulingStrategy,
 )
 
-from energyray.config import bytecode_mode, reuse_mode
+from energyray.config import bytecode_mode, reuse_mode, trial_process_mode
 from energyray.grid import TrialSpec
 from energyray.orchestrator import policy
 from energyray.orchestrator.actors import NodeSamplerHost, SamplerHost, WorkerHost
@@ -92,6 +92,7 @@ from energyray.orchestrator.policy import Retries, StartTimes
 from energyray.plan import Plan
 from energyray.registry import BACKEND_SETTINGS
 from energyray.trial import TrialResult, record
+from energyray.trial.process import TrialProcessDied
 
 GET_TIMEOUT_S = 60.0
 PING_TIMEOUT_S = 15.0
@@ -145,6 +146,7 @@ class Scheduler:
         self.node_wait_s = float(getattr(ray_cfg, "node_wait_s", 120.0))
         self.reuse = reuse_mode(getattr(ray_cfg, "reuse_workers", "auto"))
         self.bytecode = bytecode_mode(getattr(ray_cfg, "bytecode_cache", "auto"))
+        self.trial_process = trial_process_mode(getattr(ray_cfg, "trial_process", "child"))
         self.reuse_max_left_mb = float(getattr(ray_cfg, "reuse_max_left_mb", 256.0))
         self.steal = bool(getattr(ray_cfg, "steal_work", True))
         self.start_times = StartTimes()
@@ -260,7 +262,7 @@ class Scheduler:
                                                          c.measurement, backend_settings(c),
                                                          slot.node_host, slot.tag, c.sampler,
                                                          group[0].backend if c.ray.preload_backend else None,
-                                                         self.bytecode)
+                                                         self.bytecode, self.trial_process)
         self._describe(slot)
         self._show(slot, f"loading {group[0].model} {group[0].precision}", 0, len(group))
 
@@ -434,6 +436,8 @@ class Scheduler:
                 self._sampler_lost(call.slot, f"the sampler died: {type(e).__name__}")
             case ray.exceptions.RayActorError():
                 self._worker_lost(call, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            case ray.exceptions.RayTaskError() if isinstance(_cause(e), TrialProcessDied):  # as a worker death
+                self._worker_lost(call, f"{type(_cause(e)).__name__}: {_cause(e)}")
             case ray.exceptions.RayTaskError():
                 cause = _cause(e)
                 msg = f"{type(cause).__name__}: {cause}"
