@@ -133,3 +133,12 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_ray_trial_process_takes_child_or_actor_and_names_both_otherwise() -> None:
+    from energyray.config import trial_process_mode
+    from energyray.errors import ConfigError
+
+    assert trial_process_mode("Child") == "child" and trial_process_mode("actor") == "actor"
+    with pytest.raises(ConfigError, match="use child .* or actor"):
+        trial_process_mode("thread")
