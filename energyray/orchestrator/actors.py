@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -18,11 +17,10 @@ from typing import Any
 import ray
 
 from energyray import env
-from energyray.registry import BACKENDS, resolve
 from energyray.samplers import make_device_sampler, make_node_sampler, node_sampler_roles
 from energyray.samplers.base import WindowReading
 from energyray.trial import TrialRunner
-from energyray.trial.process import TrialProcess
+from energyray.trial.process import TrialProcess, preload_backend
 
 SAMPLER_CALL_TIMEOUT_S = 60.0
 # a node sampler weighing overlapping windows asks each one's device sampler for its energy;
@@ -288,26 +286,6 @@ def worker_priority() -> dict[str, int]:
         except OSError:  # unprivileged: stays as Ray set it; the systems row says so
             pass
     return {"worker_nice_at_start": at_start, "worker_nice": os.getpriority(os.PRIO_PROCESS, 0)}
-
-
-def preload_backend(name: str | None) -> threading.Thread | None:
-    """Import a backend's module (torch, transformers, ...: seconds) in a background thread, so
-    that it overlaps the worker's start (CUDA, binding its sampler, the round trip to the
-    driver) instead of following it. `TrialRunner.load` imports the same module: Python's
-    import lock makes it wait for this import to finish, never import twice. An error here is
-    ignored: load imports again and reports it in the group's rows."""
-    if not name:
-        return None
-
-    def go() -> None:
-        try:
-            resolve("backend", BACKENDS, name)
-        except BaseException:  # noqa: BLE001  (load raises it again, with the trial's context)
-            pass
-
-    thread = threading.Thread(target=go, name="energyray-preload", daemon=True)
-    thread.start()
-    return thread
 
 
 class WorkerHost:

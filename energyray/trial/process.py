@@ -253,17 +253,25 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _preload(name: str) -> None:
-    """Import a backend's module in a background thread (see ray.preload_backend)."""
+def preload_backend(name: str | None) -> threading.Thread | None:
+    """Import a backend's module (torch, transformers, ...: seconds) in a background thread, so
+    that it overlaps the worker's start (CUDA, binding its sampler, the round trip to the
+    driver) instead of following it. `TrialRunner.load` imports the same module: Python's
+    import lock makes it wait for this import to finish, never import twice. An error here is
+    ignored: load imports again and reports it in the group's rows."""
+    if not name:
+        return None
     from energyray.registry import BACKENDS, resolve
 
     def go() -> None:
         try:
             resolve("backend", BACKENDS, name)
-        except BaseException:  # noqa: BLE001  (load imports it again and reports the error)
+        except BaseException:  # noqa: BLE001  (load raises it again, with the trial's context)
             pass
 
-    threading.Thread(target=go, name="energyray-preload", daemon=True).start()
+    thread = threading.Thread(target=go, name="energyray-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def serve(conn: Connection, runner_factory: Any) -> None:
@@ -309,7 +317,7 @@ def main(argv: list[str]) -> None:
 
     bytecode = env.bytecode_cache(bytecode_mode, cache_dir)  # before torch and the backend
     if preload:
-        _preload(preload)
+        preload_backend(preload)
     conn = Connection(int(fd))
     gpu_uuid = env.visible_gpu_uuid() if device != "cpu" else None  # imports torch, starts CUDA
     conn.send(("ready", {"pid": os.getpid(), "gpu_uuid": gpu_uuid, "bytecode": bytecode,

@@ -1,10 +1,10 @@
-"""WorkerHost's background import of its first group's backend (ray.preload_backend)."""
+"""A worker's background import of its first group's backend (ray.preload_backend)."""
 
 from __future__ import annotations
 
 import sys
 
-from energyray.orchestrator.actors import preload_backend
+from energyray.trial.process import preload_backend
 
 
 def test_preload_imports_the_backend_module_in_a_thread() -> None:
