@@ -248,3 +248,16 @@ def test_an_unwritable_store_is_refused_naming_the_path(tmp_path):
             plan.check_store_writable(path)
     plan.check_store_writable(str(tmp_path / "new" / "store"))
     assert list((tmp_path / "new" / "store").iterdir()) == []  # the probe is gone
+
+
+@pytest.mark.parametrize(("value", "says"), [("rapl", "reads the CPU, not a GPU: keep sampler.gpu=nvml and add the "
+                                                      "CPU with sampler.node_cpu=rapl"),
+                                             ("codecarbon", "sampler.node_cpu=codecarbon"),
+                                             ("nvlm", "is not one of: nvml, replay")])
+def test_sampler_gpu_takes_a_gpu_source_only(value, says):
+    cfg = RunConfig()
+    cfg.sampler.gpu = value
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        plan.check_knobs(cfg)
+    cfg.sampler.gpu = "pkg.mod:MySampler"  # a plugin is imported only where a worker builds it
+    plan.check_knobs(cfg)
