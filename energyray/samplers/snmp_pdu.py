@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -226,6 +227,7 @@ _USER_ERRORS = ("UnknownUserName", "UnknownSecurityName")
 _LEVEL_ERRORS = ("UnsupportedSecurityLevel",)
 # what the agent answers in a response's error-status when the user or community may not read an OID
 _ACCESS_STATUS = {6: "noAccess", 16: "authorizationError"}
+_PYSNMP_TICK_S = 0.1  # pysnmp's transport dispatcher timer resolution (carrier/base.py)
 
 
 class _Snmp:
@@ -296,7 +298,10 @@ class _Snmp:
             community = _env(env_name, "community") if env_name else str(_field(cfg, "community", "public"))
             auth = hl.CommunityData(community, mpModel=1)
         engine = hl.SnmpEngine()
-        target = await hl.UdpTransportTarget.create((self.host, self.port), timeout=self.timeout_s, retries=self.retries)
+        # pysnmp counts a timeout in ticks of its timer (0.1 s) from the tick before the request: one tick
+        # more keeps every try at least timeout_s (a 0.1 s timeout otherwise fails reads after 2 ms)
+        target = await hl.UdpTransportTarget.create((self.host, self.port), timeout=self.timeout_s + _PYSNMP_TICK_S,
+                                                    retries=self.retries)
         return engine, auth, target
 
     def _env_name(self, what: str) -> str:
@@ -447,6 +452,7 @@ class PduSampler(PollingSampler):
         self._failures: deque[tuple[int, str]] = deque(maxlen=10_000)  # (t_ns, error) of failed reads
         self._reads = 0
         self._answering = True  # did the last read succeed
+        self._last_ok_ns = 0  # when a read last succeeded (now_ns)
         self._client = _Snmp(cfg)
 
     # -- PollingSampler's hooks ---------------------------------------------------------------
@@ -460,6 +466,7 @@ class PduSampler(PollingSampler):
             self._answering = False
             raise
         self._answering = True
+        self._last_ok_ns = now_ns()
         power = sum(o.watts(v) for o, v in zip(self._oids, values, strict=False))
         energy = self._counter.joules(values[-1]) if self._counter else None
         return {"power_w": power, "energy_j": energy, "temperature_c": None, "sm_clock_mhz": None,
@@ -467,9 +474,23 @@ class PduSampler(PollingSampler):
 
     def _edge_poll(self) -> None:
         """A reading at a window's edge, unless the PDU is not answering: then the poll thread
-        keeps trying, and the caller is not held up for a timeout at every edge."""
+        keeps trying, and the caller is not held up for a timeout at every edge. Where it answered
+        within max_gap_s (one lost read, not a PDU down), the poll thread's next answer is awaited
+        for up to max_gap_s, so a window is not left uncovered by one failed read at its end."""
         if self._answering:
             super()._edge_poll()
+            return
+        since = now_ns()
+        if since - self._last_ok_ns > self.max_gap_s * 1e9:
+            return
+        deadline = time.monotonic() + self.max_gap_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            with self._lock:
+                if self._series and self._series[-1]["t_ns"] >= since:
+                    return
+            if not self._answering and now_ns() - self._last_ok_ns > self.max_gap_s * 1e9:
+                return
+            time.sleep(min(0.01, self.interval_s / 4))
 
     def _window(self, t0: int, t1: int) -> list[dict[str, Any]]:
         """The series around [t0, t1]: one reading either side within max_gap_s (a gap in the

@@ -10,6 +10,8 @@ skipped with that reason where it is missing.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from dataclasses import asdict
@@ -207,11 +209,57 @@ def test_agent_stopping_mid_run_gives_null_with_reason_then_recovers(tmp_path, s
         assert r.energy_j is None and "no answer" in r.reason
         a.start()
         a.set(WATTS, 150)
-        time.sleep(0.2)
+        deadline = time.monotonic() + 10  # the poll thread's own reads answer again (not at once on a loaded VM)
+        while time.monotonic() < deadline:
+            last = s.latest()
+            if last and last["power_w"] == 150.0 and now_ns() - last["t_ns"] < 0.1e9:
+                break
+            time.sleep(0.02)
         r = window(s, 0.3)
         assert r.energy_j is not None and r.avg_power_w == pytest.approx(150.0)
     finally:
         a.stop()
+
+
+def test_a_read_waits_its_whole_timeout_before_it_fails(agent):
+    """pysnmp counts a timeout in 0.1 s ticks from the tick before the request: asked for 0.1 s
+    as is, a read failed after 0-100 ms, so ~6 % of reads of an answering agent failed."""
+    s = PduSampler(pdu(agent, timeout_s=0.1))
+    assert agent.proc is not None
+    os.kill(agent.proc.pid, signal.SIGSTOP)
+    took = []
+    try:
+        for i in range(6):
+            time.sleep(0.017 * i)  # start the reads at different points of pysnmp's tick
+            t = time.monotonic()
+            with pytest.raises(SamplerError, match="no answer"):
+                s._read_sample()
+            took.append(time.monotonic() - t)
+    finally:
+        os.kill(agent.proc.pid, signal.SIGCONT)
+        s.close()
+    assert min(took) >= 0.1 and max(took) < 0.6, took
+
+
+def test_a_read_lost_at_a_windows_end_is_bridged_by_the_next_answer(agent, sampler_of):
+    """snmpd paused (SIGSTOP, our own agent) across the window's end: the reads then fail, the
+    next one after it resumes covers the end, inside max_gap_s: a figure, not a null."""
+    agent.set(WATTS, 200)
+    s = sampler_of(pdu(agent, timeout_s=0.1, max_gap_s=0.8))
+    assert agent.proc is not None
+    pause = threading.Timer(0.25, os.kill, (agent.proc.pid, signal.SIGSTOP))
+    resume = threading.Timer(0.6, os.kill, (agent.proc.pid, signal.SIGCONT))
+    try:
+        pause.start()
+        resume.start()
+        r = window(s, 0.4)
+    finally:
+        pause.join()
+        resume.join()
+        os.kill(agent.proc.pid, signal.SIGCONT)
+    assert r.extras["pdu_failed_reads"] >= 1
+    assert r.energy_j == pytest.approx(200.0 * r.duration_s, rel=1e-9), r.reason
+    assert r.extras["pdu_max_gap_s"] <= 0.8
 
 
 # -- the energy meter ---------------------------------------------------------------------------
