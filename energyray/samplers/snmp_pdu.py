@@ -481,15 +481,10 @@ class PduSampler(PollingSampler):
             super()._edge_poll()
             return
         since = now_ns()
-        if since - self._last_ok_ns > self.max_gap_s * 1e9:
-            return
-        deadline = time.monotonic() + self.max_gap_s
-        while time.monotonic() < deadline and not self._stop.is_set():
+        while not self._stop.is_set() and now_ns() - self._last_ok_ns <= self.max_gap_s * 1e9:
             with self._lock:
                 if self._series and self._series[-1]["t_ns"] >= since:
                     return
-            if not self._answering and now_ns() - self._last_ok_ns > self.max_gap_s * 1e9:
-                return
             time.sleep(min(0.01, self.interval_s / 4))
 
     def _window(self, t0: int, t1: int) -> list[dict[str, Any]]:
