@@ -42,7 +42,7 @@ from energyray.config import (
 )
 from energyray.errors import ConfigError, StoreError
 from energyray.grid import AXES, TrialSpec, chat_template_value, expand, group, requests_value
-from energyray.registry import SAMPLERS
+from energyray.registry import SAMPLERS, did_you_mean
 
 _SECTIONS = {c.__name__: c for c in (ModelConfig, HardwareConfig, GenerationConfig, MeasurementConfig, RayConfig,
                                       SamplerConfig, StoreConfig, SweepConfig, TransformersConfig, VllmConfig,
@@ -250,14 +250,14 @@ def check_knobs(cfg: RunConfig) -> None:
     for key, value, choices in (("sampler.cpu", cfg.sampler.cpu, CPU_SAMPLERS),
                                 ("sampler.node_cpu", cfg.sampler.node_cpu, ("none", *CPU_SAMPLERS[:-1]))):
         if value not in choices:
-            raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}.")
+            raise ConfigError(f"{key}={value!r} is not one of: {', '.join(choices)}.{did_you_mean(str(value), choices)}")
     gpu = str(cfg.sampler.gpu)
     if gpu in ("rapl", "codecarbon"):  # CPU sources: on a GPU worker they would measure the wrong device
         raise ConfigError(f"sampler.gpu={gpu} reads the CPU, not a GPU: keep sampler.gpu=nvml and add the CPU with "
                           f"sampler.node_cpu={gpu} (or sampler.cpu={gpu} for CPU workers).")
     if ":" not in gpu and gpu not in SAMPLERS:
         raise ConfigError(f"sampler.gpu={gpu!r} is not one of: nvml, replay, or an importable "
-                          "'package.module:Class'.")
+                          f"'package.module:Class'.{did_you_mean(gpu, ('nvml', 'replay'))}")
     if not str(cfg.store.path).strip():
         raise ConfigError("store.path is empty: give the store's directory, e.g. store.path=outputs/store.")
     cfg.ray.reuse_workers = reuse_mode(cfg.ray.reuse_workers)

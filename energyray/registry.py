@@ -41,6 +41,12 @@ TASKS: dict[str, str] = {
 }
 
 
+def did_you_mean(name: str, choices: Any) -> str:
+    """" Did you mean 'x'?" for the closest of `choices` to a mistyped `name`, or ""."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def resolve(kind: str, table: dict[str, str], name: str) -> Any:
     """Import and return the class registered as `name`; a typo gets "did you mean".
 
@@ -55,8 +61,7 @@ def resolve(kind: str, table: dict[str, str], name: str) -> Any:
                               "'package.module:Class' (on every node), or one of: "
                               f"{', '.join(sorted(table))}.") from e
     if name not in table:
-        close = difflib.get_close_matches(name, table, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"Unknown {kind} {name!r}.{hint} Valid choices: {', '.join(sorted(table))}.")
+        raise ConfigError(f"Unknown {kind} {name!r}.{did_you_mean(name, table)} Valid choices: "
+                          f"{', '.join(sorted(table))}.")
     module_name, _, attr = table[name].partition(":")
     return getattr(importlib.import_module(module_name), attr)

@@ -253,7 +253,8 @@ def test_an_unwritable_store_is_refused_naming_the_path(tmp_path):
 @pytest.mark.parametrize(("value", "says"), [("rapl", "reads the CPU, not a GPU: keep sampler.gpu=nvml and add the "
                                                       "CPU with sampler.node_cpu=rapl"),
                                              ("codecarbon", "sampler.node_cpu=codecarbon"),
-                                             ("nvlm", "is not one of: nvml, replay")])
+                                             ("nvlm", "is not one of: nvml, replay, or an importable "
+                                                      "'package.module:Class'. Did you mean 'nvml'?")])
 def test_sampler_gpu_takes_a_gpu_source_only(value, says):
     cfg = RunConfig()
     cfg.sampler.gpu = value
