@@ -29,7 +29,9 @@ CPU's state after the other side, a drift within the pair) multiplies one order'
 divides the other's: each order's ratio is reported, their geometric mean is the estimate
 (the effect cancels), and half their log distance is "second/first", the effect itself.
 --order fixed: every pair (bare run k, trial k), the design before (then --bare-gap-s 0 gives
-its schedule: the bare run at once after a trial, the trial after the idle rest).
+its schedule: the bare run at once after a trial, the trial after the idle rest). A variant's
+own gap (`--variant g1:gap:1.0 --variant even:gap:auto`) gives that sweep its own schedule, so
+one run can tell whether the bare run's place in the cooldown moves the ratio.
 One sweep per variant rather than one per pair: a sweep's start (Ray, the model's load, the
 idle baseline) costs tens of seconds, a pair a few.
 
@@ -552,10 +554,17 @@ class Variant:
     name: str
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
+    gap: str | None = None  # the bare run's gap for this sweep: seconds, "auto", or None (--bare-gap-s)
+
+    def gap_s(self, default: float | None) -> float | None:
+        """The gap schedule() takes: None gives each side the same idle before it."""
+        if self.gap is None:
+            return default
+        return None if self.gap == "auto" else float(self.gap)
 
 
 def parse_variant(text: str) -> Variant:
-    """name[:env:K=V,K=V][:arg:o1,o2]"""
+    """name[:env:K=V,K=V][:arg:o1,o2][:gap:SECONDS|auto]"""
     parts = text.split(":")
     v = Variant(parts[0])
     for kind, value in zip(parts[1::2], parts[2::2], strict=False):
@@ -563,8 +572,15 @@ def parse_variant(text: str) -> Variant:
             v.env.update(kv.split("=", 1) for kv in value.split(",") if kv)
         elif kind == "arg":
             v.args += [a for a in value.split(",") if a]
+        elif kind == "gap":
+            if value != "auto":
+                try:
+                    float(value)
+                except ValueError:
+                    raise ValueError(f"--variant {text!r}: gap takes seconds or auto, not {value!r}") from None
+            v.gap = value
         else:
-            raise ValueError(f"--variant {text!r}: {kind!r} is neither env nor arg")
+            raise ValueError(f"--variant {text!r}: {kind!r} is none of env, arg, gap")
     return v
 
 
@@ -845,7 +861,11 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
                   f"(1.8 x {est:.2f} s + 0.5 s after its gap)", flush=True)
         trials = slots_for(args.pairs, args.order)
         res.update(cooldown_s=cooldown, bare_gap_s=gap, run_estimate_s=est, order=args.order, slots=trials)
-        timeout = args.sweep_timeout_s or args.sweep_start_s + trials * (cooldown + 1.5 * est + 1.0)
+        # each sweep's (cooldown, gap): a variant's own gap (`:gap:`) changes its schedule
+        plans = {v.name: (cooldown, gap) if v.gap is None else schedule(est, args.cooldown_s, v.gap_s(None))
+                 for v in variants}
+        timeout = args.sweep_timeout_s or args.sweep_start_s + trials * (
+            max(c for c, _ in plans.values()) + 1.5 * est + 1.0)
         for f in flavours:
             if f != "plain":  # a second local Ray beside the sweep's could be joined by it
                 bares[f].close()
@@ -867,10 +887,13 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
                 print(f"  {cfg.name} sweep variant {v.name}: skipped, {timeout:.0f} s left", flush=True)
                 res["skipped_sweeps"] = [*res.get("skipped_sweeps", []), v.name]
                 continue
+            v_cool, v_gap = plans[v.name]
+            v_timeout = min(timeout, args.sweep_timeout_s or args.sweep_start_s + trials * (v_cool + 1.5 * est + 1.0))
             print(f"  {cfg.name} sweep variant {v.name}: {trials} trials for {args.pairs} pairs (order {args.order}), "
-                  f"cooldown {cooldown:.1f} s, bare run {gap:.1f} s into it", flush=True)
-            s = run_sweep(cfg, v, plain, plen, cooldown, gap, trials, work, args, timeout, quiet_s=0.9 * est)
-            s["pairs"] = pair(s["rows"], s["runs"], cooldown, args.order)
+                  f"cooldown {v_cool:.1f} s, bare run {v_gap:.1f} s into it", flush=True)
+            s = run_sweep(cfg, v, plain, plen, v_cool, v_gap, trials, work, args, v_timeout, quiet_s=0.9 * est)
+            s.update(cooldown_s=v_cool, bare_gap_s=v_gap)
+            s["pairs"] = pair(s["rows"], s["runs"], v_cool, args.order)
             s["tps"] = balanced_ratio(s["pairs"], "tps_ratio", args.bootstrap, args.seed)
             s["jpt"] = balanced_ratio(s["pairs"], "jpt_ratio", args.bootstrap, args.seed)
             s["pairing"] = pairing(s["pairs"])
@@ -1001,7 +1024,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config-min-s", type=float, default=120.0,
                    help="with --budget-s, a configuration starts only with this much left (default 120)")
     p.add_argument("--variant", action="append", default=None,
-                   help="a sweep variant: name[:env:K=V,...][:arg:override,...] (default: 'default', no changes)")
+                   help="a sweep variant: name[:env:K=V,...][:arg:override,...][:gap:SECONDS|auto] (default: "
+                        "'default', no changes; gap: this sweep's bare gap, auto as --bare-gap-s unset)")
     p.add_argument("--new-tokens", type=int, default=64, help="tokens per request (default 64)")
     p.add_argument("--warmup-tokens", type=int, default=16, help="the bare warmup's tokens (the sweep's default, 16)")
     p.add_argument("--task", default="longform")

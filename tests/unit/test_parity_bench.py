@@ -56,6 +56,11 @@ def test_variants_parse(par: Any) -> None:
     assert par.parse_variant("default").env == {} and par.parse_variant("default").args == []
     with pytest.raises(ValueError):
         par.parse_variant("x:bogus:1")
+    assert par.parse_variant("g1:gap:1.0").gap_s(None) == 1.0
+    assert par.parse_variant("even:gap:auto").gap_s(1.0) is None  # auto: each side the same idle
+    assert par.parse_variant("default").gap_s(1.0) == 1.0  # none of its own: --bare-gap-s
+    with pytest.raises(ValueError, match="gap takes seconds or auto"):
+        par.parse_variant("x:gap:soon")
 
 
 def _iso(t: float) -> str:
