@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Iterable
 from typing import Any
 
 from energyray.errors import ConfigError
@@ -41,8 +42,8 @@ TASKS: dict[str, str] = {
 }
 
 
-def did_you_mean(name: str, choices: Any) -> str:
-    """" Did you mean 'x'?" for the closest of `choices` to a mistyped `name`, or ""."""
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """The sentence " Did you mean 'x'?" for the closest of `choices` to a mistyped `name`, or ""."""
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
