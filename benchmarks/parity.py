@@ -862,10 +862,12 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
         trials = slots_for(args.pairs, args.order)
         res.update(cooldown_s=cooldown, bare_gap_s=gap, run_estimate_s=est, order=args.order, slots=trials)
         # each sweep's (cooldown, gap): a variant's own gap (`:gap:`) changes its schedule
-        plans = {v.name: (cooldown, gap) if v.gap is None else schedule(est, args.cooldown_s, v.gap_s(None))
-                 for v in variants}
-        timeout = args.sweep_timeout_s or args.sweep_start_s + trials * (
-            max(c for c, _ in plans.values()) + 1.5 * est + 1.0)
+        plans = {v.name: schedule(est, args.cooldown_s, v.gap_s(args.bare_gap_s)) for v in variants}
+
+        def sweep_limit(cool: float) -> float:
+            return args.sweep_timeout_s or args.sweep_start_s + trials * (cool + 1.5 * est + 1.0)
+
+        timeout = sweep_limit(max(c for c, _ in plans.values()))
         for f in flavours:
             if f != "plain":  # a second local Ray beside the sweep's could be joined by it
                 bares[f].close()
@@ -888,7 +890,7 @@ def run_config(cfg: Config, args: argparse.Namespace, variants: list[Variant], w
                 res["skipped_sweeps"] = [*res.get("skipped_sweeps", []), v.name]
                 continue
             v_cool, v_gap = plans[v.name]
-            v_timeout = min(timeout, args.sweep_timeout_s or args.sweep_start_s + trials * (v_cool + 1.5 * est + 1.0))
+            v_timeout = min(timeout, sweep_limit(v_cool))
             print(f"  {cfg.name} sweep variant {v.name}: {trials} trials for {args.pairs} pairs (order {args.order}), "
                   f"cooldown {v_cool:.1f} s, bare run {v_gap:.1f} s into it", flush=True)
             s = run_sweep(cfg, v, plain, plen, v_cool, v_gap, trials, work, args, v_timeout, quiet_s=0.9 * est)

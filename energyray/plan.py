@@ -53,6 +53,7 @@ _OPEN_MAPS: dict[tuple[str, str], list[str] | None] = {
     ("api", "extra_body"): None, ("server", "env"): None, ("server", "precision_args"): None,
     ("vllm", "engine_args"): None}
 CPU_SAMPLERS = ("auto", "rapl", "codecarbon", "none")  # sampler.cpu; node_cpu: none or one of the first three
+GPU_SAMPLERS = tuple(n for n in SAMPLERS if n not in CPU_SAMPLERS)  # sampler.gpu, besides a plugin
 
 
 @dataclass
@@ -256,8 +257,8 @@ def check_knobs(cfg: RunConfig) -> None:
         raise ConfigError(f"sampler.gpu={gpu} reads the CPU, not a GPU: keep sampler.gpu=nvml and add the CPU with "
                           f"sampler.node_cpu={gpu} (or sampler.cpu={gpu} for CPU workers).")
     if ":" not in gpu and gpu not in SAMPLERS:
-        raise ConfigError(f"sampler.gpu={gpu!r} is not one of: nvml, replay, or an importable "
-                          f"'package.module:Class'.{did_you_mean(gpu, ('nvml', 'replay'))}")
+        raise ConfigError(f"sampler.gpu={gpu!r} is not one of: {', '.join(GPU_SAMPLERS)}, or an importable "
+                          f"'package.module:Class'.{did_you_mean(gpu, GPU_SAMPLERS)}")
     if not str(cfg.store.path).strip():
         raise ConfigError("store.path is empty: give the store's directory, e.g. store.path=outputs/store.")
     cfg.ray.reuse_workers = reuse_mode(cfg.ray.reuse_workers)
