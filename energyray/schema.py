@@ -598,6 +598,8 @@ _SYSTEMS: list[Column] = [
     _col("pid", "int", "the worker's process id", "worker"),
     *_SAMPLER_DESCRIBE,
     _col("sampler_pid", "int", "process id of the device's sampler actor", "worker"),
+    _col("sampler_nice", "int", "niceness of the device sampler's poll thread: 0 where its actor may raise its "
+         "priority (root, CAP_SYS_NICE), else as Ray started it (15 by default)", "worker"),
     _col("sampler_error", "str", "why the device has no sampler", "worker"),
     _col("cpu_model", "str", "CPU model name", "worker"),
     _col("cpu_count", "int", "logical CPUs of the node", "worker"),
@@ -622,6 +624,7 @@ _SYSTEMS: list[Column] = [
     _col("node_tag", "str", "the worker's tag on its node sampler windows", "worker"),
     _col("node_samplers", "str", "the node samplers the worker used, described, JSON", "worker"),
     _col("node_sampler_pid", "int", "process id of the node's sampler actor", "node sampler"),
+    _col("node_sampler_nice", "int", "niceness of the node samplers' poll threads (as sampler_nice)", "node sampler"),
     _col("slot", "int", "the scheduler's slot index of the worker", "orchestrator"),
     _col("seen_at", "str", "host name of the driver that wrote the row", "driver"),
     _col("error", "str", "node sampler rows: why the role's sampler could not start", "node sampler"),

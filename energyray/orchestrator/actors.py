@@ -50,10 +50,13 @@ class SamplerHost:
         self.bound: tuple[str, str | None] | None = None
         self.error: str | None = None
         self.memory: dict[str, Any] = {}
+        self.nice: int | None = None  # the poll thread's niceness, once bound
 
     def bind(self, kind: str, device: str | None) -> dict[str, Any]:
         """(Re)bind to a device: kind "gpu" with its UUID, or "cpu". Returns describe()."""
         if self.bound != (kind, device):
+            # before the poll thread starts, which inherits it: a starved poller leaves gaps
+            self.nice = raise_priority()[1]
             if self.sampler is not None:
                 self.sampler.close()
             self.sampler, self.error = None, None
@@ -69,7 +72,7 @@ class SamplerHost:
     def describe(self) -> dict[str, Any]:
         if self.sampler is None:
             return {"sampler": None, "error": self.error or "no sampler for this device", "sampler_pid": os.getpid()}
-        return {**self.sampler.describe(), "sampler_pid": os.getpid()}
+        return {**self.sampler.describe(), "sampler_pid": os.getpid(), "sampler_nice": self.nice}
 
     def begin(self, label: str, at_ns: int | None = None) -> int:
         if self.sampler is None:
@@ -175,6 +178,7 @@ class NodeSamplerHost:
 
     def __init__(self, cfg: Any, cpu: bool = True) -> None:
         self.node = socket.gethostname()
+        self.nice = raise_priority()[1]  # before the samplers' poll threads start (they inherit it)
         self.samplers: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
         self.gone: set[str] = set()  # prefixes of workers that are gone (discard)
@@ -219,7 +223,8 @@ class NodeSamplerHost:
         """Role -> the sampler's describe() (or its error), with this node and process."""
         out: dict[str, Any] = {role: {"error": e} for role, e in self.errors.items()}
         out.update({role: s.describe() for role, s in self.samplers.items()})
-        return {role: {**info, "node": self.node, "node_sampler_pid": os.getpid()} for role, info in out.items()}
+        return {role: {**info, "node": self.node, "node_sampler_pid": os.getpid(), "node_sampler_nice": self.nice}
+                for role, info in out.items()}
 
     def close(self) -> None:
         for s in self.samplers.values():
@@ -271,21 +276,28 @@ def remote_node_samplers(host: Any, sampler_cfg: Any, node: str, gpu: bool, gpu_
                                     gpu_handle) for role in roles}
 
 
-def worker_priority() -> dict[str, int]:
-    """The niceness of this thread (the actor's main thread, which runs the model) as Ray set
-    it, then 0 where this process may raise its priority (root, CAP_SYS_NICE, RLIMIT_NICE).
+def raise_priority() -> tuple[int, int]:
+    """Set the calling thread to nice 0 where this process may raise its priority (root,
+    CAP_SYS_NICE, RLIMIT_NICE); returns its niceness before and after.
 
     Ray starts its worker processes at nice 15 (RAY_worker_niceness), a user's own process runs
-    at 0. Where the machine's CPUs are busy, a nice-15 decode loop gets a small share of a
-    shared core and a launch-bound model decodes slower than it would for the user. On Linux
-    the call applies to the calling thread: threads started afterwards inherit it."""
+    at 0. Where the machine's CPUs are busy, a nice-15 thread gets a small share of a shared
+    core: a launch-bound decode loop slows, a sampler's poll thread leaves gaps in its series.
+    On Linux the call applies to the calling thread: threads started afterwards inherit it."""
     at_start = os.getpriority(os.PRIO_PROCESS, 0)
     if at_start > 0:
         try:
             os.setpriority(os.PRIO_PROCESS, 0, 0)
         except OSError:  # unprivileged: stays as Ray set it; the systems row says so
             pass
-    return {"worker_nice_at_start": at_start, "worker_nice": os.getpriority(os.PRIO_PROCESS, 0)}
+    return at_start, os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def worker_priority() -> dict[str, int]:
+    """raise_priority for the worker's main thread (the one that runs the model), as its
+    systems row records it."""
+    at_start, now = raise_priority()
+    return {"worker_nice_at_start": at_start, "worker_nice": now}
 
 
 class WorkerHost:

@@ -141,6 +141,8 @@ def test_two_workers_share_one_node_sampler_and_its_energy(local_ray, agent, sha
     assert all(json.loads(w["node_samplers"])["wall"]["sampler"] == "pdu" for w in workers)
     assert [(n["role"], n["sampler"]) for n in nodes] == [("wall", "pdu")]
     (node,) = nodes
+    # Ray started its actors at nice 15 here; the node sampler's poll threads take nice 0 where allowed
+    assert node["node_sampler_nice"] == (0 if os.geteuid() == 0 else 15)
 
     for r in rows:
         assert r["wall_energy_j"] is not None and r["wall_energy_j"] > 0, r.get("wall_energy_reason")

@@ -1,5 +1,6 @@
-"""A worker takes back the priority of a user's process (nice 0) from the nice 15 Ray starts it
-at, where the process may; a real child process started at nice 7 shows what happens."""
+"""A worker, and the sampler actor beside it, take back the priority of a user's process
+(nice 0) from the nice 15 Ray starts them at, where the process may; a real child process
+started at nice 7 shows what happens."""
 
 from __future__ import annotations
 
@@ -25,3 +26,35 @@ def test_worker_priority_leaves_a_process_at_nice_0_alone() -> None:
 
     if os.getpriority(os.PRIO_PROCESS, 0) == 0:
         assert worker_priority() == {"worker_nice_at_start": 0, "worker_nice": 0}
+
+
+SAMPLER_HOST = """
+import json, threading
+from energyray.config import SamplerConfig
+from energyray.orchestrator.actors import SamplerHost
+from energyray.samplers.base import PollingSampler
+
+class Flat(PollingSampler):
+    name, scope = "flat", "device"
+    def __init__(self, device=None, interval_s=0.01):
+        super().__init__(interval_s=interval_s)
+    def _read_sample(self):
+        return {"power_w": 1.0, "energy_j": None}
+
+host = SamplerHost(SamplerConfig(gpu="__main__:Flat", interval_s=0.01))
+info = host.bind("gpu", "GPU-x")
+(poll,) = [t for t in threading.enumerate() if t.name == "flat-poll"]
+with open(f"/proc/self/task/{poll.native_id}/stat") as f:
+    poll_nice = int(f.read().rsplit(")", 1)[1].split()[16])
+host.close()
+print(json.dumps({"sampler_nice": info["sampler_nice"], "poll_nice": poll_nice}))
+"""
+
+
+def test_sampler_host_polls_at_the_priority_it_could_take_and_says_so() -> None:
+    """A starved poll thread leaves gaps in the power series: the sampler actor takes nice 0 too."""
+    out = subprocess.run(["nice", "-n", "7", sys.executable, "-c", SAMPLER_HOST], capture_output=True, text=True,
+                         timeout=120, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = 0 if os.geteuid() == 0 else 7
+    assert got == {"sampler_nice": expected, "poll_nice": expected}
