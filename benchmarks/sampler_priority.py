@@ -39,7 +39,7 @@ from _common import ROOT
 ARMS = ("shipped", "nice15")
 
 CHILD = """
-import json, sys, threading, time
+import json, os, sys, threading, time
 from energyray.config import SamplerConfig
 from energyray.orchestrator.actors import SamplerHost
 from energyray.samplers import make_device_sampler
@@ -71,8 +71,7 @@ for line in sys.stdin:
         break
     t1 = time.monotonic_ns()
     print(json.dumps(sampler.energy_between(t1 - int(window_s * 1e9), t1)), flush=True)
-with open(f"/proc/self/task/{sampler._thread.native_id}/stat") as f:
-    poll_nice = int(f.read().rsplit(")", 1)[1].split()[16])
+poll_nice = os.getpriority(os.PRIO_PROCESS, sampler._thread.native_id)  # Linux: that thread's own
 sampler.close()
 sampler._series = [s for s in sampler._series if s["poll"]]  # the poll thread's series alone
 ts = [s["t_ns"] for s in sampler._series]

@@ -29,7 +29,7 @@ def test_worker_priority_leaves_a_process_at_nice_0_alone() -> None:
 
 
 SAMPLER_HOST = """
-import json, threading
+import json, os, threading
 from energyray.config import SamplerConfig
 from energyray.orchestrator.actors import SamplerHost
 from energyray.samplers.base import PollingSampler
@@ -44,8 +44,7 @@ class Flat(PollingSampler):
 host = SamplerHost(SamplerConfig(gpu="__main__:Flat", interval_s=0.01))
 info = host.bind("gpu", "GPU-x")
 (poll,) = [t for t in threading.enumerate() if t.name == "flat-poll"]
-with open(f"/proc/self/task/{poll.native_id}/stat") as f:
-    poll_nice = int(f.read().rsplit(")", 1)[1].split()[16])
+poll_nice = os.getpriority(os.PRIO_PROCESS, poll.native_id)  # Linux: a thread's id gives its own
 host.close()
 print(json.dumps({"sampler_nice": info["sampler_nice"], "poll_nice": poll_nice}))
 """
